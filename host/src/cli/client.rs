@@ -1,0 +1,221 @@
+//! What client commands talk to: a running node over HTTP, or the embedded
+//! store directly (an in-process node), with the same results.
+
+use super::TargetArgs;
+use anyhow::{Context, Result, anyhow, bail};
+use axum::response::IntoResponse;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use sluice::http::ApiError;
+use sluice::http::codec::{decode_request, encode_response};
+use sluice::node::{Deploy, Node};
+use sluice::registry::{FunctionSummary, FunctionVersion};
+use std::fmt;
+use std::sync::Arc;
+
+pub enum Client {
+    Remote { base: String, http: reqwest::Client },
+    Local(Arc<Node>),
+}
+
+/// What a deploy reports.
+#[derive(Deserialize)]
+pub struct Deployed {
+    name: String,
+    version: u64,
+    digest: String,
+    world: String,
+    size: u64,
+    created: bool,
+}
+
+impl fmt::Display for Deployed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.created { "deployed" } else { "unchanged:" };
+        write!(
+            f,
+            "{what} {} version {} ({}, {} bytes, {})",
+            self.name, self.version, self.world, self.size, self.digest
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+/// Uploads above this size show a progress bar.
+const PROGRESS_THRESHOLD: usize = 1 << 20;
+
+impl Client {
+    pub fn new(target: &TargetArgs) -> Result<Self> {
+        match &target.server {
+            Some(url) => Ok(Self::Remote {
+                base: url.trim_end_matches('/').to_string(),
+                http: reqwest::Client::builder().build().context("cannot build the HTTP client")?,
+            }),
+            None => Ok(Self::Local(super::local_node(&target.data, super::cli_engine())?)),
+        }
+    }
+
+    async fn check(response: reqwest::Response, base: &str) -> Result<reqwest::Response> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text).map(|b| b.error).unwrap_or(text);
+        bail!("{base} answered {status}: {message}")
+    }
+
+    fn unreachable(base: &str, e: reqwest::Error) -> anyhow::Error {
+        anyhow!("cannot reach {base}: {e}; is `sluice serve` running there? (or drop --server to use the embedded store)")
+    }
+
+    pub async fn deploy(&self, name: &str, bytes: Vec<u8>, request: Deploy) -> Result<Deployed> {
+        match self {
+            Self::Local(node) => {
+                let d = node.deploy(name, bytes.into(), request).await?;
+                let v = d.version;
+                Ok(Deployed {
+                    name: v.name,
+                    version: v.version,
+                    digest: v.digest.to_string(),
+                    world: v.world.to_string(),
+                    size: v.size,
+                    created: d.created,
+                })
+            }
+            Self::Remote { base, http } => {
+                let mut query: Vec<(String, String)> =
+                    request.config.into_iter().map(|(k, v)| (format!("config.{k}"), v)).collect();
+                if let Some(t) = request.timeout_ms {
+                    query.push(("timeout_ms".into(), t.to_string()));
+                }
+                if let Some(m) = request.memory_bytes {
+                    query.push(("memory_mb".into(), (m >> 20).to_string()));
+                }
+                if let Some(d) = request.description {
+                    query.push(("description".into(), d));
+                }
+                let size = bytes.len();
+                let bar = if size >= PROGRESS_THRESHOLD {
+                    let bar = ProgressBar::new(size as u64);
+                    if let Ok(style) = ProgressStyle::with_template("uploading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}") {
+                        bar.set_style(style);
+                    }
+                    bar
+                } else {
+                    ProgressBar::hidden()
+                };
+                let progress = bar.clone();
+                let chunks: Vec<bytes::Bytes> = bytes::Bytes::from(bytes).chunks(64 * 1024).map(bytes::Bytes::copy_from_slice).collect();
+                let stream = futures::stream::iter(chunks).map(move |chunk| {
+                    progress.inc(chunk.len() as u64);
+                    Ok::<_, std::io::Error>(chunk)
+                });
+                let response = http
+                    .put(format!("{base}/v1/functions/{name}"))
+                    .query(&query)
+                    .header("content-type", "application/wasm")
+                    .header("content-length", size)
+                    .header("x-sluice-actor", request.created_by)
+                    .body(reqwest::Body::wrap_stream(stream))
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                bar.finish_and_clear();
+                Ok(Self::check(response, base).await?.json().await?)
+            }
+        }
+    }
+
+    /// Returns whether the call succeeded, and the response body.
+    pub async fn invoke(&self, target: &str, content_type: &str, body: Vec<u8>) -> Result<(bool, Vec<u8>)> {
+        match self {
+            Self::Remote { base, http } => {
+                let response = http
+                    .post(format!("{base}/fn/{target}"))
+                    .header("content-type", content_type)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                let ok = response.status().is_success();
+                Ok((ok, response.bytes().await?.to_vec()))
+            }
+            Self::Local(node) => {
+                let request_id = sluice::observe::request_id(None);
+                let (name, version) = match target.split_once('@') {
+                    Some((n, v)) => (n, Some(v.parse::<u64>().with_context(|| format!("version `{v}` must be a number"))?)),
+                    None => (target, None),
+                };
+                let result = async {
+                    let input = decode_request(Some(content_type), body)?;
+                    let (_, output) = node.invoke(name, version, input, request_id.clone()).await?;
+                    encode_response(output)
+                }
+                .await;
+                let (ok, response) = match result {
+                    Ok(response) => (true, response),
+                    Err(e) => (false, ApiError::with_request_id(e, &request_id).into_response()),
+                };
+                let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+                Ok((ok, bytes.to_vec()))
+            }
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<FunctionSummary>> {
+        match self {
+            Self::Local(node) => Ok(node.registry().list().await?),
+            Self::Remote { base, http } => {
+                #[derive(Deserialize)]
+                struct List {
+                    functions: Vec<FunctionSummary>,
+                }
+                let response = http.get(format!("{base}/v1/functions")).send().await.map_err(|e| Self::unreachable(base, e))?;
+                Ok(Self::check(response, base).await?.json::<List>().await?.functions)
+            }
+        }
+    }
+
+    pub async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>> {
+        match self {
+            Self::Local(node) => {
+                node.resolve(name, None).await?;
+                let name = sluice::registry::Name::parse(name)?;
+                Ok(node.registry().versions(&name).await?)
+            }
+            Self::Remote { base, http } => {
+                #[derive(Deserialize)]
+                struct Versions {
+                    versions: Vec<FunctionVersion>,
+                }
+                let response = http
+                    .get(format!("{base}/v1/functions/{name}"))
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                Ok(Self::check(response, base).await?.json::<Versions>().await?.versions)
+            }
+        }
+    }
+
+    pub async fn delete(&self, name: &str, version: u64) -> Result<()> {
+        match self {
+            Self::Local(node) => Ok(node.delete_version(name, version).await?),
+            Self::Remote { base, http } => {
+                let response = http
+                    .delete(format!("{base}/v1/functions/{name}/versions/{version}"))
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                Self::check(response, base).await?;
+                Ok(())
+            }
+        }
+    }
+}

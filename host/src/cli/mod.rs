@@ -1,0 +1,398 @@
+//! Command-line interface. Library errors get their context here, at the
+//! edge, and every failure ends with what to do next.
+
+mod client;
+mod up;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use client::Client;
+use sluice::engine::{Engine, EngineConfig};
+use sluice::http::{self, AppState, HttpConfig};
+use sluice::node::{Deploy, Node};
+use sluice::observe::{self, LogFormat};
+use sluice::store::FsStore;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Sluice: serve ML inference pipelines as WebAssembly components.
+#[derive(Parser)]
+#[command(version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SLUICE_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: HTTP triggers (`POST /fn/NAME[@VERSION]`) and the admin API (`/v1/...`).
+    Serve(ServeArgs),
+    /// Upload a component as a new version of a function.
+    Deploy(DeployArgs),
+    /// Call a function once and print its response.
+    Invoke(InvokeArgs),
+    /// List and inspect deployed functions.
+    #[command(subcommand)]
+    Functions(FunctionsCommand),
+    /// Build stage crates into wasm32-wasip2 components.
+    Build(BuildArgs),
+    /// Build, deploy and serve everything a `sluice.toml` manifest lists.
+    Up(up::UpArgs),
+}
+
+/// Where deployed functions live (the embedded store).
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Directory of the embedded store.
+    #[arg(long = "data", visible_alias = "data-dir", env = "SLUICE_DATA", default_value = ".sluice")]
+    data: PathBuf,
+}
+
+/// Which node a client command talks to.
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// A running node's URL (e.g. http://127.0.0.1:8080). Without it the
+    /// command works directly on the embedded store given by --data.
+    #[arg(long, env = "SLUICE_SERVER")]
+    server: Option<String>,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(Args)]
+struct EngineArgs {
+    /// Most stage instances alive at once (pooling allocator slots).
+    #[arg(long, default_value_t = EngineConfig::default().max_instances)]
+    max_instances: u32,
+    /// Highest memory cap a function may be deployed with, in MiB.
+    #[arg(long, default_value_t = EngineConfig::default().max_memory_bytes >> 20)]
+    max_memory_mb: u64,
+    /// Run stages under a fuel budget (deterministic, ~10-20% slower).
+    #[arg(long)]
+    fuel: bool,
+    /// Pooling allocator: auto (use it when the address space allows), on or off.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pooling: String,
+}
+
+impl EngineArgs {
+    fn config(&self) -> EngineConfig {
+        EngineConfig {
+            max_instances: self.max_instances,
+            max_memory_bytes: self.max_memory_mb << 20,
+            fuel: self.fuel,
+            pooling: match self.pooling.as_str() {
+                "on" => Some(true),
+                "off" => Some(false),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Largest invocation request body, in bytes.
+    #[arg(long, default_value_t = HttpConfig::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Largest component upload, in MiB.
+    #[arg(long, default_value_t = HttpConfig::default().max_component_bytes >> 20)]
+    max_component_mb: usize,
+}
+
+#[derive(Args)]
+struct DeployArgs {
+    /// The component (.wasm) to upload.
+    file: PathBuf,
+    /// The function's name: 1-63 of a-z, 0-9, '.', '_', '-'.
+    #[arg(long)]
+    name: String,
+    /// A configuration entry the stage reads through `config` (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// A JSON or TOML file of configuration entries (string values; --config wins).
+    #[arg(long)]
+    config_file: Option<PathBuf>,
+    /// Deadline of one call, in milliseconds (default 10000).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Memory cap of one call, in MiB (default 128).
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// A description recorded with the version.
+    #[arg(long)]
+    description: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(Args)]
+struct InvokeArgs {
+    /// The function, optionally with a version: NAME or NAME@VERSION.
+    target_function: String,
+    /// The request body: a literal string, @FILE, or - for stdin.
+    #[arg(long, short = 'd', default_value = "")]
+    data: String,
+    /// The body's media type.
+    #[arg(long, short = 't', default_value = "application/json")]
+    content_type: String,
+    /// A running node's URL; without it the function runs in-process on the embedded store.
+    #[arg(long, env = "SLUICE_SERVER")]
+    server: Option<String>,
+    /// Directory of the embedded store (when no --server).
+    #[arg(long, env = "SLUICE_DATA", default_value = ".sluice")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum FunctionsCommand {
+    /// List functions and their newest versions.
+    Ls(TargetArgs),
+    /// List the versions of one function.
+    Versions {
+        /// The function.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete one version of a function.
+    Rm {
+        /// The function.
+        name: String,
+        /// The version to delete.
+        version: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Stage crate directories (default: the current directory).
+    paths: Vec<PathBuf>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    observe::init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Deploy(args) => deploy(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Invoke(args) => invoke(args).await,
+        Command::Functions(command) => functions(command).await.map(|()| ExitCode::SUCCESS),
+        Command::Build(args) => build(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// A node over the embedded store at `data`.
+fn local_node(data: &DataArgs, engine: EngineConfig) -> Result<Arc<Node>> {
+    let store = FsStore::open(&data.data).with_context(|| format!("cannot open the store at {}", data.data.display()))?;
+    let engine = Engine::new(engine).context("cannot start the wasmtime engine")?;
+    Ok(Arc::new(Node::new(engine, Arc::new(store))))
+}
+
+/// Engine settings for one-shot CLI work: no need to reserve a pool.
+fn cli_engine() -> EngineConfig {
+    EngineConfig {
+        pooling: Some(false),
+        ..EngineConfig::default()
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let node = local_node(&args.data, args.engine.config())?;
+    let http = HttpConfig {
+        max_body_bytes: args.max_body_bytes,
+        max_component_bytes: args.max_component_mb << 20,
+        ..HttpConfig::default()
+    };
+    serve_node(node, http, args.listen, |_| {}).await
+}
+
+/// Bind, report, and serve until Ctrl-C or SIGTERM.
+async fn serve_node(node: Arc<Node>, http: HttpConfig, listen: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}; is another process using it? pick another with --listen"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = %node.store().describe(), "sluice listening");
+    // Tests and scripts wait for this exact line on stdout.
+    println!("listening on http://{addr}");
+    on_ready(addr);
+    let state = Arc::new(AppState { node, http: http.clone() });
+    http::serve(listener, http::router(state), &http, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+fn read_config_file(path: &PathBuf) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: BTreeMap<String, serde_json::Value> = if path.extension().is_some_and(|e| e == "toml") {
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("{} is not a JSON object", path.display()))?
+    };
+    Ok(table
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+async fn deploy(args: DeployArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let mut config = match &args.config_file {
+        Some(path) => read_config_file(path)?,
+        None => BTreeMap::new(),
+    };
+    config.extend(args.config);
+    let request = Deploy {
+        config,
+        timeout_ms: args.timeout_ms,
+        memory_bytes: args.memory_mb.map(|mb| mb << 20),
+        fuel: None,
+        description: args.description,
+        created_by: std::env::var("USER").unwrap_or_else(|_| "anonymous".into()),
+    };
+    let client = Client::new(&args.target)?;
+    let deployed = client.deploy(&args.name, bytes, request).await?;
+    println!("{deployed}");
+    Ok(())
+}
+
+async fn invoke(args: InvokeArgs) -> Result<ExitCode> {
+    let body = match args.data.as_str() {
+        "-" => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("cannot read the body from stdin")?;
+            buf
+        }
+        data => match data.strip_prefix('@') {
+            Some(path) => std::fs::read(path).with_context(|| format!("cannot read the body from {path}"))?,
+            None => data.as_bytes().to_vec(),
+        },
+    };
+    let target = TargetArgs {
+        server: args.server,
+        data: DataArgs { data: args.data_dir },
+    };
+    let client = Client::new(&target)?;
+    let (ok, output) = client.invoke(&args.target_function, &args.content_type, body).await?;
+    use std::io::Write;
+    let mut stdout = std::io::stdout();
+    stdout.write_all(&output)?;
+    if !output.ends_with(b"\n") {
+        writeln!(stdout)?;
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn functions(command: FunctionsCommand) -> Result<()> {
+    match command {
+        FunctionsCommand::Ls(target) => {
+            let list = Client::new(&target)?.list().await?;
+            if list.is_empty() {
+                println!("no functions deployed; deploy one with `sluice deploy FILE.wasm --name NAME`");
+            }
+            for f in list {
+                println!("{:<32} v{:<5} {:<13} {} version(s)", f.name, f.latest, f.world, f.versions);
+            }
+        }
+        FunctionsCommand::Versions { name, target } => {
+            for v in Client::new(&target)?.versions(&name).await? {
+                println!(
+                    "{:<5} {}  {:<13} {:>9} B  {}  by {}{}",
+                    v.version,
+                    v.created_at,
+                    v.world,
+                    v.size,
+                    v.digest,
+                    v.created_by,
+                    v.description.map(|d| format!("  — {d}")).unwrap_or_default()
+                );
+            }
+        }
+        FunctionsCommand::Rm { name, version, target } => {
+            Client::new(&target)?.delete(&name, version).await?;
+            println!("deleted {name} version {version}");
+        }
+    }
+    Ok(())
+}
+
+async fn build(args: BuildArgs) -> Result<()> {
+    let paths = if args.paths.is_empty() { vec![PathBuf::from(".")] } else { args.paths };
+    let built = tokio::task::spawn_blocking(move || sluice::toolchain::build(&paths)).await??;
+    let engine = Engine::new(cli_engine())?;
+    for stage in built {
+        let bytes = std::fs::read(&stage.wasm)?;
+        let (_, world) = engine
+            .compile(&bytes)
+            .with_context(|| format!("{} built, but Sluice would refuse it", stage.wasm.display()))?;
+        println!("{}\t{}\t{} bytes\t{world}", stage.package, stage.wasm.display(), bytes.len());
+    }
+    Ok(())
+}

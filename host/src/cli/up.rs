@@ -1,0 +1,124 @@
+//! `sluice up`: build the stage crates a `sluice.toml` lists, deploy them
+//! to the embedded store with their config, serve, and print a working
+//! `curl` line for each example request in the manifest.
+
+use super::{DataArgs, EngineArgs, serve_node};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Deserialize;
+use sluice::http::HttpConfig;
+use sluice::node::Deploy;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// The manifest, or a directory holding `sluice.toml`.
+    #[arg(default_value = "sluice.toml")]
+    manifest: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// A `sluice.toml`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    #[serde(default, rename = "function")]
+    functions: Vec<FunctionEntry>,
+    #[serde(default, rename = "example")]
+    examples: Vec<Example>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FunctionEntry {
+    name: String,
+    /// A stage crate directory to build, relative to the manifest.
+    build: Option<PathBuf>,
+    /// A prebuilt component, relative to the manifest.
+    wasm: Option<PathBuf>,
+    description: Option<String>,
+    timeout_ms: Option<u64>,
+    memory_mb: Option<u64>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Example {
+    function: String,
+    #[serde(default = "json")]
+    content_type: String,
+    body: String,
+}
+
+fn json() -> String {
+    "application/json".into()
+}
+
+fn load(path: &Path) -> Result<(PathBuf, Manifest)> {
+    let path = if path.is_dir() { path.join("sluice.toml") } else { path.to_path_buf() };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the manifest {}", path.display()))?;
+    let manifest: Manifest = toml::from_str(&text).with_context(|| format!("{} is not a valid sluice.toml", path.display()))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for f in &manifest.functions {
+        if f.build.is_some() == f.wasm.is_some() {
+            bail!("function `{}` in {}: give exactly one of `build` (a crate directory) or `wasm` (a component file)", f.name, path.display());
+        }
+    }
+    Ok((dir, manifest))
+}
+
+pub async fn run(args: UpArgs) -> Result<()> {
+    let (dir, manifest) = load(&args.manifest)?;
+    let crates: Vec<PathBuf> = manifest.functions.iter().filter_map(|f| f.build.as_ref()).map(|p| dir.join(p)).collect();
+    eprintln!("building {} stage crate(s) for {}…", crates.len(), sluice::toolchain::TARGET);
+    let built = tokio::task::spawn_blocking(move || sluice::toolchain::build(&crates)).await??;
+    let mut built = built.into_iter();
+
+    let node = super::local_node(&args.data, args.engine.config())?;
+    for f in &manifest.functions {
+        let wasm = match &f.wasm {
+            Some(path) => dir.join(path),
+            None => built.next().map(|b| b.wasm).context("the build returned fewer components than crates")?,
+        };
+        let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+        let request = Deploy {
+            config: f.config.clone(),
+            timeout_ms: f.timeout_ms,
+            memory_bytes: f.memory_mb.map(|mb| mb << 20),
+            fuel: None,
+            description: f.description.clone(),
+            created_by: std::env::var("USER").unwrap_or_else(|_| "sluice-up".into()),
+        };
+        let deployed = node
+            .deploy(&f.name, bytes.into(), request)
+            .await
+            .with_context(|| format!("cannot deploy `{}` from {}", f.name, wasm.display()))?;
+        let verb = if deployed.created { "deployed" } else { "up to date:" };
+        eprintln!("{verb} {} version {} ({})", f.name, deployed.version.version, deployed.version.world);
+    }
+
+    let examples = manifest.examples;
+    serve_node(node, HttpConfig::default(), args.listen, move |addr| {
+        println!("\ntry:");
+        for e in &examples {
+            println!(
+                "  curl -s http://{addr}/fn/{} -H 'content-type: {}' -d '{}'",
+                e.function,
+                e.content_type,
+                e.body.replace('\'', r"'\''")
+            );
+        }
+        println!("  curl -s http://{addr}/v1/functions\n\nCtrl-C to stop.");
+    })
+    .await
+}

@@ -1,0 +1,260 @@
+//! The host side of the WIT contract: generated glue, the per-call sandbox
+//! state, and the implementations of the imports a stage may call.
+//!
+//! `log` and `config` are served here. `inference` and `features` are
+//! declared by the contract but not served by this node yet: they answer
+//! with a typed `not-available` error, never a trap.
+
+use super::output::CapturedOutput;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+#[allow(missing_docs)]
+mod gen_ {
+    wasmtime::component::bindgen!({
+        inline: "
+            package sluice:host;
+            world node {
+                include sluice:pipeline/featurizer@0.1.0;
+                include sluice:pipeline/predictor@0.1.0;
+            }
+        ",
+        path: "../wit",
+        world: "sluice:host/node",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "sluice:pipeline/inference.model": super::NoModel,
+        },
+    });
+}
+
+/// The WIT types shared with stages.
+pub mod wit {
+    pub use super::gen_::sluice::pipeline::types::{
+        Body, ElementType, Field, Message, NamedTensor, Scalar, StageError, Tensor, TensorData,
+    };
+}
+
+use gen_::sluice::pipeline::{config, features, inference, log, types};
+
+/// A function version linked and ready to instantiate in microseconds.
+pub type StagePre = gen_::NodePre<StageState>;
+
+/// No model can be loaded on this node yet, so no `model` resource can
+/// exist: the type has no values.
+pub enum NoModel {}
+
+/// Who a call belongs to, for log records.
+#[derive(Debug, Clone)]
+pub struct StageIdentity {
+    /// Function name.
+    pub function: Arc<str>,
+    /// Function version.
+    pub version: u64,
+    /// The request being served.
+    pub request_id: Arc<str>,
+}
+
+/// Log records a single call may emit before the rest are dropped.
+const MAX_LOG_RECORDS: u32 = 1000;
+/// Longest log message kept; longer ones are cut.
+const MAX_LOG_MESSAGE: usize = 4096;
+
+/// The sandbox state of one call: an empty WASI context (no files, no
+/// network, no environment), the deployment's config and the call's limits.
+pub struct StageState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: MemoryCap,
+    config: Arc<BTreeMap<String, String>>,
+    identity: StageIdentity,
+    log_records: u32,
+}
+
+impl StageState {
+    pub(super) fn new(
+        identity: StageIdentity,
+        config: Arc<BTreeMap<String, String>>,
+        memory_bytes: u64,
+        stdout: CapturedOutput,
+        stderr: CapturedOutput,
+    ) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(stdout)
+            .stderr(stderr)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
+        let limits = MemoryCap { bytes: memory_bytes };
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            config,
+            identity,
+            log_records: 0,
+        }
+    }
+
+    pub(super) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.limits
+    }
+}
+
+/// The memory a stage tried to take beyond its cap; the call traps with it.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit exceeded: the stage tried to grow its memory to {desired} bytes; its cap is {cap} bytes")]
+pub struct MemoryLimitExceeded {
+    /// The cap, in bytes.
+    pub cap: u64,
+    /// The size the stage asked for, in bytes.
+    pub desired: u64,
+}
+
+/// Caps a stage's linear memory. Growing past the cap traps with
+/// [`MemoryLimitExceeded`] instead of returning -1 to the guest, where most
+/// languages would abort with an unhelpful `unreachable`.
+struct MemoryCap {
+    bytes: u64,
+}
+
+/// Tables hold function references; no honest stage needs more.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired as u64 > self.bytes {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                cap: self.bytes,
+                desired: desired as u64,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+impl WasiView for StageState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The linker every function version is prepared against: WASI 0.2 (its
+/// dangerous interfaces are refused at upload by `worlds`, and the empty
+/// context grants nothing through them anyway) and the Sluice interfaces.
+pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<StageState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    gen_::Node::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+impl types::Host for StageState {}
+
+impl log::Host for StageState {
+    async fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        self.log_records += 1;
+        if self.log_records > MAX_LOG_RECORDS {
+            if self.log_records == MAX_LOG_RECORDS + 1 {
+                tracing::warn!(function = %self.identity.function, version = self.identity.version,
+                    request_id = %self.identity.request_id, "stage exceeded {MAX_LOG_RECORDS} log records; dropping the rest");
+            }
+            return Ok(());
+        }
+        let message = truncate(message, MAX_LOG_MESSAGE);
+        let fields = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let id = &self.identity;
+        macro_rules! emit {
+            ($level:ident) => {
+                tracing::$level!(target: "sluice::guest", function = %id.function, version = id.version,
+                    request_id = %id.request_id, fields = %fields, "{message}")
+            };
+        }
+        match level {
+            log::Level::Trace => emit!(trace),
+            log::Level::Debug => emit!(debug),
+            log::Level::Info => emit!(info),
+            log::Level::Warn => emit!(warn),
+            log::Level::Error => emit!(error),
+        }
+        Ok(())
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+impl config::Host for StageState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.config.get(&key).cloned())
+    }
+
+    async fn get_all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+const NO_MODELS: &str = "this node does not serve models yet";
+const NO_FEATURES: &str = "this node does not serve feature tables yet";
+
+impl inference::Host for StageState {}
+
+impl inference::HostModel for StageState {
+    async fn load(
+        &mut self,
+        name: String,
+        _version: Option<String>,
+    ) -> wasmtime::Result<Result<Resource<NoModel>, inference::InferenceError>> {
+        tracing::debug!(model = %name, "stage asked for a model; {NO_MODELS}");
+        Ok(Err(inference::InferenceError::NotAvailable(NO_MODELS.into())))
+    }
+
+    async fn signature(&mut self, model: Resource<NoModel>) -> wasmtime::Result<inference::Signature> {
+        match *self.table.get(&model)? {}
+    }
+
+    async fn run(
+        &mut self,
+        model: Resource<NoModel>,
+        _inputs: Vec<types::NamedTensor>,
+    ) -> wasmtime::Result<Result<Vec<types::NamedTensor>, inference::InferenceError>> {
+        match *self.table.get(&model)? {}
+    }
+
+    async fn drop(&mut self, model: Resource<NoModel>) -> wasmtime::Result<()> {
+        self.table.delete(model)?;
+        Ok(())
+    }
+}
+
+impl features::Host for StageState {
+    async fn get(
+        &mut self,
+        table: String,
+        _entities: Vec<String>,
+        _names: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Vec<Option<types::Scalar>>>, features::FeatureError>> {
+        tracing::debug!(%table, "stage asked for features; {NO_FEATURES}");
+        Ok(Err(features::FeatureError::NotAvailable(NO_FEATURES.into())))
+    }
+}

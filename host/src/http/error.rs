@@ -1,0 +1,93 @@
+//! The one place errors become HTTP responses: a status code and one JSON
+//! shape, `{"error": ..., "stage": ..., "request_id": ...}`.
+
+use crate::engine::CallError;
+use crate::node::NodeError;
+use crate::registry::RegistryError;
+use crate::store::StoreError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<Arc<str>>,
+}
+
+impl ApiError {
+    /// An error with a status and a message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: message.into(),
+                stage: None,
+                request_id: None,
+            },
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// Name the stage (`name@version`) the error came from.
+    pub fn in_stage(mut self, stage: Option<String>) -> Self {
+        self.body.stage = stage;
+        self
+    }
+
+    /// Attach the request id.
+    pub fn with_request_id(mut self, id: &Arc<str>) -> Self {
+        self.body.request_id = Some(id.clone());
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let status = match &e {
+            NodeError::InvalidName(_) | NodeError::Refused(_) | NodeError::InvalidSetting(_) => StatusCode::BAD_REQUEST,
+            NodeError::FunctionNotFound(_) | NodeError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
+            NodeError::Call(call) => match call {
+                CallError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+                CallError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+                CallError::Failed(_) | CallError::MemoryLimit(_) | CallError::FuelExhausted(_) | CallError::Trap(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
+            NodeError::Registry(RegistryError::Store(StoreError::Conflict { .. })) => StatusCode::CONFLICT,
+            NodeError::Registry(RegistryError::Contended(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Registry(_) | NodeError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        }
+        Self::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}

@@ -1,0 +1,169 @@
+//! HTTP triggers and the admin API, on axum over hyper.
+//!
+//! - `POST /fn/{name}` and `POST /fn/{name}@{version}` invoke a function.
+//! - `PUT /v1/functions/{name}` deploys; `GET /v1/functions[/{name}]` lists;
+//!   `DELETE /v1/functions/{name}/versions/{n}` deletes a version.
+//! - `GET /v1/status`, `GET /healthz`, `GET /readyz`.
+//!
+//! Connections get a header-read timeout and bodies a size cap and a read
+//! timeout, so a slow or oversized client only costs itself.
+
+mod admin;
+pub mod codec;
+mod error;
+mod invoke;
+
+pub use error::ApiError;
+
+use crate::node::Node;
+use crate::observe;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+/// HTTP limits. Defaults suit inference payloads: a few MB of JSON per
+/// call, a component of tens of MB.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest invocation body.
+    pub max_body_bytes: usize,
+    /// Largest component upload.
+    pub max_component_bytes: usize,
+    /// Time allowed to send request headers.
+    pub header_timeout: Duration,
+    /// Time allowed to send a request body.
+    pub body_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 << 20,
+            max_component_bytes: 64 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    /// The node.
+    pub node: Arc<Node>,
+    /// HTTP limits.
+    pub http: HttpConfig,
+}
+
+/// The request id of the request being handled, set by the middleware.
+#[derive(Clone)]
+pub struct RequestId(pub Arc<str>);
+
+/// The full router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/fn/{target}", post(invoke::invoke))
+        .route("/v1/functions", get(admin::list))
+        .route("/v1/functions/{name}", get(admin::versions).put(admin::deploy))
+        .route("/v1/functions/{name}/versions/{version}", get(admin::version).delete(admin::delete_version))
+        .route("/v1/status", get(admin::status))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(admin::ready))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see `sluice serve --help` for the API") })
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Give every request an id (the caller's `x-request-id` or a new one), a
+/// span, a log line with status and duration, and echo the id back.
+async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let id = observe::request_id(request.headers().get("x-request-id").and_then(|v| v.to_str().ok()));
+    request.extensions_mut().insert(RequestId(id.clone()));
+    state.node.stats().http_requests.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "served")
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Read a body under a size cap and a timeout: 413 past the cap, 408 when
+/// the client is too slow.
+pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    let limited = Limited::new(body, limit);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {}s", timeout.as_secs()),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than this node's limit of {limit} bytes"),
+        )),
+        Ok(Err(e)) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+    }
+}
+
+/// Serve `router` on `listener` until `shutdown` resolves, then let
+/// in-flight requests finish (for up to 30 s).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    config: &HttpConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(config.header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Usually out of file descriptors: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(router.clone());
+                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(%peer, error = %e, "connection closed with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("in-flight requests still running after 30s; exiting"),
+    }
+    Ok(())
+}

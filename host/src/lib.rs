@@ -1,0 +1,19 @@
+//! Sluice: a serverless runtime for ML inference pipelines whose stages are
+//! WebAssembly components.
+//!
+//! - [`engine`]: wasmtime, the capability worlds, the sandbox of one call.
+//! - [`store`]: the object store (a local directory by default).
+//! - [`registry`]: immutable, numbered function versions.
+//! - [`node`]: the runtime core tying them together (deploy, load, invoke).
+//! - [`http`]: HTTP triggers and the admin API.
+//! - [`toolchain`]: building stage crates into components.
+//! - [`observe`]: logs, request ids and counters.
+#![deny(missing_docs)]
+
+pub mod engine;
+pub mod http;
+pub mod node;
+pub mod observe;
+pub mod registry;
+pub mod store;
+pub mod toolchain;

@@ -1,0 +1,85 @@
+//! Logs, request ids and counters.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Install the global subscriber. `RUST_LOG` overrides the default filter
+/// (`info`, with guest records at `debug` and above).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sluice::guest=debug"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second init (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Node counters, exposed by `GET /v1/status`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Components compiled by this process (deploys and cache misses).
+    pub components_compiled: AtomicU64,
+    /// Precompiled artifacts loaded from the store instead of compiling.
+    pub artifacts_loaded: AtomicU64,
+    /// Stage calls started.
+    pub invocations: AtomicU64,
+    /// HTTP requests served.
+    pub http_requests: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsSnapshot {
+    /// See [`Stats::components_compiled`].
+    pub components_compiled: u64,
+    /// See [`Stats::artifacts_loaded`].
+    pub artifacts_loaded: u64,
+    /// See [`Stats::invocations`].
+    pub invocations: u64,
+    /// See [`Stats::http_requests`].
+    pub http_requests: u64,
+}
+
+impl Stats {
+    /// Read every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            components_compiled: self.components_compiled.load(Ordering::Relaxed),
+            artifacts_loaded: self.artifacts_loaded.load(Ordering::Relaxed),
+            invocations: self.invocations.load(Ordering::Relaxed),
+            http_requests: self.http_requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A request id: the caller's `x-request-id` when it is sane, else a new
+/// one (process-unique: start time, pid and a counter).
+pub fn request_id(given: Option<&str>) -> Arc<str> {
+    if let Some(id) = given {
+        if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+            return id.into();
+        }
+    }
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        format!("{start:x}-{:x}", std::process::id())
+    });
+    format!("{prefix}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed)).into()
+}

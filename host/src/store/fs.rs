@@ -1,0 +1,269 @@
+//! The local-directory backend: the embedded default (`--data DIR`).
+//!
+//! Writes go to a temporary file in the target's directory, are fsynced,
+//! then renamed into place (and the directory fsynced), so a crash leaves
+//! the old object or the new one. Create-if-absent is a hard link, which
+//! fails atomically when the name exists; replace-if-unchanged holds an
+//! exclusive lock on a sibling lock file while it compares and renames, so
+//! it is safe across processes sharing the directory.
+
+use super::{ETag, Object, ObjectStore, PutMode, StoreError, check_key};
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Objects as files under a root directory.
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: PathBuf,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl FsStore {
+    /// A store rooted at `root`, created if missing.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|source| StoreError::Io {
+            key: root.display().to_string(),
+            source,
+        })?;
+        Ok(Self { root })
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+fn etag_of(bytes: &[u8]) -> ETag {
+    ETag(hex::encode(&Sha256::digest(bytes)[..16]))
+}
+
+fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write `bytes` to a fresh temporary file next to `path`, fsynced.
+fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("key has no parent directory"))?;
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let temp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(temp)
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+fn put_blocking(path: &Path, key: &str, bytes: &[u8], mode: &PutMode) -> Result<ETag, StoreError> {
+    let io_err = |source| StoreError::Io {
+        key: key.to_string(),
+        source,
+    };
+    let conflict = |current: Option<Vec<u8>>| StoreError::Conflict {
+        key: key.to_string(),
+        current: current.map(|b| etag_of(&b)),
+    };
+    let temp = write_temp(path, bytes).map_err(io_err)?;
+    let result = match mode {
+        PutMode::Overwrite => fs::rename(&temp, path).map_err(io_err),
+        PutMode::IfAbsent => match fs::hard_link(&temp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(conflict(read(path).map_err(io_err)?)),
+            Err(e) => Err(io_err(e)),
+        },
+        PutMode::IfMatch(expected) => {
+            let lock_path = path.with_file_name(format!(
+                ".{}.lock",
+                path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            ));
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(io_err)?;
+            lock.lock().map_err(io_err)?;
+            let current = read(path).map_err(io_err)?;
+            match &current {
+                Some(bytes) if &etag_of(bytes) == expected => fs::rename(&temp, path).map_err(io_err),
+                _ => Err(conflict(current)),
+            }
+            // The lock is released when `lock` drops.
+        }
+    };
+    // After a rename the temp name is gone; otherwise remove it.
+    let _ = fs::remove_file(&temp);
+    result?;
+    sync_dir(path).map_err(io_err)?;
+    Ok(etag_of(bytes))
+}
+
+fn list_blocking(root: &Path, prefix: &str) -> io::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut pending = vec![root.join(prefix)];
+    while let Some(dir) = pending.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue; // temporary and lock files
+            }
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(root) {
+                keys.push(relative.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FsStore {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        let path = self.path(key)?;
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    key: key.to_string(),
+                    source,
+                });
+            }
+        };
+        Ok(Some(Object {
+            etag: etag_of(&bytes),
+            bytes: Bytes::from(bytes),
+        }))
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || put_blocking(&path, &key, &bytes, &mode))
+            .await
+            .map_err(|e| StoreError::Io {
+                key: "(put)".into(),
+                source: io::Error::other(e),
+            })?
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        check_key(prefix.trim_end_matches('/'))?;
+        let root = self.root.clone();
+        let prefix_owned = prefix.to_string();
+        tokio::task::spawn_blocking(move || list_blocking(&root, &prefix_owned))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|source| StoreError::Io {
+                key: prefix.to_string(),
+                source,
+            })
+    }
+
+    fn describe(&self) -> String {
+        format!("directory {}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conditional_puts_let_exactly_one_writer_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let key = "functions/x/aliases.json";
+        let first = store.put(key, Bytes::from("v1"), PutMode::IfAbsent).await.unwrap();
+        let again = store.put(key, Bytes::from("v1b"), PutMode::IfAbsent).await;
+        assert!(matches!(again, Err(StoreError::Conflict { current: Some(ref t), .. }) if *t == first));
+
+        let second = store.put(key, Bytes::from("v2"), PutMode::IfMatch(first.clone())).await.unwrap();
+        let stale = store.put(key, Bytes::from("v3"), PutMode::IfMatch(first)).await;
+        assert!(matches!(stale, Err(StoreError::Conflict { current: Some(ref t), .. }) if *t == second));
+        assert_eq!(store.get(key).await.unwrap().unwrap().bytes, Bytes::from("v2"));
+        assert_eq!(store.list("functions/").await.unwrap(), vec![key.to_string()]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_compare_and_swap_never_loses_an_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let key = "counter.json";
+        store.put(key, Bytes::from("0"), PutMode::IfAbsent).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
+                    loop {
+                        let current = store.get(key).await.unwrap().unwrap();
+                        let n: u64 = std::str::from_utf8(&current.bytes).unwrap().parse().unwrap();
+                        let next = Bytes::from((n + 1).to_string());
+                        match store.put(key, next, PutMode::IfMatch(current.etag)).await {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict { .. }) => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(store.get(key).await.unwrap().unwrap().bytes, Bytes::from("80"));
+    }
+
+    #[tokio::test]
+    async fn corrupt_blobs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let digest = store.put_blob(Bytes::from("component")).await.unwrap();
+        assert_eq!(store.get_blob(&digest).await.unwrap().unwrap(), Bytes::from("component"));
+        fs::write(dir.path().join(digest.blob_key()), "tampered").unwrap();
+        assert!(matches!(store.get_blob(&digest).await, Err(StoreError::Corrupt { .. })));
+    }
+}

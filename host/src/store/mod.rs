@@ -1,0 +1,214 @@
+//! The object store: where everything that matters lives.
+//!
+//! One trait, [`ObjectStore`], with a local-directory backend ([`FsStore`],
+//! the embedded default). Keys are `/`-separated paths of plain segments.
+//! Blobs are immutable and named by their sha256 ([`Digest`]); small
+//! mutable documents change only by compare-and-swap ([`PutMode`]), so two
+//! writers never silently overwrite each other.
+//!
+//! ```text
+//! blobs/sha256/<hex>                          component (later: model) bytes
+//! compiled/<engine-fingerprint>/<hex>.cwasm   precompiled components (a cache)
+//! functions/<name>/versions/<n>.json          immutable version records
+//! ```
+
+mod fs;
+
+pub use fs::FsStore;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+
+/// An opaque version tag of a stored object; changes whenever its bytes do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ETag(pub String);
+
+impl fmt::Display for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An object's bytes and its tag.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// The tag to pass to [`PutMode::IfMatch`] to replace exactly this object.
+    pub etag: ETag,
+}
+
+/// How a put treats an existing object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there.
+    Overwrite,
+    /// Create; fail with [`StoreError::Conflict`] if the key exists.
+    IfAbsent,
+    /// Replace only the object with this tag; fail with
+    /// [`StoreError::Conflict`] if it changed or vanished.
+    IfMatch(ETag),
+}
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional put lost: the object is not in the expected state.
+    #[error("`{key}` was changed by someone else (current version: {})", current.as_ref().map_or("none".into(), |t| t.to_string()))]
+    Conflict {
+        /// The key.
+        key: String,
+        /// The tag of what is there now, if anything.
+        current: Option<ETag>,
+    },
+    /// The key is not a valid store path.
+    #[error("invalid store key `{0}`")]
+    InvalidKey(String),
+    /// Stored bytes do not match their name or format.
+    #[error("`{key}` is corrupt: {reason}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend failed.
+    #[error("store I/O on `{key}` failed: {source}")]
+    Io {
+        /// The key.
+        key: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The sha256 of a blob, written `sha256:<hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest(String);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// The lowercase hex of the hash.
+    pub fn hex(&self) -> &str {
+        &self.0
+    }
+
+    /// Where the blob with this digest is stored.
+    pub fn blob_key(&self) -> String {
+        format!("blobs/sha256/{}", self.0)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.0)
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| format!("digest `{s}` must start with `sha256:`"))?;
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Self(hex.to_string()))
+        } else {
+            Err(format!("digest `{s}` must be 64 lowercase hex digits after `sha256:`"))
+        }
+    }
+}
+
+impl From<Digest> for String {
+    fn from(d: Digest) -> Self {
+        d.to_string()
+    }
+}
+
+/// A place to keep objects. Implementations are cheap to share (`Arc`).
+#[async_trait::async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// The object at `key`, or `None`.
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError>;
+
+    /// Write `bytes` at `key`, atomically: readers see the old or the new
+    /// object, never a mix.
+    async fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError>;
+
+    /// Remove `key`; removing a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Every key under `prefix` (a directory-like prefix ending in `/`).
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Where the store is, for logs and `--help` output.
+    fn describe(&self) -> String;
+
+    /// Store an immutable blob under its digest (a no-op when present).
+    async fn put_blob(&self, bytes: Bytes) -> Result<Digest, StoreError> {
+        let digest = Digest::of(&bytes);
+        match self.put(&digest.blob_key(), bytes, PutMode::IfAbsent).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(digest),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A blob by digest, verified: corrupt bytes are never handed out.
+    async fn get_blob(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
+        let key = digest.blob_key();
+        let Some(object) = self.get(&key).await? else {
+            return Ok(None);
+        };
+        let actual = Digest::of(&object.bytes);
+        if &actual != digest {
+            return Err(StoreError::Corrupt {
+                key,
+                reason: format!("its bytes hash to {actual}"),
+            });
+        }
+        Ok(Some(object.bytes))
+    }
+}
+
+/// Check a key is a relative path of plain segments, so no backend can be
+/// steered outside its root.
+pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
+    let plain = |segment: &str| {
+        !segment.is_empty()
+            && !segment.starts_with('.')
+            && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if key.split('/').all(plain) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidKey(key.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape_the_root() {
+        for bad in ["../x", "a/../b", "/abs", "", "a//b", ".hidden", "a/b/", "a\\b"] {
+            assert!(check_key(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_key("functions/scaler/versions/1.json").is_ok());
+    }
+
+    #[test]
+    fn digests_round_trip_and_reject_garbage() {
+        let d = Digest::of(b"hello");
+        let s = d.to_string();
+        assert!(s.starts_with("sha256:2cf24dba"));
+        assert_eq!(Digest::try_from(s).unwrap(), d);
+        assert!(Digest::try_from("sha256:xyz".to_string()).is_err());
+        assert!(Digest::try_from("md5:abc".to_string()).is_err());
+    }
+}
