@@ -111,6 +111,12 @@ struct ServeArgs {
     /// Largest component upload, in MiB.
     #[arg(long, default_value_t = HttpConfig::default().max_component_bytes >> 20)]
     max_component_mb: usize,
+    /// Time a client has to send its request headers, in milliseconds.
+    #[arg(long, default_value_t = HttpConfig::default().header_timeout.as_millis() as u64)]
+    header_timeout_ms: u64,
+    /// Time a client has to send its request body, in milliseconds.
+    #[arg(long, default_value_t = HttpConfig::default().body_timeout.as_millis() as u64)]
+    body_timeout_ms: u64,
 }
 
 #[derive(Args)]
@@ -242,7 +248,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let http = HttpConfig {
         max_body_bytes: args.max_body_bytes,
         max_component_bytes: args.max_component_mb << 20,
-        ..HttpConfig::default()
+        header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
+        body_timeout: std::time::Duration::from_millis(args.body_timeout_ms),
     };
     serve_node(node, http, args.listen, |_| {}).await
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// Per function version limits, chosen at deploy time.
@@ -108,7 +109,8 @@ impl Engine {
             let node = pre.instantiate_async(&mut store).await?;
             node.sluice_pipeline_stage().call_run(&mut store, &input).await
         };
-        let outcome = tokio::time::timeout(timeout + HOST_CALL_GRACE + EPOCH_TICK, run).await;
+        let span = tracing::info_span!("stage", function = %identity.function, version = identity.version);
+        let outcome = tokio::time::timeout(timeout + HOST_CALL_GRACE + EPOCH_TICK, run).instrument(span).await;
         let elapsed = started.elapsed();
         log_output(&identity, "stdout", &stdout.text());
         let stderr = stderr.text();

@@ -82,7 +82,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/status", get(admin::status))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(admin::ready))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see `sluice serve --help` for the API") })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see the README for the API") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here; functions are invoked with POST")
+        })
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

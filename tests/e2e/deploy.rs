@@ -1,0 +1,137 @@
+//! Uploading components: validation, versions, names, restarts.
+
+use crate::support::{Server, client, component_bytes};
+use serde_json::Value;
+
+async fn put(server: &Server, name: &str, body: Vec<u8>) -> (u16, Value) {
+    let response = client()
+        .put(server.url(&format!("/v1/functions/{name}")))
+        .body(body)
+        .send()
+        .await
+        .expect("PUT");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn components_that_fit_no_world_are_refused_naming_the_import() {
+    let server = Server::start();
+    let (status, v) = put(&server, "net", component_bytes("guest-net-client")).await;
+    assert_eq!(status, 400, "{v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(error.starts_with("the component imports `wasi:sockets/"), "{error}");
+    assert!(error.contains("no network access"), "{error}");
+
+    let (status, v) = put(&server, "rogue", component_bytes("guest-rogue-import")).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        v["error"],
+        "the component imports `acme:telemetry/beacon`, which no Sluice world grants: it is not a Sluice or granted WASI interface"
+    );
+    // Nothing was recorded for either.
+    for name in ["net", "rogue"] {
+        assert_eq!(server.get(&format!("/v1/functions/{name}")).await.0, 404);
+    }
+}
+
+#[tokio::test]
+async fn core_modules_garbage_and_truncated_uploads_are_refused() {
+    let server = Server::start();
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    let (status, v) = put(&server, "core", core_module).await;
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().contains("core WebAssembly module, not a component"), "{v}");
+
+    let (status, v) = put(&server, "junk", b"definitely not wasm at all".to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().contains("not WebAssembly"), "{v}");
+
+    let mut truncated = component_bytes("standard-scaler");
+    truncated.truncate(truncated.len() / 2);
+    let (status, v) = put(&server, "half", truncated).await;
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().starts_with("the component is invalid"), "{v}");
+
+    let (status, v) = put(&server, "empty", Vec::new()).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(server.get("/v1/functions").await.1["functions"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn names_are_validated_and_nothing_lands_outside_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(&dir.path().join("data"), &[]);
+    let long = "a".repeat(64);
+    for name in ["Upper", "..%2Fx", "%2E%2E", "a%2F..%2F..%2Fescape", "-dash", long.as_str(), "sp%20ace"] {
+        let (status, v) = put(&server, name, component_bytes("guest-misbehave")).await;
+        assert_eq!(status, 400, "{name}: {v}");
+        assert!(v["error"].as_str().unwrap().starts_with("invalid name"), "{name}: {v}");
+    }
+    let (status, _) = put(&server, "", component_bytes("guest-misbehave")).await;
+    assert_eq!(status, 404, "an empty name has no route");
+    let mut entries: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".log"))
+        .collect();
+    entries.sort();
+    assert_eq!(entries, vec!["data".to_string()]);
+    assert_eq!(server.get("/v1/functions").await.1["functions"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn versions_count_up_identical_deploys_are_idempotent_and_delete_works() {
+    let server = Server::start();
+    let first = server.deploy("f", "guest-misbehave", &[]).await;
+    assert_eq!((first["version"].as_u64(), first["created"].as_bool()), (Some(1), Some(true)));
+    let again = server.deploy("f", "guest-misbehave", &[]).await;
+    assert_eq!((again["version"].as_u64(), again["created"].as_bool()), (Some(1), Some(false)));
+    let second = server.deploy("f", "guest-misbehave", &[("config.mode", "two"), ("description", "with config")]).await;
+    assert_eq!(second["version"], 2);
+
+    let (status, v) = server.get("/v1/functions/f").await;
+    assert_eq!(status, 200);
+    let versions = v["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[1]["config"]["mode"], "two");
+    assert_eq!(versions[1]["description"], "with config");
+    assert_eq!(versions[1]["created_by"], "anonymous");
+    assert_eq!(versions[0]["digest"], versions[1]["digest"]);
+    let (_, list) = server.get("/v1/functions").await;
+    assert_eq!(list["functions"][0]["latest"], 2);
+
+    let response = client().delete(server.url("/v1/functions/f/versions/2")).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(server.invoke("f@2", "text/plain", "x").await.0, 404);
+    let (status, v) = server.invoke("f", "text/plain", "x").await;
+    assert_eq!(status, 200, "the newest remaining version serves: {v}");
+    let response = client().delete(server.url("/v1/functions/f/versions/2")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn a_restarted_node_keeps_functions_and_loads_precompiled_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_on(&data, &[]);
+    server.deploy("keep", "guest-misbehave", &[]).await;
+    server.stop();
+
+    let server = Server::start_on(&data, &[]);
+    let (status, v) = server.invoke("keep", "text/plain", "after restart").await;
+    assert_eq!((status, v["body"]["text"].as_str()), (200, Some("after restart")));
+    let (_, status) = server.get("/v1/status").await;
+    assert_eq!(status["counters"]["components_compiled"], 0, "{status}");
+    assert_eq!(status["counters"]["artifacts_loaded"], 1, "{status}");
+
+    // A deleted artifact is rebuilt from the blob and stored again.
+    let fingerprint = status["engine"]["fingerprint"].as_str().unwrap().to_string();
+    server.stop();
+    std::fs::remove_dir_all(data.join("compiled").join(&fingerprint)).unwrap();
+    let server = Server::start_on(&data, &[]);
+    assert_eq!(server.invoke("keep", "text/plain", "x").await.0, 200);
+    let (_, status) = server.get("/v1/status").await;
+    assert_eq!(status["counters"]["components_compiled"], 1, "{status}");
+    assert!(data.join("compiled").join(&fingerprint).read_dir().unwrap().next().is_some());
+}

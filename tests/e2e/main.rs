@@ -1,0 +1,10 @@
+//! End-to-end tests: real components built from this repository, the real
+//! `sluice` binary in its own process, real HTTP.
+
+mod support;
+
+mod cli;
+mod deploy;
+mod invoke;
+mod sandbox;
+mod server;

@@ -1,0 +1,184 @@
+//! Shared fixtures: the components (built once per test run), a running
+//! `sluice serve` process, and small HTTP helpers.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The component file of a stage crate (under `functions/` or
+/// `tests/guests/`), building all of them on first use. Cargo's own lock
+/// makes concurrent test processes share one build.
+pub fn component(package: &str) -> PathBuf {
+    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let mut crates = Vec::new();
+        for dir in ["functions", "tests/guests"] {
+            for entry in std::fs::read_dir(repo().join(dir)).expect("stage folder") {
+                let path = entry.expect("entry").path();
+                if path.join("Cargo.toml").is_file() {
+                    crates.push(path);
+                }
+            }
+        }
+        sluice::toolchain::build(&crates)
+            .expect("building the stage components")
+            .into_iter()
+            .map(|b| (b.package, b.wasm))
+            .collect()
+    });
+    built.get(package).unwrap_or_else(|| panic!("no stage crate named {package}")).clone()
+}
+
+/// The bytes of a component.
+pub fn component_bytes(package: &str) -> Vec<u8> {
+    std::fs::read(component(package)).expect("component file")
+}
+
+/// The `sluice` binary under test.
+pub fn sluice() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command.env("RUST_LOG", "info,sluice::guest=debug").env_remove("SLUICE_SERVER").env_remove("SLUICE_DATA");
+    command
+}
+
+/// A `sluice serve` process; killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Serve a fresh data directory.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Self::start_on(&dir.path().join("data"), &[]);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Serve `data` with extra `sluice serve` flags.
+    pub fn start_on(data: &Path, flags: &[&str]) -> Self {
+        let log = data.parent().unwrap_or(data).join(format!("serve-{}.log", rand_suffix()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = sluice()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(flags)
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn sluice serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log: {}", std::fs::read_to_string(&log).unwrap_or_default()))
+            .parse()
+            .expect("address");
+        Self { child, addr, log, _dir: None }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stop the process (SIGKILL) and wait for it.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Deploy `package`'s component as `name` with query settings.
+    pub async fn deploy(&self, name: &str, package: &str, query: &[(&str, &str)]) -> Value {
+        let response = client()
+            .put(self.url(&format!("/v1/functions/{name}")))
+            .query(query)
+            .body(component_bytes(package))
+            .send()
+            .await
+            .expect("deploy request");
+        let status = response.status();
+        let body: Value = response.json().await.expect("deploy answer");
+        assert!(status.is_success(), "deploy of {name} failed: {status} {body}");
+        body
+    }
+
+    /// POST a body to a function: (status, response JSON or text as a JSON string).
+    pub async fn invoke(&self, target: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = client()
+            .post(self.url(&format!("/fn/{target}")))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("invoke request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = client().get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
+}
+
+/// Wait until `check` holds, for at most `limit`.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The first tensor of a message response, as (name, datatype, shape, data).
+pub fn first_tensor(v: &Value) -> (&str, &str, Vec<u64>, Vec<f64>) {
+    let t = &v["tensors"][0];
+    (
+        t["name"].as_str().expect("name"),
+        t["datatype"].as_str().expect("datatype"),
+        t["shape"].as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim")).collect(),
+        t["data"].as_array().expect("data").iter().map(|x| x.as_f64().expect("number")).collect(),
+    )
+}
