@@ -71,7 +71,9 @@ impl Model {
     /// Load model `name` at `version` (a number or an alias; `None` for the
     /// default alias).
     pub fn load(name: &str, version: Option<&str>) -> Result<Self, InferenceError> {
-        wit::Model::load(name, version).map(Self).map_err(Into::into)
+        wit::Model::load(name, version)
+            .map(Self)
+            .map_err(Into::into)
     }
 
     /// The model's inputs and outputs.
@@ -91,7 +93,10 @@ impl Model {
     }
 
     /// Run the model on named inputs; returns the named outputs.
-    pub fn run(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, InferenceError> {
+    pub fn run(
+        &self,
+        inputs: Vec<(String, Tensor)>,
+    ) -> Result<Vec<(String, Tensor)>, InferenceError> {
         let inputs: Vec<NamedTensor> = inputs
             .into_iter()
             .map(|(name, tensor)| NamedTensor {
@@ -100,6 +105,9 @@ impl Model {
             })
             .collect();
         let outputs = self.0.run(&inputs)?;
-        Ok(outputs.into_iter().map(|t| (t.name, t.tensor.into())).collect())
+        Ok(outputs
+            .into_iter()
+            .map(|t| (t.name, t.tensor.into()))
+            .collect())
     }
 }

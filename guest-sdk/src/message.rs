@@ -133,8 +133,16 @@ impl From<wit::Message> for Message {
                 content_type: b.content_type,
                 bytes: b.bytes,
             }),
-            tensors: m.tensors.into_iter().map(|t| (t.name, t.tensor.into())).collect(),
-            fields: m.fields.into_iter().map(|f| (f.name, f.value.into())).collect(),
+            tensors: m
+                .tensors
+                .into_iter()
+                .map(|t| (t.name, t.tensor.into()))
+                .collect(),
+            fields: m
+                .fields
+                .into_iter()
+                .map(|f| (f.name, f.value.into()))
+                .collect(),
         }
     }
 }

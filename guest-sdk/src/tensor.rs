@@ -128,7 +128,9 @@ impl Tensor {
         let expected = shape
             .iter()
             .try_fold(1u64, |n, d| n.checked_mul(*d))
-            .ok_or_else(|| StageError::invalid_input(format!("tensor shape {shape:?} overflows")))?;
+            .ok_or_else(|| {
+                StageError::invalid_input(format!("tensor shape {shape:?} overflows"))
+            })?;
         let found = data_len(&data) as u64;
         if expected != found {
             return Err(StageError::invalid_input(format!(
@@ -187,7 +189,11 @@ impl Tensor {
     /// `[None, Some(4)]` for "a batch of rows of 4".
     pub fn expect_shape(&self, pattern: &[Option<u64>]) -> Result<(), StageError> {
         let fits = self.shape.len() == pattern.len()
-            && self.shape.iter().zip(pattern).all(|(d, p)| p.is_none_or(|p| p == *d));
+            && self
+                .shape
+                .iter()
+                .zip(pattern)
+                .all(|(d, p)| p.is_none_or(|p| p == *d));
         if fits {
             return Ok(());
         }
@@ -251,7 +257,10 @@ mod tests {
     fn shape_must_match_data() {
         assert!(Tensor::new([2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).is_ok());
         let err = Tensor::new([2, 3], vec![1.0f32; 4]).unwrap_err();
-        assert_eq!(err.message(), "tensor shape [2, 3] needs 6 elements, found 4");
+        assert_eq!(
+            err.message(),
+            "tensor shape [2, 3] needs 6 elements, found 4"
+        );
     }
 
     #[test]
@@ -259,7 +268,10 @@ mod tests {
         let t = Tensor::vector(vec![1i64, 2]);
         assert_eq!(t.as_slice::<i64>().unwrap(), &[1, 2]);
         let err = t.as_slice::<f32>().unwrap_err();
-        assert_eq!(err, StageError::invalid_input("expected a tensor of f32, got i64"));
+        assert_eq!(
+            err,
+            StageError::invalid_input("expected a tensor of f32, got i64")
+        );
     }
 
     #[test]
@@ -267,6 +279,9 @@ mod tests {
         let t = Tensor::new([3, 4], vec![0u8; 12]).unwrap();
         assert!(t.expect_shape(&[None, Some(4)]).is_ok());
         let err = t.expect_shape(&[None, Some(5)]).unwrap_err();
-        assert_eq!(err.message(), "expected a tensor of shape [*, 5], got [3, 4]");
+        assert_eq!(
+            err.message(),
+            "expected a tensor of shape [*, 5], got [3, 4]"
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! it only when absent or incompatible) and links it into a template;
 //! concurrent first requests wait for that one load.
 
-use crate::engine::{CallError, Engine, EngineError, StageIdentity, StageLimits, StagePre, World, WorldError, wit};
+use crate::engine::{
+    CallError, Engine, EngineError, StageIdentity, StageLimits, StagePre, World, WorldError, wit,
+};
 use crate::observe::Stats;
 use crate::registry::{FunctionVersion, InvalidName, Name, NewVersion, Registry, RegistryError};
 use crate::store::{ObjectStore, PutMode, StoreError};
@@ -146,30 +148,48 @@ impl Node {
     }
 
     fn artifact_key(&self, record: &FunctionVersion) -> String {
-        format!("compiled/{}/{}.cwasm", self.engine.fingerprint(), record.digest.hex())
+        format!(
+            "compiled/{}/{}.cwasm",
+            self.engine.fingerprint(),
+            record.digest.hex()
+        )
     }
 
     /// Validate, compile and register a component as a new version.
-    pub async fn deploy(&self, name: &str, bytes: Bytes, request: Deploy) -> Result<Deployed, NodeError> {
+    pub async fn deploy(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        request: Deploy,
+    ) -> Result<Deployed, NodeError> {
         let name = Name::parse(name)?;
         let limits = self.limits(&request)?;
         let engine = self.engine.clone();
         let compile_input = bytes.clone();
-        let (world, cwasm) = tokio::task::spawn_blocking(move || -> Result<(World, Vec<u8>), EngineError> {
-            let (component, world) = engine.compile(&compile_input)?;
-            engine.prepare(&component)?;
-            Ok((world, engine.serialize(&component)?))
-        })
-        .await
-        .map_err(|e| NodeError::Engine(e.to_string()))??;
-        self.stats.components_compiled.fetch_add(1, Ordering::Relaxed);
+        let (world, cwasm) =
+            tokio::task::spawn_blocking(move || -> Result<(World, Vec<u8>), EngineError> {
+                let (component, world) = engine.compile(&compile_input)?;
+                engine.prepare(&component)?;
+                Ok((world, engine.serialize(&component)?))
+            })
+            .await
+            .map_err(|e| NodeError::Engine(e.to_string()))??;
+        self.stats
+            .components_compiled
+            .fetch_add(1, Ordering::Relaxed);
 
         // Blob and artifact first, record last: a reader never finds a
         // version whose bytes are missing.
         let size = bytes.len() as u64;
         let digest = self.store.put_blob(bytes).await?;
-        let artifact = format!("compiled/{}/{}.cwasm", self.engine.fingerprint(), digest.hex());
-        self.store.put(&artifact, Bytes::from(cwasm), PutMode::Overwrite).await?;
+        let artifact = format!(
+            "compiled/{}/{}.cwasm",
+            self.engine.fingerprint(),
+            digest.hex()
+        );
+        self.store
+            .put(&artifact, Bytes::from(cwasm), PutMode::Overwrite)
+            .await?;
         let (version, created) = self
             .registry
             .record(
@@ -194,7 +214,9 @@ impl Node {
         let ceiling = self.engine.config().max_memory_bytes;
         let limits = StageLimits {
             timeout_ms: request.timeout_ms.unwrap_or(defaults.timeout_ms),
-            memory_bytes: request.memory_bytes.unwrap_or(defaults.memory_bytes.min(ceiling)),
+            memory_bytes: request
+                .memory_bytes
+                .unwrap_or(defaults.memory_bytes.min(ceiling)),
             fuel: request.fuel.unwrap_or(defaults.fuel),
         };
         if limits.timeout_ms == 0 || limits.timeout_ms > 15 * 60 * 1000 {
@@ -214,7 +236,11 @@ impl Node {
     }
 
     /// Resolve `version` (or the newest) of `name`.
-    pub async fn resolve(&self, name: &str, version: Option<u64>) -> Result<FunctionVersion, NodeError> {
+    pub async fn resolve(
+        &self,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<FunctionVersion, NodeError> {
         let name = Name::parse(name)?;
         let found = match version {
             Some(v) => self.registry.get(&name, v).await?,
@@ -250,7 +276,13 @@ impl Node {
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         let output = self
             .engine
-            .call(&loaded.pre, identity, loaded.config.clone(), loaded.record.limits, input)
+            .call(
+                &loaded.pre,
+                identity,
+                loaded.config.clone(),
+                loaded.record.limits,
+                input,
+            )
             .await?;
         Ok((loaded.record.clone(), output))
     }
@@ -306,13 +338,22 @@ impl Node {
                     tracing::debug!(function = %record.name, version = record.version, "loaded precompiled artifact");
                     return Ok(pre);
                 }
-                Err(e) => tracing::warn!(%key, error = %e, "precompiled artifact unusable; recompiling"),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "precompiled artifact unusable; recompiling")
+                }
             }
         }
-        let bytes = self.store.get_blob(&record.digest).await?.ok_or_else(|| StoreError::Corrupt {
-            key: record.digest.blob_key(),
-            reason: format!("the blob of {} version {} is missing", record.name, record.version),
-        })?;
+        let bytes =
+            self.store
+                .get_blob(&record.digest)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: record.digest.blob_key(),
+                    reason: format!(
+                        "the blob of {} version {} is missing",
+                        record.name, record.version
+                    ),
+                })?;
         let engine = self.engine.clone();
         let (pre, cwasm) = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
             let (component, _) = engine.compile(&bytes)?;
@@ -320,8 +361,12 @@ impl Node {
         })
         .await
         .map_err(|e| NodeError::Engine(e.to_string()))??;
-        self.stats.components_compiled.fetch_add(1, Ordering::Relaxed);
-        self.store.put(&key, Bytes::from(cwasm), PutMode::Overwrite).await?;
+        self.stats
+            .components_compiled
+            .fetch_add(1, Ordering::Relaxed);
+        self.store
+            .put(&key, Bytes::from(cwasm), PutMode::Overwrite)
+            .await?;
         tracing::info!(function = %record.name, version = record.version, "compiled and stored artifact");
         Ok(pre)
     }

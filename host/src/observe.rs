@@ -1,8 +1,8 @@
 //! Logs, request ids and counters.
 
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tracing_subscriber::EnvFilter;
 
 /// Log output format.
@@ -17,7 +17,8 @@ pub enum LogFormat {
 /// Install the global subscriber. `RUST_LOG` overrides the default filter
 /// (`info`, with guest records at `debug` and above).
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sluice::guest=debug"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sluice::guest=debug"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -71,10 +72,14 @@ impl Stats {
 /// A request id: the caller's `x-request-id` when it is sane, else a new
 /// one (process-unique: start time, pid and a counter).
 pub fn request_id(given: Option<&str>) -> Arc<str> {
-    if let Some(id) = given {
-        if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
-            return id.into();
-        }
+    if let Some(id) = given
+        && !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return id.into();
     }
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -114,15 +114,29 @@ pub fn build(paths: &[PathBuf]) -> Result<Vec<Built>, BuildError> {
         ] {
             command.env(format!("CARGO_PROFILE_RELEASE_{key}"), value);
         }
-        for leaked in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS"] {
+        for leaked in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_BUILD_TARGET",
+            "CARGO_TARGET_DIR",
+            "CARGO_MAKEFLAGS",
+            "MAKEFLAGS",
+            "MFLAGS",
+        ] {
             command.env_remove(leaked);
         }
-        let status = command.status().map_err(|source| BuildError::NoCargo { cargo: cargo(), source })?;
+        let status = command.status().map_err(|source| BuildError::NoCargo {
+            cargo: cargo(),
+            source,
+        })?;
         if !status.success() {
             return Err(BuildError::Cargo);
         }
         for (package, lib) in packages {
-            let wasm = target_dir.join(TARGET).join("release").join(format!("{lib}.wasm"));
+            let wasm = target_dir
+                .join(TARGET)
+                .join("release")
+                .join(format!("{lib}.wasm"));
             if !wasm.is_file() {
                 return Err(BuildError::Missing { package, wasm });
             }
@@ -143,25 +157,40 @@ fn locate(path: &Path) -> Result<(Metadata, String, String), BuildError> {
         .canonicalize()
         .map_err(|e| not_a_stage(format!("cannot read {}: {e}", manifest.display())))?;
     let output = Command::new(cargo())
-        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .output()
-        .map_err(|source| BuildError::NoCargo { cargo: cargo(), source })?;
+        .map_err(|source| BuildError::NoCargo {
+            cargo: cargo(),
+            source,
+        })?;
     if !output.status.success() {
-        return Err(not_a_stage(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+        return Err(not_a_stage(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
     }
-    let metadata: Metadata =
-        serde_json::from_slice(&output.stdout).map_err(|e| not_a_stage(format!("unexpected `cargo metadata` output: {e}")))?;
+    let metadata: Metadata = serde_json::from_slice(&output.stdout)
+        .map_err(|e| not_a_stage(format!("unexpected `cargo metadata` output: {e}")))?;
     let package = metadata
         .packages
         .iter()
         .find(|p| p.manifest_path == manifest)
-        .ok_or_else(|| not_a_stage("no package is defined by its Cargo.toml (a virtual workspace?)".into()))?;
+        .ok_or_else(|| {
+            not_a_stage("no package is defined by its Cargo.toml (a virtual workspace?)".into())
+        })?;
     let lib = package
         .targets
         .iter()
         .find(|t| t.crate_types.iter().any(|c| c == "cdylib"))
-        .ok_or_else(|| not_a_stage("it has no `cdylib` library; add `[lib] crate-type = [\"cdylib\"]`".into()))?;
+        .ok_or_else(|| {
+            not_a_stage("it has no `cdylib` library; add `[lib] crate-type = [\"cdylib\"]`".into())
+        })?;
     let names = (package.name.clone(), lib.name.replace('-', "_"));
     Ok((metadata, names.0, names.1))
 }

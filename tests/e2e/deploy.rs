@@ -20,7 +20,10 @@ async fn components_that_fit_no_world_are_refused_naming_the_import() {
     let (status, v) = put(&server, "net", component_bytes("guest-net-client")).await;
     assert_eq!(status, 400, "{v}");
     let error = v["error"].as_str().unwrap();
-    assert!(error.starts_with("the component imports `wasi:sockets/"), "{error}");
+    assert!(
+        error.starts_with("the component imports `wasi:sockets/"),
+        "{error}"
+    );
     assert!(error.contains("no network access"), "{error}");
 
     let (status, v) = put(&server, "rogue", component_bytes("guest-rogue-import")).await;
@@ -41,21 +44,39 @@ async fn core_modules_garbage_and_truncated_uploads_are_refused() {
     let core_module = b"\0asm\x01\0\0\0".to_vec();
     let (status, v) = put(&server, "core", core_module).await;
     assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap().contains("core WebAssembly module, not a component"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("core WebAssembly module, not a component"),
+        "{v}"
+    );
 
     let (status, v) = put(&server, "junk", b"definitely not wasm at all".to_vec()).await;
     assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap().contains("not WebAssembly"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("not WebAssembly"),
+        "{v}"
+    );
 
     let mut truncated = component_bytes("standard-scaler");
     truncated.truncate(truncated.len() / 2);
     let (status, v) = put(&server, "half", truncated).await;
     assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap().starts_with("the component is invalid"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the component is invalid"),
+        "{v}"
+    );
 
     let (status, v) = put(&server, "empty", Vec::new()).await;
     assert_eq!(status, 400, "{v}");
-    assert_eq!(server.get("/v1/functions").await.1["functions"], serde_json::json!([]));
+    assert_eq!(
+        server.get("/v1/functions").await.1["functions"],
+        serde_json::json!([])
+    );
 }
 
 #[tokio::test]
@@ -63,10 +84,20 @@ async fn names_are_validated_and_nothing_lands_outside_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_on(&dir.path().join("data"), &[]);
     let long = "a".repeat(64);
-    for name in ["Upper", "..%2Fx", "%2E%2E", "a%2F..%2F..%2Fescape", "-dash", long.as_str(), "sp%20ace"] {
+    for name in [
+        "Upper",
+        "..%2Fx",
+        "a%2F..%2F..%2Fescape",
+        "-dash",
+        long.as_str(),
+        "sp%20ace",
+    ] {
         let (status, v) = put(&server, name, component_bytes("guest-misbehave")).await;
         assert_eq!(status, 400, "{name}: {v}");
-        assert!(v["error"].as_str().unwrap().starts_with("invalid name"), "{name}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().starts_with("invalid name"),
+            "{name}: {v}"
+        );
     }
     let (status, _) = put(&server, "", component_bytes("guest-misbehave")).await;
     assert_eq!(status, 404, "an empty name has no route");
@@ -77,17 +108,32 @@ async fn names_are_validated_and_nothing_lands_outside_the_data_dir() {
         .collect();
     entries.sort();
     assert_eq!(entries, vec!["data".to_string()]);
-    assert_eq!(server.get("/v1/functions").await.1["functions"], serde_json::json!([]));
+    assert_eq!(
+        server.get("/v1/functions").await.1["functions"],
+        serde_json::json!([])
+    );
 }
 
 #[tokio::test]
 async fn versions_count_up_identical_deploys_are_idempotent_and_delete_works() {
     let server = Server::start();
     let first = server.deploy("f", "guest-misbehave", &[]).await;
-    assert_eq!((first["version"].as_u64(), first["created"].as_bool()), (Some(1), Some(true)));
+    assert_eq!(
+        (first["version"].as_u64(), first["created"].as_bool()),
+        (Some(1), Some(true))
+    );
     let again = server.deploy("f", "guest-misbehave", &[]).await;
-    assert_eq!((again["version"].as_u64(), again["created"].as_bool()), (Some(1), Some(false)));
-    let second = server.deploy("f", "guest-misbehave", &[("config.mode", "two"), ("description", "with config")]).await;
+    assert_eq!(
+        (again["version"].as_u64(), again["created"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let second = server
+        .deploy(
+            "f",
+            "guest-misbehave",
+            &[("config.mode", "two"), ("description", "with config")],
+        )
+        .await;
     assert_eq!(second["version"], 2);
 
     let (status, v) = server.get("/v1/functions/f").await;
@@ -101,12 +147,20 @@ async fn versions_count_up_identical_deploys_are_idempotent_and_delete_works() {
     let (_, list) = server.get("/v1/functions").await;
     assert_eq!(list["functions"][0]["latest"], 2);
 
-    let response = client().delete(server.url("/v1/functions/f/versions/2")).send().await.unwrap();
+    let response = client()
+        .delete(server.url("/v1/functions/f/versions/2"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
     assert_eq!(server.invoke("f@2", "text/plain", "x").await.0, 404);
     let (status, v) = server.invoke("f", "text/plain", "x").await;
     assert_eq!(status, 200, "the newest remaining version serves: {v}");
-    let response = client().delete(server.url("/v1/functions/f/versions/2")).send().await.unwrap();
+    let response = client()
+        .delete(server.url("/v1/functions/f/versions/2"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
 }
 
@@ -120,18 +174,31 @@ async fn a_restarted_node_keeps_functions_and_loads_precompiled_artifacts() {
 
     let server = Server::start_on(&data, &[]);
     let (status, v) = server.invoke("keep", "text/plain", "after restart").await;
-    assert_eq!((status, v["body"]["text"].as_str()), (200, Some("after restart")));
+    assert_eq!(
+        (status, v["body"]["text"].as_str()),
+        (200, Some("after restart"))
+    );
     let (_, status) = server.get("/v1/status").await;
     assert_eq!(status["counters"]["components_compiled"], 0, "{status}");
     assert_eq!(status["counters"]["artifacts_loaded"], 1, "{status}");
 
     // A deleted artifact is rebuilt from the blob and stored again.
-    let fingerprint = status["engine"]["fingerprint"].as_str().unwrap().to_string();
+    let fingerprint = status["engine"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
     server.stop();
     std::fs::remove_dir_all(data.join("compiled").join(&fingerprint)).unwrap();
     let server = Server::start_on(&data, &[]);
     assert_eq!(server.invoke("keep", "text/plain", "x").await.0, 200);
     let (_, status) = server.get("/v1/status").await;
     assert_eq!(status["counters"]["components_compiled"], 1, "{status}");
-    assert!(data.join("compiled").join(&fingerprint).read_dir().unwrap().next().is_some());
+    assert!(
+        data.join("compiled")
+            .join(&fingerprint)
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some()
+    );
 }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn a_looping_stage_hits_its_deadline_while_others_are_served() {
     let server = Server::start();
-    server.deploy("spin", "guest-misbehave", &[("timeout_ms", "1500")]).await;
+    server
+        .deploy("spin", "guest-misbehave", &[("timeout_ms", "1500")])
+        .await;
     server.deploy("echo", "guest-misbehave", &[]).await;
     let started = Instant::now();
     let looping = server.invoke("spin", "text/plain", "loop");
@@ -14,34 +16,50 @@ async fn a_looping_stage_hits_its_deadline_while_others_are_served() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut answered = Vec::new();
         for i in 0..5 {
-            let (status, v) = server.invoke("echo", "text/plain", format!("meanwhile-{i}")).await;
+            let (status, v) = server
+                .invoke("echo", "text/plain", format!("meanwhile-{i}"))
+                .await;
             answered.push((status, v["body"]["text"].clone(), started.elapsed()));
         }
         answered
     };
     let ((status, v), answered) = tokio::join!(looping, others);
     assert_eq!(status, 504, "{v}");
-    assert_eq!(v["error"], "deadline exceeded: the stage ran longer than its 1500ms limit");
+    assert_eq!(
+        v["error"],
+        "deadline exceeded: the stage ran longer than its 1500ms limit"
+    );
     assert_eq!(v["stage"], "spin");
     let loop_ended = started.elapsed();
     assert!(loop_ended >= Duration::from_millis(1500));
     for (i, (status, text, at)) in answered.into_iter().enumerate() {
-        assert_eq!((status, text.as_str().unwrap_or_default()), (200, format!("meanwhile-{i}").as_str()));
-        assert!(at < Duration::from_millis(1500), "request {i} waited for the loop ({at:?})");
+        assert_eq!(
+            (status, text.as_str().unwrap_or_default()),
+            (200, format!("meanwhile-{i}").as_str())
+        );
+        assert!(
+            at < Duration::from_millis(1500),
+            "request {i} waited for the loop ({at:?})"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_stage_past_its_memory_cap_fails_alone() {
     let server = Server::start();
-    server.deploy("hog", "guest-misbehave", &[("memory_mb", "16")]).await;
+    server
+        .deploy("hog", "guest-misbehave", &[("memory_mb", "16")])
+        .await;
     let (status, v) = server.invoke("hog", "text/plain", "alloc").await;
     assert_eq!(status, 500, "{v}");
     let error = v["error"].as_str().unwrap();
     assert!(error.starts_with("memory limit exceeded"), "{error}");
     assert!(error.contains("its cap is 16777216 bytes"), "{error}");
     let (status, v) = server.invoke("hog", "text/plain", "still here").await;
-    assert_eq!((status, v["body"]["text"].as_str()), (200, Some("still here")));
+    assert_eq!(
+        (status, v["body"]["text"].as_str()),
+        (200, Some("still here"))
+    );
 }
 
 #[tokio::test]
@@ -51,7 +69,10 @@ async fn a_panicking_stage_returns_500_with_the_panic_message() {
     let (status, v) = server.invoke("boom", "text/plain", "panic").await;
     assert_eq!(status, 500, "{v}");
     let error = v["error"].as_str().unwrap();
-    assert!(error.starts_with("the stage trapped: panicked at"), "{error}");
+    assert!(
+        error.starts_with("the stage trapped: panicked at"),
+        "{error}"
+    );
     assert!(error.contains("deliberate panic for testing"), "{error}");
     assert!(error.contains("unreachable"), "{error}");
     // The poisoned instance was thrown away: the next call is fine.
@@ -64,8 +85,16 @@ async fn limits_out_of_range_are_refused_at_deploy() {
     let server = Server::start();
     for (key, value, expected) in [
         ("timeout_ms", "0", "timeout_ms must be between 1 and 900000"),
-        ("memory_mb", "100000", "memory must be between 1 MiB and this node's ceiling of 256 MiB"),
-        ("timeout_ms", "soon", "query parameter `timeout_ms` must be a whole number"),
+        (
+            "memory_mb",
+            "100000",
+            "memory must be between 1 MiB and this node's ceiling of 256 MiB",
+        ),
+        (
+            "timeout_ms",
+            "soon",
+            "query parameter `timeout_ms` must be a whole number",
+        ),
         ("colour", "blue", "unknown query parameter `colour`"),
     ] {
         let response = crate::support::client()

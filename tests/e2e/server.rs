@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn oversized_bodies_get_413() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(&dir.path().join("data"), &["--max-body-bytes", "1024", "--max-component-mb", "1"]);
+    let server = Server::start_on(
+        &dir.path().join("data"),
+        &["--max-body-bytes", "1024", "--max-component-mb", "1"],
+    );
     server.deploy("echo", "guest-misbehave", &[]).await;
     let (status, v) = server.invoke("echo", "text/plain", vec![b'x'; 2048]).await;
     assert_eq!(status, 413, "{v}");
@@ -16,13 +19,20 @@ async fn oversized_bodies_get_413() {
     let (status, _) = server.invoke("echo", "text/plain", vec![b'x'; 1000]).await;
     assert_eq!(status, 200);
     let big = vec![0u8; 2 << 20];
-    let response = crate::support::client().put(server.url("/v1/functions/big")).body(big).send().await.unwrap();
+    let response = crate::support::client()
+        .put(server.url("/v1/functions/big"))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 413);
 }
 
 fn raw_exchange(server: &Server, request: &[u8]) -> (String, Duration) {
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let started = Instant::now();
     stream.write_all(request).unwrap();
     let mut answer = String::new();
@@ -33,14 +43,20 @@ fn raw_exchange(server: &Server, request: &[u8]) -> (String, Duration) {
 #[tokio::test]
 async fn slow_clients_are_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_on(&dir.path().join("data"), &["--header-timeout-ms", "300", "--body-timeout-ms", "300"]);
+    let server = Server::start_on(
+        &dir.path().join("data"),
+        &["--header-timeout-ms", "300", "--body-timeout-ms", "300"],
+    );
     server.deploy("echo", "guest-misbehave", &[]).await;
     // Headers that never finish: the connection is closed.
     let (answer, took) = raw_exchange(&server, b"POST /fn/echo HTTP/1.1\r\nHost: x\r\n");
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(!answer.contains("200 OK"), "{answer}");
     // A body that never finishes: 408.
-    let (answer, took) = raw_exchange(&server, b"POST /fn/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-this");
+    let (answer, took) = raw_exchange(
+        &server,
+        b"POST /fn/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-this",
+    );
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
     // The node still serves.
@@ -50,9 +66,17 @@ async fn slow_clients_are_cut_off() {
 #[tokio::test]
 async fn health_status_and_request_ids() {
     let server = Server::start();
-    let response = crate::support::client().get(server.url("/healthz")).send().await.unwrap();
+    let response = crate::support::client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    let response = crate::support::client().get(server.url("/readyz")).send().await.unwrap();
+    let response = crate::support::client()
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let (status, v) = server.get("/v1/status").await;
     assert_eq!(status, 200);
@@ -70,7 +94,11 @@ async fn health_status_and_request_ids() {
     assert_eq!(response.headers()["x-request-id"], "trace-abc-123");
     assert_eq!(response.headers()["x-sluice-stage"], "echo@1");
 
-    let response = crate::support::client().get(server.url("/fn/echo")).send().await.unwrap();
+    let response = crate::support::client()
+        .get(server.url("/fn/echo"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 405);
     let v: serde_json::Value = response.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("POST"));

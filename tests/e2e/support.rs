@@ -36,7 +36,10 @@ pub fn component(package: &str) -> PathBuf {
             .map(|b| (b.package, b.wasm))
             .collect()
     });
-    built.get(package).unwrap_or_else(|| panic!("no stage crate named {package}")).clone()
+    built
+        .get(package)
+        .unwrap_or_else(|| panic!("no stage crate named {package}"))
+        .clone()
 }
 
 /// The bytes of a component.
@@ -47,7 +50,10 @@ pub fn component_bytes(package: &str) -> Vec<u8> {
 /// The `sluice` binary under test.
 pub fn sluice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command.env("RUST_LOG", "info,sluice::guest=debug").env_remove("SLUICE_SERVER").env_remove("SLUICE_DATA");
+    command
+        .env("RUST_LOG", "info,sluice::guest=debug")
+        .env_remove("SLUICE_SERVER")
+        .env_remove("SLUICE_DATA");
     command
 }
 
@@ -70,7 +76,10 @@ impl Server {
 
     /// Serve `data` with extra `sluice serve` flags.
     pub fn start_on(data: &Path, flags: &[&str]) -> Self {
-        let log = data.parent().unwrap_or(data).join(format!("serve-{}.log", rand_suffix()));
+        let log = data
+            .parent()
+            .unwrap_or(data)
+            .join(format!("serve-{}.log", rand_suffix()));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut child = sluice()
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
@@ -82,14 +91,26 @@ impl Server {
             .expect("spawn sluice serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log: {}", std::fs::read_to_string(&log).unwrap_or_default()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {line:?}; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
             .parse()
             .expect("address");
-        Self { child, addr, log, _dir: None }
+        Self {
+            child,
+            addr,
+            log,
+            _dir: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -118,12 +139,20 @@ impl Server {
             .expect("deploy request");
         let status = response.status();
         let body: Value = response.json().await.expect("deploy answer");
-        assert!(status.is_success(), "deploy of {name} failed: {status} {body}");
+        assert!(
+            status.is_success(),
+            "deploy of {name} failed: {status} {body}"
+        );
         body
     }
 
     /// POST a body to a function: (status, response JSON or text as a JSON string).
-    pub async fn invoke(&self, target: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    pub async fn invoke(
+        &self,
+        target: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
         let response = client()
             .post(self.url(&format!("/fn/{target}")))
             .header("content-type", content_type)
@@ -133,7 +162,10 @@ impl Server {
             .expect("invoke request");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -157,7 +189,10 @@ fn rand_suffix() -> u64 {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
 }
 
 /// Wait until `check` holds, for at most `limit`.
@@ -178,7 +213,17 @@ pub fn first_tensor(v: &Value) -> (&str, &str, Vec<u64>, Vec<f64>) {
     (
         t["name"].as_str().expect("name"),
         t["datatype"].as_str().expect("datatype"),
-        t["shape"].as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim")).collect(),
-        t["data"].as_array().expect("data").iter().map(|x| x.as_f64().expect("number")).collect(),
+        t["shape"]
+            .as_array()
+            .expect("shape")
+            .iter()
+            .map(|d| d.as_u64().expect("dim"))
+            .collect(),
+        t["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|x| x.as_f64().expect("number"))
+            .collect(),
     )
 }

@@ -38,7 +38,11 @@ impl Stage for JsonToTensor {
         for name in &keep {
             for (i, row) in rows.iter().enumerate() {
                 if let Some(value) = row.get(name) {
-                    let field = if rows.len() == 1 { name.clone() } else { format!("{name}.{i}") };
+                    let field = if rows.len() == 1 {
+                        name.clone()
+                    } else {
+                        format!("{name}.{i}")
+                    };
                     output = output.with_field(field, to_scalar(value));
                 }
             }
@@ -66,7 +70,9 @@ fn parse_rows(body: &[u8]) -> Result<Vec<Map<String, Value>>, StageError> {
                 ))),
             })
             .collect(),
-        Value::Array(_) => Err(StageError::invalid_input("expected at least one row, got an empty array")),
+        Value::Array(_) => Err(StageError::invalid_input(
+            "expected at least one row, got an empty array",
+        )),
         other => Err(StageError::invalid_input(format!(
             "expected a JSON object or an array of objects, got {}",
             kind(&other)
@@ -86,7 +92,10 @@ fn feature_values(rows: &[Map<String, Value>], fields: &[String]) -> Result<Vec<
                 StageError::invalid_input(format!("{} must be a number, got {}", at(), kind(value)))
             })?;
             if !number.is_finite() {
-                return Err(StageError::invalid_input(format!("{} must be finite, got {number}", at())));
+                return Err(StageError::invalid_input(format!(
+                    "{} must be finite, got {number}",
+                    at()
+                )));
             }
             values.push(number);
         }
@@ -95,7 +104,11 @@ fn feature_values(rows: &[Map<String, Value>], fields: &[String]) -> Result<Vec<
 }
 
 /// Values that are finite as f64 can still overflow f32.
-fn narrow_to_f32(values: &[f64], rows: &[Map<String, Value>], fields: &[String]) -> Result<Vec<f32>, StageError> {
+fn narrow_to_f32(
+    values: &[f64],
+    rows: &[Map<String, Value>],
+    fields: &[String],
+) -> Result<Vec<f32>, StageError> {
     values
         .iter()
         .enumerate()
@@ -105,14 +118,20 @@ fn narrow_to_f32(values: &[f64], rows: &[Map<String, Value>], fields: &[String])
                 Ok(narrowed)
             } else {
                 let at = location(rows.len(), k / fields.len(), &fields[k % fields.len()]);
-                Err(StageError::invalid_input(format!("{at} = {v} does not fit in f32")))
+                Err(StageError::invalid_input(format!(
+                    "{at} = {v:e} does not fit in f32"
+                )))
             }
         })
         .collect()
 }
 
 fn location(rows: usize, row: usize, name: &str) -> String {
-    if rows == 1 { format!("field `{name}`") } else { format!("field `{name}` in row {row}") }
+    if rows == 1 {
+        format!("field `{name}`")
+    } else {
+        format!("field `{name}` in row {row}")
+    }
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -129,7 +148,10 @@ fn kind(value: &Value) -> &'static str {
 fn to_scalar(value: &Value) -> Scalar {
     match value {
         Value::Bool(b) => Scalar::Bool(*b),
-        Value::Number(n) => n.as_i64().map(Scalar::Int).unwrap_or_else(|| Scalar::Float(n.as_f64().unwrap_or(f64::NAN))),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Scalar::Int)
+            .unwrap_or_else(|| Scalar::Float(n.as_f64().unwrap_or(f64::NAN))),
         Value::String(s) => Scalar::Text(s.clone()),
         other => Scalar::Text(other.to_string()),
     }
@@ -146,14 +168,20 @@ mod tests {
     #[test]
     fn orders_values_by_configured_fields() {
         let rows = parse_rows(br#"{"b": 2, "a": 1.5, "extra": "x"}"#).unwrap();
-        assert_eq!(feature_values(&rows, &fields(&["a", "b"])).unwrap(), vec![1.5, 2.0]);
+        assert_eq!(
+            feature_values(&rows, &fields(&["a", "b"])).unwrap(),
+            vec![1.5, 2.0]
+        );
     }
 
     #[test]
     fn names_the_missing_or_mistyped_field() {
         let rows = parse_rows(br#"[{"a": 1}, {"a": "one"}]"#).unwrap();
         let err = feature_values(&rows, &fields(&["a"])).unwrap_err();
-        assert_eq!(err, StageError::invalid_input("field `a` in row 1 must be a number, got a string"));
+        assert_eq!(
+            err,
+            StageError::invalid_input("field `a` in row 1 must be a number, got a string")
+        );
         let rows = parse_rows(br#"{"b": 1}"#).unwrap();
         let err = feature_values(&rows, &fields(&["a"])).unwrap_err();
         assert_eq!(err, StageError::invalid_input("missing field `a`"));
@@ -164,6 +192,9 @@ mod tests {
         let rows = parse_rows(br#"{"a": 1e300}"#).unwrap();
         let values = feature_values(&rows, &fields(&["a"])).unwrap();
         let err = narrow_to_f32(&values, &rows, &fields(&["a"])).unwrap_err();
-        assert_eq!(err, StageError::invalid_input("field `a` = 1e300 does not fit in f32"));
+        assert_eq!(
+            err,
+            StageError::invalid_input("field `a` = 1e300 does not fit in f32")
+        );
     }
 }

@@ -105,13 +105,21 @@ mod tests {
     #[test]
     fn wrong_width_states_expected_and_got() {
         let params = Params::new(vec![0.0; 4], vec![1.0; 4]).unwrap();
-        let err = params.scale(Tensor::new([1, 3], vec![0.0f32; 3]).unwrap()).unwrap_err();
-        assert_eq!(err, StageError::invalid_input("expected a tensor of shape [4] or [rows, 4], got [1, 3]"));
+        let err = params
+            .scale(Tensor::new([1, 3], vec![0.0f32; 3]).unwrap())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StageError::invalid_input("expected a tensor of shape [4] or [rows, 4], got [1, 3]")
+        );
     }
 
     #[test]
     fn refuses_non_positive_std() {
         let err = Params::new(vec![0.0, 0.0], vec![1.0, 0.0]).err().unwrap();
-        assert_eq!(err, StageError::internal("config `std` item 1 is 0; every std must be a positive number"));
+        assert_eq!(
+            err,
+            StageError::internal("config `std` item 1 is 0; every std must be a positive number")
+        );
     }
 }

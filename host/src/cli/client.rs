@@ -32,7 +32,11 @@ pub struct Deployed {
 
 impl fmt::Display for Deployed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = if self.created { "deployed" } else { "unchanged:" };
+        let what = if self.created {
+            "deployed"
+        } else {
+            "unchanged:"
+        };
         write!(
             f,
             "{what} {} version {} ({}, {} bytes, {})",
@@ -54,9 +58,14 @@ impl Client {
         match &target.server {
             Some(url) => Ok(Self::Remote {
                 base: url.trim_end_matches('/').to_string(),
-                http: reqwest::Client::builder().build().context("cannot build the HTTP client")?,
+                http: reqwest::Client::builder()
+                    .build()
+                    .context("cannot build the HTTP client")?,
             }),
-            None => Ok(Self::Local(super::local_node(&target.data, super::cli_engine())?)),
+            None => Ok(Self::Local(super::local_node(
+                &target.data,
+                super::cli_engine(),
+            )?)),
         }
     }
 
@@ -66,12 +75,16 @@ impl Client {
         }
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text).map(|b| b.error).unwrap_or(text);
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or(text);
         bail!("{base} answered {status}: {message}")
     }
 
     fn unreachable(base: &str, e: reqwest::Error) -> anyhow::Error {
-        anyhow!("cannot reach {base}: {e}; is `sluice serve` running there? (or drop --server to use the embedded store)")
+        anyhow!(
+            "cannot reach {base}: {e}; is `sluice serve` running there? (or drop --server to use the embedded store)"
+        )
     }
 
     pub async fn deploy(&self, name: &str, bytes: Vec<u8>, request: Deploy) -> Result<Deployed> {
@@ -89,8 +102,11 @@ impl Client {
                 })
             }
             Self::Remote { base, http } => {
-                let mut query: Vec<(String, String)> =
-                    request.config.into_iter().map(|(k, v)| (format!("config.{k}"), v)).collect();
+                let mut query: Vec<(String, String)> = request
+                    .config
+                    .into_iter()
+                    .map(|(k, v)| (format!("config.{k}"), v))
+                    .collect();
                 if let Some(t) = request.timeout_ms {
                     query.push(("timeout_ms".into(), t.to_string()));
                 }
@@ -103,7 +119,9 @@ impl Client {
                 let size = bytes.len();
                 let bar = if size >= PROGRESS_THRESHOLD {
                     let bar = ProgressBar::new(size as u64);
-                    if let Ok(style) = ProgressStyle::with_template("uploading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}") {
+                    if let Ok(style) = ProgressStyle::with_template(
+                        "uploading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+                    ) {
                         bar.set_style(style);
                     }
                     bar
@@ -111,7 +129,10 @@ impl Client {
                     ProgressBar::hidden()
                 };
                 let progress = bar.clone();
-                let chunks: Vec<bytes::Bytes> = bytes::Bytes::from(bytes).chunks(64 * 1024).map(bytes::Bytes::copy_from_slice).collect();
+                let chunks: Vec<bytes::Bytes> = bytes::Bytes::from(bytes)
+                    .chunks(64 * 1024)
+                    .map(bytes::Bytes::copy_from_slice)
+                    .collect();
                 let stream = futures::stream::iter(chunks).map(move |chunk| {
                     progress.inc(chunk.len() as u64);
                     Ok::<_, std::io::Error>(chunk)
@@ -133,7 +154,12 @@ impl Client {
     }
 
     /// Returns whether the call succeeded, and the response body.
-    pub async fn invoke(&self, target: &str, content_type: &str, body: Vec<u8>) -> Result<(bool, Vec<u8>)> {
+    pub async fn invoke(
+        &self,
+        target: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(bool, Vec<u8>)> {
         match self {
             Self::Remote { base, http } => {
                 let response = http
@@ -149,18 +175,29 @@ impl Client {
             Self::Local(node) => {
                 let request_id = sluice::observe::request_id(None);
                 let (name, version) = match target.split_once('@') {
-                    Some((n, v)) => (n, Some(v.parse::<u64>().with_context(|| format!("version `{v}` must be a number"))?)),
+                    Some((n, v)) => (
+                        n,
+                        Some(
+                            v.parse::<u64>()
+                                .with_context(|| format!("version `{v}` must be a number"))?,
+                        ),
+                    ),
                     None => (target, None),
                 };
                 let result = async {
                     let input = decode_request(Some(content_type), body)?;
-                    let (_, output) = node.invoke(name, version, input, request_id.clone()).await?;
+                    let (_, output) = node
+                        .invoke(name, version, input, request_id.clone())
+                        .await?;
                     encode_response(output)
                 }
                 .await;
                 let (ok, response) = match result {
                     Ok(response) => (true, response),
-                    Err(e) => (false, ApiError::with_request_id(e, &request_id).into_response()),
+                    Err(e) => (
+                        false,
+                        ApiError::with_request_id(e, &request_id).into_response(),
+                    ),
                 };
                 let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
                 Ok((ok, bytes.to_vec()))
@@ -176,8 +213,16 @@ impl Client {
                 struct List {
                     functions: Vec<FunctionSummary>,
                 }
-                let response = http.get(format!("{base}/v1/functions")).send().await.map_err(|e| Self::unreachable(base, e))?;
-                Ok(Self::check(response, base).await?.json::<List>().await?.functions)
+                let response = http
+                    .get(format!("{base}/v1/functions"))
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                Ok(Self::check(response, base)
+                    .await?
+                    .json::<List>()
+                    .await?
+                    .functions)
             }
         }
     }
@@ -199,7 +244,11 @@ impl Client {
                     .send()
                     .await
                     .map_err(|e| Self::unreachable(base, e))?;
-                Ok(Self::check(response, base).await?.json::<Versions>().await?.versions)
+                Ok(Self::check(response, base)
+                    .await?
+                    .json::<Versions>()
+                    .await?
+                    .versions)
             }
         }
     }

@@ -25,7 +25,13 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "SLUICE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SLUICE_LOG_FORMAT"
+    )]
     log_format: LogFormat,
 }
 
@@ -50,7 +56,12 @@ enum Command {
 #[derive(Args, Clone)]
 struct DataArgs {
     /// Directory of the embedded store.
-    #[arg(long = "data", visible_alias = "data-dir", env = "SLUICE_DATA", default_value = ".sluice")]
+    #[arg(
+        long = "data",
+        visible_alias = "data-dir",
+        env = "SLUICE_DATA",
+        default_value = ".sluice"
+    )]
     data: PathBuf,
 }
 
@@ -201,7 +212,10 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     observe::init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -230,7 +244,8 @@ async fn run(command: Command) -> Result<ExitCode> {
 
 /// A node over the embedded store at `data`.
 fn local_node(data: &DataArgs, engine: EngineConfig) -> Result<Arc<Node>> {
-    let store = FsStore::open(&data.data).with_context(|| format!("cannot open the store at {}", data.data.display()))?;
+    let store = FsStore::open(&data.data)
+        .with_context(|| format!("cannot open the store at {}", data.data.display()))?;
     let engine = Engine::new(engine).context("cannot start the wasmtime engine")?;
     Ok(Arc::new(Node::new(engine, Arc::new(store))))
 }
@@ -255,16 +270,28 @@ async fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// Bind, report, and serve until Ctrl-C or SIGTERM.
-async fn serve_node(node: Arc<Node>, http: HttpConfig, listen: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
+async fn serve_node(
+    node: Arc<Node>,
+    http: HttpConfig,
+    listen: SocketAddr,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}; is another process using it? pick another with --listen"))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {listen}; is another process using it? pick another with --listen"
+            )
+        })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %node.store().describe(), "sluice listening");
     // Tests and scripts wait for this exact line on stdout.
     println!("listening on http://{addr}");
     on_ready(addr);
-    let state = Arc::new(AppState { node, http: http.clone() });
+    let state = Arc::new(AppState {
+        node,
+        http: http.clone(),
+    });
     http::serve(listener, http::router(state), &http, shutdown_signal()).await?;
     Ok(())
 }
@@ -291,12 +318,16 @@ async fn shutdown_signal() {
 }
 
 fn read_config_file(path: &PathBuf) -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    let table: BTreeMap<String, serde_json::Value> = if path.extension().is_some_and(|e| e == "toml") {
-        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?
-    } else {
-        serde_json::from_str(&text).with_context(|| format!("{} is not a JSON object", path.display()))?
-    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: BTreeMap<String, serde_json::Value> =
+        if path.extension().is_some_and(|e| e == "toml") {
+            toml::from_str(&text)
+                .with_context(|| format!("{} is not valid TOML", path.display()))?
+        } else {
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON object", path.display()))?
+        };
     Ok(table
         .into_iter()
         .map(|(k, v)| {
@@ -310,7 +341,8 @@ fn read_config_file(path: &PathBuf) -> Result<BTreeMap<String, String>> {
 }
 
 async fn deploy(args: DeployArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let mut config = match &args.config_file {
         Some(path) => read_config_file(path)?,
         None => BTreeMap::new(),
@@ -334,27 +366,38 @@ async fn invoke(args: InvokeArgs) -> Result<ExitCode> {
     let body = match args.data.as_str() {
         "-" => {
             let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("cannot read the body from stdin")?;
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .context("cannot read the body from stdin")?;
             buf
         }
         data => match data.strip_prefix('@') {
-            Some(path) => std::fs::read(path).with_context(|| format!("cannot read the body from {path}"))?,
+            Some(path) => {
+                std::fs::read(path).with_context(|| format!("cannot read the body from {path}"))?
+            }
             None => data.as_bytes().to_vec(),
         },
     };
     let target = TargetArgs {
         server: args.server,
-        data: DataArgs { data: args.data_dir },
+        data: DataArgs {
+            data: args.data_dir,
+        },
     };
     let client = Client::new(&target)?;
-    let (ok, output) = client.invoke(&args.target_function, &args.content_type, body).await?;
+    let (ok, output) = client
+        .invoke(&args.target_function, &args.content_type, body)
+        .await?;
     use std::io::Write;
     let mut stdout = std::io::stdout();
     stdout.write_all(&output)?;
     if !output.ends_with(b"\n") {
         writeln!(stdout)?;
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn functions(command: FunctionsCommand) -> Result<()> {
@@ -362,10 +405,15 @@ async fn functions(command: FunctionsCommand) -> Result<()> {
         FunctionsCommand::Ls(target) => {
             let list = Client::new(&target)?.list().await?;
             if list.is_empty() {
-                println!("no functions deployed; deploy one with `sluice deploy FILE.wasm --name NAME`");
+                println!(
+                    "no functions deployed; deploy one with `sluice deploy FILE.wasm --name NAME`"
+                );
             }
             for f in list {
-                println!("{:<32} v{:<5} {:<13} {} version(s)", f.name, f.latest, f.world, f.versions);
+                println!(
+                    "{:<32} v{:<5} {:<13} {} version(s)",
+                    f.name, f.latest, f.world, f.versions
+                );
             }
         }
         FunctionsCommand::Versions { name, target } => {
@@ -378,11 +426,17 @@ async fn functions(command: FunctionsCommand) -> Result<()> {
                     v.size,
                     v.digest,
                     v.created_by,
-                    v.description.map(|d| format!("  — {d}")).unwrap_or_default()
+                    v.description
+                        .map(|d| format!("  — {d}"))
+                        .unwrap_or_default()
                 );
             }
         }
-        FunctionsCommand::Rm { name, version, target } => {
+        FunctionsCommand::Rm {
+            name,
+            version,
+            target,
+        } => {
             Client::new(&target)?.delete(&name, version).await?;
             println!("deleted {name} version {version}");
         }
@@ -391,15 +445,24 @@ async fn functions(command: FunctionsCommand) -> Result<()> {
 }
 
 async fn build(args: BuildArgs) -> Result<()> {
-    let paths = if args.paths.is_empty() { vec![PathBuf::from(".")] } else { args.paths };
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths
+    };
     let built = tokio::task::spawn_blocking(move || sluice::toolchain::build(&paths)).await??;
     let engine = Engine::new(cli_engine())?;
     for stage in built {
         let bytes = std::fs::read(&stage.wasm)?;
-        let (_, world) = engine
-            .compile(&bytes)
-            .with_context(|| format!("{} built, but Sluice would refuse it", stage.wasm.display()))?;
-        println!("{}\t{}\t{} bytes\t{world}", stage.package, stage.wasm.display(), bytes.len());
+        let (_, world) = engine.compile(&bytes).with_context(|| {
+            format!("{} built, but Sluice would refuse it", stage.wasm.display())
+        })?;
+        println!(
+            "{}\t{}\t{} bytes\t{world}",
+            stage.package,
+            stage.wasm.display(),
+            bytes.len()
+        );
     }
     Ok(())
 }

@@ -65,13 +65,23 @@ fn json() -> String {
 }
 
 fn load(path: &Path) -> Result<(PathBuf, Manifest)> {
-    let path = if path.is_dir() { path.join("sluice.toml") } else { path.to_path_buf() };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the manifest {}", path.display()))?;
-    let manifest: Manifest = toml::from_str(&text).with_context(|| format!("{} is not a valid sluice.toml", path.display()))?;
+    let path = if path.is_dir() {
+        path.join("sluice.toml")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the manifest {}", path.display()))?;
+    let manifest: Manifest = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid sluice.toml", path.display()))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     for f in &manifest.functions {
         if f.build.is_some() == f.wasm.is_some() {
-            bail!("function `{}` in {}: give exactly one of `build` (a crate directory) or `wasm` (a component file)", f.name, path.display());
+            bail!(
+                "function `{}` in {}: give exactly one of `build` (a crate directory) or `wasm` (a component file)",
+                f.name,
+                path.display()
+            );
         }
     }
     Ok((dir, manifest))
@@ -79,8 +89,17 @@ fn load(path: &Path) -> Result<(PathBuf, Manifest)> {
 
 pub async fn run(args: UpArgs) -> Result<()> {
     let (dir, manifest) = load(&args.manifest)?;
-    let crates: Vec<PathBuf> = manifest.functions.iter().filter_map(|f| f.build.as_ref()).map(|p| dir.join(p)).collect();
-    eprintln!("building {} stage crate(s) for {}…", crates.len(), sluice::toolchain::TARGET);
+    let crates: Vec<PathBuf> = manifest
+        .functions
+        .iter()
+        .filter_map(|f| f.build.as_ref())
+        .map(|p| dir.join(p))
+        .collect();
+    eprintln!(
+        "building {} stage crate(s) for {}…",
+        crates.len(),
+        sluice::toolchain::TARGET
+    );
     let built = tokio::task::spawn_blocking(move || sluice::toolchain::build(&crates)).await??;
     let mut built = built.into_iter();
 
@@ -88,9 +107,13 @@ pub async fn run(args: UpArgs) -> Result<()> {
     for f in &manifest.functions {
         let wasm = match &f.wasm {
             Some(path) => dir.join(path),
-            None => built.next().map(|b| b.wasm).context("the build returned fewer components than crates")?,
+            None => built
+                .next()
+                .map(|b| b.wasm)
+                .context("the build returned fewer components than crates")?,
         };
-        let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+        let bytes =
+            std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
         let request = Deploy {
             config: f.config.clone(),
             timeout_ms: f.timeout_ms,
@@ -103,8 +126,15 @@ pub async fn run(args: UpArgs) -> Result<()> {
             .deploy(&f.name, bytes.into(), request)
             .await
             .with_context(|| format!("cannot deploy `{}` from {}", f.name, wasm.display()))?;
-        let verb = if deployed.created { "deployed" } else { "up to date:" };
-        eprintln!("{verb} {} version {} ({})", f.name, deployed.version.version, deployed.version.world);
+        let verb = if deployed.created {
+            "deployed"
+        } else {
+            "up to date:"
+        };
+        eprintln!(
+            "{verb} {} version {} ({})",
+            f.name, deployed.version.version, deployed.version.world
+        );
     }
 
     let examples = manifest.examples;

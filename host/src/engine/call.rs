@@ -82,7 +82,13 @@ impl Engine {
     ) -> Result<wit::Message, CallError> {
         let stdout = CapturedOutput::new(OUTPUT_CAPACITY);
         let stderr = CapturedOutput::new(OUTPUT_CAPACITY);
-        let state = StageState::new(identity.clone(), config, limits.memory_bytes, stdout.clone(), stderr.clone());
+        let state = StageState::new(
+            identity.clone(),
+            config,
+            limits.memory_bytes,
+            stdout.clone(),
+            stderr.clone(),
+        );
         let mut store = Store::new(self.wasmtime(), state);
         store.limiter(|state| state.limiter());
         let timeout = Duration::from_millis(limits.timeout_ms);
@@ -98,7 +104,9 @@ impl Engine {
             }
         });
         if self.config.fuel {
-            store.set_fuel(limits.fuel).map_err(|e| CallError::Trap(e.to_string()))?;
+            store
+                .set_fuel(limits.fuel)
+                .map_err(|e| CallError::Trap(e.to_string()))?;
             store
                 .fuel_async_yield_interval(Some(10_000_000))
                 .map_err(|e| CallError::Trap(e.to_string()))?;
@@ -107,10 +115,15 @@ impl Engine {
         let started = Instant::now();
         let run = async {
             let node = pre.instantiate_async(&mut store).await?;
-            node.sluice_pipeline_stage().call_run(&mut store, &input).await
+            node.sluice_pipeline_stage()
+                .call_run(&mut store, &input)
+                .await
         };
-        let span = tracing::info_span!("stage", function = %identity.function, version = identity.version);
-        let outcome = tokio::time::timeout(timeout + HOST_CALL_GRACE + EPOCH_TICK, run).instrument(span).await;
+        let span =
+            tracing::info_span!("stage", function = %identity.function, version = identity.version);
+        let outcome = tokio::time::timeout(timeout + HOST_CALL_GRACE + EPOCH_TICK, run)
+            .instrument(span)
+            .await;
         let elapsed = started.elapsed();
         log_output(&identity, "stdout", &stdout.text());
         let stderr = stderr.text();
@@ -130,7 +143,9 @@ impl Engine {
 }
 
 fn classify_trap(error: wasmtime::Error, timeout: Duration, fuel: u64, stderr: &str) -> CallError {
-    if error.downcast_ref::<Deadline>().is_some() || error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+    if error.downcast_ref::<Deadline>().is_some()
+        || error.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
+    {
         return CallError::DeadlineExceeded(timeout);
     }
     if let Some(cap) = error.downcast_ref::<MemoryLimitExceeded>() {
@@ -176,7 +191,10 @@ mod tests {
     #[test]
     fn panic_message_is_extracted_from_stderr() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:33:24:\ndeliberate panic\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).as_deref(), Some("panicked at src/lib.rs:33:24: deliberate panic"));
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("panicked at src/lib.rs:33:24: deliberate panic")
+        );
         assert_eq!(panic_message("nothing here"), None);
     }
 }

@@ -8,8 +8,8 @@
 use super::output::CapturedOutput;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::ResourceLimiter;
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 #[allow(missing_docs)]
@@ -89,7 +89,9 @@ impl StageState {
             .allow_tcp(false)
             .allow_udp(false)
             .build();
-        let limits = MemoryCap { bytes: memory_bytes };
+        let limits = MemoryCap {
+            bytes: memory_bytes,
+        };
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -107,7 +109,9 @@ impl StageState {
 
 /// The memory a stage tried to take beyond its cap; the call traps with it.
 #[derive(Debug, thiserror::Error)]
-#[error("memory limit exceeded: the stage tried to grow its memory to {desired} bytes; its cap is {cap} bytes")]
+#[error(
+    "memory limit exceeded: the stage tried to grow its memory to {desired} bytes; its cap is {cap} bytes"
+)]
 pub struct MemoryLimitExceeded {
     /// The cap, in bytes.
     pub cap: u64,
@@ -126,7 +130,12 @@ struct MemoryCap {
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.bytes {
             return Err(wasmtime::Error::new(MemoryLimitExceeded {
                 cap: self.bytes,
@@ -136,7 +145,12 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -163,7 +177,12 @@ pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Stage
 impl types::Host for StageState {}
 
 impl log::Host for StageState {
-    async fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+    async fn log(
+        &mut self,
+        level: log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
         self.log_records += 1;
         if self.log_records > MAX_LOG_RECORDS {
             if self.log_records == MAX_LOG_RECORDS + 1 {
@@ -173,7 +192,11 @@ impl log::Host for StageState {
             return Ok(());
         }
         let message = truncate(message, MAX_LOG_MESSAGE);
-        let fields = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         let id = &self.identity;
         macro_rules! emit {
             ($level:ident) => {
@@ -210,7 +233,11 @@ impl config::Host for StageState {
     }
 
     async fn get_all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        Ok(self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(self
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 
@@ -226,10 +253,15 @@ impl inference::HostModel for StageState {
         _version: Option<String>,
     ) -> wasmtime::Result<Result<Resource<NoModel>, inference::InferenceError>> {
         tracing::debug!(model = %name, "stage asked for a model; {NO_MODELS}");
-        Ok(Err(inference::InferenceError::NotAvailable(NO_MODELS.into())))
+        Ok(Err(inference::InferenceError::NotAvailable(
+            NO_MODELS.into(),
+        )))
     }
 
-    async fn signature(&mut self, model: Resource<NoModel>) -> wasmtime::Result<inference::Signature> {
+    async fn signature(
+        &mut self,
+        model: Resource<NoModel>,
+    ) -> wasmtime::Result<inference::Signature> {
         match *self.table.get(&model)? {}
     }
 
@@ -255,6 +287,8 @@ impl features::Host for StageState {
         _names: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Vec<Option<types::Scalar>>>, features::FeatureError>> {
         tracing::debug!(%table, "stage asked for features; {NO_FEATURES}");
-        Ok(Err(features::FeatureError::NotAvailable(NO_FEATURES.into())))
+        Ok(Err(features::FeatureError::NotAvailable(
+            NO_FEATURES.into(),
+        )))
     }
 }

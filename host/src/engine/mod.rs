@@ -99,7 +99,8 @@ impl Engine {
         };
         let linker = host::linker(&inner).map_err(|e| EngineError::Config(e.to_string()))?;
         let fingerprint = fingerprint(&inner);
-        spawn_epoch_ticker(&inner).map_err(|e| EngineError::Config(format!("cannot start the epoch ticker: {e}")))?;
+        spawn_epoch_ticker(&inner)
+            .map_err(|e| EngineError::Config(format!("cannot start the epoch ticker: {e}")))?;
         tracing::info!(pooling, %fingerprint, "engine ready");
         Ok(Self {
             inner,
@@ -130,14 +131,17 @@ impl Engine {
     /// (tens of milliseconds for a small stage): call it off the reactor.
     pub fn compile(&self, bytes: &[u8]) -> Result<(Component, World), EngineError> {
         worlds::check_header(bytes)?;
-        let component = Component::new(&self.inner, bytes).map_err(|e| WorldError::Invalid(format!("{e:#}")))?;
+        let component = Component::new(&self.inner, bytes)
+            .map_err(|e| WorldError::Invalid(format!("{e:#}")))?;
         let world = worlds::classify(&self.inner, &component)?;
         Ok((component, world))
     }
 
     /// Serialise a compiled component into a `.cwasm` artifact.
     pub fn serialize(&self, component: &Component) -> Result<Vec<u8>, EngineError> {
-        component.serialize().map_err(|e| EngineError::Config(e.to_string()))
+        component
+            .serialize()
+            .map_err(|e| EngineError::Config(e.to_string()))
     }
 
     /// Load a `.cwasm` artifact made by [`Engine::serialize`] on an engine
@@ -149,7 +153,8 @@ impl Engine {
     /// Sluice writes (see `store`), never from a client.
     pub unsafe fn deserialize(&self, cwasm: &[u8]) -> Result<Component, EngineError> {
         // SAFETY: the caller vouches for the origin of the bytes.
-        unsafe { Component::deserialize(&self.inner, cwasm) }.map_err(|e| EngineError::Config(format!("{e:#}")))
+        unsafe { Component::deserialize(&self.inner, cwasm) }
+            .map_err(|e| EngineError::Config(format!("{e:#}")))
     }
 
     /// Link a compiled component into a template that instantiates in
@@ -169,7 +174,9 @@ impl Engine {
 
 fn build(config: &EngineConfig, pooling: bool) -> Result<wasmtime::Engine, EngineError> {
     let mut wasm = wasmtime::Config::new();
-    wasm.wasm_component_model(true).epoch_interruption(true).consume_fuel(config.fuel);
+    wasm.wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(config.fuel);
     if pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         let slots = config.max_instances;

@@ -28,12 +28,18 @@ impl CapturedOutput {
 
     /// Everything captured so far, as (lossy) UTF-8.
     pub fn text(&self) -> String {
-        let buffer = self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let buffer = self
+            .buffer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         String::from_utf8_lossy(&buffer).into_owned()
     }
 
     fn append(&self, bytes: &[u8]) {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buffer = self
+            .buffer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let room = self.capacity.saturating_sub(buffer.len());
         buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
@@ -61,7 +67,11 @@ impl Pollable for CapturedOutput {
 }
 
 impl AsyncWrite for CapturedOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }

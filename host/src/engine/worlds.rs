@@ -63,10 +63,14 @@ pub enum WorldError {
     #[error("the component exports `{0}`; a stage exports only `sluice:pipeline/stage`")]
     UnexpectedExport(String),
     /// It does not export the stage interface.
-    #[error("the component does not export `sluice:pipeline/stage`; implement it (with sluice-sdk: `export_stage!(MyStage)`)")]
+    #[error(
+        "the component does not export `sluice:pipeline/stage`; implement it (with sluice-sdk: `export_stage!(MyStage)`)"
+    )]
     MissingStage,
     /// It needs both features and models.
-    #[error("the component imports both `features` and `inference`; no world grants both: split it into a featurizer stage and a predictor stage")]
+    #[error(
+        "the component imports both `features` and `inference`; no world grants both: split it into a featurizer stage and a predictor stage"
+    )]
     FeaturesAndInference,
 }
 
@@ -138,21 +142,29 @@ fn grant(import: &str) -> Result<Grant, WorldError> {
         reason: reason.to_string(),
     };
     let Some((package, interface)) = interface_of(import) else {
-        return Err(forbid("stages import only WIT interfaces (`namespace:package/interface`)"));
+        return Err(forbid(
+            "stages import only WIT interfaces (`namespace:package/interface`)",
+        ));
     };
     match (package, interface) {
         (PACKAGE, "log" | "config" | "types") => Ok(Grant::Base),
         (PACKAGE, "features") => Ok(Grant::Features),
         (PACKAGE, "inference") => Ok(Grant::Inference),
-        (PACKAGE, _) => Err(forbid("it is not part of the Sluice contract this node serves (sluice:pipeline@0.1.0)")),
+        (PACKAGE, _) => Err(forbid(
+            "it is not part of the Sluice contract this node serves (sluice:pipeline@0.1.0)",
+        )),
         ("wasi:io" | "wasi:clocks" | "wasi:random", _) => Ok(Grant::Base),
         ("wasi:cli", "environment" | "exit" | "stdin" | "stdout" | "stderr") => Ok(Grant::Base),
         ("wasi:cli", i) if i.starts_with("terminal-") => Ok(Grant::Base),
         ("wasi:filesystem", _) => Err(forbid(
             "stages have no filesystem; pass data in the request, through config, or read features and models through `features` and `inference`",
         )),
-        ("wasi:sockets", _) => Err(forbid("stages have no network access; the host brings data in through `features` and `inference`")),
-        ("wasi:http", _) => Err(forbid("stages make no outgoing HTTP requests; the host brings data in through `features` and `inference`")),
+        ("wasi:sockets", _) => Err(forbid(
+            "stages have no network access; the host brings data in through `features` and `inference`",
+        )),
+        ("wasi:http", _) => Err(forbid(
+            "stages make no outgoing HTTP requests; the host brings data in through `features` and `inference`",
+        )),
         _ => Err(forbid("it is not a Sluice or granted WASI interface")),
     }
 }
@@ -172,18 +184,37 @@ mod tests {
     fn header_check_tells_core_modules_and_garbage_apart() {
         let core = b"\0asm\x01\0\0\0";
         let component = b"\0asm\x0d\0\x01\0";
-        assert!(matches!(check_header(core), Err(WorldError::NotAComponent(m)) if m.contains("core WebAssembly module")));
-        assert!(matches!(check_header(b"PK\x03\x04garbage"), Err(WorldError::NotAComponent(m)) if m.contains("not WebAssembly")));
+        assert!(
+            matches!(check_header(core), Err(WorldError::NotAComponent(m)) if m.contains("core WebAssembly module"))
+        );
+        assert!(
+            matches!(check_header(b"PK\x03\x04garbage"), Err(WorldError::NotAComponent(m)) if m.contains("not WebAssembly"))
+        );
         assert_eq!(check_header(component), Ok(()));
     }
 
     #[test]
     fn grants_follow_the_worlds() {
         assert!(matches!(grant("wasi:io/streams@0.2.6"), Ok(Grant::Base)));
-        assert!(matches!(grant("wasi:cli/terminal-stdout@0.2.0"), Ok(Grant::Base)));
-        assert!(matches!(grant("sluice:pipeline/inference@0.1.0"), Ok(Grant::Inference)));
-        assert!(matches!(grant("sluice:pipeline/features@0.1.0"), Ok(Grant::Features)));
-        for refused in ["wasi:sockets/tcp@0.2.0", "wasi:filesystem/preopens@0.2.0", "wasi:http/outgoing-handler@0.2.0", "acme:x/y", "plain"] {
+        assert!(matches!(
+            grant("wasi:cli/terminal-stdout@0.2.0"),
+            Ok(Grant::Base)
+        ));
+        assert!(matches!(
+            grant("sluice:pipeline/inference@0.1.0"),
+            Ok(Grant::Inference)
+        ));
+        assert!(matches!(
+            grant("sluice:pipeline/features@0.1.0"),
+            Ok(Grant::Features)
+        ));
+        for refused in [
+            "wasi:sockets/tcp@0.2.0",
+            "wasi:filesystem/preopens@0.2.0",
+            "wasi:http/outgoing-handler@0.2.0",
+            "acme:x/y",
+            "plain",
+        ] {
             let err = grant(refused).err().expect(refused);
             assert!(err.to_string().contains(refused), "{err}");
         }

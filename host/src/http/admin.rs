@@ -27,12 +27,24 @@ pub async fn deploy(
     // Check the name before reading a possibly large body.
     Name::parse(&name).map_err(|e| fail(ApiError::bad_request(e.to_string())))?;
     let request = deploy_request(params, &headers).map_err(fail)?;
-    let bytes = read_body(body, state.http.max_component_bytes, state.http.body_timeout)
+    let bytes = read_body(
+        body,
+        state.http.max_component_bytes,
+        state.http.body_timeout,
+    )
+    .await
+    .map_err(fail)?;
+    let deployed = state
+        .node
+        .deploy(&name, bytes, request)
         .await
-        .map_err(fail)?;
-    let deployed = state.node.deploy(&name, bytes, request).await.map_err(|e| fail(e.into()))?;
+        .map_err(|e| fail(e.into()))?;
     let v = &deployed.version;
-    let status = if deployed.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if deployed.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let body = json!({
         "name": v.name, "version": v.version, "digest": v.digest, "world": v.world,
         "size": v.size, "created": deployed.created,
@@ -42,9 +54,11 @@ pub async fn deploy(
 
 fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<Deploy, ApiError> {
     let number = |key: &str, value: &str| {
-        value
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request(format!("query parameter `{key}` must be a whole number, got {value:?}")))
+        value.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "query parameter `{key}` must be a whole number, got {value:?}"
+            ))
+        })
     };
     let mut request = Deploy {
         created_by: headers
@@ -60,7 +74,9 @@ fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<
     for (key, value) in params {
         match key.as_str() {
             "timeout_ms" => request.timeout_ms = Some(number(&key, &value)?),
-            "memory_mb" => request.memory_bytes = Some(number(&key, &value)?.saturating_mul(1 << 20)),
+            "memory_mb" => {
+                request.memory_bytes = Some(number(&key, &value)?.saturating_mul(1 << 20))
+            }
             "fuel" => request.fuel = Some(number(&key, &value)?),
             "description" => request.description = Some(value),
             _ => match key.strip_prefix("config.") {
@@ -80,27 +96,46 @@ fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<
 
 /// `GET /v1/functions`.
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let functions = state.node.registry().list().await.map_err(|e| ApiError::from(crate::node::NodeError::from(e)))?;
+    let functions = state
+        .node
+        .registry()
+        .list()
+        .await
+        .map_err(|e| ApiError::from(crate::node::NodeError::from(e)))?;
     Ok(Json(json!({ "functions": functions })).into_response())
 }
 
 /// `GET /v1/functions/{name}`: every version.
-pub async fn versions(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn versions(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     // Resolving first turns "no versions" into a 404 naming the function.
     state.node.resolve(&name, None).await?;
     let parsed = Name::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let versions = state.node.registry().versions(&parsed).await.map_err(|e| ApiError::from(crate::node::NodeError::from(e)))?;
+    let versions = state
+        .node
+        .registry()
+        .versions(&parsed)
+        .await
+        .map_err(|e| ApiError::from(crate::node::NodeError::from(e)))?;
     Ok(Json(json!({ "name": name, "versions": versions })).into_response())
 }
 
 /// `GET /v1/functions/{name}/versions/{n}`.
-pub async fn version(State(state): State<Arc<AppState>>, Path((name, version)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let version = parse_version(&version)?;
     Ok(Json(state.node.resolve(&name, Some(version)).await?).into_response())
 }
 
 /// `DELETE /v1/functions/{name}/versions/{n}`.
-pub async fn delete_version(State(state): State<Arc<AppState>>, Path((name, version)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn delete_version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let version = parse_version(&version)?;
     state.node.delete_version(&name, version).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -129,6 +164,10 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     match state.node.store().list("functions/").await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {e}"),
+        )
+        .into_response(),
     }
 }

@@ -66,16 +66,23 @@ impl ApiError {
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let status = match &e {
-            NodeError::InvalidName(_) | NodeError::Refused(_) | NodeError::InvalidSetting(_) => StatusCode::BAD_REQUEST,
-            NodeError::FunctionNotFound(_) | NodeError::VersionNotFound { .. } => StatusCode::NOT_FOUND,
+            NodeError::InvalidName(_) | NodeError::Refused(_) | NodeError::InvalidSetting(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            NodeError::FunctionNotFound(_) | NodeError::VersionNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
             NodeError::Call(call) => match call {
                 CallError::InvalidInput(_) => StatusCode::BAD_REQUEST,
                 CallError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
-                CallError::Failed(_) | CallError::MemoryLimit(_) | CallError::FuelExhausted(_) | CallError::Trap(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
+                CallError::Failed(_)
+                | CallError::MemoryLimit(_)
+                | CallError::FuelExhausted(_)
+                | CallError::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            NodeError::Registry(RegistryError::Store(StoreError::Conflict { .. })) => StatusCode::CONFLICT,
+            NodeError::Registry(RegistryError::Store(StoreError::Conflict { .. })) => {
+                StatusCode::CONFLICT
+            }
             NodeError::Registry(RegistryError::Contended(_)) => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Registry(_) | NodeError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -14,7 +14,9 @@ fn parse_target(target: &str) -> Result<(&str, Option<u64>), ApiError> {
     match target.split_once('@') {
         None => Ok((target, None)),
         Some((name, version)) => version.parse().map(|v| (name, Some(v))).map_err(|_| {
-            ApiError::bad_request(format!("version `{version}` in `{target}` must be a number, as in /fn/{name}@3"))
+            ApiError::bad_request(format!(
+                "version `{version}` in `{target}` must be a number, as in /fn/{name}@3"
+            ))
         }),
     }
 }
@@ -35,8 +37,11 @@ pub async fn invoke(
     let bytes = read_body(body, state.http.max_body_bytes, state.http.body_timeout)
         .await
         .map_err(|e| fail(e, stage_hint.clone()))?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let input = decode_request(content_type, bytes.to_vec()).map_err(|e| fail(e, stage_hint.clone()))?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let input =
+        decode_request(content_type, bytes.to_vec()).map_err(|e| fail(e, stage_hint.clone()))?;
 
     let (record, output) = state
         .node

@@ -77,14 +77,28 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/fn/{target}", post(invoke::invoke))
         .route("/v1/functions", get(admin::list))
-        .route("/v1/functions/{name}", get(admin::versions).put(admin::deploy))
-        .route("/v1/functions/{name}/versions/{version}", get(admin::version).delete(admin::delete_version))
+        .route(
+            "/v1/functions/{name}",
+            get(admin::versions).put(admin::deploy),
+        )
+        .route(
+            "/v1/functions/{name}/versions/{version}",
+            get(admin::version).delete(admin::delete_version),
+        )
         .route("/v1/status", get(admin::status))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(admin::ready))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see the README for the API") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such route; see the README for the API",
+            )
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here; functions are invoked with POST")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed here; functions are invoked with POST",
+            )
         })
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
@@ -93,14 +107,27 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Give every request an id (the caller's `x-request-id` or a new one), a
 /// span, a log line with status and duration, and echo the id back.
 async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
-    let id = observe::request_id(request.headers().get("x-request-id").and_then(|v| v.to_str().ok()));
+    let id = observe::request_id(
+        request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
     request.extensions_mut().insert(RequestId(id.clone()));
-    state.node.stats().http_requests.fetch_add(1, Ordering::Relaxed);
+    state
+        .node
+        .stats()
+        .http_requests
+        .fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     span.in_scope(|| {
-        tracing::info!(status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "served")
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "served"
+        )
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
@@ -115,14 +142,19 @@ pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<By
     match tokio::time::timeout(timeout, limited.collect()).await {
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            format!("the request body did not arrive within {}s", timeout.as_secs()),
+            format!(
+                "the request body did not arrive within {}s",
+                timeout.as_secs()
+            ),
         )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is larger than this node's limit of {limit} bytes"),
         )),
-        Ok(Err(e)) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+        Ok(Err(e)) => Err(ApiError::bad_request(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }
 
@@ -136,7 +168,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(config.header_timeout);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

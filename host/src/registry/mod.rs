@@ -120,13 +120,19 @@ impl Registry {
 
     /// Record a new version (or return the newest one if it is identical);
     /// the `bool` says whether a version was created.
-    pub async fn record(&self, name: &Name, new: NewVersion) -> Result<(FunctionVersion, bool), RegistryError> {
+    pub async fn record(
+        &self,
+        name: &Name,
+        new: NewVersion,
+    ) -> Result<(FunctionVersion, bool), RegistryError> {
         for _ in 0..CLAIM_ATTEMPTS {
             let latest = self.latest(name).await?;
-            if let Some(latest) = &latest {
-                if latest.digest == new.digest && latest.config == new.config && latest.limits == new.limits {
-                    return Ok((latest.clone(), false));
-                }
+            if let Some(latest) = &latest
+                && latest.digest == new.digest
+                && latest.config == new.config
+                && latest.limits == new.limits
+            {
+                return Ok((latest.clone(), false));
             }
             let record = FunctionVersion {
                 name: name.to_string(),
@@ -140,13 +146,18 @@ impl Registry {
                 config: new.config.clone(),
                 limits: new.limits,
             };
-            let json = serde_json::to_vec_pretty(&record).map_err(|e| RegistryError::BadRecord {
-                key: Self::version_key(name, record.version),
-                reason: e.to_string(),
-            })?;
+            let json =
+                serde_json::to_vec_pretty(&record).map_err(|e| RegistryError::BadRecord {
+                    key: Self::version_key(name, record.version),
+                    reason: e.to_string(),
+                })?;
             match self
                 .store
-                .put(&Self::version_key(name, record.version), Bytes::from(json), PutMode::IfAbsent)
+                .put(
+                    &Self::version_key(name, record.version),
+                    Bytes::from(json),
+                    PutMode::IfAbsent,
+                )
                 .await
             {
                 Ok(_) => return Ok((record, true)),
@@ -165,7 +176,12 @@ impl Registry {
             .list(&prefix)
             .await?
             .iter()
-            .filter_map(|key| key.strip_prefix(&prefix)?.strip_suffix(".json")?.parse().ok())
+            .filter_map(|key| {
+                key.strip_prefix(&prefix)?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
             .collect();
         numbers.sort_unstable();
         Ok(numbers)
@@ -184,7 +200,11 @@ impl Registry {
     }
 
     /// One version, if it exists.
-    pub async fn get(&self, name: &Name, version: u64) -> Result<Option<FunctionVersion>, RegistryError> {
+    pub async fn get(
+        &self,
+        name: &Name,
+        version: u64,
+    ) -> Result<Option<FunctionVersion>, RegistryError> {
         let key = Self::version_key(name, version);
         let Some(object) = self.store.get(&key).await? else {
             return Ok(None);

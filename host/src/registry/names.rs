@@ -7,7 +7,9 @@ pub struct Name(String);
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid name {given:?}: {reason}; names are 1-63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit")]
+#[error(
+    "invalid name {given:?}: {reason}; names are 1-63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
+)]
 pub struct InvalidName {
     /// The name as given (shortened if very long).
     pub given: String,
@@ -35,7 +37,9 @@ impl Name {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         {
-            return Err(refuse("it contains a character other than a-z, 0-9, '.', '_' or '-'"));
+            return Err(refuse(
+                "it contains a character other than a-z, 0-9, '.', '_' or '-'",
+            ));
         }
         Ok(Self(name.to_string()))
     }
@@ -62,9 +66,22 @@ mod tests {
             assert!(Name::parse(ok).is_ok(), "{ok}");
         }
         let long = "a".repeat(64);
-        for bad in ["", "../x", "Upper", "-lead", ".hidden", "a/b", "sp ace", "ümlaut", long.as_str()] {
+        for bad in [
+            "",
+            "../x",
+            "Upper",
+            "-lead",
+            ".hidden",
+            "a/b",
+            "sp ace",
+            "ümlaut",
+            long.as_str(),
+        ] {
             assert!(Name::parse(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(Name::parse("a".repeat(63).as_str()).unwrap().as_str().len(), 63);
+        assert_eq!(
+            Name::parse("a".repeat(63).as_str()).unwrap().as_str().len(),
+            63
+        );
     }
 }

@@ -54,15 +54,23 @@ fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 /// Write `bytes` to a fresh temporary file next to `path`, fsynced.
 fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("key has no parent directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("key has no parent directory"))?;
     fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let temp = dir.join(format!(
         ".{name}.{}.{}.tmp",
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(temp)
@@ -89,13 +97,17 @@ fn put_blocking(path: &Path, key: &str, bytes: &[u8], mode: &PutMode) -> Result<
         PutMode::Overwrite => fs::rename(&temp, path).map_err(io_err),
         PutMode::IfAbsent => match fs::hard_link(&temp, path) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(conflict(read(path).map_err(io_err)?)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(conflict(read(path).map_err(io_err)?))
+            }
             Err(e) => Err(io_err(e)),
         },
         PutMode::IfMatch(expected) => {
             let lock_path = path.with_file_name(format!(
                 ".{}.lock",
-                path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                path.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
             ));
             let lock = OpenOptions::new()
                 .create(true)
@@ -106,7 +118,9 @@ fn put_blocking(path: &Path, key: &str, bytes: &[u8], mode: &PutMode) -> Result<
             lock.lock().map_err(io_err)?;
             let current = read(path).map_err(io_err)?;
             match &current {
-                Some(bytes) if &etag_of(bytes) == expected => fs::rename(&temp, path).map_err(io_err),
+                Some(bytes) if &etag_of(bytes) == expected => {
+                    fs::rename(&temp, path).map_err(io_err)
+                }
                 _ => Err(conflict(current)),
             }
             // The lock is released when `lock` drops.
@@ -216,15 +230,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).unwrap();
         let key = "functions/x/aliases.json";
-        let first = store.put(key, Bytes::from("v1"), PutMode::IfAbsent).await.unwrap();
+        let first = store
+            .put(key, Bytes::from("v1"), PutMode::IfAbsent)
+            .await
+            .unwrap();
         let again = store.put(key, Bytes::from("v1b"), PutMode::IfAbsent).await;
-        assert!(matches!(again, Err(StoreError::Conflict { current: Some(ref t), .. }) if *t == first));
+        assert!(
+            matches!(again, Err(StoreError::Conflict { current: Some(ref t), .. }) if *t == first)
+        );
 
-        let second = store.put(key, Bytes::from("v2"), PutMode::IfMatch(first.clone())).await.unwrap();
-        let stale = store.put(key, Bytes::from("v3"), PutMode::IfMatch(first)).await;
-        assert!(matches!(stale, Err(StoreError::Conflict { current: Some(ref t), .. }) if *t == second));
-        assert_eq!(store.get(key).await.unwrap().unwrap().bytes, Bytes::from("v2"));
-        assert_eq!(store.list("functions/").await.unwrap(), vec![key.to_string()]);
+        let second = store
+            .put(key, Bytes::from("v2"), PutMode::IfMatch(first.clone()))
+            .await
+            .unwrap();
+        let stale = store
+            .put(key, Bytes::from("v3"), PutMode::IfMatch(first))
+            .await;
+        assert!(
+            matches!(stale, Err(StoreError::Conflict { current: Some(ref t), .. }) if *t == second)
+        );
+        assert_eq!(
+            store.get(key).await.unwrap().unwrap().bytes,
+            Bytes::from("v2")
+        );
+        assert_eq!(
+            store.list("functions/").await.unwrap(),
+            vec![key.to_string()]
+        );
     }
 
     #[tokio::test]
@@ -232,7 +264,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).unwrap();
         let key = "counter.json";
-        store.put(key, Bytes::from("0"), PutMode::IfAbsent).await.unwrap();
+        store
+            .put(key, Bytes::from("0"), PutMode::IfAbsent)
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let store = store.clone();
@@ -240,7 +275,10 @@ mod tests {
                 for _ in 0..10 {
                     loop {
                         let current = store.get(key).await.unwrap().unwrap();
-                        let n: u64 = std::str::from_utf8(&current.bytes).unwrap().parse().unwrap();
+                        let n: u64 = std::str::from_utf8(&current.bytes)
+                            .unwrap()
+                            .parse()
+                            .unwrap();
                         let next = Bytes::from((n + 1).to_string());
                         match store.put(key, next, PutMode::IfMatch(current.etag)).await {
                             Ok(_) => break,
@@ -254,7 +292,10 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(store.get(key).await.unwrap().unwrap().bytes, Bytes::from("80"));
+        assert_eq!(
+            store.get(key).await.unwrap().unwrap().bytes,
+            Bytes::from("80")
+        );
     }
 
     #[tokio::test]
@@ -262,8 +303,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).unwrap();
         let digest = store.put_blob(Bytes::from("component")).await.unwrap();
-        assert_eq!(store.get_blob(&digest).await.unwrap().unwrap(), Bytes::from("component"));
+        assert_eq!(
+            store.get_blob(&digest).await.unwrap().unwrap(),
+            Bytes::from("component")
+        );
         fs::write(dir.path().join(digest.blob_key()), "tampered").unwrap();
-        assert!(matches!(store.get_blob(&digest).await, Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            store.get_blob(&digest).await,
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

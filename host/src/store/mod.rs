@@ -115,11 +115,19 @@ impl fmt::Display for Digest {
 impl TryFrom<String> for Digest {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| format!("digest `{s}` must start with `sha256:`"))?;
-        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("digest `{s}` must start with `sha256:`"))?;
+        if hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Self(hex.to_string()))
         } else {
-            Err(format!("digest `{s}` must be 64 lowercase hex digits after `sha256:`"))
+            Err(format!(
+                "digest `{s}` must be 64 lowercase hex digits after `sha256:`"
+            ))
         }
     }
 }
@@ -181,7 +189,9 @@ pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
     let plain = |segment: &str| {
         !segment.is_empty()
             && !segment.starts_with('.')
-            && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     };
     if key.split('/').all(plain) {
         Ok(())
@@ -196,7 +206,9 @@ mod tests {
 
     #[test]
     fn keys_cannot_escape_the_root() {
-        for bad in ["../x", "a/../b", "/abs", "", "a//b", ".hidden", "a/b/", "a\\b"] {
+        for bad in [
+            "../x", "a/../b", "/abs", "", "a//b", ".hidden", "a/b/", "a\\b",
+        ] {
             assert!(check_key(bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_key("functions/scaler/versions/1.json").is_ok());

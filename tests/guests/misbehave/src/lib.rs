@@ -35,7 +35,8 @@ impl Stage for Misbehave {
                 eprintln!("printed to stderr");
                 Ok(Message::from_body("text/plain", "logged"))
             }
-            _ => Ok(Message::from_body("application/octet-stream", body).with_field("calls", Scalar::Int(calls))),
+            _ => Ok(Message::from_body("application/octet-stream", body)
+                .with_field("calls", Scalar::Int(calls))),
         }
     }
 }

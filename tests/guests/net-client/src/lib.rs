@@ -7,7 +7,8 @@ struct NetClient;
 
 impl Stage for NetClient {
     fn run(_input: Message) -> Result<Message, StageError> {
-        let stream = std::net::TcpStream::connect("127.0.0.1:9").map_err(|e| StageError::internal(e.to_string()))?;
+        let stream = std::net::TcpStream::connect("127.0.0.1:9")
+            .map_err(|e| StageError::internal(e.to_string()))?;
         drop(stream);
         Ok(Message::new())
     }
