@@ -32,6 +32,11 @@ use wasmtime::component::{Component, Linker};
 /// stage never holds a worker thread for longer than one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Bytes of a released memory or table slot reset with a memset and kept
+/// resident rather than returned to the kernel; measured in
+/// `benches/stage_call.rs` (see BENCHMARKS.md).
+const KEEP_RESIDENT: usize = 64 << 10;
+
 /// Node-wide engine settings. The defaults suit a small node; each is a
 /// `sluice serve` flag.
 #[derive(Debug, Clone)]
@@ -190,8 +195,8 @@ fn build(config: &EngineConfig, pooling: bool) -> Result<wasmtime::Engine, Engin
             .max_memory_size(config.max_memory_bytes as usize)
             // Keep a released slot's first pages resident: the next request
             // reuses them with a memset instead of page faults.
-            .linear_memory_keep_resident(1 << 20)
-            .table_keep_resident(1 << 16);
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
         wasm.allocation_strategy(pool);
     }
     wasmtime::Engine::new(&wasm).map_err(|e| EngineError::Config(format!("{e:#}")))
