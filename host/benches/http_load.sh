@@ -12,8 +12,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 cargo build --release -p sluice -q
 sluice="$CARGO_TARGET_DIR/release/sluice"
 work="$(mktemp -d)"
-wasm="$("$sluice" build functions/json-to-tensor | cut -f2)"
-"$sluice" deploy "$wasm" --name iris --data "$work/data" \
+wasm="$(RUST_LOG=warn "$sluice" build functions/json-to-tensor 2>/dev/null | cut -f2)"
+RUST_LOG=warn "$sluice" deploy "$wasm" --name iris --data "$work/data" \
   --config fields=sepal_length,sepal_width,petal_length,petal_width >/dev/null
 # Request logs off: they are measured separately from the runtime itself.
 RUST_LOG=warn "$sluice" serve --data "$work/data" --listen 127.0.0.1:18080 >/dev/null &
@@ -30,7 +30,8 @@ curl -sf -X POST -H 'content-type: application/json' --data "$(sed -n "s/^wrk.bo
 echo "| connections | requests/s | p50 | p99 |"
 echo "|---|---|---|---|"
 for connections in 1 16 64; do
-  out="$(wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" http://127.0.0.1:18080/fn/iris)"
+  threads=$((connections < 2 ? 1 : 2))
+  out="$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" http://127.0.0.1:18080/fn/iris)"
   rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
   p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
   p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"

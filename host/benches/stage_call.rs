@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn component(crate_dir: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(crate_dir);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(crate_dir);
     let built = sluice::toolchain::build(&[path]).expect("build the stage");
     std::fs::read(&built[0].wasm).expect("read the component")
 }
@@ -50,8 +52,12 @@ fn instantiate(c: &mut Criterion) {
         let engine = engine(pooling);
         let pre = prepare(&engine, &bytes);
         group.bench_function(label, |b| {
-            b.to_async(&runtime)
-                .iter(|| async { engine.instantiate(&pre, identity()).await.expect("instantiate") })
+            b.to_async(&runtime).iter(|| async {
+                engine
+                    .instantiate(&pre, identity())
+                    .await
+                    .expect("instantiate")
+            })
         });
     }
     group.finish();
@@ -74,9 +80,19 @@ fn scaler(c: &mut Criterion) {
     const WIDTH: usize = 16;
     let mean: Vec<f64> = (0..WIDTH).map(|i| i as f64 * 0.5).collect();
     let std: Vec<f64> = (0..WIDTH).map(|i| 1.0 + i as f64 * 0.01).collect();
-    let join = |v: &[f64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
-    let config: Arc<BTreeMap<String, String>> =
-        Arc::new([("mean".to_string(), join(&mean)), ("std".to_string(), join(&std))].into());
+    let join = |v: &[f64]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let config: Arc<BTreeMap<String, String>> = Arc::new(
+        [
+            ("mean".to_string(), join(&mean)),
+            ("std".to_string(), join(&std)),
+        ]
+        .into(),
+    );
 
     let mut group = c.benchmark_group("scaler");
     for kib in [1usize, 64] {
@@ -94,23 +110,37 @@ fn scaler(c: &mut Criterion) {
             }],
             fields: Vec::new(),
         };
-        group.bench_with_input(BenchmarkId::new("wasm", format!("{kib}KiB")), &message, |b, message| {
-            b.to_async(&runtime).iter(|| async {
-                let out = engine
-                    .call(&pre, identity(), config.clone(), StageLimits::default(), message.clone())
-                    .await
-                    .expect("call");
-                black_box(out)
-            })
-        });
-        group.bench_with_input(BenchmarkId::new("native", format!("{kib}KiB")), &values, |b, values| {
-            b.iter(|| {
-                // The same work the stage does: copy the input in, scale it.
-                let mut copy = values.clone();
-                scale_native(&mut copy, &mean, &std);
-                black_box(copy)
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("wasm", format!("{kib}KiB")),
+            &message,
+            |b, message| {
+                b.to_async(&runtime).iter(|| async {
+                    let out = engine
+                        .call(
+                            &pre,
+                            identity(),
+                            config.clone(),
+                            StageLimits::default(),
+                            message.clone(),
+                        )
+                        .await
+                        .expect("call");
+                    black_box(out)
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("native", format!("{kib}KiB")),
+            &values,
+            |b, values| {
+                b.iter(|| {
+                    // The same work the stage does: copy the input in, scale it.
+                    let mut copy = values.clone();
+                    scale_native(&mut copy, &mean, &std);
+                    black_box(copy)
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -107,6 +107,7 @@ impl EngineArgs {
     }
 }
 
+/// Everything that configures a serving node (`serve` and `up`).
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on.
@@ -258,15 +259,20 @@ fn cli_engine() -> EngineConfig {
     }
 }
 
+impl ServeArgs {
+    fn http(&self) -> HttpConfig {
+        HttpConfig {
+            max_body_bytes: self.max_body_bytes,
+            max_component_bytes: self.max_component_mb << 20,
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            body_timeout: std::time::Duration::from_millis(self.body_timeout_ms),
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let node = local_node(&args.data, args.engine.config())?;
-    let http = HttpConfig {
-        max_body_bytes: args.max_body_bytes,
-        max_component_bytes: args.max_component_mb << 20,
-        header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
-        body_timeout: std::time::Duration::from_millis(args.body_timeout_ms),
-    };
-    serve_node(node, http, args.listen, |_| {}).await
+    serve_node(node, args.http(), args.listen, |_| {}).await
 }
 
 /// Bind, report, and serve until Ctrl-C or SIGTERM.

@@ -2,14 +2,12 @@
 //! to the embedded store with their config, serve, and print a working
 //! `curl` line for each example request in the manifest.
 
-use super::{DataArgs, EngineArgs, serve_node};
+use super::{ServeArgs, serve_node};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
-use sluice::http::HttpConfig;
 use sluice::node::Deploy;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -17,13 +15,8 @@ pub struct UpArgs {
     /// The manifest, or a directory holding `sluice.toml`.
     #[arg(default_value = "sluice.toml")]
     manifest: PathBuf,
-    /// Address to listen on.
-    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
     #[command(flatten)]
-    data: DataArgs,
-    #[command(flatten)]
-    engine: EngineArgs,
+    serve: ServeArgs,
 }
 
 /// A `sluice.toml`.
@@ -103,7 +96,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let built = tokio::task::spawn_blocking(move || sluice::toolchain::build(&crates)).await??;
     let mut built = built.into_iter();
 
-    let node = super::local_node(&args.data, args.engine.config())?;
+    let node = super::local_node(&args.serve.data, args.serve.engine.config())?;
     for f in &manifest.functions {
         let wasm = match &f.wasm {
             Some(path) => dir.join(path),
@@ -138,7 +131,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
 
     let examples = manifest.examples;
-    serve_node(node, HttpConfig::default(), args.listen, move |addr| {
+    serve_node(node, args.serve.http(), args.serve.listen, move |addr| {
         println!("\ntry:");
         for e in &examples {
             println!(

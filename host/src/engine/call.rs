@@ -143,13 +143,25 @@ impl Engine {
 
     /// Instantiate a template in a fresh store and drop it: the fixed cost
     /// every request pays, measured on its own by the benchmarks.
-    pub async fn instantiate(&self, pre: &StagePre, identity: StageIdentity) -> Result<(), CallError> {
+    pub async fn instantiate(
+        &self,
+        pre: &StagePre,
+        identity: StageIdentity,
+    ) -> Result<(), CallError> {
         let output = CapturedOutput::new(0);
-        let state = StageState::new(identity, Arc::default(), StageLimits::default().memory_bytes, output.clone(), output);
+        let state = StageState::new(
+            identity,
+            Arc::default(),
+            StageLimits::default().memory_bytes,
+            output.clone(),
+            output,
+        );
         let mut store = Store::new(self.wasmtime(), state);
         store.limiter(|state| state.limiter());
         store.set_epoch_deadline(u64::MAX / 2);
-        pre.instantiate_async(&mut store).await.map_err(|e| CallError::Trap(format!("{e:#}")))?;
+        pre.instantiate_async(&mut store)
+            .await
+            .map_err(|e| CallError::Trap(format!("{e:#}")))?;
         Ok(())
     }
 }
