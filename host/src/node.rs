@@ -266,8 +266,10 @@ impl Node {
         input: wit::Message,
         request_id: Arc<str>,
     ) -> Result<(FunctionVersion, wit::Message), NodeError> {
-        let record = self.resolve(name, version).await?;
-        let loaded = self.load(record).await?;
+        let loaded = match self.loaded_version(name, version) {
+            Some(loaded) => loaded,
+            None => self.load(self.resolve(name, version).await?).await?,
+        };
         let identity = StageIdentity {
             function: loaded.record.name.as_str().into(),
             version: loaded.record.version,
@@ -300,6 +302,13 @@ impl Node {
         self.loaded.remove(&(parsed, version));
         tracing::info!(function = %name, version, "version deleted");
         Ok(())
+    }
+
+    /// A pinned version already loaded here: version records are immutable,
+    /// so `name@version` needs no store round trip once loaded.
+    fn loaded_version(&self, name: &str, version: Option<u64>) -> Option<Arc<Loaded>> {
+        let key = (Name::parse(name).ok()?, version?);
+        self.loaded.get(&key)?.get().cloned()
     }
 
     async fn load(&self, record: FunctionVersion) -> Result<Arc<Loaded>, NodeError> {

@@ -41,7 +41,7 @@ pub async fn invoke(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let input =
-        decode_request(content_type, bytes.to_vec()).map_err(|e| fail(e, stage_hint.clone()))?;
+        decode_request(content_type, Vec::from(bytes)).map_err(|e| fail(e, stage_hint.clone()))?;
 
     let (record, output) = state
         .node
