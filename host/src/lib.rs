@@ -2,14 +2,16 @@
 //! WebAssembly components.
 //!
 //! - [`engine`]: wasmtime, the capability worlds, the sandbox of one call.
-//! - [`store`]: the object store (a local directory by default).
-//! - [`registry`]: immutable, numbered function versions.
+//! - [`store`]: the object store (a local directory by default, or S3).
+//! - [`cache`]: the in-memory cache in front of the store (and of loaded templates).
+//! - [`registry`]: immutable, numbered versions, aliases and rollback.
 //! - [`node`]: the runtime core tying them together (deploy, load, invoke).
 //! - [`http`]: HTTP triggers and the admin API.
 //! - [`toolchain`]: building stage crates into components.
 //! - [`observe`]: logs, request ids and counters.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod engine;
 pub mod http;
 pub mod node;

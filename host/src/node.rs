@@ -1,41 +1,41 @@
-//! A node: the engine, the registry over the store, and the functions
-//! loaded so far. HTTP handlers and the local CLI both go through it.
+//! A node: the engine, the function registry over the cached store, and
+//! the function templates loaded so far. HTTP handlers and the local CLI
+//! both go through it.
 //!
-//! Loading a version is lazy and single-flight: the first request for it
-//! fetches the precompiled artifact for this engine (compiling and storing
-//! it only when absent or incompatible) and links it into a template;
-//! concurrent first requests wait for that one load.
+//! A call resolves `NAME[@VERSION|@ALIAS]` against the function's head
+//! (in memory, revalidated every poll interval), then takes the version's
+//! template from the template cache. Loading a template is lazy and
+//! single-flight: the first request fetches the precompiled artifact for
+//! this engine (compiling and storing it only when absent or unusable);
+//! concurrent first requests wait for that one load. At steady state a call
+//! costs the store nothing; when another node moves an alias, this node
+//! follows within one poll interval and drops templates of deleted versions.
 
+use crate::cache::{Cache, CacheConfig, DocumentCache, DocumentStats, Weigh};
 use crate::engine::{
     CallError, Engine, EngineError, StageIdentity, StageLimits, StagePre, World, WorldError, wit,
 };
 use crate::observe::Stats;
-use crate::registry::{FunctionVersion, InvalidName, Name, NewVersion, Registry, RegistryError};
-use crate::store::{ObjectStore, PutMode, StoreError};
+use crate::registry::{
+    FunctionSummary, FunctionVersion, Head, InvalidName, LATEST, Name, Record, Registry,
+    RegistryError, STABLE, Selector, now_rfc3339,
+};
+use crate::store::{ETag, ObjectStore, Progress, PutMode, StoreError};
 use bytes::Bytes;
 use dashmap::DashMap;
+use futures::FutureExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::OnceCell;
+
+mod artifact;
 
 /// A node's failures, one variant per thing a caller can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NodeError {
     /// A name failed validation.
     #[error(transparent)]
     InvalidName(#[from] InvalidName),
-    /// No function with that name.
-    #[error("function `{0}` not found; deploy it with `sluice deploy FILE.wasm --name {0}`")]
-    FunctionNotFound(String),
-    /// The function exists but not that version.
-    #[error("function `{name}` has no version {version}; see `sluice functions versions {name}`")]
-    VersionNotFound {
-        /// The function.
-        name: String,
-        /// The missing version.
-        version: u64,
-    },
     /// The upload is not a component this node accepts.
     #[error(transparent)]
     Refused(#[from] WorldError),
@@ -45,7 +45,7 @@ pub enum NodeError {
     /// The stage call failed.
     #[error(transparent)]
     Call(#[from] CallError),
-    /// The registry or store failed.
+    /// The registry or store failed, or refused the request.
     #[error(transparent)]
     Registry(#[from] RegistryError),
     /// The engine failed for a reason that is not the component's fault.
@@ -81,6 +81,8 @@ pub struct Deploy {
     pub fuel: Option<u64>,
     /// A description.
     pub description: Option<String>,
+    /// Labels recorded with the version.
+    pub labels: BTreeMap<String, String>,
     /// Who deploys.
     pub created_by: String,
 }
@@ -99,37 +101,51 @@ struct Loaded {
     record: FunctionVersion,
     pre: StagePre,
     config: Arc<BTreeMap<String, String>>,
+    /// The artifact's size: roughly the code this template keeps mapped.
+    size: u64,
+}
+
+impl Weigh for Loaded {
+    fn weight(&self) -> u64 {
+        self.size
+    }
 }
 
 /// The runtime core of one node.
 pub struct Node {
     engine: Engine,
-    store: Arc<dyn ObjectStore>,
-    registry: Registry,
-    loaded: DashMap<(Name, u64), Arc<OnceCell<Arc<Loaded>>>>,
+    documents: Arc<DocumentCache>,
+    functions: Registry<FunctionVersion>,
+    templates: Cache<(Name, u64), Loaded, NodeError>,
+    /// The head tag each function's templates were last checked against.
+    heads_seen: DashMap<Name, ETag>,
     stats: Arc<Stats>,
 }
 
 impl Node {
-    /// A node over `store`.
-    pub fn new(engine: Engine, store: Arc<dyn ObjectStore>) -> Self {
+    /// A node over `store`, with a document cache configured by `cache`.
+    pub fn new(engine: Engine, store: Arc<dyn ObjectStore>, cache: CacheConfig) -> Self {
+        let documents = Arc::new(DocumentCache::new(store, cache));
         Self {
-            registry: Registry::new(store.clone()),
+            functions: Registry::new(documents.clone()),
+            documents,
             engine,
-            store,
-            loaded: DashMap::new(),
+            // Templates are bounded by the engine's instance pool, not by
+            // bytes; idle release comes with scale-to-zero.
+            templates: Cache::new(u64::MAX),
+            heads_seen: DashMap::new(),
             stats: Arc::default(),
         }
     }
 
-    /// The registry.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The function registry.
+    pub fn functions(&self) -> &Registry<FunctionVersion> {
+        &self.functions
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+        self.documents.store()
     }
 
     /// The engine.
@@ -142,17 +158,19 @@ impl Node {
         &self.stats
     }
 
-    /// Function versions currently loaded on this node.
-    pub fn loaded_count(&self) -> usize {
-        self.loaded.len()
+    /// The document cache's counters and the store requests made.
+    pub fn document_stats(&self) -> DocumentStats {
+        self.documents.stats()
     }
 
-    fn artifact_key(&self, record: &FunctionVersion) -> String {
-        format!(
-            "compiled/{}/{}.cwasm",
-            self.engine.fingerprint(),
-            record.digest.hex()
-        )
+    /// The template cache's counters.
+    pub fn template_stats(&self) -> crate::cache::CacheStats {
+        self.templates.stats()
+    }
+
+    /// How often mutable documents are revalidated.
+    pub fn poll_interval(&self) -> std::time::Duration {
+        self.documents.config().poll_interval
     }
 
     /// Validate, compile and register a component as a new version.
@@ -161,6 +179,7 @@ impl Node {
         name: &str,
         bytes: Bytes,
         request: Deploy,
+        progress: Progress<'_>,
     ) -> Result<Deployed, NodeError> {
         let name = Name::parse(name)?;
         let limits = self.limits(&request)?;
@@ -178,33 +197,31 @@ impl Node {
             .components_compiled
             .fetch_add(1, Ordering::Relaxed);
 
-        // Blob and artifact first, record last: a reader never finds a
-        // version whose bytes are missing.
+        // Blob and artifact first, record and head last: a reader never
+        // finds a version whose bytes are missing.
         let size = bytes.len() as u64;
-        let digest = self.store.put_blob(bytes).await?;
-        let artifact = format!(
-            "compiled/{}/{}.cwasm",
-            self.engine.fingerprint(),
-            digest.hex()
-        );
-        self.store
-            .put(&artifact, Bytes::from(cwasm), PutMode::Overwrite)
-            .await?;
-        let (version, created) = self
-            .registry
-            .record(
-                &name,
-                NewVersion {
-                    digest,
-                    world,
-                    size,
-                    created_by: request.created_by,
-                    description: request.description,
-                    config: request.config,
-                    limits,
-                },
+        let digest = self.documents.put_blob(bytes, progress).await?;
+        self.documents
+            .put(
+                &artifact_key(&self.engine, &digest),
+                artifact::encode(&cwasm),
+                PutMode::Overwrite,
             )
             .await?;
+        let record = FunctionVersion {
+            name: name.to_string(),
+            version: 0,
+            digest,
+            world,
+            size,
+            created_at: now_rfc3339(),
+            created_by: request.created_by,
+            description: request.description,
+            labels: request.labels,
+            config: request.config,
+            limits,
+        };
+        let (version, created) = self.functions.record(&name, record).await?;
         tracing::info!(function = %name, version = version.version, world = %version.world, created, "deployed");
         Ok(Deployed { version, created })
     }
@@ -235,41 +252,49 @@ impl Node {
         Ok(limits)
     }
 
-    /// Resolve `version` (or the newest) of `name`.
-    pub async fn resolve(
-        &self,
-        name: &str,
-        version: Option<u64>,
-    ) -> Result<FunctionVersion, NodeError> {
-        let name = Name::parse(name)?;
-        let found = match version {
-            Some(v) => self.registry.get(&name, v).await?,
-            None => self.registry.latest(&name).await?,
-        };
-        match (found, version) {
-            (Some(record), _) => Ok(record),
-            (None, Some(version)) if !self.registry.version_numbers(&name).await?.is_empty() => {
-                Err(NodeError::VersionNotFound {
-                    name: name.to_string(),
-                    version,
-                })
-            }
-            (None, _) => Err(NodeError::FunctionNotFound(name.to_string())),
+    /// The version of `name` that `selector` picks, checking this node's
+    /// templates against the head it was read from.
+    async fn pick(&self, name: &Name, selector: &Selector) -> Result<u64, NodeError> {
+        let (head, etag) = self
+            .functions
+            .head(name)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound {
+                noun: FunctionVersion::NOUN,
+                name: name.to_string(),
+            })?;
+        if self.heads_seen.get(name).is_none_or(|seen| *seen != etag) {
+            // The head changed (here or on another node): drop templates of
+            // versions that are no longer live.
+            self.templates
+                .retain(|(n, v)| n != name || head.versions.contains(v));
+            self.heads_seen.insert(name.clone(), etag);
         }
+        Ok(crate::registry::select(
+            FunctionVersion::NOUN,
+            name,
+            &head,
+            selector,
+        )?)
     }
 
-    /// Run `version` (or the newest) of `name` on `input`.
+    /// The record `selector` picks for `name`.
+    pub async fn resolve(&self, name: &str, selector: &Selector) -> Result<FunctionVersion, NodeError> {
+        let name = Name::parse(name)?;
+        Ok(self.functions.resolve(&name, selector).await?)
+    }
+
+    /// Run the version of `name` that `selector` picks on `input`.
     pub async fn invoke(
         &self,
         name: &str,
-        version: Option<u64>,
+        selector: &Selector,
         input: wit::Message,
         request_id: Arc<str>,
     ) -> Result<(FunctionVersion, wit::Message), NodeError> {
-        let loaded = match self.loaded_version(name, version) {
-            Some(loaded) => loaded,
-            None => self.load(self.resolve(name, version).await?).await?,
-        };
+        let name = Name::parse(name)?;
+        let version = self.pick(&name, selector).await?;
+        let loaded = self.load(name, version).await?;
         let identity = StageIdentity {
             function: loaded.record.name.as_str().into(),
             version: loaded.record.version,
@@ -289,94 +314,184 @@ impl Node {
         Ok((loaded.record.clone(), output))
     }
 
-    /// Delete a version and forget it on this node.
-    pub async fn delete_version(&self, name: &str, version: u64) -> Result<(), NodeError> {
-        let parsed = Name::parse(name)?;
-        if !self.registry.delete(&parsed, version).await? {
-            self.resolve(name, Some(version)).await?;
-            return Err(NodeError::VersionNotFound {
-                name: name.to_string(),
-                version,
-            });
-        }
-        self.loaded.remove(&(parsed, version));
-        tracing::info!(function = %name, version, "version deleted");
-        Ok(())
-    }
-
-    /// A pinned version already loaded here: version records are immutable,
-    /// so `name@version` needs no store round trip once loaded.
-    fn loaded_version(&self, name: &str, version: Option<u64>) -> Option<Arc<Loaded>> {
-        let key = (Name::parse(name).ok()?, version?);
-        self.loaded.get(&key)?.get().cloned()
-    }
-
-    async fn load(&self, record: FunctionVersion) -> Result<Arc<Loaded>, NodeError> {
-        let key = (Name::parse(&record.name)?, record.version);
-        let cell = self.loaded.entry(key).or_default().clone();
-        let loaded = cell
-            .get_or_try_init(|| async {
-                let pre = self.template(&record).await?;
-                Ok::<_, NodeError>(Arc::new(Loaded {
-                    config: Arc::new(record.config.clone()),
-                    record,
-                    pre,
-                }))
-            })
-            .await?;
-        Ok(loaded.clone())
-    }
-
-    /// The linked template of a version: from the precompiled artifact when
-    /// this engine can load it, otherwise compiled (and the artifact stored).
-    async fn template(&self, record: &FunctionVersion) -> Result<StagePre, NodeError> {
-        let key = self.artifact_key(record);
-        if let Some(artifact) = self.store.get(&key).await? {
-            let engine = self.engine.clone();
-            let loaded = tokio::task::spawn_blocking(move || {
-                // SAFETY: artifacts are written only by `deploy` and `template`
-                // of a node into the operator's store; clients cannot write them.
-                let component = unsafe { engine.deserialize(&artifact.bytes) }?;
-                engine.prepare(&component)
-            })
-            .await
-            .map_err(|e| NodeError::Engine(e.to_string()))?;
-            match loaded {
-                Ok(pre) => {
-                    self.stats.artifacts_loaded.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(function = %record.name, version = record.version, "loaded precompiled artifact");
-                    return Ok(pre);
-                }
-                Err(e) => {
-                    tracing::warn!(%key, error = %e, "precompiled artifact unusable; recompiling")
-                }
+    /// Every function with its aliases and newest version.
+    pub async fn list(&self) -> Result<Vec<FunctionSummary>, NodeError> {
+        let mut out = Vec::new();
+        for (name, head) in self.functions.names().await? {
+            let Some(latest) = head.aliases.get(LATEST) else {
+                continue;
+            };
+            if let Some(record) = self.functions.get(&name, *latest).await? {
+                out.push(FunctionSummary::new(&head, &record));
             }
         }
-        let bytes =
-            self.store
-                .get_blob(&record.digest)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: record.digest.blob_key(),
-                    reason: format!(
-                        "the blob of {} version {} is missing",
-                        record.name, record.version
-                    ),
-                })?;
-        let engine = self.engine.clone();
-        let (pre, cwasm) = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-            let (component, _) = engine.compile(&bytes)?;
-            Ok((engine.prepare(&component)?, engine.serialize(&component)?))
-        })
-        .await
-        .map_err(|e| NodeError::Engine(e.to_string()))??;
-        self.stats
-            .components_compiled
-            .fetch_add(1, Ordering::Relaxed);
-        self.store
-            .put(&key, Bytes::from(cwasm), PutMode::Overwrite)
-            .await?;
-        tracing::info!(function = %record.name, version = record.version, "compiled and stored artifact");
-        Ok(pre)
+        Ok(out)
     }
+
+    /// Every live version of `name` and its aliases.
+    pub async fn versions(&self, name: &str) -> Result<(Head, Vec<FunctionVersion>), NodeError> {
+        Ok(self.functions.versions(&Name::parse(name)?).await?)
+    }
+
+    /// Point `alias` of `name` at `version` (see [`Registry::set_alias`]).
+    pub async fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: u64,
+        expect: Option<Option<u64>>,
+    ) -> Result<Head, NodeError> {
+        let (name, alias) = (Name::parse(name)?, Name::parse(alias)?);
+        let head = self.functions.set_alias(&name, &alias, version, expect).await?;
+        tracing::info!(function = %name, %alias, version, "alias moved");
+        Ok(head)
+    }
+
+    /// Move `alias` (default `stable`) back to its previous version.
+    pub async fn rollback(&self, name: &str, alias: Option<&str>) -> Result<Head, NodeError> {
+        let name = Name::parse(name)?;
+        let alias = Name::parse(alias.unwrap_or(STABLE))?;
+        let head = self.functions.rollback(&name, &alias).await?;
+        tracing::info!(function = %name, %alias, version = head.aliases.get(alias.as_str()), "rolled back");
+        Ok(head)
+    }
+
+    /// Remove `alias` of `name`.
+    pub async fn remove_alias(&self, name: &str, alias: &str) -> Result<Head, NodeError> {
+        let (name, alias) = (Name::parse(name)?, Name::parse(alias)?);
+        Ok(self.functions.remove_alias(&name, &alias).await?)
+    }
+
+    /// Delete a version (refused while an alias points at it) and forget
+    /// it on this node.
+    pub async fn delete_version(&self, name: &str, version: u64) -> Result<Head, NodeError> {
+        let parsed = Name::parse(name)?;
+        let head = self.functions.delete(&parsed, version).await?;
+        self.templates.remove(&(parsed, version));
+        tracing::info!(function = %name, version, "version deleted");
+        Ok(head)
+    }
+
+    async fn load(&self, name: Name, version: u64) -> Result<Arc<Loaded>, NodeError> {
+        let key = (name, version);
+        let (functions, documents, engine, stats) = (
+            self.functions.clone(),
+            self.documents.clone(),
+            self.engine.clone(),
+            self.stats.clone(),
+        );
+        let load_key = key.clone();
+        self.templates
+            .get_or_load(
+                &key,
+                |_, _| true,
+                move |_| {
+                    async move {
+                        let (name, version) = load_key;
+                        let record = functions.get(&name, version).await?.ok_or_else(|| {
+                            RegistryError::VersionNotFound {
+                                noun: FunctionVersion::NOUN,
+                                name: name.to_string(),
+                                version,
+                            }
+                        })?;
+                        let (pre, size) = template(&engine, &documents, &stats, &record).await?;
+                        Ok(Loaded {
+                            config: Arc::new(record.config.clone()),
+                            record,
+                            pre,
+                            size,
+                        })
+                    }
+                    .boxed()
+                },
+            )
+            .await
+    }
+}
+
+/// Where this engine's precompiled form of a component is stored.
+fn artifact_key(engine: &Engine, digest: &crate::store::Digest) -> String {
+    format!("compiled/{}/{}.cwasm", engine.fingerprint(), digest.hex())
+}
+
+/// The linked template of a version and its artifact's size: from the
+/// precompiled artifact when this engine can load it, otherwise compiled
+/// (and the artifact stored for the next node).
+async fn template(
+    engine: &Engine,
+    documents: &DocumentCache,
+    stats: &Stats,
+    record: &FunctionVersion,
+) -> Result<(StagePre, u64), NodeError> {
+    let key = artifact_key(engine, &record.digest);
+    match documents.fetch(&key).await? {
+        Some(object) => match artifact::decode(&object.bytes) {
+            Ok(cwasm) => {
+                let size = cwasm.len() as u64;
+                let engine = engine.clone();
+                let loaded = tokio::task::spawn_blocking(move || {
+                    // SAFETY: artifacts are written only by nodes (`deploy` and
+                    // this function) into the operator's store, never by
+                    // clients, and their digest was just verified.
+                    let component = unsafe { engine.deserialize(&cwasm) }?;
+                    engine.prepare(&component)
+                })
+                .await
+                .map_err(|e| NodeError::Engine(e.to_string()))?;
+                match loaded {
+                    Ok(pre) => {
+                        stats.artifacts_loaded.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(function = %record.name, version = record.version, "loaded precompiled artifact");
+                        return Ok((pre, size));
+                    }
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "precompiled artifact unusable; recompiling")
+                    }
+                }
+            }
+            Err(reason) => tracing::warn!(%key, %reason, "precompiled artifact corrupt; recompiling"),
+        },
+        None => tracing::info!(function = %record.name, version = record.version, "no precompiled artifact for this engine; compiling"),
+    }
+    let object = documents
+        .fetch(&record.digest.blob_key())
+        .await?
+        .ok_or_else(|| StoreError::Corrupt {
+            key: record.digest.blob_key(),
+            reason: format!(
+                "the component of {} version {} is missing",
+                record.name, record.version
+            ),
+        })?;
+    let actual = crate::store::Digest::of(&object.bytes);
+    if actual != record.digest {
+        return Err(StoreError::Corrupt {
+            key: record.digest.blob_key(),
+            reason: format!("its bytes hash to {actual}"),
+        }
+        .into());
+    }
+    let engine_clone = engine.clone();
+    let (pre, cwasm) = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+        let (component, _) = engine_clone.compile(&object.bytes)?;
+        Ok((
+            engine_clone.prepare(&component)?,
+            engine_clone.serialize(&component)?,
+        ))
+    })
+    .await
+    .map_err(|e| NodeError::Engine(e.to_string()))??;
+    stats.components_compiled.fetch_add(1, Ordering::Relaxed);
+    let size = cwasm.len() as u64;
+    // A read-only node (e.g. a serving Lambda role) cannot store the
+    // artifact; it still serves from what it compiled.
+    match documents
+        .put(&key, artifact::encode(&cwasm), PutMode::Overwrite)
+        .await
+    {
+        Ok(_) => tracing::info!(function = %record.name, version = record.version, "compiled and stored artifact"),
+        Err(e) => tracing::warn!(%key, error = %e, "compiled, but could not store the artifact"),
+    }
+    Ok((pre, size))
 }

@@ -163,10 +163,22 @@ async fn unknown_functions_and_versions_are_404_naming_them() {
         v["error"].as_str().unwrap().contains("has no version 7"),
         "{v}"
     );
-    let (status, v) = server.invoke("known@x", "text/plain", "x").await;
+    let (status, v) = server.invoke("known@canary", "text/plain", "x").await;
+    assert_eq!(status, 404);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("has no alias `canary`; its aliases: latest → 1"),
+        "{v}"
+    );
+    let (status, v) = server.invoke("known@_x", "text/plain", "x").await;
     assert_eq!(status, 400);
     assert!(
-        v["error"].as_str().unwrap().contains("must be a number"),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not NAME, NAME@VERSION or NAME@ALIAS"),
         "{v}"
     );
     let (status, v) = server.invoke("known@1", "text/plain", "hi").await;

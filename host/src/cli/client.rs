@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sluice::http::ApiError;
 use sluice::http::codec::{decode_request, encode_response};
 use sluice::node::{Deploy, Node};
-use sluice::registry::{FunctionSummary, FunctionVersion};
+use sluice::registry::{FunctionSummary, FunctionVersion, Head, Selector};
 use std::fmt;
 use std::sync::Arc;
 
@@ -53,8 +53,21 @@ struct ErrorBody {
 /// Uploads above this size show a progress bar.
 const PROGRESS_THRESHOLD: usize = 1 << 20;
 
+fn progress_bar(size: usize, verb: &str) -> ProgressBar {
+    if size < PROGRESS_THRESHOLD {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(size as u64);
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{verb} {{bar:40}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}}"
+    )) {
+        bar.set_style(style);
+    }
+    bar
+}
+
 impl Client {
-    pub fn new(target: &TargetArgs) -> Result<Self> {
+    pub async fn new(target: &TargetArgs) -> Result<Self> {
         match &target.server {
             Some(url) => Ok(Self::Remote {
                 base: url.trim_end_matches('/').to_string(),
@@ -62,10 +75,9 @@ impl Client {
                     .build()
                     .context("cannot build the HTTP client")?,
             }),
-            None => Ok(Self::Local(super::local_node(
-                &target.data,
-                super::cli_engine(),
-            )?)),
+            None => Ok(Self::Local(
+                super::local_node(&target.data, super::cli_engine(), Default::default()).await?,
+            )),
         }
     }
 
@@ -90,7 +102,13 @@ impl Client {
     pub async fn deploy(&self, name: &str, bytes: Vec<u8>, request: Deploy) -> Result<Deployed> {
         match self {
             Self::Local(node) => {
-                let d = node.deploy(name, bytes.into(), request).await?;
+                let bar = progress_bar(bytes.len(), "storing");
+                let report = |done: u64| bar.set_position(done);
+                let d = node
+                    .deploy(name, bytes.into(), request, Some(&report))
+                    .await;
+                bar.finish_and_clear();
+                let d = d?;
                 let v = d.version;
                 Ok(Deployed {
                     name: v.name,
@@ -116,18 +134,14 @@ impl Client {
                 if let Some(d) = request.description {
                     query.push(("description".into(), d));
                 }
+                query.extend(
+                    request
+                        .labels
+                        .into_iter()
+                        .map(|(k, v)| (format!("label.{k}"), v)),
+                );
                 let size = bytes.len();
-                let bar = if size >= PROGRESS_THRESHOLD {
-                    let bar = ProgressBar::new(size as u64);
-                    if let Ok(style) = ProgressStyle::with_template(
-                        "uploading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
-                    ) {
-                        bar.set_style(style);
-                    }
-                    bar
-                } else {
-                    ProgressBar::hidden()
-                };
+                let bar = progress_bar(size, "uploading");
                 let progress = bar.clone();
                 let chunks: Vec<bytes::Bytes> = bytes::Bytes::from(bytes)
                     .chunks(64 * 1024)
@@ -174,20 +188,12 @@ impl Client {
             }
             Self::Local(node) => {
                 let request_id = sluice::observe::request_id(None);
-                let (name, version) = match target.split_once('@') {
-                    Some((n, v)) => (
-                        n,
-                        Some(
-                            v.parse::<u64>()
-                                .with_context(|| format!("version `{v}` must be a number"))?,
-                        ),
-                    ),
-                    None => (target, None),
-                };
+                let (name, selector) = Selector::split(target)
+                    .with_context(|| format!("`{target}` is not NAME, NAME@VERSION or NAME@ALIAS"))?;
                 let result = async {
                     let input = decode_request(Some(content_type), body)?;
                     let (_, output) = node
-                        .invoke(name, version, input, request_id.clone())
+                        .invoke(name, &selector, input, request_id.clone())
                         .await?;
                     encode_response(output)
                 }
@@ -207,7 +213,7 @@ impl Client {
 
     pub async fn list(&self) -> Result<Vec<FunctionSummary>> {
         match self {
-            Self::Local(node) => Ok(node.registry().list().await?),
+            Self::Local(node) => Ok(node.list().await?),
             Self::Remote { base, http } => {
                 #[derive(Deserialize)]
                 struct List {
@@ -227,16 +233,14 @@ impl Client {
         }
     }
 
-    pub async fn versions(&self, name: &str) -> Result<Vec<FunctionVersion>> {
+    pub async fn versions(&self, name: &str) -> Result<(Head, Vec<FunctionVersion>)> {
         match self {
-            Self::Local(node) => {
-                node.resolve(name, None).await?;
-                let name = sluice::registry::Name::parse(name)?;
-                Ok(node.registry().versions(&name).await?)
-            }
+            Self::Local(node) => Ok(node.versions(name).await?),
             Self::Remote { base, http } => {
                 #[derive(Deserialize)]
                 struct Versions {
+                    aliases: std::collections::BTreeMap<String, u64>,
+                    history: std::collections::BTreeMap<String, Vec<u64>>,
                     versions: Vec<FunctionVersion>,
                 }
                 let response = http
@@ -244,18 +248,79 @@ impl Client {
                     .send()
                     .await
                     .map_err(|e| Self::unreachable(base, e))?;
-                Ok(Self::check(response, base)
-                    .await?
-                    .json::<Versions>()
-                    .await?
-                    .versions)
+                let body: Versions = Self::check(response, base).await?.json().await?;
+                let head = Head {
+                    versions: body.versions.iter().map(|v| v.version).collect(),
+                    highest: body.versions.last().map_or(0, |v| v.version),
+                    aliases: body.aliases,
+                    history: body.history,
+                };
+                Ok((head, body.versions))
+            }
+        }
+    }
+
+    /// Point an alias at a version; `expect` guards against a concurrent move.
+    pub async fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: u64,
+        expect: Option<Option<u64>>,
+    ) -> Result<Head> {
+        match self {
+            Self::Local(node) => Ok(node.set_alias(name, alias, version, expect).await?),
+            Self::Remote { base, http } => {
+                let mut body = serde_json::json!({ "version": version });
+                if let Some(expect) = expect {
+                    body["expect"] = serde_json::json!(expect);
+                }
+                let response = http
+                    .put(format!("{base}/v1/functions/{name}/aliases/{alias}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                Ok(Self::check(response, base).await?.json().await?)
+            }
+        }
+    }
+
+    pub async fn remove_alias(&self, name: &str, alias: &str) -> Result<Head> {
+        match self {
+            Self::Local(node) => Ok(node.remove_alias(name, alias).await?),
+            Self::Remote { base, http } => {
+                let response = http
+                    .delete(format!("{base}/v1/functions/{name}/aliases/{alias}"))
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                Ok(Self::check(response, base).await?.json().await?)
+            }
+        }
+    }
+
+    pub async fn rollback(&self, name: &str, alias: &str) -> Result<Head> {
+        match self {
+            Self::Local(node) => Ok(node.rollback(name, Some(alias)).await?),
+            Self::Remote { base, http } => {
+                let response = http
+                    .post(format!("{base}/v1/functions/{name}/rollback"))
+                    .query(&[("alias", alias)])
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                Ok(Self::check(response, base).await?.json().await?)
             }
         }
     }
 
     pub async fn delete(&self, name: &str, version: u64) -> Result<()> {
         match self {
-            Self::Local(node) => Ok(node.delete_version(name, version).await?),
+            Self::Local(node) => {
+                node.delete_version(name, version).await?;
+                Ok(())
+            }
             Self::Remote { base, http } => {
                 let response = http
                     .delete(format!("{base}/v1/functions/{name}/versions/{version}"))

@@ -7,11 +7,12 @@ mod up;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use client::Client;
+use sluice::cache::CacheConfig;
 use sluice::engine::{Engine, EngineConfig};
 use sluice::http::{self, AppState, HttpConfig};
 use sluice::node::{Deploy, Node};
 use sluice::observe::{self, LogFormat};
-use sluice::store::FsStore;
+use sluice::registry::{Head, LATEST, STABLE};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,7 +38,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node: HTTP triggers (`POST /fn/NAME[@VERSION]`) and the admin API (`/v1/...`).
+    /// Run a node: HTTP triggers (`POST /fn/NAME[@VERSION|@ALIAS]`) and the admin API (`/v1/...`).
     Serve(ServeArgs),
     /// Upload a component as a new version of a function.
     Deploy(DeployArgs),
@@ -46,16 +47,22 @@ enum Command {
     /// List and inspect deployed functions.
     #[command(subcommand)]
     Functions(FunctionsCommand),
+    /// Point, list or remove a function's aliases (`stable`, `canary`, ...).
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// Move a function's alias (default `stable`) back to its previous version.
+    Rollback(RollbackArgs),
     /// Build stage crates into wasm32-wasip2 components.
     Build(BuildArgs),
     /// Build, deploy and serve everything a `sluice.toml` manifest lists.
     Up(up::UpArgs),
 }
 
-/// Where deployed functions live (the embedded store).
+/// Where deployed functions live: a local directory (the embedded
+/// default) or an S3 bucket.
 #[derive(Args, Clone)]
 struct DataArgs {
-    /// Directory of the embedded store.
+    /// Directory of the embedded store (used when --store is not given).
     #[arg(
         long = "data",
         visible_alias = "data-dir",
@@ -63,6 +70,19 @@ struct DataArgs {
         default_value = ".sluice"
     )]
     data: PathBuf,
+    /// The object store: s3://BUCKET[/PREFIX] (region, credentials and
+    /// endpoint from the standard AWS settings, e.g. AWS_REGION,
+    /// AWS_PROFILE, AWS_ENDPOINT_URL_S3) or a directory. Overrides --data.
+    #[arg(long, env = "SLUICE_STORE")]
+    store: Option<String>,
+}
+
+impl DataArgs {
+    fn location(&self) -> String {
+        self.store
+            .clone()
+            .unwrap_or_else(|| self.data.display().to_string())
+    }
 }
 
 /// Which node a client command talks to.
@@ -129,6 +149,14 @@ struct ServeArgs {
     /// Time a client has to send its request body, in milliseconds.
     #[arg(long, default_value_t = HttpConfig::default().body_timeout.as_millis() as u64)]
     body_timeout_ms: u64,
+    /// Bytes of store documents (version records, aliases) kept in memory.
+    #[arg(long, default_value_t = CacheConfig::default().max_bytes)]
+    cache_bytes: u64,
+    /// How often this node re-checks aliases in the store, in milliseconds:
+    /// a deploy, alias move or rollback made through another node is
+    /// served here within this interval.
+    #[arg(long, env = "SLUICE_POLL_INTERVAL_MS", default_value_t = CacheConfig::default().poll_interval.as_millis() as u64)]
+    poll_interval_ms: u64,
 }
 
 #[derive(Args)]
@@ -153,13 +181,17 @@ struct DeployArgs {
     /// A description recorded with the version.
     #[arg(long)]
     description: Option<String>,
+    /// A label recorded with the version (repeatable), e.g. --label team=risk.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    labels: Vec<(String, String)>,
     #[command(flatten)]
     target: TargetArgs,
 }
 
 #[derive(Args)]
 struct InvokeArgs {
-    /// The function, optionally with a version: NAME or NAME@VERSION.
+    /// The function: NAME (its `stable` alias if set, else `latest`),
+    /// NAME@VERSION or NAME@ALIAS.
     target_function: String,
     /// The request body: a literal string, @FILE, or - for stdin.
     #[arg(long, short = 'd', default_value = "")]
@@ -173,20 +205,23 @@ struct InvokeArgs {
     /// Directory of the embedded store (when no --server).
     #[arg(long, env = "SLUICE_DATA", default_value = ".sluice")]
     data_dir: PathBuf,
+    /// The object store (when no --server); see `sluice serve --help`.
+    #[arg(long, env = "SLUICE_STORE")]
+    store: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum FunctionsCommand {
     /// List functions and their newest versions.
     Ls(TargetArgs),
-    /// List the versions of one function.
+    /// List the versions and aliases of one function.
     Versions {
         /// The function.
         name: String,
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Delete one version of a function.
+    /// Delete one version of a function (refused while an alias other than `latest` points at it).
     Rm {
         /// The function.
         name: String,
@@ -195,6 +230,66 @@ enum FunctionsCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum AliasCommand {
+    /// Point ALIAS of NAME at VERSION, e.g. `sluice alias set scaler stable 3`.
+    Set {
+        /// The function.
+        name: String,
+        /// The alias (`latest` is maintained by Sluice and cannot be set).
+        alias: String,
+        /// The version to point at.
+        version: u64,
+        /// Move only if the alias points at this version now (`none`: only
+        /// if it does not exist yet); otherwise fail with the current state.
+        #[arg(long, value_parser = parse_expect)]
+        expect: Option<Expect>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Show the aliases of NAME and where they pointed before.
+    Ls {
+        /// The function.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Remove ALIAS of NAME.
+    Rm {
+        /// The function.
+        name: String,
+        /// The alias.
+        alias: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// What `--expect` says the alias points at now.
+#[derive(Clone, Copy)]
+struct Expect(Option<u64>);
+
+fn parse_expect(s: &str) -> Result<Expect, String> {
+    match s {
+        "none" => Ok(Expect(None)),
+        n => n
+            .parse()
+            .map(|v| Expect(Some(v)))
+            .map_err(|_| format!("expected a version number or `none`, got {s:?}")),
+    }
+}
+
+#[derive(Args)]
+struct RollbackArgs {
+    /// The function.
+    name: String,
+    /// The alias to move back.
+    #[arg(long, default_value = STABLE)]
+    alias: String,
+    #[command(flatten)]
+    target: TargetArgs,
 }
 
 #[derive(Args)]
@@ -238,17 +333,34 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Deploy(args) => deploy(args).await.map(|()| ExitCode::SUCCESS),
         Command::Invoke(args) => invoke(args).await,
         Command::Functions(command) => functions(command).await.map(|()| ExitCode::SUCCESS),
+        Command::Alias(command) => alias(command).await.map(|()| ExitCode::SUCCESS),
+        Command::Rollback(args) => {
+            let head = Client::new(&args.target)
+                .await?
+                .rollback(&args.name, &args.alias)
+                .await?;
+            println!(
+                "{} {} → version {}",
+                args.name,
+                args.alias,
+                head.aliases.get(&args.alias).copied().unwrap_or_default()
+            );
+            print_aliases(&head);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Build(args) => build(args).await.map(|()| ExitCode::SUCCESS),
         Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
-/// A node over the embedded store at `data`.
-fn local_node(data: &DataArgs, engine: EngineConfig) -> Result<Arc<Node>> {
-    let store = FsStore::open(&data.data)
-        .with_context(|| format!("cannot open the store at {}", data.data.display()))?;
+/// A node over the store `data` names.
+async fn local_node(data: &DataArgs, engine: EngineConfig, cache: CacheConfig) -> Result<Arc<Node>> {
+    let location = data.location();
+    let store = sluice::store::open(&location)
+        .await
+        .with_context(|| format!("cannot open the store at {location}"))?;
     let engine = Engine::new(engine).context("cannot start the wasmtime engine")?;
-    Ok(Arc::new(Node::new(engine, Arc::new(store))))
+    Ok(Arc::new(Node::new(engine, store, cache)))
 }
 
 /// Engine settings for one-shot CLI work: no need to reserve a pool.
@@ -260,6 +372,14 @@ fn cli_engine() -> EngineConfig {
 }
 
 impl ServeArgs {
+    fn cache(&self) -> CacheConfig {
+        CacheConfig {
+            max_bytes: self.cache_bytes,
+            poll_interval: std::time::Duration::from_millis(self.poll_interval_ms),
+            ..CacheConfig::default()
+        }
+    }
+
     fn http(&self) -> HttpConfig {
         HttpConfig {
             max_body_bytes: self.max_body_bytes,
@@ -271,8 +391,28 @@ impl ServeArgs {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let node = local_node(&args.data, args.engine.config())?;
+    let node = local_node(&args.data, args.engine.config(), args.cache()).await?;
     serve_node(node, args.http(), args.listen, |_| {}).await
+}
+
+/// Check the store honours conditional writes, and say so loudly if not:
+/// without them two nodes moving one alias could overwrite each other.
+async fn check_conditional_writes(node: &Node) -> Option<bool> {
+    match node.store().check_conditional_writes().await {
+        Ok(true) => Some(true),
+        Ok(false) => {
+            tracing::error!(
+                store = %node.store().describe(),
+                "this store ignores conditional writes (If-None-Match / If-Match): concurrent alias moves and deploys through different nodes may overwrite each other; use a store that supports them (AWS S3 does)"
+            );
+            Some(false)
+        }
+        Err(e) => {
+            // Read-only credentials (a serving role) cannot probe; that is fine.
+            tracing::info!(error = %e, "could not check the store for conditional writes");
+            None
+        }
+    }
 }
 
 /// Bind, report, and serve until Ctrl-C or SIGTERM.
@@ -290,6 +430,7 @@ async fn serve_node(
             )
         })?;
     let addr = listener.local_addr()?;
+    let conditional_writes = check_conditional_writes(&node).await;
     tracing::info!(%addr, store = %node.store().describe(), "sluice listening");
     // Tests and scripts wait for this exact line on stdout.
     println!("listening on http://{addr}");
@@ -297,6 +438,7 @@ async fn serve_node(
     let state = Arc::new(AppState {
         node,
         http: http.clone(),
+        conditional_writes,
     });
     http::serve(listener, http::router(state), &http, shutdown_signal()).await?;
     Ok(())
@@ -360,9 +502,10 @@ async fn deploy(args: DeployArgs) -> Result<()> {
         memory_bytes: args.memory_mb.map(|mb| mb << 20),
         fuel: None,
         description: args.description,
+        labels: args.labels.into_iter().collect(),
         created_by: std::env::var("USER").unwrap_or_else(|_| "anonymous".into()),
     };
-    let client = Client::new(&args.target)?;
+    let client = Client::new(&args.target).await?;
     let deployed = client.deploy(&args.name, bytes, request).await?;
     println!("{deployed}");
     Ok(())
@@ -387,9 +530,10 @@ async fn invoke(args: InvokeArgs) -> Result<ExitCode> {
         server: args.server,
         data: DataArgs {
             data: args.data_dir,
+            store: args.store,
         },
     };
-    let client = Client::new(&target)?;
+    let client = Client::new(&target).await?;
     let (ok, output) = client
         .invoke(&args.target_function, &args.content_type, body)
         .await?;
@@ -409,24 +553,43 @@ async fn invoke(args: InvokeArgs) -> Result<ExitCode> {
 async fn functions(command: FunctionsCommand) -> Result<()> {
     match command {
         FunctionsCommand::Ls(target) => {
-            let list = Client::new(&target)?.list().await?;
+            let list = Client::new(&target).await?.list().await?;
             if list.is_empty() {
                 println!(
                     "no functions deployed; deploy one with `sluice deploy FILE.wasm --name NAME`"
                 );
             }
             for f in list {
+                let aliases: Vec<String> = f
+                    .aliases
+                    .iter()
+                    .filter(|(a, _)| a.as_str() != LATEST)
+                    .map(|(a, v)| format!("{a}→{v}"))
+                    .collect();
                 println!(
-                    "{:<32} v{:<5} {:<13} {} version(s)",
-                    f.name, f.latest, f.world, f.versions
+                    "{:<32} latest v{:<5} serves v{:<5} {:<13} {} version(s)  {}",
+                    f.name,
+                    f.latest,
+                    f.default,
+                    f.world,
+                    f.versions,
+                    aliases.join(" ")
                 );
             }
         }
         FunctionsCommand::Versions { name, target } => {
-            for v in Client::new(&target)?.versions(&name).await? {
+            let (head, versions) = Client::new(&target).await?.versions(&name).await?;
+            for v in versions {
+                let aliases: Vec<&str> = head
+                    .aliases
+                    .iter()
+                    .filter(|(_, n)| **n == v.version)
+                    .map(|(a, _)| a.as_str())
+                    .collect();
                 println!(
-                    "{:<5} {}  {:<13} {:>9} B  {}  by {}{}",
+                    "{:<5} {:<16} {}  {:<13} {:>9} B  {}  by {}{}",
                     v.version,
+                    aliases.join(","),
                     v.created_at,
                     v.world,
                     v.size,
@@ -443,11 +606,60 @@ async fn functions(command: FunctionsCommand) -> Result<()> {
             version,
             target,
         } => {
-            Client::new(&target)?.delete(&name, version).await?;
+            Client::new(&target).await?.delete(&name, version).await?;
             println!("deleted {name} version {version}");
         }
     }
     Ok(())
+}
+
+async fn alias(command: AliasCommand) -> Result<()> {
+    let head = match command {
+        AliasCommand::Set {
+            name,
+            alias,
+            version,
+            expect,
+            target,
+        } => {
+            let head = Client::new(&target)
+                .await?
+                .set_alias(&name, &alias, version, expect.map(|e| e.0))
+                .await?;
+            println!("{name} {alias} → version {version}");
+            head
+        }
+        AliasCommand::Ls { name, target } => Client::new(&target).await?.versions(&name).await?.0,
+        AliasCommand::Rm {
+            name,
+            alias,
+            target,
+        } => {
+            let head = Client::new(&target)
+                .await?
+                .remove_alias(&name, &alias)
+                .await?;
+            println!("removed alias {alias} of {name}");
+            head
+        }
+    };
+    print_aliases(&head);
+    Ok(())
+}
+
+fn print_aliases(head: &Head) {
+    for (alias, version) in &head.aliases {
+        let earlier = head
+            .history
+            .get(alias)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let list: Vec<String> = h.iter().rev().map(u64::to_string).collect();
+                format!("  (before: {})", list.join(", "))
+            })
+            .unwrap_or_default();
+        println!("  {alias:<16} → {version}{earlier}");
+    }
 }
 
 async fn build(args: BuildArgs) -> Result<()> {

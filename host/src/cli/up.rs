@@ -96,7 +96,12 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let built = tokio::task::spawn_blocking(move || sluice::toolchain::build(&crates)).await??;
     let mut built = built.into_iter();
 
-    let node = super::local_node(&args.serve.data, args.serve.engine.config())?;
+    let node = super::local_node(
+        &args.serve.data,
+        args.serve.engine.config(),
+        args.serve.cache(),
+    )
+    .await?;
     for f in &manifest.functions {
         let wasm = match &f.wasm {
             Some(path) => dir.join(path),
@@ -113,10 +118,11 @@ pub async fn run(args: UpArgs) -> Result<()> {
             memory_bytes: f.memory_mb.map(|mb| mb << 20),
             fuel: None,
             description: f.description.clone(),
+            labels: Default::default(),
             created_by: std::env::var("USER").unwrap_or_else(|_| "sluice-up".into()),
         };
         let deployed = node
-            .deploy(&f.name, bytes.into(), request)
+            .deploy(&f.name, bytes.into(), request, None)
             .await
             .with_context(|| format!("cannot deploy `{}` from {}", f.name, wasm.display()))?;
         let verb = if deployed.created {

@@ -37,7 +37,7 @@ impl Default for StageLimits {
 }
 
 /// How a stage call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     /// The stage refused the input (HTTP 400).
     #[error("{0}")]

@@ -108,7 +108,7 @@ impl StageState {
 }
 
 /// The memory a stage tried to take beyond its cap; the call traps with it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "memory limit exceeded: the stage tried to grow its memory to {desired} bytes; its cap is {cap} bytes"
 )]

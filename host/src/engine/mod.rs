@@ -68,7 +68,7 @@ impl Default for EngineConfig {
 }
 
 /// Why the engine could not be built or a component not be prepared.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
     /// wasmtime refused the configuration.
     #[error("cannot configure the wasmtime engine: {0}")]

@@ -1,8 +1,9 @@
-//! The admin API: deploy, list, inspect and delete function versions.
+//! The admin API: deploy, list, inspect and delete function versions; move,
+//! remove and roll back aliases; the node's status.
 
 use super::{ApiError, AppState, RequestId, read_body};
 use crate::node::Deploy;
-use crate::registry::Name;
+use crate::registry::{Head, Name, Selector};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,8 +14,8 @@ use std::sync::Arc;
 
 /// `PUT /v1/functions/{name}`: the body is the component; the query holds
 /// the deployment's settings: `config.KEY=VALUE` (repeatable),
-/// `timeout_ms`, `memory_mb`, `fuel` and `description`. The deployer is
-/// named by the `x-sluice-actor` header.
+/// `label.KEY=VALUE` (repeatable), `timeout_ms`, `memory_mb`, `fuel` and
+/// `description`. The deployer is named by the `x-sluice-actor` header.
 pub async fn deploy(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
@@ -36,7 +37,7 @@ pub async fn deploy(
     .map_err(fail)?;
     let deployed = state
         .node
-        .deploy(&name, bytes, request)
+        .deploy(&name, bytes, request, None)
         .await
         .map_err(|e| fail(e.into()))?;
     let v = &deployed.version;
@@ -79,13 +80,16 @@ fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<
             }
             "fuel" => request.fuel = Some(number(&key, &value)?),
             "description" => request.description = Some(value),
-            _ => match key.strip_prefix("config.") {
-                Some(config_key) if !config_key.is_empty() => {
-                    request.config.insert(config_key.to_string(), value);
+            _ => match key.split_once('.') {
+                Some(("config", k)) if !k.is_empty() => {
+                    request.config.insert(k.to_string(), value);
+                }
+                Some(("label", k)) if !k.is_empty() => {
+                    request.labels.insert(k.to_string(), value);
                 }
                 _ => {
                     return Err(ApiError::bad_request(format!(
-                        "unknown query parameter `{key}`; use config.KEY=VALUE, timeout_ms, memory_mb, fuel or description"
+                        "unknown query parameter `{key}`; use config.KEY=VALUE, label.KEY=VALUE, timeout_ms, memory_mb, fuel or description"
                     )));
                 }
             },
@@ -96,30 +100,25 @@ fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<
 
 /// `GET /v1/functions`.
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let functions = state
-        .node
-        .registry()
-        .list()
-        .await
-        .map_err(|e| ApiError::from(crate::node::NodeError::from(e)))?;
+    let functions = state.node.list().await?;
     Ok(Json(json!({ "functions": functions })).into_response())
 }
 
-/// `GET /v1/functions/{name}`: every version.
+/// `GET /v1/functions/{name}`: every live version, the aliases and their
+/// history.
 pub async fn versions(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    // Resolving first turns "no versions" into a 404 naming the function.
-    state.node.resolve(&name, None).await?;
-    let parsed = Name::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let versions = state
-        .node
-        .registry()
-        .versions(&parsed)
-        .await
-        .map_err(|e| ApiError::from(crate::node::NodeError::from(e)))?;
-    Ok(Json(json!({ "name": name, "versions": versions })).into_response())
+    let (head, versions) = state.node.versions(&name).await?;
+    Ok(Json(json!({
+        "name": name,
+        "default": head.default_version(),
+        "aliases": head.aliases,
+        "history": head.history,
+        "versions": versions,
+    }))
+    .into_response())
 }
 
 /// `GET /v1/functions/{name}/versions/{n}`.
@@ -128,10 +127,11 @@ pub async fn version(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let version = parse_version(&version)?;
-    Ok(Json(state.node.resolve(&name, Some(version)).await?).into_response())
+    Ok(Json(state.node.resolve(&name, &Selector::Version(version)).await?).into_response())
 }
 
-/// `DELETE /v1/functions/{name}/versions/{n}`.
+/// `DELETE /v1/functions/{name}/versions/{n}`: refused (409) while an
+/// alias other than `latest` points at it.
 pub async fn delete_version(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
@@ -139,6 +139,81 @@ pub async fn delete_version(
     let version = parse_version(&version)?;
     state.node.delete_version(&name, version).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The answer to an alias change: the function's head after it.
+fn aliases_body(name: &str, head: &Head) -> Response {
+    Json(json!({
+        "name": name,
+        "default": head.default_version(),
+        "versions": head.versions,
+        "highest": head.highest,
+        "aliases": head.aliases,
+        "history": head.history,
+    }))
+    .into_response()
+}
+
+/// `PUT /v1/functions/{name}/aliases/{alias}` with `{"version": N}` and
+/// optionally `"expect"`: the version the caller believes the alias points
+/// at now (`null`: it must not exist). A stale `expect` is a 409 carrying
+/// the current aliases.
+pub async fn set_alias(
+    State(state): State<Arc<AppState>>,
+    Path((name, alias)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let request: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"version\": 3}}: {e}"
+        ))
+    })?;
+    let version = request
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| {
+            ApiError::bad_request("`version` (a whole number) is required, as in {\"version\": 3}")
+        })?;
+    let expect = match request.get("expect") {
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
+        Some(v) => Some(Some(v.as_u64().ok_or_else(|| {
+            ApiError::bad_request("`expect` must be a version number or null")
+        })?)),
+    };
+    let head = state.node.set_alias(&name, &alias, version, expect).await?;
+    Ok(aliases_body(&name, &head))
+}
+
+/// `DELETE /v1/functions/{name}/aliases/{alias}`.
+pub async fn remove_alias(
+    State(state): State<Arc<AppState>>,
+    Path((name, alias)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let head = state.node.remove_alias(&name, &alias).await?;
+    Ok(aliases_body(&name, &head))
+}
+
+/// `POST /v1/functions/{name}/rollback[?alias=ALIAS]`: move the alias
+/// (default `stable`) back to its previous version.
+pub async fn rollback(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let mut alias = None;
+    for (key, value) in params {
+        match key.as_str() {
+            "alias" => alias = Some(value),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{key}`; rollback takes `alias`"
+                )));
+            }
+        }
+    }
+    let head = state.node.rollback(&name, alias.as_deref()).await?;
+    Ok(aliases_body(&name, &head))
 }
 
 fn parse_version(version: &str) -> Result<u64, ApiError> {
@@ -153,16 +228,21 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "store": node.store().describe(),
+        "conditional_writes": state.conditional_writes,
+        "poll_interval_ms": node.poll_interval().as_millis() as u64,
         "engine": { "fingerprint": node.engine().fingerprint(), "pooling": node.engine().pooling() },
-        "functions_loaded": node.loaded_count(),
+        "functions_loaded": node.template_stats().entries,
         "counters": node.stats().snapshot(),
+        "cache": node.document_stats().cache,
+        "templates": node.template_stats(),
+        "store_requests": node.document_stats().store_requests,
     }))
     .into_response()
 }
 
 /// `GET /readyz`: ready when the store answers.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state.node.store().list("functions/").await {
+    match state.node.store().exists("functions/ready-probe").await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -25,6 +25,9 @@ struct ErrorBody {
     stage: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<Arc<str>>,
+    /// On a 409: the state the request lost to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -36,6 +39,7 @@ impl ApiError {
                 error: message.into(),
                 stage: None,
                 request_id: None,
+                current: None,
             },
         }
     }
@@ -66,12 +70,15 @@ impl ApiError {
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let status = match &e {
-            NodeError::InvalidName(_) | NodeError::Refused(_) | NodeError::InvalidSetting(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            NodeError::FunctionNotFound(_) | NodeError::VersionNotFound { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            NodeError::InvalidName(_)
+            | NodeError::Refused(_)
+            | NodeError::InvalidSetting(_)
+            | NodeError::Registry(RegistryError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            NodeError::Registry(
+                RegistryError::NotFound { .. }
+                | RegistryError::VersionNotFound { .. }
+                | RegistryError::AliasNotFound { .. },
+            ) => StatusCode::NOT_FOUND,
             NodeError::Call(call) => match call {
                 CallError::InvalidInput(_) => StatusCode::BAD_REQUEST,
                 CallError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -80,16 +87,22 @@ impl From<NodeError> for ApiError {
                 | CallError::FuelExhausted(_)
                 | CallError::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            NodeError::Registry(RegistryError::Store(StoreError::Conflict { .. })) => {
-                StatusCode::CONFLICT
-            }
-            NodeError::Registry(RegistryError::Contended(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Registry(
+                RegistryError::Conflict { .. } | RegistryError::Store(StoreError::Conflict { .. }),
+            ) => StatusCode::CONFLICT,
+            NodeError::Registry(
+                RegistryError::Contended(_) | RegistryError::Store(StoreError::Unavailable { .. }),
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Registry(_) | NodeError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
-        Self::new(status, e.to_string())
+        let mut error = Self::new(status, e.to_string());
+        if let NodeError::Registry(RegistryError::Conflict { current, .. }) = &e {
+            error.body.current = serde_json::to_value(current).ok();
+        }
+        error
     }
 }
 

@@ -1,25 +1,14 @@
-//! `POST /fn/{name}[@{version}]`: run a function on the request body.
+//! `POST /fn/{name}[@{version}|@{alias}]`: run a function on the request body.
 
 use super::codec::{decode_request, encode_response};
 use super::{ApiError, AppState, RequestId, read_body};
+use crate::registry::Selector;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use std::sync::Arc;
-
-/// Split `name@version`; the version must be a number.
-fn parse_target(target: &str) -> Result<(&str, Option<u64>), ApiError> {
-    match target.split_once('@') {
-        None => Ok((target, None)),
-        Some((name, version)) => version.parse().map(|v| (name, Some(v))).map_err(|_| {
-            ApiError::bad_request(format!(
-                "version `{version}` in `{target}` must be a number, as in /fn/{name}@3"
-            ))
-        }),
-    }
-}
 
 pub async fn invoke(
     State(state): State<Arc<AppState>>,
@@ -29,11 +18,15 @@ pub async fn invoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     let fail = |e: ApiError, stage: Option<String>| e.in_stage(stage).with_request_id(&request_id);
-    let (name, version) = parse_target(&target).map_err(|e| fail(e, None))?;
-    let stage_hint = Some(match version {
-        Some(v) => format!("{name}@{v}"),
-        None => name.to_string(),
-    });
+    let (name, selector) = Selector::split(&target).map_err(|e| {
+        fail(
+            ApiError::bad_request(format!(
+                "`{target}` is not NAME, NAME@VERSION or NAME@ALIAS: {e}"
+            )),
+            None,
+        )
+    })?;
+    let stage_hint = Some(target.clone());
     let bytes = read_body(body, state.http.max_body_bytes, state.http.body_timeout)
         .await
         .map_err(|e| fail(e, stage_hint.clone()))?;
@@ -45,7 +38,7 @@ pub async fn invoke(
 
     let (record, output) = state
         .node
-        .invoke(name, version, input, request_id.clone())
+        .invoke(name, &selector, input, request_id.clone())
         .await
         .map_err(|e| fail(e.into(), stage_hint.clone()))?;
     let stage = format!("{}@{}", record.name, record.version);

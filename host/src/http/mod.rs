@@ -1,8 +1,11 @@
 //! HTTP triggers and the admin API, on axum over hyper.
 //!
-//! - `POST /fn/{name}` and `POST /fn/{name}@{version}` invoke a function.
+//! - `POST /fn/{name}`, `/fn/{name}@{version}` and `/fn/{name}@{alias}`
+//!   invoke a function (unqualified: `stable` if set, else `latest`).
 //! - `PUT /v1/functions/{name}` deploys; `GET /v1/functions[/{name}]` lists;
-//!   `DELETE /v1/functions/{name}/versions/{n}` deletes a version.
+//!   `DELETE /v1/functions/{name}/versions/{n}` deletes a version;
+//!   `PUT|DELETE /v1/functions/{name}/aliases/{alias}` moves or removes an
+//!   alias; `POST /v1/functions/{name}/rollback` rolls one back.
 //! - `GET /v1/status`, `GET /healthz`, `GET /readyz`.
 //!
 //! Connections get a header-read timeout and bodies a size cap and a read
@@ -66,6 +69,9 @@ pub struct AppState {
     pub node: Arc<Node>,
     /// HTTP limits.
     pub http: HttpConfig,
+    /// Whether the store honours conditional writes (`None`: not checked,
+    /// e.g. read-only credentials).
+    pub conditional_writes: Option<bool>,
 }
 
 /// The request id of the request being handled, set by the middleware.
@@ -85,6 +91,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/functions/{name}/versions/{version}",
             get(admin::version).delete(admin::delete_version),
         )
+        .route(
+            "/v1/functions/{name}/aliases/{alias}",
+            axum::routing::put(admin::set_alias).delete(admin::remove_alias),
+        )
+        .route("/v1/functions/{name}/rollback", post(admin::rollback))
         .route("/v1/status", get(admin::status))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(admin::ready))

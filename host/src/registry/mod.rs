@@ -1,268 +1,702 @@
-//! The registry: immutable, numbered versions of each function, stored as
-//! JSON records next to their content-addressed blobs.
+//! The registry: immutable, numbered versions of each named thing
+//! (functions now; models and pipelines reuse it through [`Record`]) and one
+//! small mutable document per name, its [`Head`].
 //!
-//! A version record is written once with create-if-absent, so two deployers
-//! racing for the same number cannot overwrite each other: the loser takes
-//! the next number. Deploying bytes and settings identical to the newest
-//! version returns that version instead of minting a new one.
+//! ```text
+//! <kind>/<name>/versions/<n>.json   the version record, written once (create-if-absent)
+//! <kind>/<name>/aliases.json        live versions, aliases and their history (compare-and-swap)
+//! ```
+//!
+//! A version exists for readers only once the head lists it: a deploy
+//! writes blob, record, then head, so one that dies halfway leaves at most
+//! an unlisted record that is never served. Deploys retry their head update
+//! until it lands (no deploy is lost); alias moves, rollbacks and deletes
+//! are decided against the state their caller saw and make a single attempt,
+//! so of two racing moves exactly one wins and the other gets
+//! [`RegistryError::Conflict`] with the state it lost to.
 
+mod function;
 mod names;
 
+pub use function::{FunctionSummary, FunctionVersion};
 pub use names::{InvalidName, Name};
 
-use crate::engine::{StageLimits, World};
-use crate::store::{Digest, ObjectStore, PutMode, StoreError};
+use crate::cache::{DocumentCache, DocumentPolicy};
+use crate::store::{ETag, PutMode, StoreError};
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-/// One immutable version of a function.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FunctionVersion {
-    /// The function's name.
-    pub name: String,
-    /// The version number, from 1.
-    pub version: u64,
-    /// The component's digest (`sha256:...`).
-    pub digest: Digest,
-    /// The capability world the component fits.
-    pub world: World,
-    /// The component's size in bytes.
-    pub size: u64,
-    /// When it was deployed (RFC 3339, UTC).
-    pub created_at: String,
-    /// Who deployed it.
-    pub created_by: String,
-    /// A free-form description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The deployment's configuration, read by the stage through `config`.
+/// The alias the registry moves to every new version.
+pub const LATEST: &str = "latest";
+/// The alias an unqualified call (`NAME`) resolves to when it is set;
+/// otherwise [`LATEST`].
+pub const STABLE: &str = "stable";
+/// Earlier targets remembered per alias, for rollback.
+const HISTORY_DEPTH: usize = 20;
+/// Attempts at landing a deploy against concurrent deployers.
+const DEPLOY_ATTEMPTS: u32 = 32;
+
+/// A kind of versioned thing the registry keeps.
+pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// The store folder of this kind, e.g. `functions`.
+    const KIND: &'static str;
+    /// What users call one, e.g. `function`.
+    const NOUN: &'static str;
+    /// The version number.
+    fn version(&self) -> u64;
+    /// The same record numbered `version`.
+    fn numbered(self, version: u64) -> Self;
+    /// Whether two records describe the same deployment (a redeploy of
+    /// identical content returns the existing version).
+    fn same_content(&self, other: &Self) -> bool;
+}
+
+/// A name's mutable state: which versions are live and where aliases point.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Head {
+    /// Live version numbers.
+    pub versions: BTreeSet<u64>,
+    /// The highest number ever given out (numbers are never reused).
     #[serde(default)]
-    pub config: BTreeMap<String, String>,
-    /// Deadline, memory cap and fuel for each call.
-    pub limits: StageLimits,
+    pub highest: u64,
+    /// Alias → version, including [`LATEST`].
+    pub aliases: BTreeMap<String, u64>,
+    /// Alias → earlier targets, oldest first.
+    #[serde(default)]
+    pub history: BTreeMap<String, Vec<u64>>,
 }
 
-/// A function and its newest version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FunctionSummary {
-    /// The name.
-    pub name: String,
-    /// The newest version number.
-    pub latest: u64,
-    /// How many versions exist.
-    pub versions: usize,
-    /// The newest version's world.
-    pub world: World,
+impl Head {
+    /// The version an unqualified call runs: [`STABLE`] if set, else [`LATEST`].
+    pub fn default_version(&self) -> Option<u64> {
+        self.aliases
+            .get(STABLE)
+            .or_else(|| self.aliases.get(LATEST))
+            .copied()
+    }
+
+    fn point(&mut self, alias: &str, version: u64) {
+        if let Some(previous) = self.aliases.insert(alias.to_string(), version)
+            && previous != version
+        {
+            let history = self.history.entry(alias.to_string()).or_default();
+            history.push(previous);
+            if history.len() > HISTORY_DEPTH {
+                history.remove(0);
+            }
+        }
+    }
 }
 
-/// What a deploy is asked to record.
-#[derive(Debug, Clone)]
-pub struct NewVersion {
-    /// The component's digest (already stored as a blob).
-    pub digest: Digest,
-    /// Its world.
-    pub world: World,
-    /// Its size.
-    pub size: u64,
-    /// Who deploys.
-    pub created_by: String,
-    /// An optional description.
-    pub description: Option<String>,
-    /// The configuration.
-    pub config: BTreeMap<String, String>,
-    /// The limits.
-    pub limits: StageLimits,
+/// Which version of a name a caller wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// [`STABLE`] if set, else [`LATEST`].
+    Default,
+    /// A version number.
+    Version(u64),
+    /// An alias.
+    Alias(String),
+}
+
+impl Selector {
+    /// Split a call target `NAME`, `NAME@VERSION` or `NAME@ALIAS`.
+    pub fn split(target: &str) -> Result<(&str, Self), InvalidName> {
+        match target.split_once('@') {
+            None => Ok((target, Self::Default)),
+            Some((name, selector)) => Ok((name, Self::parse(selector)?)),
+        }
+    }
+
+    /// Parse what follows `@` in `NAME@...`: a number or an alias.
+    pub fn parse(s: &str) -> Result<Self, InvalidName> {
+        match s.parse::<u64>() {
+            Ok(n) => Ok(Self::Version(n)),
+            Err(_) => Name::parse(s).map(|a| Self::Alias(a.to_string())),
+        }
+    }
 }
 
 /// The registry's failures.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A stored record cannot be read.
-    #[error("version record `{key}` is unreadable: {reason}")]
+    /// A stored document cannot be read.
+    #[error("`{key}` is unreadable: {reason}")]
     BadRecord {
         /// Its key.
         key: String,
         /// Why.
         reason: String,
     },
+    /// Nothing by that name.
+    #[error("{noun} `{name}` not found; list them with `sluice {noun}s ls`")]
+    NotFound {
+        /// What kind of thing.
+        noun: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// The name exists but not that version.
+    #[error("{noun} `{name}` has no version {version}; see `sluice {noun}s versions {name}`")]
+    VersionNotFound {
+        /// What kind of thing.
+        noun: &'static str,
+        /// The name.
+        name: String,
+        /// The missing version.
+        version: u64,
+    },
+    /// The name exists but has no such alias.
+    #[error("{noun} `{name}` has no alias `{alias}`; its aliases: {}", list_aliases(.aliases))]
+    AliasNotFound {
+        /// What kind of thing.
+        noun: &'static str,
+        /// The name.
+        name: String,
+        /// The missing alias.
+        alias: String,
+        /// The aliases it has.
+        aliases: BTreeMap<String, u64>,
+    },
+    /// The change was decided against a state that is no longer current.
+    #[error("{reason}; current aliases of `{name}`: {}", list_aliases(&.current.aliases))]
+    Conflict {
+        /// The name.
+        name: String,
+        /// Why the change was refused.
+        reason: String,
+        /// The state now.
+        current: Box<Head>,
+    },
+    /// A request the registry refuses by rule (e.g. setting `latest`).
+    #[error("{0}")]
+    Invalid(String),
     /// Too many concurrent deployers kept taking the next number.
-    #[error("could not allocate a version number for `{0}` after many attempts; retry")]
+    #[error("could not land a version of `{0}` against concurrent deploys; retry")]
     Contended(String),
 }
 
-/// Versions of functions in an object store.
-#[derive(Clone)]
-pub struct Registry {
-    store: Arc<dyn ObjectStore>,
+fn list_aliases(aliases: &BTreeMap<String, u64>) -> String {
+    if aliases.is_empty() {
+        return "none".into();
+    }
+    aliases
+        .iter()
+        .map(|(a, v)| format!("{a} → {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// Attempts at claiming a version number before giving up.
-const CLAIM_ATTEMPTS: u32 = 32;
+/// Versions and aliases of one kind of record, over a document cache.
+pub struct Registry<R> {
+    documents: Arc<DocumentCache>,
+    kind: PhantomData<fn() -> R>,
+}
 
-impl Registry {
-    /// A registry over `store`.
-    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+impl<R> Clone for Registry<R> {
+    fn clone(&self) -> Self {
+        Self {
+            documents: self.documents.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<R: Record> Registry<R> {
+    /// A registry over `documents`.
+    pub fn new(documents: Arc<DocumentCache>) -> Self {
+        Self {
+            documents,
+            kind: PhantomData,
+        }
     }
 
-    fn versions_prefix(name: &Name) -> String {
-        format!("functions/{name}/versions/")
+    fn head_key(name: &Name) -> String {
+        format!("{}/{name}/aliases.json", R::KIND)
     }
 
     fn version_key(name: &Name, version: u64) -> String {
-        format!("functions/{name}/versions/{version}.json")
+        format!("{}/{name}/versions/{version}.json", R::KIND)
     }
 
-    /// Record a new version (or return the newest one if it is identical);
-    /// the `bool` says whether a version was created.
-    pub async fn record(
+    fn not_found(name: &Name) -> RegistryError {
+        RegistryError::NotFound {
+            noun: R::NOUN,
+            name: name.to_string(),
+        }
+    }
+
+    /// The head of `name` as this node knows it (revalidated every poll
+    /// interval), or `None` if the name has no versions.
+    pub async fn head(&self, name: &Name) -> Result<Option<(Head, ETag)>, RegistryError> {
+        let key = Self::head_key(name);
+        match self.documents.get(&key, DocumentPolicy::Mutable).await? {
+            Some(object) => Ok(Some((parse(&key, &object.bytes)?, object.etag))),
+            None => Ok(None),
+        }
+    }
+
+    /// The head read straight from the store, for a compare-and-swap.
+    async fn head_for_update(&self, name: &Name) -> Result<Option<(Head, ETag)>, RegistryError> {
+        let key = Self::head_key(name);
+        match self.documents.fetch(&key).await? {
+            Some(object) => Ok(Some((parse(&key, &object.bytes)?, object.etag))),
+            None => Ok(None),
+        }
+    }
+
+    /// Replace the head if it is still `expected` (`None`: create it).
+    async fn swap_head(
         &self,
         name: &Name,
-        new: NewVersion,
-    ) -> Result<(FunctionVersion, bool), RegistryError> {
-        for _ in 0..CLAIM_ATTEMPTS {
-            let latest = self.latest(name).await?;
-            if let Some(latest) = &latest
-                && latest.digest == new.digest
-                && latest.config == new.config
-                && latest.limits == new.limits
+        expected: Option<&ETag>,
+        head: &Head,
+    ) -> Result<(), RegistryError> {
+        let key = Self::head_key(name);
+        let json = serde_json::to_vec_pretty(head).map_err(|e| RegistryError::BadRecord {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        let mode = match expected {
+            Some(etag) => PutMode::IfMatch(etag.clone()),
+            None => PutMode::IfAbsent,
+        };
+        self.documents.put(&key, Bytes::from(json), mode).await?;
+        Ok(())
+    }
+
+    /// One version's record, if it exists and is live.
+    pub async fn get(&self, name: &Name, version: u64) -> Result<Option<R>, RegistryError> {
+        let key = Self::version_key(name, version);
+        match self.documents.get(&key, DocumentPolicy::Immutable).await? {
+            Some(object) => parse(&key, &object.bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The version number `selector` picks for `name`.
+    pub async fn resolve_number(
+        &self,
+        name: &Name,
+        selector: &Selector,
+    ) -> Result<u64, RegistryError> {
+        let (head, _) = self
+            .head(name)
+            .await?
+            .ok_or_else(|| Self::not_found(name))?;
+        select(R::NOUN, name, &head, selector)
+    }
+
+    /// The record `selector` picks for `name`.
+    pub async fn resolve(&self, name: &Name, selector: &Selector) -> Result<R, RegistryError> {
+        let version = self.resolve_number(name, selector).await?;
+        self.get(name, version)
+            .await?
+            .ok_or_else(|| RegistryError::BadRecord {
+                key: Self::version_key(name, version),
+                reason: "listed as live but missing from the store".into(),
+            })
+    }
+
+    /// Record a new version (or return the newest if identical), then move
+    /// [`LATEST`] to it; the `bool` says whether a version was created.
+    pub async fn record(&self, name: &Name, new: R) -> Result<(R, bool), RegistryError> {
+        // Claim a number: the record is written create-if-absent, so of two
+        // deployers only one gets each number.
+        let mut claimed = None;
+        for _ in 0..DEPLOY_ATTEMPTS {
+            let head = self.head_for_update(name).await?.map(|(h, _)| h);
+            let head = head.unwrap_or_default();
+            if let Some(latest) = head.aliases.get(LATEST)
+                && let Some(existing) = self.get(name, *latest).await?
+                && existing.same_content(&new)
             {
-                return Ok((latest.clone(), false));
+                return Ok((existing, false));
             }
-            let record = FunctionVersion {
-                name: name.to_string(),
-                version: latest.map_or(1, |v| v.version + 1),
-                digest: new.digest.clone(),
-                world: new.world,
-                size: new.size,
-                created_at: now_rfc3339(),
-                created_by: new.created_by.clone(),
-                description: new.description.clone(),
-                config: new.config.clone(),
-                limits: new.limits,
-            };
-            let json =
-                serde_json::to_vec_pretty(&record).map_err(|e| RegistryError::BadRecord {
-                    key: Self::version_key(name, record.version),
-                    reason: e.to_string(),
-                })?;
+            let mut version = head.highest.max(head.versions.last().copied().unwrap_or(0)) + 1;
+            if let Some(previous) = claimed {
+                version = version.max(previous + 1);
+            }
+            let record = new.clone().numbered(version);
+            let key = Self::version_key(name, version);
+            let json = serde_json::to_vec_pretty(&record).map_err(|e| RegistryError::BadRecord {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
             match self
-                .store
-                .put(
-                    &Self::version_key(name, record.version),
-                    Bytes::from(json),
-                    PutMode::IfAbsent,
-                )
+                .documents
+                .put(&key, Bytes::from(json), PutMode::IfAbsent)
                 .await
             {
-                Ok(_) => return Ok((record, true)),
-                Err(StoreError::Conflict { .. }) => continue, // another deployer took it
+                Ok(_) => {
+                    claimed = Some(version);
+                    break;
+                }
+                // Taken by a concurrent deployer, or left unlisted by one
+                // that died: try the next number.
+                Err(StoreError::Conflict { .. }) => claimed = Some(version),
                 Err(e) => return Err(e.into()),
+            }
+        }
+        let version = claimed.ok_or_else(|| RegistryError::Contended(name.to_string()))?;
+        // Publish it: retry the head update until it lands.
+        for _ in 0..DEPLOY_ATTEMPTS {
+            let current = self.head_for_update(name).await?;
+            let (mut head, etag) = match current {
+                Some((head, etag)) => (head, Some(etag)),
+                None => (Head::default(), None),
+            };
+            head.versions.insert(version);
+            head.highest = head.highest.max(version);
+            if head.aliases.get(LATEST).is_none_or(|l| *l < version) {
+                head.point(LATEST, version);
+            }
+            match self.swap_head(name, etag.as_ref(), &head).await {
+                Ok(()) => {
+                    let record = self.get(name, version).await?.ok_or_else(|| {
+                        RegistryError::BadRecord {
+                            key: Self::version_key(name, version),
+                            reason: "written but not readable".into(),
+                        }
+                    })?;
+                    return Ok((record, true));
+                }
+                Err(RegistryError::Store(StoreError::Conflict { .. })) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(RegistryError::Contended(name.to_string()))
     }
 
-    /// Every version number of `name`, ascending.
-    pub async fn version_numbers(&self, name: &Name) -> Result<Vec<u64>, RegistryError> {
-        let prefix = Self::versions_prefix(name);
-        let mut numbers: Vec<u64> = self
-            .store
-            .list(&prefix)
-            .await?
-            .iter()
-            .filter_map(|key| {
-                key.strip_prefix(&prefix)?
-                    .strip_suffix(".json")?
-                    .parse()
-                    .ok()
-            })
-            .collect();
-        numbers.sort_unstable();
-        Ok(numbers)
-    }
-
-    /// Every version of `name`, ascending.
-    pub async fn versions(&self, name: &Name) -> Result<Vec<FunctionVersion>, RegistryError> {
-        let mut out = Vec::new();
-        for n in self.version_numbers(name).await? {
-            // A version deleted between list and get is simply skipped.
-            if let Some(v) = self.get(name, n).await? {
-                out.push(v);
-            }
-        }
-        Ok(out)
-    }
-
-    /// One version, if it exists.
-    pub async fn get(
+    /// Point `alias` of `name` at `version`. With `expect`, the move happens
+    /// only if the alias still points where the caller believes (`None`:
+    /// the alias must not exist yet). Returns the new head.
+    pub async fn set_alias(
         &self,
         name: &Name,
+        alias: &Name,
         version: u64,
-    ) -> Result<Option<FunctionVersion>, RegistryError> {
-        let key = Self::version_key(name, version);
-        let Some(object) = self.store.get(&key).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&object.bytes)
-            .map(Some)
-            .map_err(|e| RegistryError::BadRecord {
-                key,
-                reason: e.to_string(),
-            })
+        expect: Option<Option<u64>>,
+    ) -> Result<Head, RegistryError> {
+        if alias.as_str() == LATEST {
+            return Err(RegistryError::Invalid(format!(
+                "`{LATEST}` always points at the newest version and cannot be set; pick another alias name"
+            )));
+        }
+        if alias.as_str().parse::<u64>().is_ok() {
+            return Err(RegistryError::Invalid(format!(
+                "alias `{alias}` is a number and would read as a version; use a name with a letter"
+            )));
+        }
+        let (mut head, etag) = self
+            .head_for_update(name)
+            .await?
+            .ok_or_else(|| Self::not_found(name))?;
+        if !head.versions.contains(&version) {
+            return Err(RegistryError::VersionNotFound {
+                noun: R::NOUN,
+                name: name.to_string(),
+                version,
+            });
+        }
+        let now = head.aliases.get(alias.as_str()).copied();
+        if let Some(expected) = expect
+            && expected != now
+        {
+            return Err(RegistryError::Conflict {
+                name: name.to_string(),
+                reason: format!(
+                    "`{alias}` points at {}, not {} as expected",
+                    now.map_or("nothing".into(), |v| format!("version {v}")),
+                    expected.map_or("nothing".into(), |v| format!("version {v}")),
+                ),
+                current: Box::new(head),
+            });
+        }
+        head.point(alias.as_str(), version);
+        self.swap_once(name, &etag, head, alias).await
     }
 
-    /// The newest version, if any.
-    pub async fn latest(&self, name: &Name) -> Result<Option<FunctionVersion>, RegistryError> {
-        for n in self.version_numbers(name).await?.into_iter().rev() {
-            if let Some(v) = self.get(name, n).await? {
-                return Ok(Some(v));
+    /// Move `alias` back to the version it pointed at before its last move
+    /// (skipping versions deleted since). Returns the new head.
+    pub async fn rollback(&self, name: &Name, alias: &Name) -> Result<Head, RegistryError> {
+        let (mut head, etag) = self
+            .head_for_update(name)
+            .await?
+            .ok_or_else(|| Self::not_found(name))?;
+        let Some(current) = head.aliases.get(alias.as_str()).copied() else {
+            return Err(RegistryError::AliasNotFound {
+                noun: R::NOUN,
+                name: name.to_string(),
+                alias: alias.to_string(),
+                aliases: head.aliases,
+            });
+        };
+        let history = head.history.entry(alias.to_string()).or_default();
+        let previous = loop {
+            match history.pop() {
+                Some(v) if v != current && head.versions.contains(&v) => break Some(v),
+                Some(_) => continue,
+                None => break None,
+            }
+        };
+        let Some(previous) = previous else {
+            return Err(RegistryError::Conflict {
+                name: name.to_string(),
+                reason: format!(
+                    "`{alias}` (version {current}) has no earlier version to roll back to; move it with `sluice alias set {name} {alias} N`"
+                ),
+                current: Box::new(head),
+            });
+        };
+        // A rollback does not enter the history, so repeated rollbacks walk
+        // further back instead of flip-flopping.
+        head.aliases.insert(alias.to_string(), previous);
+        self.swap_once(name, &etag, head, alias).await
+    }
+
+    /// Remove `alias` (not [`LATEST`]).
+    pub async fn remove_alias(&self, name: &Name, alias: &Name) -> Result<Head, RegistryError> {
+        if alias.as_str() == LATEST {
+            return Err(RegistryError::Invalid(format!(
+                "`{LATEST}` is maintained by the registry and cannot be removed"
+            )));
+        }
+        let (mut head, etag) = self
+            .head_for_update(name)
+            .await?
+            .ok_or_else(|| Self::not_found(name))?;
+        if head.aliases.remove(alias.as_str()).is_none() {
+            return Err(RegistryError::AliasNotFound {
+                noun: R::NOUN,
+                name: name.to_string(),
+                alias: alias.to_string(),
+                aliases: head.aliases,
+            });
+        }
+        head.history.remove(alias.as_str());
+        self.swap_once(name, &etag, head, alias).await
+    }
+
+    async fn swap_once(
+        &self,
+        name: &Name,
+        etag: &ETag,
+        head: Head,
+        alias: &Name,
+    ) -> Result<Head, RegistryError> {
+        match self.swap_head(name, Some(etag), &head).await {
+            Ok(()) => Ok(head),
+            Err(RegistryError::Store(StoreError::Conflict { .. })) => {
+                let current = self
+                    .head_for_update(name)
+                    .await?
+                    .map(|(h, _)| h)
+                    .unwrap_or_default();
+                Err(RegistryError::Conflict {
+                    name: name.to_string(),
+                    reason: format!(
+                        "`{alias}` of `{name}` was changed by someone else while this change was made; check the state and retry"
+                    ),
+                    current: Box::new(current),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Delete a version: refused while an alias other than [`LATEST`]
+    /// points at it; deleting the newest moves [`LATEST`] back. The record
+    /// goes; the blob stays (other versions may share it).
+    pub async fn delete(&self, name: &Name, version: u64) -> Result<Head, RegistryError> {
+        let (mut head, etag) = self
+            .head_for_update(name)
+            .await?
+            .ok_or_else(|| Self::not_found(name))?;
+        if !head.versions.remove(&version) {
+            return Err(RegistryError::VersionNotFound {
+                noun: R::NOUN,
+                name: name.to_string(),
+                version,
+            });
+        }
+        let pinned: Vec<&String> = head
+            .aliases
+            .iter()
+            .filter(|(a, v)| **v == version && a.as_str() != LATEST)
+            .map(|(a, _)| a)
+            .collect();
+        if !pinned.is_empty() {
+            let names = pinned
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            head.versions.insert(version);
+            return Err(RegistryError::Conflict {
+                name: name.to_string(),
+                reason: format!(
+                    "version {version} is the target of alias(es) {names}; move them first (`sluice alias set {name} ALIAS N`)"
+                ),
+                current: Box::new(head),
+            });
+        }
+        match head.versions.last().copied() {
+            Some(newest) => {
+                head.aliases.insert(LATEST.into(), newest);
+            }
+            None => {
+                head.aliases.remove(LATEST);
             }
         }
-        Ok(None)
+        for targets in head.history.values_mut() {
+            targets.retain(|v| *v != version);
+        }
+        match self.swap_head(name, Some(&etag), &head).await {
+            Ok(()) => {}
+            Err(RegistryError::Store(StoreError::Conflict { .. })) => {
+                return Err(RegistryError::Conflict {
+                    name: name.to_string(),
+                    reason: format!("`{name}` changed while version {version} was being deleted; retry"),
+                    current: Box::new(
+                        self.head_for_update(name)
+                            .await?
+                            .map(|(h, _)| h)
+                            .unwrap_or_default(),
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        self.documents
+            .delete(&Self::version_key(name, version))
+            .await?;
+        Ok(head)
     }
 
-    /// Every function with at least one version.
-    pub async fn list(&self) -> Result<Vec<FunctionSummary>, RegistryError> {
-        let keys = self.store.list("functions/").await?;
-        let mut names: Vec<&str> = keys
-            .iter()
-            .filter_map(|k| k.strip_prefix("functions/")?.split('/').next())
-            .collect();
-        names.dedup();
+    /// Every live version of `name`, ascending.
+    pub async fn versions(&self, name: &Name) -> Result<(Head, Vec<R>), RegistryError> {
+        let (head, _) = self
+            .head(name)
+            .await?
+            .ok_or_else(|| Self::not_found(name))?;
+        let mut out = Vec::with_capacity(head.versions.len());
+        for n in &head.versions {
+            if let Some(record) = self.get(name, *n).await? {
+                out.push(record);
+            }
+        }
+        Ok((head, out))
+    }
+
+    /// Every name with at least one live version, and its head.
+    pub async fn names(&self) -> Result<Vec<(Name, Head)>, RegistryError> {
+        let prefix = format!("{}/", R::KIND);
+        let keys = self.documents.list(&prefix).await?;
         let mut out = Vec::new();
-        for raw in names {
+        for key in &keys {
+            let Some(raw) = key
+                .strip_prefix(&prefix)
+                .and_then(|k| k.strip_suffix("/aliases.json"))
+            else {
+                continue;
+            };
             let Ok(name) = Name::parse(raw) else { continue };
-            let numbers = self.version_numbers(&name).await?;
-            if let Some(latest) = self.latest(&name).await? {
-                out.push(FunctionSummary {
-                    name: name.to_string(),
-                    latest: latest.version,
-                    versions: numbers.len(),
-                    world: latest.world,
-                });
+            if let Some((head, _)) = self.head(&name).await?
+                && !head.versions.is_empty()
+            {
+                out.push((name, head));
             }
         }
         Ok(out)
-    }
-
-    /// Delete one version record; `false` if it did not exist. The blob
-    /// stays: other versions may share it.
-    pub async fn delete(&self, name: &Name, version: u64) -> Result<bool, RegistryError> {
-        if self.get(name, version).await?.is_none() {
-            return Ok(false);
-        }
-        self.store.delete(&Self::version_key(name, version)).await?;
-        Ok(true)
     }
 }
 
+/// The version `selector` picks from `head` of the `noun` called `name`.
+pub fn select(
+    noun: &'static str,
+    name: &Name,
+    head: &Head,
+    selector: &Selector,
+) -> Result<u64, RegistryError> {
+    let missing = || RegistryError::NotFound {
+        noun,
+        name: name.to_string(),
+    };
+    match selector {
+        Selector::Default => head.default_version().ok_or_else(missing),
+        Selector::Version(v) if head.versions.contains(v) => Ok(*v),
+        Selector::Version(v) => Err(RegistryError::VersionNotFound {
+            noun,
+            name: name.to_string(),
+            version: *v,
+        }),
+        Selector::Alias(alias) => {
+            head.aliases
+                .get(alias)
+                .copied()
+                .ok_or_else(|| RegistryError::AliasNotFound {
+                    noun,
+                    name: name.to_string(),
+                    alias: alias.clone(),
+                    aliases: head.aliases.clone(),
+                })
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|e| RegistryError::BadRecord {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 /// The current UTC time as RFC 3339, to the second.
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_are_remembered_for_rollback_and_bounded() {
+        let mut head = Head::default();
+        for v in 1..=30 {
+            head.versions.insert(v);
+            head.point(STABLE, v);
+        }
+        assert_eq!(head.aliases[STABLE], 30);
+        assert_eq!(head.history[STABLE].len(), HISTORY_DEPTH);
+        assert_eq!(head.history[STABLE].last(), Some(&29));
+    }
+
+    #[test]
+    fn unqualified_calls_prefer_stable_over_latest() {
+        let mut head = Head::default();
+        assert_eq!(head.default_version(), None);
+        head.aliases.insert(LATEST.into(), 3);
+        assert_eq!(head.default_version(), Some(3));
+        head.aliases.insert(STABLE.into(), 2);
+        assert_eq!(head.default_version(), Some(2));
+    }
+
+    #[test]
+    fn selectors_read_numbers_as_versions_and_names_as_aliases() {
+        assert_eq!(Selector::parse("3").unwrap(), Selector::Version(3));
+        assert_eq!(
+            Selector::parse("canary").unwrap(),
+            Selector::Alias("canary".into())
+        );
+        assert!(Selector::parse("Not Valid").is_err());
+    }
 }

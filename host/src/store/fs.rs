@@ -7,7 +7,7 @@
 //! exclusive lock on a sibling lock file while it compares and renames, so
 //! it is safe across processes sharing the directory.
 
-use super::{ETag, Object, ObjectStore, PutMode, StoreError, check_key};
+use super::{ETag, Object, ObjectStore, Progress, PutMode, StoreError, check_key};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
@@ -27,10 +27,7 @@ impl FsStore {
     /// A store rooted at `root`, created if missing.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|source| StoreError::Io {
-            key: root.display().to_string(),
-            source,
-        })?;
+        fs::create_dir_all(&root).map_err(|e| StoreError::io(root.display().to_string(), e))?;
         Ok(Self { root })
     }
 
@@ -84,10 +81,7 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 }
 
 fn put_blocking(path: &Path, key: &str, bytes: &[u8], mode: &PutMode) -> Result<ETag, StoreError> {
-    let io_err = |source| StoreError::Io {
-        key: key.to_string(),
-        source,
-    };
+    let io_err = |source| StoreError::io(key, source);
     let conflict = |current: Option<Vec<u8>>| StoreError::Conflict {
         key: key.to_string(),
         current: current.map(|b| etag_of(&b)),
@@ -166,12 +160,7 @@ impl ObjectStore for FsStore {
         let bytes = match tokio::fs::read(&path).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    key: key.to_string(),
-                    source,
-                });
-            }
+            Err(source) => return Err(StoreError::io(key, source)),
         };
         Ok(Some(Object {
             etag: etag_of(&bytes),
@@ -179,15 +168,30 @@ impl ObjectStore for FsStore {
         }))
     }
 
-    async fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError> {
-        let path = self.path(key)?;
-        let key = key.to_string();
-        tokio::task::spawn_blocking(move || put_blocking(&path, &key, &bytes, &mode))
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        tokio::fs::try_exists(self.path(key)?)
             .await
-            .map_err(|e| StoreError::Io {
-                key: "(put)".into(),
-                source: io::Error::other(e),
-            })?
+            .map_err(|e| StoreError::io(key, e))
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        mode: PutMode,
+        progress: Progress<'_>,
+    ) -> Result<ETag, StoreError> {
+        let path = self.path(key)?;
+        let owned_key = key.to_string();
+        let len = bytes.len() as u64;
+        let etag =
+            tokio::task::spawn_blocking(move || put_blocking(&path, &owned_key, &bytes, &mode))
+                .await
+                .map_err(|e| StoreError::io(key, io::Error::other(e)))??;
+        if let Some(report) = progress {
+            report(len);
+        }
+        Ok(etag)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -195,10 +199,7 @@ impl ObjectStore for FsStore {
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Io {
-                key: key.to_string(),
-                source,
-            }),
+            Err(source) => Err(StoreError::io(key, source)),
         }
     }
 
@@ -210,10 +211,7 @@ impl ObjectStore for FsStore {
             .await
             .map_err(io::Error::other)
             .and_then(|r| r)
-            .map_err(|source| StoreError::Io {
-                key: prefix.to_string(),
-                source,
-            })
+            .map_err(|source| StoreError::io(prefix, source))
     }
 
     fn describe(&self) -> String {
@@ -302,7 +300,10 @@ mod tests {
     async fn corrupt_blobs_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).unwrap();
-        let digest = store.put_blob(Bytes::from("component")).await.unwrap();
+        let digest = store
+            .put_blob(Bytes::from("component"), None)
+            .await
+            .unwrap();
         assert_eq!(
             store.get_blob(&digest).await.unwrap().unwrap(),
             Bytes::from("component")

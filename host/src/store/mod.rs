@@ -1,7 +1,9 @@
 //! The object store: where everything that matters lives.
 //!
-//! One trait, [`ObjectStore`], with a local-directory backend ([`FsStore`],
-//! the embedded default). Keys are `/`-separated paths of plain segments.
+//! One trait, [`ObjectStore`], with two backends: a local directory
+//! ([`FsStore`], the embedded default) and S3 ([`S3Store`]); [`open`] picks
+//! one from a `--store` location. Keys are `/`-separated paths of plain
+//! segments.
 //! Blobs are immutable and named by their sha256 ([`Digest`]); small
 //! mutable documents change only by compare-and-swap ([`PutMode`]), so two
 //! writers never silently overwrite each other.
@@ -10,16 +12,20 @@
 //! blobs/sha256/<hex>                          component (later: model) bytes
 //! compiled/<engine-fingerprint>/<hex>.cwasm   precompiled components (a cache)
 //! functions/<name>/versions/<n>.json          immutable version records
+//! functions/<name>/aliases.json               live versions and aliases (CAS-updated)
 //! ```
 
 mod fs;
+mod s3;
 
 pub use fs::FsStore;
+pub use s3::S3Store;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
+use std::sync::Arc;
 
 /// An opaque version tag of a stored object; changes whenever its bytes do.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,8 +58,9 @@ pub enum PutMode {
     IfMatch(ETag),
 }
 
-/// What went wrong in the store.
-#[derive(Debug, thiserror::Error)]
+/// What went wrong in the store. `Clone`, so one failed fetch can answer
+/// every request that waited for it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A conditional put lost: the object is not in the expected state.
     #[error("`{key}` was changed by someone else (current version: {})", current.as_ref().map_or("none".into(), |t| t.to_string()))]
@@ -74,15 +81,56 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// The store cannot be reached or refused the request; retrying later
+    /// may succeed.
+    #[error("the object store is unavailable ({key}): {reason}")]
+    Unavailable {
+        /// The key.
+        key: String,
+        /// What the backend said.
+        reason: String,
+    },
+    /// The store rejected the request for a reason retrying will not fix
+    /// (permissions, a missing bucket, a bad location).
+    #[error("the object store refused `{key}`: {reason}")]
+    Refused {
+        /// The key.
+        key: String,
+        /// What the backend said.
+        reason: String,
+    },
     /// The backend failed.
     #[error("store I/O on `{key}` failed: {source}")]
     Io {
         /// The key.
         key: String,
         /// The cause.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
 }
+
+impl StoreError {
+    pub(crate) fn io(key: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            key: key.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// The answer to a conditional read ([`ObjectStore::get_if_changed`]).
+#[derive(Debug, Clone)]
+pub enum Revalidated {
+    /// The object still has the given tag.
+    Unchanged,
+    /// The object changed; here it is.
+    Changed(Object),
+    /// The object is gone.
+    Missing,
+}
+
+/// A callback told how many bytes of a large write have been stored so far.
+pub type Progress<'a> = Option<&'a (dyn Fn(u64) + Send + Sync)>;
 
 /// The sha256 of a blob, written `sha256:<hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -144,9 +192,33 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// The object at `key`, or `None`.
     async fn get(&self, key: &str) -> Result<Option<Object>, StoreError>;
 
+    /// The object at `key` if its tag is no longer `etag`. Backends with
+    /// conditional reads (S3's `If-None-Match`) send no bytes when unchanged.
+    async fn get_if_changed(&self, key: &str, etag: &ETag) -> Result<Revalidated, StoreError> {
+        Ok(match self.get(key).await? {
+            None => Revalidated::Missing,
+            Some(object) if &object.etag == etag => Revalidated::Unchanged,
+            Some(object) => Revalidated::Changed(object),
+        })
+    }
+
+    /// Whether an object exists at `key`, without fetching it.
+    async fn exists(&self, key: &str) -> Result<bool, StoreError>;
+
     /// Write `bytes` at `key`, atomically: readers see the old or the new
-    /// object, never a mix.
-    async fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError>;
+    /// object, never a mix. Large writes report their progress.
+    async fn write(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        mode: PutMode,
+        progress: Progress<'_>,
+    ) -> Result<ETag, StoreError>;
+
+    /// [`write`](Self::write) without progress reports.
+    async fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError> {
+        self.write(key, bytes, mode, None).await
+    }
 
     /// Remove `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
@@ -157,13 +229,48 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Where the store is, for logs and `--help` output.
     fn describe(&self) -> String;
 
+    /// Whether writes with [`PutMode::IfAbsent`] and [`PutMode::IfMatch`]
+    /// are honoured, found by trying them under `probe_prefix`. A backend
+    /// that ignores them would let concurrent alias updates overwrite each
+    /// other, so nodes say so at start-up.
+    async fn check_conditional_writes(&self) -> Result<bool, StoreError> {
+        let key = format!(
+            "_sluice/probe/{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        );
+        let first = self.put(&key, Bytes::from("1"), PutMode::IfAbsent).await?;
+        let create_refused = matches!(
+            self.put(&key, Bytes::from("2"), PutMode::IfAbsent).await,
+            Err(StoreError::Conflict { .. })
+        );
+        let stale = ETag(format!("{first}-stale"));
+        let update_refused = matches!(
+            self.put(&key, Bytes::from("3"), PutMode::IfMatch(stale)).await,
+            Err(StoreError::Conflict { .. })
+        );
+        let update_applied = self
+            .put(&key, Bytes::from("4"), PutMode::IfMatch(first))
+            .await
+            .is_ok();
+        self.delete(&key).await?;
+        Ok(create_refused && update_refused && update_applied)
+    }
+
     /// Store an immutable blob under its digest (a no-op when present).
-    async fn put_blob(&self, bytes: Bytes) -> Result<Digest, StoreError> {
+    async fn put_blob(&self, bytes: Bytes, progress: Progress<'_>) -> Result<Digest, StoreError> {
         let digest = Digest::of(&bytes);
-        match self.put(&digest.blob_key(), bytes, PutMode::IfAbsent).await {
-            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(digest),
-            Err(e) => Err(e),
+        let key = digest.blob_key();
+        if self.exists(&key).await? {
+            return Ok(digest);
         }
+        // Same bytes under the same name: an overwrite by a concurrent
+        // uploader is harmless.
+        self.write(&key, bytes, PutMode::Overwrite, progress).await?;
+        Ok(digest)
     }
 
     /// A blob by digest, verified: corrupt bytes are never handed out.
@@ -181,6 +288,24 @@ pub trait ObjectStore: Send + Sync + 'static {
         }
         Ok(Some(object.bytes))
     }
+}
+
+/// Open the store at `location`: `s3://BUCKET[/PREFIX]` for S3 (region,
+/// credentials and endpoint from the standard AWS configuration), or a
+/// directory path (optionally `file://PATH`).
+pub async fn open(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    if let Some(rest) = location.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        return Ok(Arc::new(S3Store::connect(bucket, prefix).await?));
+    }
+    let path = location.strip_prefix("file://").unwrap_or(location);
+    if path.contains("://") {
+        return Err(StoreError::Refused {
+            key: location.to_string(),
+            reason: "unknown store scheme; use s3://BUCKET/PREFIX or a directory path".into(),
+        });
+    }
+    Ok(Arc::new(FsStore::open(path)?))
 }
 
 /// Check a key is a relative path of plain segments, so no backend can be

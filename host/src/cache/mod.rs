@@ -1,0 +1,329 @@
+//! The in-memory cache: one type for everything a node keeps in memory
+//! (store documents, loaded function templates), with
+//!
+//! - a byte budget: each value says what it weighs ([`Weigh`]); past the
+//!   budget the least recently used entries are evicted;
+//! - single-flight loading: concurrent misses on one key share one load,
+//!   and its result (value or error) answers all of them;
+//! - freshness decided by the caller per lookup, so the same cache serves
+//!   immutable values (never stale) and documents revalidated on a timer.
+//!
+//! Lookups touch a [`DashMap`] shard and an atomic clock; eviction scans for
+//! the oldest entry, which is cheap at the hundreds of entries a node holds
+//! and runs only when the budget is exceeded.
+
+mod documents;
+
+pub use documents::{CacheConfig, DocumentCache, DocumentPolicy, DocumentStats, StoreRequests};
+
+use dashmap::DashMap;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use serde::Serialize;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// What a cached value costs in memory, in bytes (approximately).
+pub trait Weigh {
+    /// The value's weight.
+    fn weight(&self) -> u64;
+}
+
+struct Entry<V> {
+    value: Arc<V>,
+    weight: u64,
+    loaded_at: Instant,
+    last_used: AtomicU64,
+}
+
+type Flight<V, E> = Shared<BoxFuture<'static, Result<Arc<V>, E>>>;
+
+/// A byte-budgeted, single-flight, least-recently-used cache.
+pub struct Cache<K, V, E> {
+    budget: u64,
+    entries: DashMap<K, Entry<V>>,
+    flights: DashMap<K, Flight<V, E>>,
+    clock: AtomicU64,
+    bytes: AtomicU64,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    loads: AtomicU64,
+    load_failures: AtomicU64,
+    evictions: AtomicU64,
+}
+
+/// A snapshot of a cache's counters, for `/v1/status`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from memory.
+    pub hits: u64,
+    /// Lookups that had to load (or wait for a load).
+    pub misses: u64,
+    /// Loads run (one per single-flight group).
+    pub loads: u64,
+    /// Loads that failed.
+    pub load_failures: u64,
+    /// Entries dropped to stay within the budget.
+    pub evictions: u64,
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// The budget, in bytes.
+    pub budget: u64,
+}
+
+impl<K, V, E> Cache<K, V, E>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Weigh + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    /// An empty cache holding at most `budget` bytes.
+    pub fn new(budget: u64) -> Self {
+        Self {
+            budget,
+            entries: DashMap::new(),
+            flights: DashMap::new(),
+            clock: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The cached value of `key` and when it was loaded, without loading.
+    pub fn peek(&self, key: &K) -> Option<(Arc<V>, Instant)> {
+        let entry = self.entries.get(key)?;
+        entry
+            .last_used
+            .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        Some((entry.value.clone(), entry.loaded_at))
+    }
+
+    /// The value of `key`: cached if `fresh(value, loaded_at)` says so,
+    /// otherwise loaded by `load` (given the stale value, if any). One load
+    /// runs per key at a time; concurrent callers share its result.
+    pub async fn get_or_load<F>(
+        &self,
+        key: &K,
+        fresh: impl Fn(&V, Instant) -> bool,
+        load: F,
+    ) -> Result<Arc<V>, E>
+    where
+        F: FnOnce(Option<Arc<V>>) -> BoxFuture<'static, Result<V, E>>,
+    {
+        let stale = match self.peek(key) {
+            Some((value, loaded_at)) if fresh(&value, loaded_at) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(value);
+            }
+            other => other.map(|(value, _)| value),
+        };
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        let flight = self
+            .flights
+            .entry(key.clone())
+            .or_insert_with(|| {
+                self.counters.loads.fetch_add(1, Ordering::Relaxed);
+                load(stale).map(|r| r.map(Arc::new)).boxed().shared()
+            })
+            .clone();
+        let result = flight.clone().await;
+        // The first caller back files the result and ends the flight; a
+        // later flight for the same key is left alone.
+        let ours = self
+            .flights
+            .remove_if(key, |_, f| f.ptr_eq(&flight))
+            .is_some();
+        if ours {
+            match &result {
+                Ok(value) => self.insert_arc(key.clone(), value.clone()),
+                Err(_) => {
+                    self.counters.load_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        result
+    }
+
+    /// Put a value in the cache (replacing any entry for `key`).
+    pub fn insert(&self, key: K, value: V) -> Arc<V> {
+        let value = Arc::new(value);
+        self.insert_arc(key, value.clone());
+        value
+    }
+
+    fn insert_arc(&self, key: K, value: Arc<V>) {
+        let weight = value.weight();
+        if weight > self.budget {
+            // Larger than the whole budget: serve it, never keep it.
+            self.remove(&key);
+            return;
+        }
+        let entry = Entry {
+            value,
+            weight,
+            loaded_at: Instant::now(),
+            last_used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
+        };
+        if let Some(old) = self.entries.insert(key, entry) {
+            self.bytes.fetch_sub(old.weight, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(weight, Ordering::Relaxed);
+        self.evict_to_budget();
+    }
+
+    /// Forget `key`.
+    pub fn remove(&self, key: &K) {
+        if let Some((_, old)) = self.entries.remove(key) {
+            self.bytes.fetch_sub(old.weight, Ordering::Relaxed);
+        }
+    }
+
+    /// Forget every entry whose key fails `keep`.
+    pub fn retain(&self, mut keep: impl FnMut(&K) -> bool) {
+        self.entries.retain(|k, entry| {
+            let kept = keep(k);
+            if !kept {
+                self.bytes.fetch_sub(entry.weight, Ordering::Relaxed);
+            }
+            kept
+        });
+    }
+
+    /// Keys currently held.
+    pub fn keys(&self) -> Vec<K> {
+        self.entries.iter().map(|e| e.key().clone()).collect()
+    }
+
+    fn evict_to_budget(&self) {
+        while self.bytes.load(Ordering::Relaxed) > self.budget {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|e| e.last_used.load(Ordering::Relaxed))
+                .map(|e| e.key().clone());
+            let Some(oldest) = oldest else { break };
+            if let Some((_, old)) = self.entries.remove(&oldest) {
+                self.bytes.fetch_sub(old.weight, Ordering::Relaxed);
+                self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            loads: c.loads.load(Ordering::Relaxed),
+            load_failures: c.load_failures.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+            entries: self.entries.len() as u64,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            budget: self.budget,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    struct Blob(u64);
+    impl Weigh for Blob {
+        fn weight(&self) -> u64 {
+            self.0
+        }
+    }
+
+    fn always(_: &Blob, _: Instant) -> bool {
+        true
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_load() {
+        let cache: Arc<Cache<&str, Blob, String>> = Arc::new(Cache::new(1000));
+        let loads = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (cache, loads) = (cache.clone(), loads.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_load(&"k", always, |_| {
+                        async move {
+                            loads.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok(Blob(10))
+                        }
+                        .boxed()
+                    })
+                    .await
+                    .map(|b| b.0)
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Ok(10));
+        }
+        assert_eq!(loads.load(Ordering::Relaxed), 1);
+        let stats = cache.stats();
+        assert_eq!((stats.loads, stats.misses, stats.entries), (1, 64, 1));
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_answers_its_waiters_and_is_not_kept() {
+        let cache: Cache<&str, Blob, String> = Cache::new(1000);
+        let failed = cache
+            .get_or_load(&"k", always, |_| async { Err("down".to_string()) }.boxed())
+            .await;
+        assert_eq!(failed.err(), Some("down".to_string()));
+        assert!(cache.peek(&"k").is_none());
+        let loaded = cache
+            .get_or_load(&"k", always, |_| async { Ok(Blob(1)) }.boxed())
+            .await;
+        assert_eq!(loaded.map(|b| b.0), Ok(1));
+        assert_eq!(cache.stats().load_failures, 1);
+    }
+
+    #[test]
+    fn least_recently_used_entries_go_first_and_bytes_stay_in_budget() {
+        let cache: Cache<u32, Blob, ()> = Cache::new(100);
+        cache.insert(1, Blob(40));
+        cache.insert(2, Blob(40));
+        cache.peek(&1); // 2 is now the least recently used
+        cache.insert(3, Blob(40));
+        assert!(cache.peek(&1).is_some());
+        assert!(cache.peek(&2).is_none());
+        assert!(cache.peek(&3).is_some());
+        cache.insert(4, Blob(500)); // over the whole budget: not kept
+        assert!(cache.peek(&4).is_none());
+        let stats = cache.stats();
+        assert_eq!((stats.bytes, stats.entries, stats.evictions), (80, 2, 1));
+    }
+
+    #[tokio::test]
+    async fn stale_values_are_handed_to_the_loader() {
+        let cache: Cache<u32, Blob, ()> = Cache::new(100);
+        cache.insert(1, Blob(5));
+        let reloaded = cache
+            .get_or_load(
+                &1,
+                |_, _| false,
+                |stale| {
+                    let previous = stale.map(|b| b.0).unwrap_or(0);
+                    async move { Ok(Blob(previous + 1)) }.boxed()
+                },
+            )
+            .await;
+        assert_eq!(reloaded.map(|b| b.0), Ok(6));
+    }
+}

@@ -1,0 +1,89 @@
+//! Function versions: a component, the world it fits, and how to run it.
+
+use super::{Head, Record};
+use crate::engine::{StageLimits, World};
+use crate::store::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One immutable version of a function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionVersion {
+    /// The function's name.
+    pub name: String,
+    /// The version number, from 1.
+    pub version: u64,
+    /// The component's digest (`sha256:...`).
+    pub digest: Digest,
+    /// The capability world the component fits.
+    pub world: World,
+    /// The component's size in bytes.
+    pub size: u64,
+    /// When it was deployed (RFC 3339, UTC).
+    pub created_at: String,
+    /// Who deployed it.
+    pub created_by: String,
+    /// A free-form description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Free-form labels (team, git commit, ticket...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The deployment's configuration, read by the stage through `config`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Deadline, memory cap and fuel for each call.
+    pub limits: StageLimits,
+}
+
+impl Record for FunctionVersion {
+    const KIND: &'static str = "functions";
+    const NOUN: &'static str = "function";
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn numbered(self, version: u64) -> Self {
+        Self { version, ..self }
+    }
+
+    fn same_content(&self, other: &Self) -> bool {
+        self.digest == other.digest
+            && self.config == other.config
+            && self.limits == other.limits
+            && self.labels == other.labels
+            && self.description == other.description
+    }
+}
+
+/// A function, its aliases and its newest version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionSummary {
+    /// The name.
+    pub name: String,
+    /// The newest version number.
+    pub latest: u64,
+    /// The version an unqualified call runs (`stable`, else `latest`).
+    pub default: u64,
+    /// How many live versions exist.
+    pub versions: usize,
+    /// Alias → version.
+    pub aliases: BTreeMap<String, u64>,
+    /// The newest version's world.
+    pub world: World,
+}
+
+impl FunctionSummary {
+    /// The summary of a function from its head and newest record.
+    pub fn new(head: &Head, latest: &FunctionVersion) -> Self {
+        Self {
+            name: latest.name.clone(),
+            latest: latest.version,
+            default: head.default_version().unwrap_or(latest.version),
+            versions: head.versions.len(),
+            aliases: head.aliases.clone(),
+            world: latest.world,
+        }
+    }
+}
