@@ -7,4 +7,6 @@ mod cli;
 mod deploy;
 mod invoke;
 mod sandbox;
+mod s3;
 mod server;
+mod store;

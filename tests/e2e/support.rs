@@ -1,6 +1,7 @@
 //! Shared fixtures: the components (built once per test run), a running
 //! `sluice serve` process, and small HTTP helpers.
 
+use crate::s3::S3Server;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -53,7 +54,14 @@ pub fn sluice() -> Command {
     command
         .env("RUST_LOG", "info,sluice::guest=debug")
         .env_remove("SLUICE_SERVER")
-        .env_remove("SLUICE_DATA");
+        .env_remove("SLUICE_DATA")
+        .env_remove("SLUICE_STORE");
+    // Only what a test sets reaches the AWS configuration chain.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") {
+            command.env_remove(key);
+        }
+    }
     command
 }
 
@@ -76,15 +84,33 @@ impl Server {
 
     /// Serve `data` with extra `sluice serve` flags.
     pub fn start_on(data: &Path, flags: &[&str]) -> Self {
-        let log = data
-            .parent()
-            .unwrap_or(data)
-            .join(format!("serve-{}.log", rand_suffix()));
+        let logs = data.parent().unwrap_or(data).to_path_buf();
+        Self::spawn(&logs, |command| {
+            command.arg("--data").arg(data).args(flags);
+        })
+    }
+
+    /// Serve the test S3 server's bucket under `prefix`, polling aliases
+    /// every `poll_ms`.
+    pub fn start_s3(s3: &S3Server, prefix: &str, poll_ms: u64) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Self::spawn(dir.path(), |command| {
+            command
+                .args(["--store", &s3.location(prefix)])
+                .args(["--poll-interval-ms", &poll_ms.to_string()])
+                .envs(s3.env());
+        });
+        server._dir = Some(dir);
+        server
+    }
+
+    fn spawn(logs: &Path, configure: impl FnOnce(&mut Command)) -> Self {
+        let log = logs.join(format!("serve-{}.log", rand_suffix()));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut child = sluice()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(flags)
+        let mut command = sluice();
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        configure(&mut command);
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
@@ -166,6 +192,15 @@ impl Server {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// A counter from `/v1/status`, e.g. `counters.artifacts_loaded`.
+    pub async fn status(&self, path: &str) -> u64 {
+        let (_, status) = self.get("/v1/status").await;
+        path.split('.')
+            .fold(&status, |v, k| &v[k])
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {path} in {status}"))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

@@ -247,7 +247,8 @@ pub trait ObjectStore: Send + Sync + 'static {
             self.put(&key, Bytes::from("2"), PutMode::IfAbsent).await,
             Err(StoreError::Conflict { .. })
         );
-        let stale = ETag(format!("{first}-stale"));
+        // Well-formed (quoted hex, like S3's) but matching nothing.
+        let stale = ETag(format!("\"{}\"", "0".repeat(32)));
         let update_refused = matches!(
             self.put(&key, Bytes::from("3"), PutMode::IfMatch(stale)).await,
             Err(StoreError::Conflict { .. })

@@ -22,6 +22,8 @@ use futures::{StreamExt, TryStreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+const BROKE_OFF: &str = "the download broke off";
+
 /// Objects at least this large are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 16 << 20;
 /// Size of one part (S3's minimum is 5 MiB).
@@ -40,9 +42,25 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// Connect to `bucket` (keys under `prefix`) and check the bucket is
-    /// reachable, so a wrong name or missing credentials fail at start-up.
+    /// Connect to `bucket` (keys under `prefix`) with the standard AWS
+    /// configuration chain, and check the bucket is reachable, so a wrong
+    /// name or missing credentials fail at start-up.
     pub async fn connect(bucket: &str, prefix: &str) -> Result<Self, StoreError> {
+        let shared = aws_config::defaults(BehaviorVersion::v2026_01_12())
+            // Credential providers (SSO-less profiles, STS web identity,
+            // container and instance roles) share the one HTTP stack.
+            .http_client(http_client())
+            .load()
+            .await;
+        Self::from_config(&shared, bucket, prefix).await
+    }
+
+    /// Connect with an explicit AWS configuration (tests, embedders).
+    pub async fn from_config(
+        shared: &aws_config::SdkConfig,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Self, StoreError> {
         if bucket.is_empty() {
             return Err(StoreError::Refused {
                 key: format!("s3://{bucket}/{prefix}"),
@@ -53,13 +71,9 @@ impl S3Store {
         if !prefix.is_empty() {
             check_key(prefix)?;
         }
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let shared = aws_config::defaults(BehaviorVersion::v2026_01_12())
-            .http_client(http)
+        let endpoint = shared.endpoint_url().map(str::to_string);
+        let mut config = aws_sdk_s3::config::Builder::from(shared)
+            .http_client(http_client())
             // Three attempts with jittered backoff: rides out a throttle or
             // a dropped connection without holding a request for long.
             .retry_config(RetryConfig::standard().with_max_attempts(3))
@@ -70,11 +84,7 @@ impl S3Store {
                     .connect_timeout(Duration::from_secs(2))
                     .read_timeout(Duration::from_secs(20))
                     .build(),
-            )
-            .load()
-            .await;
-        let endpoint = shared.endpoint_url().map(str::to_string);
-        let mut config = aws_sdk_s3::config::Builder::from(&shared);
+            );
         if endpoint.is_some() {
             // S3-compatible servers rarely resolve bucket subdomains.
             config = config.force_path_style(true);
@@ -287,6 +297,16 @@ impl S3Store {
     }
 }
 
+/// One HTTP stack for S3 and the credential providers: hyper 1 with rustls
+/// on ring (the SDK default would add aws-lc and a second build).
+fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 /// Sort an SDK failure into what a caller can act on.
 fn failure<E>(key: &str, error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
 where
@@ -424,9 +444,27 @@ impl ObjectStore for S3Store {
 }
 
 impl S3Store {
-    /// GET, conditional on `etag` when given; the body is streamed into one
-    /// buffer sized from `Content-Length`.
+    /// GET, conditional on `etag` when given. A body that breaks off
+    /// mid-stream (a dropped connection, an object replaced while read) is
+    /// fetched again, a few times, before giving up.
     async fn fetch(&self, key: &str, etag: Option<&ETag>) -> Result<Revalidated, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.fetch_once(key, etag).await {
+                Err(StoreError::Unavailable { reason, .. })
+                    if attempt < 3 && reason.starts_with(BROKE_OFF) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One GET; the body is streamed into one buffer sized from
+    /// `Content-Length`.
+    async fn fetch_once(&self, key: &str, etag: Option<&ETag>) -> Result<Revalidated, StoreError> {
         let mut request = self
             .client
             .get_object()
@@ -456,7 +494,7 @@ impl S3Store {
         let mut body = output.body;
         while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::Unavailable {
             key: key.to_string(),
-            reason: format!("the download broke off: {e}"),
+            reason: format!("{BROKE_OFF}: {e}"),
         })? {
             buffer.extend_from_slice(&chunk);
         }
