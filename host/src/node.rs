@@ -255,14 +255,14 @@ impl Node {
     /// The version of `name` that `selector` picks, checking this node's
     /// templates against the head it was read from.
     async fn pick(&self, name: &Name, selector: &Selector) -> Result<u64, NodeError> {
-        let (head, etag) = self
-            .functions
-            .head(name)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound {
-                noun: FunctionVersion::NOUN,
-                name: name.to_string(),
-            })?;
+        let (head, etag) =
+            self.functions
+                .head(name)
+                .await?
+                .ok_or_else(|| RegistryError::NotFound {
+                    noun: FunctionVersion::NOUN,
+                    name: name.to_string(),
+                })?;
         if self.heads_seen.get(name).is_none_or(|seen| *seen != etag) {
             // The head changed (here or on another node): drop templates of
             // versions that are no longer live.
@@ -279,7 +279,11 @@ impl Node {
     }
 
     /// The record `selector` picks for `name`.
-    pub async fn resolve(&self, name: &str, selector: &Selector) -> Result<FunctionVersion, NodeError> {
+    pub async fn resolve(
+        &self,
+        name: &str,
+        selector: &Selector,
+    ) -> Result<FunctionVersion, NodeError> {
         let name = Name::parse(name)?;
         Ok(self.functions.resolve(&name, selector).await?)
     }
@@ -342,7 +346,10 @@ impl Node {
         expect: Option<Option<u64>>,
     ) -> Result<Head, NodeError> {
         let (name, alias) = (Name::parse(name)?, Name::parse(alias)?);
-        let head = self.functions.set_alias(&name, &alias, version, expect).await?;
+        let head = self
+            .functions
+            .set_alias(&name, &alias, version, expect)
+            .await?;
         tracing::info!(function = %name, %alias, version, "alias moved");
         Ok(head)
     }
@@ -450,9 +457,13 @@ async fn template(
                     }
                 }
             }
-            Err(reason) => tracing::warn!(%key, %reason, "precompiled artifact corrupt; recompiling"),
+            Err(reason) => {
+                tracing::warn!(%key, %reason, "precompiled artifact corrupt; recompiling")
+            }
         },
-        None => tracing::info!(function = %record.name, version = record.version, "no precompiled artifact for this engine; compiling"),
+        None => {
+            tracing::info!(function = %record.name, version = record.version, "no precompiled artifact for this engine; compiling")
+        }
     }
     let object = documents
         .fetch(&record.digest.blob_key())
@@ -490,7 +501,9 @@ async fn template(
         .put(&key, artifact::encode(&cwasm), PutMode::Overwrite)
         .await
     {
-        Ok(_) => tracing::info!(function = %record.name, version = record.version, "compiled and stored artifact"),
+        Ok(_) => {
+            tracing::info!(function = %record.name, version = record.version, "compiled and stored artifact")
+        }
         Err(e) => tracing::warn!(%key, error = %e, "compiled, but could not store the artifact"),
     }
     Ok((pre, size))

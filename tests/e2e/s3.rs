@@ -34,23 +34,18 @@ impl Requests {
         *self.0.entry(format!("{method} {key}")).or_default() += 1;
     }
 
-    /// How many `method` requests named a key ending in `suffix`.
-    pub fn count(&self, method: &str, suffix: &str) -> u64 {
+    /// How many `method` requests named a key containing `part`.
+    pub fn count(&self, method: &str, part: &str) -> u64 {
         self.0
             .iter()
             .filter(|e| {
                 e.key()
                     .strip_prefix(method)
                     .and_then(|k| k.strip_prefix(' '))
-                    .is_some_and(|k| k.ends_with(suffix))
+                    .is_some_and(|k| k.contains(part))
             })
             .map(|e| *e.value())
             .sum()
-    }
-
-    /// Every request of `method`, summed.
-    pub fn total(&self, method: &str) -> u64 {
-        self.count(method, "")
     }
 }
 

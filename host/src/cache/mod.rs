@@ -101,9 +101,10 @@ where
     /// The cached value of `key` and when it was loaded, without loading.
     pub fn peek(&self, key: &K) -> Option<(Arc<V>, Instant)> {
         let entry = self.entries.get(key)?;
-        entry
-            .last_used
-            .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        entry.last_used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         Some((entry.value.clone(), entry.loaded_at))
     }
 

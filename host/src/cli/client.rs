@@ -188,8 +188,9 @@ impl Client {
             }
             Self::Local(node) => {
                 let request_id = sluice::observe::request_id(None);
-                let (name, selector) = Selector::split(target)
-                    .with_context(|| format!("`{target}` is not NAME, NAME@VERSION or NAME@ALIAS"))?;
+                let (name, selector) = Selector::split(target).with_context(|| {
+                    format!("`{target}` is not NAME, NAME@VERSION or NAME@ALIAS")
+                })?;
                 let result = async {
                     let input = decode_request(Some(content_type), body)?;
                     let (_, output) = node

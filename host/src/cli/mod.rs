@@ -354,7 +354,11 @@ async fn run(command: Command) -> Result<ExitCode> {
 }
 
 /// A node over the store `data` names.
-async fn local_node(data: &DataArgs, engine: EngineConfig, cache: CacheConfig) -> Result<Arc<Node>> {
+async fn local_node(
+    data: &DataArgs,
+    engine: EngineConfig,
+    cache: CacheConfig,
+) -> Result<Arc<Node>> {
     let location = data.location();
     let store = sluice::store::open(&location)
         .await

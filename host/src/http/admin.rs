@@ -127,7 +127,13 @@ pub async fn version(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let version = parse_version(&version)?;
-    Ok(Json(state.node.resolve(&name, &Selector::Version(version)).await?).into_response())
+    Ok(Json(
+        state
+            .node
+            .resolve(&name, &Selector::Version(version))
+            .await?,
+    )
+    .into_response())
 }
 
 /// `DELETE /v1/functions/{name}/versions/{n}`: refused (409) while an

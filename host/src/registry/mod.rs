@@ -326,10 +326,11 @@ impl<R: Record> Registry<R> {
             }
             let record = new.clone().numbered(version);
             let key = Self::version_key(name, version);
-            let json = serde_json::to_vec_pretty(&record).map_err(|e| RegistryError::BadRecord {
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
+            let json =
+                serde_json::to_vec_pretty(&record).map_err(|e| RegistryError::BadRecord {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
             match self
                 .documents
                 .put(&key, Bytes::from(json), PutMode::IfAbsent)
@@ -360,12 +361,13 @@ impl<R: Record> Registry<R> {
             }
             match self.swap_head(name, etag.as_ref(), &head).await {
                 Ok(()) => {
-                    let record = self.get(name, version).await?.ok_or_else(|| {
-                        RegistryError::BadRecord {
-                            key: Self::version_key(name, version),
-                            reason: "written but not readable".into(),
-                        }
-                    })?;
+                    let record =
+                        self.get(name, version)
+                            .await?
+                            .ok_or_else(|| RegistryError::BadRecord {
+                                key: Self::version_key(name, version),
+                                reason: "written but not readable".into(),
+                            })?;
                     return Ok((record, true));
                 }
                 Err(RegistryError::Store(StoreError::Conflict { .. })) => continue,
@@ -564,7 +566,9 @@ impl<R: Record> Registry<R> {
             Err(RegistryError::Store(StoreError::Conflict { .. })) => {
                 return Err(RegistryError::Conflict {
                     name: name.to_string(),
-                    reason: format!("`{name}` changed while version {version} was being deleted; retry"),
+                    reason: format!(
+                        "`{name}` changed while version {version} was being deleted; retry"
+                    ),
                     current: Box::new(
                         self.head_for_update(name)
                             .await?

@@ -250,7 +250,8 @@ pub trait ObjectStore: Send + Sync + 'static {
         // Well-formed (quoted hex, like S3's) but matching nothing.
         let stale = ETag(format!("\"{}\"", "0".repeat(32)));
         let update_refused = matches!(
-            self.put(&key, Bytes::from("3"), PutMode::IfMatch(stale)).await,
+            self.put(&key, Bytes::from("3"), PutMode::IfMatch(stale))
+                .await,
             Err(StoreError::Conflict { .. })
         );
         let update_applied = self
@@ -270,7 +271,8 @@ pub trait ObjectStore: Send + Sync + 'static {
         }
         // Same bytes under the same name: an overwrite by a concurrent
         // uploader is harmless.
-        self.write(&key, bytes, PutMode::Overwrite, progress).await?;
+        self.write(&key, bytes, PutMode::Overwrite, progress)
+            .await?;
         Ok(digest)
     }
 
