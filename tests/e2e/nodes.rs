@@ -329,3 +329,40 @@ async fn an_upload_cut_off_halfway_creates_no_version_and_stores_nothing() {
     .await;
     assert_eq!(a.get("/v1/functions/cut").await.0, 200);
 }
+
+#[tokio::test]
+async fn a_store_without_conditional_writes_is_reported_at_start_up() {
+    let honest = S3Server::start();
+    let node = Server::start_s3(&honest, "ok", POLL_MS);
+    assert_eq!(node.get("/v1/status").await.1["conditional_writes"], true);
+
+    let lax = S3Server::start_ignoring_conditions();
+    let node = Server::start_s3(&lax, "lax", POLL_MS);
+    assert_eq!(node.get("/v1/status").await.1["conditional_writes"], false);
+    assert!(
+        node.log_text()
+            .contains("this store ignores conditional writes"),
+        "{}",
+        node.log_text()
+    );
+}
+
+#[tokio::test]
+async fn requests_for_unknown_functions_are_answered_from_a_short_negative_cache() {
+    let s3 = S3Server::start();
+    let a = Server::start_s3(&s3, "negative", POLL_MS);
+    let start = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(a.invoke("nope", "text/plain", "x").await.0, 404);
+    }
+    // Absent keys are remembered for 500 ms.
+    let windows = start.elapsed().as_millis() as u64 / 500 + 1;
+    let reads = s3.requests.count("GET", "nope/aliases.json");
+    assert!(
+        reads >= 1 && reads <= windows,
+        "{reads} reads in {windows} windows"
+    );
+    // ...and a deploy is visible at once on the node that made it.
+    deploy_echo(&a, "nope", "now it exists").await;
+    assert_eq!(served(&a, "nope").await, (200, "nope@1".into()));
+}

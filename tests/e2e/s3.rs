@@ -49,11 +49,13 @@ impl Requests {
     }
 }
 
-/// `s3s-fs` with request counting and atomic conditional writes.
+/// `s3s-fs` with request counting and atomic conditional writes (or, to
+/// stand in for servers without them, none at all).
 struct Recording {
     fs: FileSystem,
     requests: Arc<Requests>,
     conditional: tokio::sync::Mutex<()>,
+    ignore_conditions: bool,
 }
 
 #[async_trait::async_trait]
@@ -86,6 +88,11 @@ impl S3 for Recording {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         self.requests.record("PUT", &req.input.key);
+        let mut req = req;
+        if self.ignore_conditions {
+            req.input.if_match = None;
+            req.input.if_none_match = None;
+        }
         if req.input.if_match.is_some() || req.input.if_none_match.is_some() {
             let _serial = self.conditional.lock().await;
             return self.fs.put_object(req).await;
@@ -148,6 +155,7 @@ impl S3 for Recording {
 pub struct S3Server {
     pub addr: SocketAddr,
     pub requests: Arc<Requests>,
+    ignore_conditions: bool,
     root: PathBuf,
     _dir: tempfile::TempDir,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
@@ -156,6 +164,16 @@ pub struct S3Server {
 impl S3Server {
     /// Start a server with an empty bucket.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Start a server that ignores `If-None-Match` / `If-Match` on writes,
+    /// like some S3-compatible stores do.
+    pub fn start_ignoring_conditions() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(ignore_conditions: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("s3");
         std::fs::create_dir_all(root.join(BUCKET)).expect("bucket dir");
@@ -165,6 +183,7 @@ impl S3Server {
         let server = Self {
             addr,
             requests: Arc::default(),
+            ignore_conditions,
             root,
             _dir: dir,
             runtime: Mutex::new(None),
@@ -193,6 +212,7 @@ impl S3Server {
                 fs,
                 requests: self.requests.clone(),
                 conditional: tokio::sync::Mutex::new(()),
+                ignore_conditions: self.ignore_conditions,
             });
             builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
             builder.build()

@@ -20,7 +20,7 @@ async fn backends() -> Vec<Backend> {
     let fs = FsStore::open(dir.path()).unwrap();
     let s3 = S3Server::start();
     let s3_store = s3.store("contract").await;
-    vec![
+    let mut backends = vec![
         Backend {
             name: "fs",
             store: Arc::new(fs),
@@ -33,7 +33,19 @@ async fn backends() -> Vec<Backend> {
             _s3: Some(s3),
             _dir: None,
         },
-    ]
+    ];
+    // The same contract against real AWS S3 (or any S3 endpoint), when
+    // SLUICE_TEST_S3=s3://BUCKET/PREFIX and AWS credentials are set.
+    if let Ok(location) = std::env::var("SLUICE_TEST_S3") {
+        let unique = format!("{location}/run-{}", std::process::id());
+        backends.push(Backend {
+            name: "aws",
+            store: sluice::store::open(&unique).await.expect("SLUICE_TEST_S3"),
+            _s3: None,
+            _dir: None,
+        });
+    }
+    backends
 }
 
 #[tokio::test]
