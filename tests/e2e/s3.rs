@@ -235,6 +235,8 @@ impl S3Server {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
+                // Without it, small responses wait out delayed ACKs (~40 ms).
+                let _ = socket.set_nodelay(true);
                 let service = service.clone();
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
