@@ -465,27 +465,20 @@ async fn template(
             tracing::info!(function = %record.name, version = record.version, "no precompiled artifact for this engine; compiling")
         }
     }
-    let object = documents
-        .fetch(&record.digest.blob_key())
-        .await?
-        .ok_or_else(|| StoreError::Corrupt {
-            key: record.digest.blob_key(),
-            reason: format!(
-                "the component of {} version {} is missing",
-                record.name, record.version
-            ),
-        })?;
-    let actual = crate::store::Digest::of(&object.bytes);
-    if actual != record.digest {
-        return Err(StoreError::Corrupt {
-            key: record.digest.blob_key(),
-            reason: format!("its bytes hash to {actual}"),
-        }
-        .into());
-    }
+    let component =
+        documents
+            .fetch_blob(&record.digest)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                key: record.digest.blob_key(),
+                reason: format!(
+                    "the component of {} version {} is missing",
+                    record.name, record.version
+                ),
+            })?;
     let engine_clone = engine.clone();
     let (pre, cwasm) = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-        let (component, _) = engine_clone.compile(&object.bytes)?;
+        let (component, _) = engine_clone.compile(&component)?;
         Ok((
             engine_clone.prepare(&component)?,
             engine_clone.serialize(&component)?,

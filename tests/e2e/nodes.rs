@@ -191,6 +191,7 @@ async fn concurrent_cold_requests_on_a_fresh_node_fetch_the_artifact_once_and_co
     let intervals = start.elapsed().as_millis() as u64 / POLL_MS + 1;
     assert_eq!(artifact_gets(), 1);
     assert_eq!(s3.requests.count("GET", "versions/1.json"), records);
+    assert!(b.status("cache.hits").await >= 300, "served from memory");
     let revalidations = s3.requests.count("GET", "scaler/aliases.json") - heads;
     assert!(
         revalidations <= intervals,

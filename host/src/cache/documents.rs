@@ -217,6 +217,16 @@ impl DocumentCache {
         self.counted(self.store.get(key).await)
     }
 
+    /// A blob by digest from the store, verified (see
+    /// [`ObjectStore::get_blob`]), bypassing the cache like [`fetch`](Self::fetch).
+    pub async fn fetch_blob(
+        &self,
+        digest: &crate::store::Digest,
+    ) -> Result<Option<Bytes>, StoreError> {
+        self.requests.gets.fetch_add(1, Ordering::Relaxed);
+        self.counted(self.store.get_blob(digest).await)
+    }
+
     /// Whether `key` exists, asking the store.
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         self.requests.heads.fetch_add(1, Ordering::Relaxed);

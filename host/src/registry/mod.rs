@@ -671,6 +671,85 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::CacheConfig;
+    use crate::engine::{StageLimits, World};
+    use crate::store::{Digest, FsStore};
+
+    fn registry(dir: &std::path::Path) -> Registry<FunctionVersion> {
+        let store = Arc::new(FsStore::open(dir).unwrap());
+        Registry::new(Arc::new(DocumentCache::new(store, CacheConfig::default())))
+    }
+
+    fn record(tag: &str) -> FunctionVersion {
+        FunctionVersion {
+            name: "f".into(),
+            version: 0,
+            digest: Digest::of(tag.as_bytes()),
+            world: World::Preprocessor,
+            size: 1,
+            created_at: now_rfc3339(),
+            created_by: "test".into(),
+            description: None,
+            labels: BTreeMap::new(),
+            config: BTreeMap::new(),
+            limits: StageLimits::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_deploys_all_get_distinct_numbers_and_none_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = Name::parse("f").unwrap();
+        let deploys = (0..8).map(|i| {
+            let (registry, name) = (registry(dir.path()), name.clone());
+            async move { registry.record(&name, record(&i.to_string())).await }
+        });
+        let mut numbers: Vec<u64> = futures::future::join_all(deploys)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().0.version)
+            .collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=8).collect::<Vec<_>>());
+        let (head, _) = registry(dir.path()).head(&name).await.unwrap().unwrap();
+        assert_eq!(head.versions, (1..=8).collect());
+        assert_eq!(head.aliases[LATEST], 8);
+    }
+
+    #[tokio::test]
+    async fn rollback_skips_deleted_versions_and_latest_is_not_settable() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        let name = Name::parse("f").unwrap();
+        let stable = Name::parse(STABLE).unwrap();
+        for tag in ["a", "b", "c"] {
+            registry.record(&name, record(tag)).await.unwrap();
+        }
+        for v in [1, 2, 3] {
+            registry.set_alias(&name, &stable, v, None).await.unwrap();
+        }
+        registry.delete(&name, 2).await.unwrap();
+        let head = registry.rollback(&name, &stable).await.unwrap();
+        assert_eq!(
+            head.aliases[STABLE], 1,
+            "2 was deleted, so 3 rolls back to 1"
+        );
+        assert!(matches!(
+            registry.rollback(&name, &stable).await,
+            Err(RegistryError::Conflict { .. })
+        ));
+        let latest = Name::parse(LATEST).unwrap();
+        assert!(matches!(
+            registry.set_alias(&name, &latest, 1, None).await,
+            Err(RegistryError::Invalid(_))
+        ));
+        // Deleting the newest moves `latest` back; a redeploy takes a new number.
+        registry.delete(&name, 3).await.unwrap();
+        let (head, _) = registry.head(&name).await.unwrap().unwrap();
+        assert_eq!(head.aliases[LATEST], 1);
+        let (again, created) = registry.record(&name, record("d")).await.unwrap();
+        assert_eq!((again.version, created), (4, true));
+    }
 
     #[test]
     fn moves_are_remembered_for_rollback_and_bounded() {
