@@ -1,0 +1,95 @@
+"""Train and export the example models, with reference outputs.
+
+Run through `make.sh`, which creates the virtual environment this needs.
+Writes, next to this file:
+
+  iris-logreg.onnx   logistic regression, 4 features -> 3 classes
+  iris-gbt.onnx      gradient-boosted trees (TreeEnsembleClassifier), 4 -> 3
+  digits-mlp.onnx    multi-layer perceptron, 64 pixels -> 10 digits
+  text-direction.onnx  PP-OCR text-direction classifier (a CNN) from the
+                     rapidocr-onnxruntime wheel, unchanged
+  <model>.reference.json  inputs and onnxruntime's outputs for each
+
+Classifiers are exported with zipmap off (plain label and probability
+tensors) and expect scaled inputs where scaling matters: the scaler is a
+separate preprocessing stage in Sluice.
+"""
+
+import io
+import json
+import pathlib
+import sys
+import zipfile
+
+import numpy as np
+import onnxruntime as ort
+from skl2onnx import to_onnx
+from sklearn.datasets import load_digits, load_iris
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+HERE = pathlib.Path(__file__).resolve().parent
+OPTIONS = {"zipmap": False}
+
+
+def reference(name, inputs):
+    """Run the exported model with onnxruntime and store inputs and outputs."""
+    session = ort.InferenceSession(str(HERE / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, inputs)
+    doc = {
+        "model": name,
+        # Inputs are float32 values printed shortest-first, so parsing them
+        # back as f32 gives exactly what onnxruntime saw.
+        "inputs": {
+            k: {"shape": list(v.shape), "datatype": str(v.dtype), "data": [float(np.format_float_positional(x, unique=True)) for x in v.ravel()]}
+            for k, v in inputs.items()
+        },
+        "outputs": {
+            o.name: {"shape": list(v.shape), "datatype": str(v.dtype), "data": v.ravel().tolist()}
+            for o, v in zip(session.get_outputs(), outputs)
+        },
+    }
+    (HERE / f"{name}.reference.json").write_text(json.dumps(doc) + "\n")
+    print(f"{name}: inputs {[ (k, v.shape) for k, v in inputs.items()]} outputs {[ (o.name, v.shape) for o, v in zip(session.get_outputs(), outputs)]}")
+
+
+def export(name, model, sample):
+    onx = to_onnx(model, sample[:1], options={id(model): OPTIONS} if hasattr(model, "predict_proba") else None, target_opset=15)
+    # A dynamic batch dimension: any number of rows per call.
+    onx.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    (HERE / f"{name}.onnx").write_bytes(onx.SerializeToString())
+
+
+def main():
+    rng = np.random.default_rng(7)
+
+    iris = load_iris()
+    x = ((iris.data - iris.data.mean(axis=0)) / iris.data.std(axis=0)).astype(np.float32)
+    y = iris.target
+    logreg = LogisticRegression(max_iter=500).fit(x, y)
+    export("iris-logreg", logreg, x)
+    rows = x[rng.choice(len(x), 8, replace=False)]
+    reference("iris-logreg", {"X": rows})
+
+    gbt = GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=7).fit(x, y)
+    export("iris-gbt", gbt, x)
+    reference("iris-gbt", {"X": rows})
+
+    digits = load_digits()
+    xd = (digits.data / 16.0).astype(np.float32)
+    mlp = MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=300, random_state=7).fit(xd, digits.target)
+    export("digits-mlp", mlp, xd)
+    reference("digits-mlp", {"X": xd[rng.choice(len(xd), 8, replace=False)]})
+
+    # A real published CNN, from the rapidocr-onnxruntime wheel downloaded by make.sh.
+    wheel = next(pathlib.Path(sys.argv[1]).glob("rapidocr_onnxruntime-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        member = next(n for n in z.namelist() if n.endswith("ch_ppocr_mobile_v2.0_cls_infer.onnx"))
+        (HERE / "text-direction.onnx").write_bytes(z.read(member))
+    image = np.round(rng.random((1, 3, 48, 192)), 2).astype(np.float32)
+    reference("text-direction", {"x": image})
+
+
+if __name__ == "__main__":
+    main()
