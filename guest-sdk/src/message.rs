@@ -90,6 +90,20 @@ impl Message {
         }
     }
 
+    /// Remove and return the message's only tensor; an invalid-input error
+    /// when there is not exactly one.
+    pub fn take_only_tensor(&mut self) -> Result<Tensor, StageError> {
+        if self.tensors.len() == 1 {
+            return Ok(self.tensors.remove(0).1);
+        }
+        let present: Vec<&str> = self.tensors.iter().map(|(n, _)| n.as_str()).collect();
+        Err(StageError::invalid_input(format!(
+            "expected exactly one tensor, found {} [{}]",
+            present.len(),
+            present.join(", ")
+        )))
+    }
+
     /// The scalar field called `name`, if present.
     pub fn field(&self, name: &str) -> Option<&Scalar> {
         self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)

@@ -121,6 +121,7 @@ fn scaler(c: &mut Criterion) {
                             identity(),
                             config.clone(),
                             StageLimits::default(),
+                            None,
                             message.clone(),
                         )
                         .await

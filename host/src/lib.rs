@@ -5,6 +5,7 @@
 //! - [`store`]: the object store (a local directory by default, or S3).
 //! - [`cache`]: the in-memory cache in front of the store (and of loaded templates).
 //! - [`registry`]: immutable, numbered versions, aliases and rollback.
+//! - [`inference`]: ONNX models run natively by tract.
 //! - [`node`]: the runtime core tying them together (deploy, load, invoke).
 //! - [`http`]: HTTP triggers and the admin API.
 //! - [`toolchain`]: building stage crates into components.
@@ -14,6 +15,7 @@
 pub mod cache;
 pub mod engine;
 pub mod http;
+pub mod inference;
 pub mod node;
 pub mod observe;
 pub mod registry;

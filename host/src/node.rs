@@ -15,6 +15,7 @@ use crate::cache::{Cache, CacheConfig, DocumentCache, DocumentStats, Weigh};
 use crate::engine::{
     CallError, Engine, EngineError, StageIdentity, StageLimits, StagePre, World, WorldError, wit,
 };
+use crate::inference::{InferenceError, Models};
 use crate::observe::Stats;
 use crate::registry::{
     FunctionSummary, FunctionVersion, Head, InvalidName, LATEST, Name, Record, Registry,
@@ -48,6 +49,9 @@ pub enum NodeError {
     /// The registry or store failed, or refused the request.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// A model could not be stored, found or run.
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
     /// The engine failed for a reason that is not the component's fault.
     #[error("engine failure: {0}")]
     Engine(String),
@@ -119,15 +123,18 @@ pub struct Node {
     templates: Cache<(Name, u64), Loaded, NodeError>,
     /// The head tag each function's templates were last checked against.
     heads_seen: DashMap<Name, ETag>,
+    models: Arc<Models>,
     stats: Arc<Stats>,
 }
 
 impl Node {
     /// A node over `store`, with a document cache configured by `cache`.
     pub fn new(engine: Engine, store: Arc<dyn ObjectStore>, cache: CacheConfig) -> Self {
+        let model_bytes = cache.model_bytes;
         let documents = Arc::new(DocumentCache::new(store, cache));
         Self {
             functions: Registry::new(documents.clone()),
+            models: Arc::new(Models::new(documents.clone(), model_bytes)),
             documents,
             engine,
             // Templates are bounded by the engine's instance pool, not by
@@ -141,6 +148,11 @@ impl Node {
     /// The function registry.
     pub fn functions(&self) -> &Registry<FunctionVersion> {
         &self.functions
+    }
+
+    /// The node's models.
+    pub fn models(&self) -> &Arc<Models> {
+        &self.models
     }
 
     /// The store.
@@ -312,6 +324,8 @@ impl Node {
                 identity,
                 loaded.config.clone(),
                 loaded.record.limits,
+                // Only predictor stages can reach models.
+                (loaded.record.world == World::Predictor).then(|| self.models.clone()),
                 input,
             )
             .await?;

@@ -206,7 +206,7 @@ async fn two_hundred_concurrent_calls_get_their_own_instances() {
 }
 
 #[tokio::test]
-async fn host_capabilities_not_served_yet_answer_not_available() {
+async fn missing_models_and_feature_tables_are_reported_to_the_stage() {
     let server = Server::start();
     let d = server.deploy("probe-model", "guest-model-probe", &[]).await;
     assert_eq!(d["world"], "predictor");
@@ -218,7 +218,7 @@ async fn host_capabilities_not_served_yet_answer_not_available() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         v["fields"]["status"],
-        "not-available: this node does not serve models yet"
+        "error: model not found: model `iris` not found; list them with `sluice models ls`"
     );
     let (status, v) = server
         .invoke("probe-features", "text/plain", "customer-1")

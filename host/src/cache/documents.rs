@@ -37,6 +37,8 @@ pub struct CacheConfig {
     pub poll_interval: Duration,
     /// How long an absent key is remembered.
     pub negative_ttl: Duration,
+    /// Bytes of model plans kept loaded (measured by model file size).
+    pub model_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -48,6 +50,8 @@ impl Default for CacheConfig {
             // within ~1 s, and an idle pointer costs ~86k requests a day.
             poll_interval: Duration::from_secs(1),
             negative_ttl: Duration::from_millis(500),
+            // Room for dozens of typical tabular and small vision models.
+            model_bytes: 4 << 30,
         }
     }
 }

@@ -9,8 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use sluice::http::ApiError;
 use sluice::http::codec::{decode_request, encode_response};
+use sluice::inference::Push;
 use sluice::node::{Deploy, Node};
-use sluice::registry::{FunctionSummary, FunctionVersion, Head, Selector};
+use sluice::registry::{FunctionSummary, FunctionVersion, Head, ModelVersion, Name, Selector};
 use std::fmt;
 use std::sync::Arc;
 
@@ -246,6 +247,136 @@ impl Client {
                 }
                 let response = http
                     .get(format!("{base}/v1/functions/{name}"))
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                let body: Versions = Self::check(response, base).await?.json().await?;
+                let head = Head {
+                    versions: body.versions.iter().map(|v| v.version).collect(),
+                    highest: body.versions.last().map_or(0, |v| v.version),
+                    aliases: body.aliases,
+                    history: body.history,
+                };
+                Ok((head, body.versions))
+            }
+        }
+    }
+
+    pub async fn push_model(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        push: Push,
+    ) -> Result<(ModelVersion, bool)> {
+        match self {
+            Self::Local(node) => {
+                let name = Name::parse(name)?;
+                let bar = progress_bar(bytes.len(), "storing");
+                let report = |done: u64| bar.set_position(done);
+                let pushed = node
+                    .models()
+                    .push(&name, bytes.into(), push, Some(&report))
+                    .await;
+                bar.finish_and_clear();
+                Ok(pushed?)
+            }
+            Self::Remote { base, http } => {
+                if push.baseline.is_some() {
+                    bail!(
+                        "--baseline is only supported on the store directly for now (drop --server)"
+                    );
+                }
+                let mut query: Vec<(String, String)> = push
+                    .labels
+                    .into_iter()
+                    .map(|(k, v)| (format!("label.{k}"), v))
+                    .collect();
+                if let Some(d) = push.description {
+                    query.push(("description".into(), d));
+                }
+                for (input, dims) in push.input_shapes {
+                    let dims: Vec<String> = dims.iter().map(i64::to_string).collect();
+                    query.push((format!("input_shape.{input}"), dims.join(",")));
+                }
+                let response = http
+                    .put(format!("{base}/v1/models/{name}"))
+                    .query(&query)
+                    .header("content-type", "application/octet-stream")
+                    .header("x-sluice-actor", push.created_by)
+                    .body(bytes)
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                #[derive(Deserialize)]
+                struct Pushed {
+                    created: bool,
+                    model: ModelVersion,
+                }
+                let pushed: Pushed = Self::check(response, base).await?.json().await?;
+                Ok((pushed.model, pushed.created))
+            }
+        }
+    }
+
+    pub async fn models(&self) -> Result<Vec<(String, Head)>> {
+        match self {
+            Self::Local(node) => Ok(node
+                .models()
+                .registry()
+                .names()
+                .await?
+                .into_iter()
+                .map(|(n, h)| (n.to_string(), h))
+                .collect()),
+            Self::Remote { base, http } => {
+                #[derive(Deserialize)]
+                struct Entry {
+                    name: String,
+                    aliases: std::collections::BTreeMap<String, u64>,
+                    versions: usize,
+                }
+                #[derive(Deserialize)]
+                struct List {
+                    models: Vec<Entry>,
+                }
+                let response = http
+                    .get(format!("{base}/v1/models"))
+                    .send()
+                    .await
+                    .map_err(|e| Self::unreachable(base, e))?;
+                let list: List = Self::check(response, base).await?.json().await?;
+                Ok(list
+                    .models
+                    .into_iter()
+                    .map(|e| {
+                        let head = Head {
+                            versions: (1..=e.versions as u64).collect(),
+                            aliases: e.aliases,
+                            ..Head::default()
+                        };
+                        (e.name, head)
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    pub async fn model_versions(&self, name: &str) -> Result<(Head, Vec<ModelVersion>)> {
+        match self {
+            Self::Local(node) => Ok(node
+                .models()
+                .registry()
+                .versions(&Name::parse(name)?)
+                .await?),
+            Self::Remote { base, http } => {
+                #[derive(Deserialize)]
+                struct Versions {
+                    aliases: std::collections::BTreeMap<String, u64>,
+                    history: std::collections::BTreeMap<String, Vec<u64>>,
+                    versions: Vec<ModelVersion>,
+                }
+                let response = http
+                    .get(format!("{base}/v1/models/{name}"))
                     .send()
                     .await
                     .map_err(|e| Self::unreachable(base, e))?;

@@ -47,6 +47,9 @@ enum Command {
     /// List and inspect deployed functions.
     #[command(subcommand)]
     Functions(FunctionsCommand),
+    /// Push, list and inspect ONNX models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Point, list or remove a function's aliases (`stable`, `canary`, ...).
     #[command(subcommand)]
     Alias(AliasCommand),
@@ -143,6 +146,9 @@ struct ServeArgs {
     /// Largest component upload, in MiB.
     #[arg(long, default_value_t = HttpConfig::default().max_component_bytes >> 20)]
     max_component_mb: usize,
+    /// Largest model upload, in MiB.
+    #[arg(long, default_value_t = HttpConfig::default().max_model_bytes >> 20)]
+    max_model_mb: usize,
     /// Time a client has to send its request headers, in milliseconds.
     #[arg(long, default_value_t = HttpConfig::default().header_timeout.as_millis() as u64)]
     header_timeout_ms: u64,
@@ -233,6 +239,42 @@ enum FunctionsCommand {
 }
 
 #[derive(Subcommand)]
+enum ModelsCommand {
+    /// Upload an ONNX model as a new version; refused if tract cannot run it.
+    Push {
+        /// The .onnx file.
+        file: PathBuf,
+        /// The model's name.
+        #[arg(long)]
+        name: String,
+        /// Baseline statistics of the training data (a JSON file), for drift checks.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// A label recorded with the version (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        labels: Vec<(String, String)>,
+        /// A description recorded with the version.
+        #[arg(long)]
+        description: Option<String>,
+        /// The shape of an input the file leaves unknown, e.g. x=N,3,48,192
+        /// (N or -1: dynamic) (repeatable).
+        #[arg(long = "input-shape", value_name = "NAME=DIMS", value_parser = parse_input_shape)]
+        input_shapes: Vec<(String, Vec<i64>)>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List models.
+    Ls(TargetArgs),
+    /// List the versions (with signatures) and aliases of one model.
+    Versions {
+        /// The model.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum AliasCommand {
     /// Point ALIAS of NAME at VERSION, e.g. `sluice alias set scaler stable 3`.
     Set {
@@ -298,6 +340,20 @@ struct BuildArgs {
     paths: Vec<PathBuf>,
 }
 
+fn parse_input_shape(s: &str) -> Result<(String, Vec<i64>), String> {
+    let (name, dims) = parse_key_value(s)?;
+    let dims = dims
+        .split(',')
+        .map(|d| match d.trim() {
+            "N" | "-1" => Ok(-1),
+            d => d.parse::<i64>().ok().filter(|d| *d > 0).ok_or_else(|| {
+                format!("dimension {d:?} of `{name}` must be a positive number, N or -1")
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((name, dims))
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -334,6 +390,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Invoke(args) => invoke(args).await,
         Command::Functions(command) => functions(command).await.map(|()| ExitCode::SUCCESS),
         Command::Alias(command) => alias(command).await.map(|()| ExitCode::SUCCESS),
+        Command::Models(command) => models(command).await.map(|()| ExitCode::SUCCESS),
         Command::Rollback(args) => {
             let head = Client::new(&args.target)
                 .await?
@@ -388,6 +445,7 @@ impl ServeArgs {
         HttpConfig {
             max_body_bytes: self.max_body_bytes,
             max_component_bytes: self.max_component_mb << 20,
+            max_model_bytes: self.max_model_mb << 20,
             header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
             body_timeout: std::time::Duration::from_millis(self.body_timeout_ms),
         }
@@ -612,6 +670,97 @@ async fn functions(command: FunctionsCommand) -> Result<()> {
         } => {
             Client::new(&target).await?.delete(&name, version).await?;
             println!("deleted {name} version {version}");
+        }
+    }
+    Ok(())
+}
+
+async fn models(command: ModelsCommand) -> Result<()> {
+    match command {
+        ModelsCommand::Push {
+            file,
+            name,
+            baseline,
+            labels,
+            description,
+            input_shapes,
+            target,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let baseline = baseline
+                .map(|path| {
+                    std::fs::read(&path)
+                        .with_context(|| format!("cannot read the baseline {}", path.display()))
+                })
+                .transpose()?;
+            let push = sluice::inference::Push {
+                created_by: std::env::var("USER").unwrap_or_else(|_| "anonymous".into()),
+                description,
+                labels: labels.into_iter().collect(),
+                baseline: baseline.map(Into::into),
+                input_shapes: input_shapes.into_iter().collect(),
+            };
+            let (record, created) = Client::new(&target)
+                .await?
+                .push_model(&name, bytes, push)
+                .await?;
+            let what = if created { "pushed" } else { "unchanged:" };
+            println!(
+                "{what} {} version {} ({} bytes, {})",
+                record.name, record.version, record.size, record.digest
+            );
+            for (kind, specs) in [
+                ("input", &record.signature.inputs),
+                ("output", &record.signature.outputs),
+            ] {
+                for s in specs {
+                    println!(
+                        "  {kind:<6} {:<32} {:<6} {}",
+                        s.name,
+                        s.datatype,
+                        sluice::inference::shape_text(&s.shape)
+                    );
+                }
+            }
+        }
+        ModelsCommand::Ls(target) => {
+            for (name, head) in Client::new(&target).await?.models().await? {
+                println!(
+                    "{name:<32} latest v{:<5} serves v{:<5} {} version(s)",
+                    head.aliases.get(LATEST).copied().unwrap_or_default(),
+                    head.default_version().unwrap_or_default(),
+                    head.versions.len()
+                );
+            }
+        }
+        ModelsCommand::Versions { name, target } => {
+            let (head, versions) = Client::new(&target).await?.model_versions(&name).await?;
+            for v in versions {
+                let inputs: Vec<String> = v
+                    .signature
+                    .inputs
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}:{}{}",
+                            s.name,
+                            s.datatype,
+                            sluice::inference::shape_text(&s.shape)
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{:<5} {}  {:>9} B  {}  by {}  inputs {}",
+                    v.version,
+                    v.created_at,
+                    v.size,
+                    v.digest,
+                    v.created_by,
+                    inputs.join(" ")
+                );
+            }
+            print_aliases(&head);
         }
     }
     Ok(())

@@ -5,6 +5,7 @@
 use super::host::{MemoryLimitExceeded, StageIdentity, StagePre, StageState, wit};
 use super::output::CapturedOutput;
 use super::{EPOCH_TICK, Engine};
+use crate::inference::Models;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,6 +79,7 @@ impl Engine {
         identity: StageIdentity,
         config: Arc<BTreeMap<String, String>>,
         limits: StageLimits,
+        models: Option<Arc<Models>>,
         input: wit::Message,
     ) -> Result<wit::Message, CallError> {
         let stdout = CapturedOutput::new(OUTPUT_CAPACITY);
@@ -86,6 +88,7 @@ impl Engine {
             identity.clone(),
             config,
             limits.memory_bytes,
+            models,
             stdout.clone(),
             stderr.clone(),
         );
@@ -153,6 +156,7 @@ impl Engine {
             identity,
             Arc::default(),
             StageLimits::default().memory_bytes,
+            None,
             output.clone(),
             output,
         );

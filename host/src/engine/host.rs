@@ -27,7 +27,7 @@ mod gen_ {
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "sluice:pipeline/inference.model": super::NoModel,
+            "sluice:pipeline/inference.model": super::ModelHandle,
         },
     });
 }
@@ -39,14 +39,16 @@ pub mod wit {
     };
 }
 
+use crate::inference::{InferenceError, Models};
+use crate::registry::{Name, RegistryError, Selector};
 use gen_::sluice::pipeline::{config, features, inference, log, types};
 
 /// A function version linked and ready to instantiate in microseconds.
 pub type StagePre = gen_::NodePre<StageState>;
 
-/// No model can be loaded on this node yet, so no `model` resource can
-/// exist: the type has no values.
-pub enum NoModel {}
+/// A stage's handle on a loaded model: the plan is shared, the handle is
+/// the stage's own.
+pub struct ModelHandle(Arc<crate::inference::Model>);
 
 /// Who a call belongs to, for log records.
 #[derive(Debug, Clone)]
@@ -73,6 +75,8 @@ pub struct StageState {
     config: Arc<BTreeMap<String, String>>,
     identity: StageIdentity,
     log_records: u32,
+    /// The node's models, for predictor stages only.
+    models: Option<Arc<Models>>,
 }
 
 impl StageState {
@@ -80,6 +84,7 @@ impl StageState {
         identity: StageIdentity,
         config: Arc<BTreeMap<String, String>>,
         memory_bytes: u64,
+        models: Option<Arc<Models>>,
         stdout: CapturedOutput,
         stderr: CapturedOutput,
     ) -> Self {
@@ -99,6 +104,7 @@ impl StageState {
             config,
             identity,
             log_records: 0,
+            models,
         }
     }
 
@@ -241,39 +247,90 @@ impl config::Host for StageState {
     }
 }
 
-const NO_MODELS: &str = "this node does not serve models yet";
 const NO_FEATURES: &str = "this node does not serve feature tables yet";
 
 impl inference::Host for StageState {}
+
+/// A model failure as the guest sees it; host faults are logged here.
+fn guest_error(e: InferenceError) -> inference::InferenceError {
+    match e {
+        InferenceError::InvalidInput(m) => inference::InferenceError::InvalidInput(m),
+        InferenceError::Registry(
+            r @ (RegistryError::NotFound { .. }
+            | RegistryError::VersionNotFound { .. }
+            | RegistryError::AliasNotFound { .. }),
+        ) => inference::InferenceError::NotFound(r.to_string()),
+        other => {
+            tracing::error!(error = %other, "model failure reported to a stage");
+            inference::InferenceError::Internal(other.to_string())
+        }
+    }
+}
 
 impl inference::HostModel for StageState {
     async fn load(
         &mut self,
         name: String,
-        _version: Option<String>,
-    ) -> wasmtime::Result<Result<Resource<NoModel>, inference::InferenceError>> {
-        tracing::debug!(model = %name, "stage asked for a model; {NO_MODELS}");
-        Ok(Err(inference::InferenceError::NotAvailable(
-            NO_MODELS.into(),
-        )))
+        version: Option<String>,
+    ) -> wasmtime::Result<Result<Resource<ModelHandle>, inference::InferenceError>> {
+        let Some(models) = self.models.clone() else {
+            return Ok(Err(inference::InferenceError::NotAvailable(
+                "models are only available to predictor stages".into(),
+            )));
+        };
+        let selector = match version.as_deref().map(Selector::parse).transpose() {
+            Ok(selector) => selector.unwrap_or(Selector::Default),
+            Err(e) => return Ok(Err(inference::InferenceError::InvalidInput(e.to_string()))),
+        };
+        let name = match Name::parse(&name) {
+            Ok(name) => name,
+            Err(e) => return Ok(Err(inference::InferenceError::InvalidInput(e.to_string()))),
+        };
+        tracing::debug!(model = %name, ?selector, "stage loads a model");
+        match models.get(&name, &selector).await {
+            Ok(model) => Ok(Ok(self.table.push(ModelHandle(model))?)),
+            Err(e) => Ok(Err(guest_error(e))),
+        }
     }
 
     async fn signature(
         &mut self,
-        model: Resource<NoModel>,
+        model: Resource<ModelHandle>,
     ) -> wasmtime::Result<inference::Signature> {
-        match *self.table.get(&model)? {}
+        let handle = self.table.get(&model)?;
+        let info = |specs: &[crate::inference::TensorSpec]| {
+            specs
+                .iter()
+                .map(|s| inference::TensorInfo {
+                    name: s.name.clone(),
+                    element_type: crate::inference::element_type(&s.datatype)
+                        .unwrap_or(types::ElementType::F32),
+                    shape: s.shape.iter().map(|d| u64::try_from(*d).ok()).collect(),
+                })
+                .collect()
+        };
+        let signature = handle.0.signature();
+        Ok(inference::Signature {
+            inputs: info(&signature.inputs),
+            outputs: info(&signature.outputs),
+        })
     }
 
     async fn run(
         &mut self,
-        model: Resource<NoModel>,
-        _inputs: Vec<types::NamedTensor>,
+        model: Resource<ModelHandle>,
+        inputs: Vec<types::NamedTensor>,
     ) -> wasmtime::Result<Result<Vec<types::NamedTensor>, inference::InferenceError>> {
-        match *self.table.get(&model)? {}
+        let plan = self.table.get(&model)?.0.clone();
+        let Some(models) = self.models.clone() else {
+            return Ok(Err(inference::InferenceError::NotAvailable(
+                "models are only available to predictor stages".into(),
+            )));
+        };
+        Ok(models.run(&plan, inputs).await.map_err(guest_error))
     }
 
-    async fn drop(&mut self, model: Resource<NoModel>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, model: Resource<ModelHandle>) -> wasmtime::Result<()> {
         self.table.delete(model)?;
         Ok(())
     }

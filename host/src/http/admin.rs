@@ -53,6 +53,18 @@ pub async fn deploy(
     Ok((status, Json(body)).into_response())
 }
 
+/// Who makes a change: the `x-sluice-actor` header, else `anonymous`.
+pub(super) fn actor(headers: &HeaderMap) -> String {
+    headers
+        .get("x-sluice-actor")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("anonymous")
+        .chars()
+        .take(128)
+        .collect()
+}
+
 fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<Deploy, ApiError> {
     let number = |key: &str, value: &str| {
         value.parse::<u64>().map_err(|_| {
@@ -62,14 +74,7 @@ fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<
         })
     };
     let mut request = Deploy {
-        created_by: headers
-            .get("x-sluice-actor")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .unwrap_or("anonymous")
-            .chars()
-            .take(128)
-            .collect(),
+        created_by: actor(headers),
         ..Deploy::default()
     };
     for (key, value) in params {
@@ -147,8 +152,8 @@ pub async fn delete_version(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The answer to an alias change: the function's head after it.
-fn aliases_body(name: &str, head: &Head) -> Response {
+/// The answer to an alias change: the head after it.
+pub(super) fn aliases_body(name: &str, head: &Head) -> Response {
     Json(json!({
         "name": name,
         "default": head.default_version(),
@@ -169,7 +174,15 @@ pub async fn set_alias(
     Path((name, alias)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let request: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+    let (version, expect) = alias_request(&body)?;
+    let head = state.node.set_alias(&name, &alias, version, expect).await?;
+    Ok(aliases_body(&name, &head))
+}
+
+/// `{"version": N, "expect": M|null}`: the target, and the precondition
+/// (absent: none; `null`: the alias must not exist yet).
+pub(super) fn alias_request(body: &[u8]) -> Result<(u64, Option<Option<u64>>), ApiError> {
+    let request: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be JSON like {{\"version\": 3}}: {e}"
         ))
@@ -187,8 +200,7 @@ pub async fn set_alias(
             ApiError::bad_request("`expect` must be a version number or null")
         })?)),
     };
-    let head = state.node.set_alias(&name, &alias, version, expect).await?;
-    Ok(aliases_body(&name, &head))
+    Ok((version, expect))
 }
 
 /// `DELETE /v1/functions/{name}/aliases/{alias}`.
@@ -207,6 +219,19 @@ pub async fn rollback(
     Path(name): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
+    let alias = rollback_alias(params)?;
+    let head = state.node.rollback(&name, alias.as_deref()).await?;
+    Ok(aliases_body(&name, &head))
+}
+
+fn parse_version(version: &str) -> Result<u64, ApiError> {
+    version
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("version must be a number, got {version:?}")))
+}
+
+/// The `alias` query parameter of a rollback, the only one it takes.
+pub(super) fn rollback_alias(params: Vec<(String, String)>) -> Result<Option<String>, ApiError> {
     let mut alias = None;
     for (key, value) in params {
         match key.as_str() {
@@ -218,14 +243,7 @@ pub async fn rollback(
             }
         }
     }
-    let head = state.node.rollback(&name, alias.as_deref()).await?;
-    Ok(aliases_body(&name, &head))
-}
-
-fn parse_version(version: &str) -> Result<u64, ApiError> {
-    version
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("version must be a number, got {version:?}")))
+    Ok(alias)
 }
 
 /// `GET /v1/status`: what this node is and what it has done.
@@ -241,6 +259,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
         "counters": node.stats().snapshot(),
         "cache": node.document_stats().cache,
         "templates": node.template_stats(),
+        "models": node.models().stats(),
         "store_requests": node.document_stats().store_requests,
     }))
     .into_response()

@@ -104,7 +104,7 @@ pub fn decode_request(content_type: Option<&str>, bytes: Vec<u8>) -> Result<Mess
         Some(Value::Array(items)) => items
             .into_iter()
             .enumerate()
-            .map(|(i, t)| decode_tensor(i, t))
+            .map(|(i, t)| decode_tensor("tensors", i, t))
             .collect::<Result<_, _>>()?,
         Some(_) => {
             return Err(ApiError::bad_request(
@@ -150,17 +150,23 @@ fn decode_scalar(name: &str, value: Value) -> Result<Scalar, ApiError> {
     }
 }
 
-fn decode_tensor(index: usize, value: Value) -> Result<NamedTensor, ApiError> {
+/// One `{name, datatype, shape, data}` tensor, item `index` of the list
+/// called `list` (for messages).
+pub(crate) fn decode_tensor(
+    list: &str,
+    index: usize,
+    value: Value,
+) -> Result<NamedTensor, ApiError> {
     let Value::Object(mut t) = value else {
         return Err(ApiError::bad_request(format!(
-            "tensors[{index}] must be an object {{name, datatype, shape, data}}"
+            "{list}[{index}] must be an object {{name, datatype, shape, data}}"
         )));
     };
     let name = match t.remove("name") {
         Some(Value::String(s)) => s,
         _ => {
             return Err(ApiError::bad_request(format!(
-                "tensors[{index}] needs a string `name`"
+                "{list}[{index}] needs a string `name`"
             )));
         }
     };
@@ -216,6 +222,35 @@ fn decode_tensor(index: usize, value: Value) -> Result<NamedTensor, ApiError> {
             .map_err(bad)?,
         ),
         "INT64" => TensorData::I64(collect(&items, "an i64", Value::as_i64).map_err(bad)?),
+        // Narrower types travel widened; the model casts them back.
+        "INT8" => TensorData::I32(
+            collect(&items, "an i8", |v| {
+                v.as_i64()
+                    .and_then(|x| i8::try_from(x).ok())
+                    .map(i32::from)
+            })
+            .map_err(bad)?,
+        ),
+        "INT16" => TensorData::I32(
+            collect(&items, "an i16", |v| {
+                v.as_i64()
+                    .and_then(|x| i16::try_from(x).ok())
+                    .map(i32::from)
+            })
+            .map_err(bad)?,
+        ),
+        "UINT16" | "UINT32" | "UINT64" => TensorData::I64(
+            collect(&items, "an unsigned integer", |v| {
+                v.as_u64().and_then(|x| i64::try_from(x).ok())
+            })
+            .map_err(bad)?,
+        ),
+        "FP16" => TensorData::F32(
+            collect(&items, "a number", |v| {
+                v.as_f64().map(|x| x as f32).filter(|x| x.is_finite())
+            })
+            .map_err(bad)?,
+        ),
         "UINT8" => TensorData::U8(
             collect(&items, "a u8", |v| {
                 v.as_u64().and_then(|x| u8::try_from(x).ok())
@@ -228,7 +263,7 @@ fn decode_tensor(index: usize, value: Value) -> Result<NamedTensor, ApiError> {
         ),
         other => {
             return Err(bad(format!(
-                "unsupported datatype `{other}`; use FP32, FP64, INT32, INT64, UINT8, BOOL or BYTES"
+                "unsupported datatype `{other}`; use FP16, FP32, FP64, INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64, BOOL or BYTES"
             )));
         }
     };
@@ -253,7 +288,8 @@ fn flatten(items: Vec<Value>) -> Vec<Value> {
     out
 }
 
-fn encode_tensor(t: &NamedTensor) -> Value {
+/// A tensor as `{name, datatype, shape, data}`.
+pub(crate) fn encode_tensor(t: &NamedTensor) -> Value {
     let data = match &t.tensor.data {
         TensorData::F32(v) => json!(v),
         TensorData::F64(v) => json!(v),
@@ -349,14 +385,18 @@ mod tests {
 
     #[test]
     fn bad_tensors_are_refused_with_their_name() {
-        let cases: [(&str, &str); 4] = [
+        let cases: [(&str, &str); 5] = [
             (
                 r#"{"tensors":[{"name":"x","datatype":"FP32","shape":[3],"data":[1,2]}]}"#,
                 "tensor `x` has shape [3]",
             ),
             (
-                r#"{"tensors":[{"name":"y","datatype":"INT8","shape":[1],"data":[1]}]}"#,
-                "tensor `y`: unsupported datatype `INT8`",
+                r#"{"tensors":[{"name":"y","datatype":"COMPLEX64","shape":[1],"data":[1]}]}"#,
+                "tensor `y`: unsupported datatype `COMPLEX64`",
+            ),
+            (
+                r#"{"tensors":[{"name":"y","datatype":"INT8","shape":[1],"data":[300]}]}"#,
+                "tensor `y`: data[0] = 300 is not an i8",
             ),
             (
                 r#"{"tensors":[{"name":"z","datatype":"UINT8","shape":[1],"data":[300]}]}"#,

@@ -2,6 +2,7 @@
 //! shape, `{"error": ..., "stage": ..., "request_id": ...}`.
 
 use crate::engine::CallError;
+use crate::inference::InferenceError;
 use crate::node::NodeError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
@@ -67,18 +68,31 @@ impl ApiError {
     }
 }
 
+/// The status of a registry failure, wherever it surfaces.
+fn registry_status(e: &RegistryError) -> StatusCode {
+    match e {
+        RegistryError::Invalid(_) => StatusCode::BAD_REQUEST,
+        RegistryError::NotFound { .. }
+        | RegistryError::VersionNotFound { .. }
+        | RegistryError::AliasNotFound { .. } => StatusCode::NOT_FOUND,
+        RegistryError::Conflict { .. } | RegistryError::Store(StoreError::Conflict { .. }) => {
+            StatusCode::CONFLICT
+        }
+        RegistryError::Contended(_) | RegistryError::Store(StoreError::Unavailable { .. }) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        RegistryError::Store(_) | RegistryError::BadRecord { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let status = match &e {
-            NodeError::InvalidName(_)
-            | NodeError::Refused(_)
-            | NodeError::InvalidSetting(_)
-            | NodeError::Registry(RegistryError::Invalid(_)) => StatusCode::BAD_REQUEST,
-            NodeError::Registry(
-                RegistryError::NotFound { .. }
-                | RegistryError::VersionNotFound { .. }
-                | RegistryError::AliasNotFound { .. },
-            ) => StatusCode::NOT_FOUND,
+            NodeError::InvalidName(_) | NodeError::Refused(_) | NodeError::InvalidSetting(_) => {
+                StatusCode::BAD_REQUEST
+            }
             NodeError::Call(call) => match call {
                 CallError::InvalidInput(_) => StatusCode::BAD_REQUEST,
                 CallError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -87,19 +101,26 @@ impl From<NodeError> for ApiError {
                 | CallError::FuelExhausted(_)
                 | CallError::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            NodeError::Registry(
-                RegistryError::Conflict { .. } | RegistryError::Store(StoreError::Conflict { .. }),
-            ) => StatusCode::CONFLICT,
-            NodeError::Registry(
-                RegistryError::Contended(_) | RegistryError::Store(StoreError::Unavailable { .. }),
-            ) => StatusCode::SERVICE_UNAVAILABLE,
-            NodeError::Registry(_) | NodeError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            NodeError::Registry(r) | NodeError::Inference(InferenceError::Registry(r)) => {
+                registry_status(r)
+            }
+            NodeError::Inference(
+                InferenceError::InvalidInput(_) | InferenceError::Unsupported(_),
+            ) => StatusCode::BAD_REQUEST,
+            NodeError::Inference(InferenceError::Internal(_)) | NodeError::Engine(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
         let mut error = Self::new(status, e.to_string());
-        if let NodeError::Registry(RegistryError::Conflict { current, .. }) = &e {
+        if let NodeError::Registry(RegistryError::Conflict { current, .. })
+        | NodeError::Inference(InferenceError::Registry(RegistryError::Conflict {
+            current,
+            ..
+        })) = &e
+        {
             error.body.current = serde_json::to_value(current).ok();
         }
         error

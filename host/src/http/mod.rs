@@ -15,6 +15,8 @@ mod admin;
 pub mod codec;
 mod error;
 mod invoke;
+mod models;
+mod oip;
 
 pub use error::ApiError;
 
@@ -46,6 +48,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest component upload.
     pub max_component_bytes: usize,
+    /// Largest model upload.
+    pub max_model_bytes: usize,
     /// Time allowed to send request headers.
     pub header_timeout: Duration,
     /// Time allowed to send a request body.
@@ -57,6 +61,7 @@ impl Default for HttpConfig {
         Self {
             max_body_bytes: 8 << 20,
             max_component_bytes: 64 << 20,
+            max_model_bytes: 1 << 30,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
         }
@@ -96,6 +101,31 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::put(admin::set_alias).delete(admin::remove_alias),
         )
         .route("/v1/functions/{name}/rollback", post(admin::rollback))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{name}", get(models::versions).put(models::push))
+        .route(
+            "/v1/models/{name}/aliases/{alias}",
+            axum::routing::put(models::set_alias),
+        )
+        .route("/v1/models/{name}/rollback", post(models::rollback))
+        .route("/v2", get(oip::server))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2/models/{model}", get(oip::model_metadata))
+        .route("/v2/models/{model}/ready", get(oip::model_ready))
+        .route("/v2/models/{model}/infer", post(oip::infer))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(oip::version_metadata),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(oip::version_ready),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(oip::infer_version),
+        )
         .route("/v1/status", get(admin::status))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(admin::ready))

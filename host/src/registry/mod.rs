@@ -16,9 +16,11 @@
 //! [`RegistryError::Conflict`] with the state it lost to.
 
 mod function;
+mod model;
 mod names;
 
 pub use function::{FunctionSummary, FunctionVersion};
+pub use model::ModelVersion;
 pub use names::{InvalidName, Name};
 
 use crate::cache::{DocumentCache, DocumentPolicy};

@@ -1,0 +1,381 @@
+//! Models: ONNX files run natively by tract, outside the sandbox, shared by
+//! every stage instance and request on the node.
+//!
+//! 1. `push` checks that tract can load and optimise the model (an
+//!    unsupported operator is named in the refusal), records its signature
+//!    and stores it as a registry version.
+//! 2. `get` resolves a name (version or alias) and returns the optimised
+//!    plan, loaded lazily and single-flight through the node's cache, so
+//!    optimising (up to seconds for a CNN) happens once per version.
+//! 3. `run` checks named inputs against the signature and runs the plan on
+//!    the blocking pool, never on the async reactor, with at most one run
+//!    per core at a time.
+
+mod tensor;
+
+pub use tensor::{Signature, TensorSpec, datatype_name, element_type, shape_text};
+
+use crate::cache::{Cache, DocumentCache, Weigh};
+use crate::engine::wit::{NamedTensor, Tensor};
+use crate::registry::{ModelVersion, Name, Record, Registry, RegistryError, Selector, now_rfc3339};
+use crate::store::StoreError;
+use bytes::Bytes;
+use futures::FutureExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::{Factoid, ShapeFactoid};
+
+/// Why a model could not be stored, found or run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InferenceError {
+    /// The inputs do not fit the model (HTTP 400).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The model file is not one this node can run (HTTP 400 at upload).
+    #[error("the model cannot be served: {0}")]
+    Unsupported(String),
+    /// The registry or store failed, or the model does not exist.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The engine failed running a valid model on valid inputs (HTTP 500).
+    #[error("inference failed: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for InferenceError {
+    fn from(e: StoreError) -> Self {
+        Self::Registry(e.into())
+    }
+}
+
+/// An optimised plan tract runs.
+type Plan = Arc<TypedRunnableModel>;
+
+/// A model version ready to run.
+pub struct Model {
+    /// Its registry record.
+    pub record: ModelVersion,
+    plan: Plan,
+    /// The element types the plan takes, per input (the signature may
+    /// widen them).
+    input_types: Vec<DatumType>,
+}
+
+impl Weigh for Model {
+    fn weight(&self) -> u64 {
+        // The file's size is a fair proxy for the weights a plan holds.
+        self.record.size
+    }
+}
+
+impl Model {
+    /// Its inputs and outputs.
+    pub fn signature(&self) -> &Signature {
+        &self.record.signature
+    }
+}
+
+/// What a push records besides the file.
+#[derive(Debug, Clone, Default)]
+pub struct Push {
+    /// Who pushes.
+    pub created_by: String,
+    /// A description.
+    pub description: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Baseline statistics of the training data (JSON), for drift checks.
+    pub baseline: Option<Bytes>,
+    /// Shapes for inputs the file leaves unknown (`-1`: dynamic).
+    pub input_shapes: BTreeMap<String, Vec<i64>>,
+}
+
+/// Load and optimise an ONNX model: the plan and what it takes. Input
+/// dimensions the file leaves unknown become symbols (the first one `N`,
+/// the batch); `input_shapes` pins them (`-1`: dynamic).
+pub fn compile(
+    bytes: &[u8],
+    input_shapes: &BTreeMap<String, Vec<i64>>,
+) -> Result<(Plan, Signature, Vec<DatumType>), InferenceError> {
+    let unsupported = |stage: &str, e: TractError| {
+        // tract's chain ends in the operator or fact it could not handle.
+        InferenceError::Unsupported(format!("{stage}: {e:#}"))
+    };
+    let mut model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .map_err(|e| unsupported("not a loadable ONNX model", e))?;
+    determine_inputs(&mut model, input_shapes)?;
+    let typed = model.into_optimized().map_err(|e| {
+        unsupported(
+            "tract cannot optimise it (if an input's shape is unknown, pin it with --input-shape NAME=N,3,224,224)",
+            e,
+        )
+    })?;
+    let signature = Signature::of(&typed)?;
+    let input_types = typed
+        .input_outlets()
+        .map_err(|e| InferenceError::Internal(e.to_string()))?
+        .iter()
+        .map(|o| typed.outlet_fact(*o).map(|f| f.datum_type))
+        .collect::<TractResult<Vec<_>>>()
+        .map_err(|e| InferenceError::Internal(e.to_string()))?;
+    let plan = typed
+        .into_runnable()
+        .map_err(|e| unsupported("tract cannot plan it", e))?;
+    Ok((plan, signature, input_types))
+}
+
+/// Give every input a datum type and rank with symbols for unknown
+/// dimensions, so tract can type and optimise the graph.
+fn determine_inputs(
+    model: &mut InferenceModel,
+    input_shapes: &BTreeMap<String, Vec<i64>>,
+) -> Result<(), InferenceError> {
+    let internal = |e: TractError| InferenceError::Internal(format!("{e:#}"));
+    let outlets = model.input_outlets().map_err(internal)?.to_vec();
+    let mut pinned = 0;
+    for (ix, outlet) in outlets.iter().enumerate() {
+        let name = model.node(outlet.node).name.clone();
+        let fact = model.input_fact(ix).map_err(internal)?.clone();
+        let Some(datum_type) = fact.datum_type.concretize() else {
+            continue;
+        };
+        let symbol = |model: &InferenceModel, dim: usize| -> TDim {
+            if dim == 0 {
+                model.sym("N").into()
+            } else {
+                model.sym(&format!("{name}_{dim}")).into()
+            }
+        };
+        let shape: ShapeFactoid = match input_shapes.get(&name) {
+            Some(dims) => {
+                pinned += 1;
+                dims.iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        if *d < 0 {
+                            symbol(model, i)
+                        } else {
+                            TDim::from(*d)
+                        }
+                    })
+                    .collect()
+            }
+            None if fact.shape.is_open() => continue,
+            None => fact
+                .shape
+                .dims()
+                .enumerate()
+                .map(|(i, d)| d.concretize().unwrap_or_else(|| symbol(model, i)))
+                .collect(),
+        };
+        model
+            .set_input_fact(ix, InferenceFact::dt_shape(datum_type, shape))
+            .map_err(internal)?;
+    }
+    if pinned < input_shapes.len() {
+        let names: Vec<String> = outlets
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        return Err(InferenceError::InvalidInput(format!(
+            "--input-shape names an input the model does not have; its inputs are {}",
+            names.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The node's models: registry, plan cache and the pool they run on.
+pub struct Models {
+    registry: Registry<ModelVersion>,
+    documents: Arc<DocumentCache>,
+    plans: Cache<(Name, u64), Model, InferenceError>,
+    runs: Arc<Semaphore>,
+}
+
+impl Models {
+    /// Models over `documents`; plans bounded by `plan_bytes`.
+    pub fn new(documents: Arc<DocumentCache>, plan_bytes: u64) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            registry: Registry::new(documents.clone()),
+            documents,
+            plans: Cache::new(plan_bytes),
+            runs: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    /// The model registry.
+    pub fn registry(&self) -> &Registry<ModelVersion> {
+        &self.registry
+    }
+
+    /// The plan cache's counters.
+    pub fn stats(&self) -> crate::cache::CacheStats {
+        self.plans.stats()
+    }
+
+    /// Validate and store a model as a new version of `name`.
+    pub async fn push(
+        &self,
+        name: &Name,
+        bytes: Bytes,
+        push: Push,
+        progress: crate::store::Progress<'_>,
+    ) -> Result<(ModelVersion, bool), InferenceError> {
+        let input = bytes.clone();
+        let shapes = push.input_shapes.clone();
+        let (_, signature, _) = tokio::task::spawn_blocking(move || compile(&input, &shapes))
+            .await
+            .map_err(|e| InferenceError::Internal(e.to_string()))??;
+        let size = bytes.len() as u64;
+        let digest = self.documents.put_blob(bytes, progress).await?;
+        let baseline = match push.baseline {
+            Some(stats) => {
+                serde_json::from_slice::<serde_json::Value>(&stats).map_err(|e| {
+                    InferenceError::InvalidInput(format!("the baseline is not JSON: {e}"))
+                })?;
+                Some(self.documents.put_blob(stats, None).await?)
+            }
+            None => None,
+        };
+        let record = ModelVersion {
+            name: name.to_string(),
+            version: 0,
+            digest,
+            size,
+            format: "onnx".into(),
+            signature,
+            input_shapes: push.input_shapes,
+            baseline,
+            created_at: now_rfc3339(),
+            created_by: push.created_by,
+            description: push.description,
+            labels: push.labels,
+        };
+        let (record, created) = self.registry.record(name, record).await?;
+        tracing::info!(model = %name, version = record.version, created, "model pushed");
+        Ok((record, created))
+    }
+
+    /// The model `selector` picks, with its plan loaded.
+    pub async fn get(
+        &self,
+        name: &Name,
+        selector: &Selector,
+    ) -> Result<Arc<Model>, InferenceError> {
+        let version = self.registry.resolve_number(name, selector).await?;
+        let key = (name.clone(), version);
+        let (registry, documents) = (self.registry.clone(), self.documents.clone());
+        let load_key = key.clone();
+        self.plans
+            .get_or_load(
+                &key,
+                |_, _| true,
+                move |_| {
+                    async move {
+                        let (name, version) = load_key;
+                        let record = registry.get(&name, version).await?.ok_or_else(|| {
+                            RegistryError::VersionNotFound {
+                                noun: ModelVersion::NOUN,
+                                name: name.to_string(),
+                                version,
+                            }
+                        })?;
+                        let bytes = documents.fetch_blob(&record.digest).await?.ok_or_else(|| {
+                            StoreError::Corrupt {
+                                key: record.digest.blob_key(),
+                                reason: format!("the file of model {name} version {version} is missing"),
+                            }
+                        })?;
+                        let started = std::time::Instant::now();
+                        let shapes = record.input_shapes.clone();
+                        let (plan, _, input_types) =
+                            tokio::task::spawn_blocking(move || compile(&bytes, &shapes))
+                                .await
+                                .map_err(|e| InferenceError::Internal(e.to_string()))??;
+                        tracing::info!(model = %name, version, elapsed_ms = started.elapsed().as_millis() as u64, "model plan ready");
+                        Ok(Model {
+                            record,
+                            plan,
+                            input_types,
+                        })
+                    }
+                    .boxed()
+                },
+            )
+            .await
+    }
+
+    /// Run `model` on named inputs; outputs in the model's order.
+    pub async fn run(
+        &self,
+        model: &Arc<Model>,
+        inputs: Vec<NamedTensor>,
+    ) -> Result<Vec<NamedTensor>, InferenceError> {
+        let values = arrange(model, inputs)?;
+        let _permit = self
+            .runs
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| InferenceError::Internal(e.to_string()))?;
+        let plan = model.plan.clone();
+        let outputs = tokio::task::spawn_blocking(move || plan.run(values))
+            .await
+            .map_err(|e| InferenceError::Internal(e.to_string()))?
+            .map_err(|e| InferenceError::Internal(format!("{e:#}")))?;
+        model
+            .signature()
+            .outputs
+            .iter()
+            .zip(outputs.iter())
+            .map(|(spec, value)| {
+                Ok(NamedTensor {
+                    name: spec.name.clone(),
+                    tensor: tensor::from_tract(value)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The inputs in the model's order, checked and converted.
+fn arrange(model: &Model, inputs: Vec<NamedTensor>) -> Result<TVec<TValue>, InferenceError> {
+    let specs = &model.signature().inputs;
+    let mut by_name: BTreeMap<String, Tensor> =
+        inputs.into_iter().map(|t| (t.name, t.tensor)).collect();
+    let mut values = TVec::new();
+    for (spec, datum_type) in specs.iter().zip(&model.input_types) {
+        let tensor = by_name.remove(&spec.name).ok_or_else(|| {
+            InferenceError::InvalidInput(format!(
+                "input `{}` is missing; the model expects {} of shape {}",
+                spec.name,
+                spec.datatype,
+                shape_text(&spec.shape)
+            ))
+        })?;
+        let value = tensor::to_tract(spec, tensor)?;
+        let value = if value.datum_type() == *datum_type {
+            value
+        } else {
+            value
+                .cast_to_dt(*datum_type)
+                .map_err(|e| InferenceError::InvalidInput(format!("input `{}`: {e}", spec.name)))?
+                .into_owned()
+                .into_tvalue()
+        };
+        values.push(value);
+    }
+    if let Some(extra) = by_name.keys().next() {
+        let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        return Err(InferenceError::InvalidInput(format!(
+            "the model has no input `{extra}`; its inputs are {}",
+            known.join(", ")
+        )));
+    }
+    Ok(values)
+}

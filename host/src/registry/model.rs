@@ -1,0 +1,61 @@
+//! Model versions: an ONNX file, its signature and where it came from.
+
+use super::Record;
+use crate::inference::Signature;
+use crate::store::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One immutable version of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    /// The model's name.
+    pub name: String,
+    /// The version number, from 1.
+    pub version: u64,
+    /// The file's digest (`sha256:...`).
+    pub digest: Digest,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The file format (`onnx`).
+    pub format: String,
+    /// Inputs and outputs, as recorded at push.
+    pub signature: Signature,
+    /// Shapes pinned at push for inputs the file leaves unknown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub input_shapes: BTreeMap<String, Vec<i64>>,
+    /// Baseline statistics of the training data (a JSON blob), if pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Digest>,
+    /// When it was pushed (RFC 3339, UTC).
+    pub created_at: String,
+    /// Who pushed it.
+    pub created_by: String,
+    /// A free-form description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Free-form labels (framework, dataset, run id...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Record for ModelVersion {
+    const KIND: &'static str = "models";
+    const NOUN: &'static str = "model";
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn numbered(self, version: u64) -> Self {
+        Self { version, ..self }
+    }
+
+    fn same_content(&self, other: &Self) -> bool {
+        self.digest == other.digest
+            && self.input_shapes == other.input_shapes
+            && self.baseline == other.baseline
+            && self.labels == other.labels
+            && self.description == other.description
+    }
+}

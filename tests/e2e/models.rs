@@ -1,0 +1,290 @@
+//! Models: the example models (trained here, exported to ONNX) pushed to a
+//! real node and called through the Open Inference Protocol and through a
+//! predictor stage; their outputs must equal onnxruntime's references.
+
+use crate::support::{Server, client, repo};
+use serde_json::{Value, json};
+
+/// The example models, and the input shapes to pin at push.
+const MODELS: &[(&str, &[(&str, &str)])] = &[
+    ("iris-logreg", &[]),
+    ("iris-gbt", &[]),
+    ("digits-mlp", &[]),
+    ("text-direction", &[("input_shape.x", "1,3,48,192")]),
+];
+
+fn model_file(name: &str) -> Vec<u8> {
+    std::fs::read(repo().join(format!("examples/models/{name}.onnx"))).expect("model file")
+}
+
+fn reference(name: &str) -> Value {
+    let text =
+        std::fs::read_to_string(repo().join(format!("examples/models/{name}.reference.json")))
+            .expect("reference file");
+    serde_json::from_str(&text).expect("reference JSON")
+}
+
+async fn push(server: &Server, name: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    let response = client()
+        .put(server.url(&format!("/v1/models/{name}")))
+        .query(query)
+        .body(model_file(name))
+        .send()
+        .await
+        .expect("push");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let response = client()
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The reference's inputs as an OIP request.
+fn infer_request(reference: &Value) -> Value {
+    let inputs: Vec<Value> = reference["inputs"]
+        .as_object()
+        .expect("inputs")
+        .iter()
+        .map(|(name, t)| json!({"name": name, "datatype": "FP32", "shape": t["shape"], "data": t["data"]}))
+        .collect();
+    json!({ "id": "ref-1", "inputs": inputs })
+}
+
+/// Compare an output with onnxruntime's: integers equal, floats within 1e-4.
+fn assert_matches(model: &str, name: &str, got: &Value, want: &Value) {
+    assert_eq!(got["shape"], want["shape"], "{model}/{name} shape");
+    let (got, want) = (
+        got["data"].as_array().expect("data"),
+        want["data"].as_array().expect("data"),
+    );
+    assert_eq!(got.len(), want.len(), "{model}/{name} length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if w.is_i64() || w.is_u64() {
+            assert_eq!(g, w, "{model}/{name}[{i}]");
+        } else {
+            let (g, w) = (g.as_f64().expect("number"), w.as_f64().expect("number"));
+            assert!(
+                (g - w).abs() <= 1e-4,
+                "{model}/{name}[{i}]: {g} vs onnxruntime {w}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_example_model_matches_onnxruntime_over_the_open_inference_protocol() {
+    let server = Server::start();
+    for (name, query) in MODELS {
+        let (status, pushed) = push(&server, name, query).await;
+        assert_eq!(status, 201, "{name}: {pushed}");
+        assert_eq!(pushed["model"]["version"], 1);
+    }
+    for (name, _) in MODELS {
+        let reference = reference(name);
+        let (status, answer) = post(
+            &server,
+            &format!("/v2/models/{name}/infer"),
+            &infer_request(&reference),
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert_eq!(answer["model_name"], *name);
+        assert_eq!(answer["model_version"], "1");
+        assert_eq!(answer["id"], "ref-1");
+        let outputs = answer["outputs"].as_array().expect("outputs");
+        let want = reference["outputs"].as_object().expect("outputs");
+        assert_eq!(outputs.len(), want.len(), "{name}: {answer}");
+        for output in outputs {
+            let output_name = output["name"].as_str().expect("name");
+            assert_matches(name, output_name, output, &want[output_name]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_open_inference_protocol_answers_metadata_readiness_and_errors() {
+    let server = Server::start();
+    assert_eq!(push(&server, "iris-logreg", &[]).await.0, 201);
+
+    let (status, v) = server.get("/v2").await;
+    assert_eq!((status, v["name"].as_str()), (200, Some("sluice")));
+    assert_eq!(server.get("/v2/health/live").await.0, 200);
+    assert_eq!(server.get("/v2/health/ready").await.0, 200);
+    let (status, meta) = server.get("/v2/models/iris-logreg").await;
+    assert_eq!(status, 200, "{meta}");
+    assert_eq!(
+        meta["inputs"],
+        json!([{"name": "X", "datatype": "FP32", "shape": [-1, 4]}])
+    );
+    assert_eq!(
+        meta["outputs"][1],
+        json!({"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]})
+    );
+    assert_eq!(meta["versions"], json!(["1"]));
+    assert_eq!(server.get("/v2/models/iris-logreg/ready").await.0, 200);
+    assert_eq!(
+        server
+            .get("/v2/models/iris-logreg/versions/1/ready")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        server.get("/v2/models/iris-logreg/versions/latest").await.0,
+        200
+    );
+
+    // Output selection, nested data, a version in the path.
+    let request = json!({
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [2, 4], "data": [[0, 0, 0, 0], [1, 1, 1, 1]]}],
+        "outputs": [{"name": "label"}],
+    });
+    let (status, v) = post(&server, "/v2/models/iris-logreg/versions/1/infer", &request).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["outputs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(v["outputs"][0]["name"], "label");
+    assert_eq!(v["outputs"][0]["datatype"], "INT64");
+    assert_eq!(v["outputs"][0]["shape"], json!([2]));
+
+    // Errors name what was wrong.
+    let wrong_shape =
+        json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]});
+    let (status, v) = post(&server, "/v2/models/iris-logreg/infer", &wrong_shape).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        v["error"],
+        "input `X` has shape [1, 3]; the model expects FP32 of shape [N, 4]"
+    );
+    let wrong_name = json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]});
+    let (status, v) = post(&server, "/v2/models/iris-logreg/infer", &wrong_name).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("input `X` is missing"),
+        "{v}"
+    );
+    let (status, v) = post(&server, "/v2/models/nope/infer", &wrong_shape).await;
+    assert_eq!(status, 404, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("model `nope` not found"),
+        "{v}"
+    );
+    assert_eq!(server.get("/v2/models/iris-logreg/versions/9").await.0, 404);
+    let unknown_output = json!({"inputs": wrong_name["inputs"], "outputs": [{"name": "scores"}]});
+    let (status, v) = post(&server, "/v2/models/iris-logreg/infer", &unknown_output).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no output `scores`"),
+        "{v}"
+    );
+
+    // A file tract cannot run is refused at push, naming the problem.
+    let response = client()
+        .put(server.url("/v1/models/broken"))
+        .body(b"not an onnx file".to_vec())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(response.status(), 400);
+    let v: Value = response.json().await.expect("json");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a loadable ONNX model"),
+        "{v}"
+    );
+    assert_eq!(server.get("/v2/models/broken").await.0, 404);
+}
+
+#[tokio::test]
+async fn concurrent_cold_requests_for_a_model_load_it_once() {
+    let server = Server::start();
+    assert_eq!(push(&server, "digits-mlp", &[]).await.0, 201);
+    let reference = reference("digits-mlp");
+    let request = infer_request(&reference);
+    let calls = (0..64).map(|_| post(&server, "/v2/models/digits-mlp/infer", &request));
+    for (status, v) in futures::future::join_all(calls).await {
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(
+            v["outputs"][0]["data"],
+            reference["outputs"]["label"]["data"]
+        );
+    }
+    assert_eq!(server.status("models.loads").await, 1);
+    assert_eq!(server.status("models.entries").await, 1);
+}
+
+#[tokio::test]
+async fn a_predictor_stage_runs_a_registry_model_and_names_the_class() {
+    let server = Server::start();
+    assert_eq!(push(&server, "iris-logreg", &[]).await.0, 201);
+    let deployed = server
+        .deploy(
+            "iris-predict",
+            "onnx-predict",
+            &[
+                ("config.model", "iris-logreg"),
+                ("config.classes", "setosa,versicolor,virginica"),
+            ],
+        )
+        .await;
+    assert_eq!(deployed["world"], "predictor");
+    let reference = reference("iris-logreg");
+    let row: Vec<Value> = reference["inputs"]["X"]["data"].as_array().unwrap()[..4].to_vec();
+    let message = json!({"tensors": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": row}]});
+    let (status, v) = server
+        .invoke(
+            "iris-predict",
+            "application/vnd.sluice.message+json",
+            message.to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let label = reference["outputs"]["label"]["data"][0].as_i64().unwrap();
+    let tensors = v["tensors"].as_array().unwrap();
+    let find = |n: &str| tensors.iter().find(|t| t["name"] == n).expect(n);
+    assert_eq!(find("label")["data"], json!([label]));
+    let probabilities = find("probabilities")["data"].as_array().unwrap();
+    let want = &reference["outputs"]["probabilities"]["data"]
+        .as_array()
+        .unwrap()[..3];
+    for (g, w) in probabilities.iter().zip(want) {
+        assert!((g.as_f64().unwrap() - w.as_f64().unwrap()).abs() <= 1e-4);
+    }
+    let classes = ["setosa", "versicolor", "virginica"];
+    assert_eq!(v["fields"]["class"], classes[label as usize]);
+
+    // A model the stage names that does not exist is the stage's failure.
+    server
+        .deploy("lost", "onnx-predict", &[("config.model", "missing")])
+        .await;
+    let (status, v) = server
+        .invoke(
+            "lost",
+            "application/vnd.sluice.message+json",
+            message.to_string(),
+        )
+        .await;
+    assert_eq!(status, 500, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("model `missing` not found"),
+        "{v}"
+    );
+}
