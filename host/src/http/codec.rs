@@ -225,9 +225,7 @@ pub(crate) fn decode_tensor(
         // Narrower types travel widened; the model casts them back.
         "INT8" => TensorData::I32(
             collect(&items, "an i8", |v| {
-                v.as_i64()
-                    .and_then(|x| i8::try_from(x).ok())
-                    .map(i32::from)
+                v.as_i64().and_then(|x| i8::try_from(x).ok()).map(i32::from)
             })
             .map_err(bad)?,
         ),
