@@ -288,3 +288,81 @@ async fn a_predictor_stage_runs_a_registry_model_and_names_the_class() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn batched_results_equal_unbatched_results_request_by_request() {
+    let server = Server::start();
+    assert_eq!(push(&server, "digits-mlp", &[]).await.0, 201);
+    let response = client()
+        .put(server.url("/v1/models/digits-batched"))
+        .query(&[("max_batch_size", "16"), ("max_queue_delay_us", "20000")])
+        .body(model_file("digits-mlp"))
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(response.status(), 201);
+    let pushed: Value = response.json().await.expect("json");
+    assert_eq!(
+        pushed["model"]["batching"],
+        json!({"max_batch_size": 16, "max_queue_delay_us": 20000})
+    );
+
+    // 48 different requests of one or two rows, each sent to both models.
+    let pixels = reference("digits-mlp")["inputs"]["X"]["data"].clone();
+    let pixels = pixels.as_array().unwrap();
+    let request = |i: usize| {
+        let rows = 1 + i % 2;
+        let data: Vec<Value> = (0..rows * 64)
+            .map(|j| pixels[(i * 64 + j * 7) % pixels.len()].clone())
+            .collect();
+        json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [rows, 64], "data": data}]})
+    };
+    let calls = (0..48).map(|i| {
+        let server = &server;
+        async move {
+            let body = request(i);
+            let (plain, batched) = tokio::join!(
+                post(server, "/v2/models/digits-mlp/infer", &body),
+                post(server, "/v2/models/digits-batched/infer", &body)
+            );
+            (i, plain, batched)
+        }
+    });
+    for (i, (s1, plain), (s2, batched)) in futures::future::join_all(calls).await {
+        assert_eq!((s1, s2), (200, 200), "request {i}: {plain} {batched}");
+        for (p, b) in plain["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(batched["outputs"].as_array().unwrap())
+        {
+            assert_eq!(p["shape"], b["shape"], "request {i}");
+            assert_matches("digits-batched", p["name"].as_str().unwrap(), b, p);
+        }
+    }
+    let (_, status) = server.get("/v1/status").await;
+    let (batches, requests) = (
+        status["batching"]["batches"].as_u64().unwrap(),
+        status["batching"]["requests"].as_u64().unwrap(),
+    );
+    assert_eq!(requests, 48, "{status}");
+    assert!(batches < requests, "no request was batched: {status}");
+
+    // A model whose shapes are fixed cannot batch, and says why.
+    let response = client()
+        .put(server.url("/v1/models/text-direction"))
+        .query(&[("input_shape.x", "1,3,48,192"), ("max_batch_size", "8")])
+        .body(model_file("text-direction"))
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(response.status(), 400);
+    let v: Value = response.json().await.expect("json");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("dynamic batching needs a batch dimension: `x` has shape [1, 3, 48, 192]"),
+        "{v}"
+    );
+}

@@ -294,6 +294,13 @@ impl Client {
                 if let Some(d) = push.description {
                     query.push(("description".into(), d));
                 }
+                if let Some(b) = push.batching {
+                    query.push(("max_batch_size".into(), b.max_batch_size.to_string()));
+                    query.push((
+                        "max_queue_delay_us".into(),
+                        b.max_queue_delay_us.to_string(),
+                    ));
+                }
                 for (input, dims) in push.input_shapes {
                     let dims: Vec<String> = dims.iter().map(i64::to_string).collect();
                     query.push((format!("input_shape.{input}"), dims.join(",")));

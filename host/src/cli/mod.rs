@@ -260,6 +260,13 @@ enum ModelsCommand {
         /// (N or -1: dynamic) (repeatable).
         #[arg(long = "input-shape", value_name = "NAME=DIMS", value_parser = parse_input_shape)]
         input_shapes: Vec<(String, Vec<i64>)>,
+        /// Join concurrent requests into runs of up to this many rows
+        /// (dynamic batching; needs a batch dimension on every input and output).
+        #[arg(long)]
+        max_batch_size: Option<u32>,
+        /// How long a request may wait for others to batch with, in microseconds.
+        #[arg(long, default_value_t = 2000, requires = "max_batch_size")]
+        max_queue_delay_us: u64,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -684,6 +691,8 @@ async fn models(command: ModelsCommand) -> Result<()> {
             labels,
             description,
             input_shapes,
+            max_batch_size,
+            max_queue_delay_us,
             target,
         } => {
             let bytes =
@@ -700,6 +709,10 @@ async fn models(command: ModelsCommand) -> Result<()> {
                 labels: labels.into_iter().collect(),
                 baseline: baseline.map(Into::into),
                 input_shapes: input_shapes.into_iter().collect(),
+                batching: max_batch_size.map(|max_batch_size| sluice::inference::Batching {
+                    max_batch_size,
+                    max_queue_delay_us,
+                }),
             };
             let (record, created) = Client::new(&target)
                 .await?

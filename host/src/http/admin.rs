@@ -260,6 +260,10 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
         "cache": node.document_stats().cache,
         "templates": node.template_stats(),
         "models": node.models().stats(),
+        "batching": {
+            "batches": node.models().batch_stats().0,
+            "requests": node.models().batch_stats().1,
+        },
         "store_requests": node.document_stats().store_requests,
     }))
     .into_response()

@@ -1,7 +1,7 @@
 //! The model admin API: push, list, inspect, move aliases, roll back.
 
 use super::{ApiError, AppState, RequestId, read_body};
-use crate::inference::Push;
+use crate::inference::{Batching, Push};
 use crate::node::NodeError;
 use crate::registry::{LATEST, Name, STABLE};
 use axum::body::Body;
@@ -11,6 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 use std::sync::Arc;
+
+/// Batching settings a push starts from when it names only one of them.
+const DEFAULT_BATCHING: Batching = Batching {
+    max_batch_size: 32,
+    max_queue_delay_us: 2000,
+};
 
 fn name(raw: &str) -> Result<Name, ApiError> {
     Name::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
@@ -40,6 +46,28 @@ pub async fn push(
             (_, Some(("label", k))) if !k.is_empty() => {
                 request.labels.insert(k.to_string(), value);
             }
+            ("max_batch_size", _) => {
+                let size = value.parse::<u32>().map_err(|_| {
+                    fail(ApiError::bad_request(format!(
+                        "max_batch_size must be a whole number, got {value:?}"
+                    )))
+                })?;
+                request
+                    .batching
+                    .get_or_insert(DEFAULT_BATCHING)
+                    .max_batch_size = size;
+            }
+            ("max_queue_delay_us", _) => {
+                let delay = value.parse::<u64>().map_err(|_| {
+                    fail(ApiError::bad_request(format!(
+                        "max_queue_delay_us must be a whole number, got {value:?}"
+                    )))
+                })?;
+                request
+                    .batching
+                    .get_or_insert(DEFAULT_BATCHING)
+                    .max_queue_delay_us = delay;
+            }
             (_, Some(("input_shape", input))) if !input.is_empty() => {
                 let dims = value
                     .split(',')
@@ -57,7 +85,7 @@ pub async fn push(
             }
             _ => {
                 return Err(fail(ApiError::bad_request(format!(
-                    "unknown query parameter `{key}`; use description, label.KEY=VALUE or input_shape.INPUT=DIMS"
+                    "unknown query parameter `{key}`; use description, label.KEY=VALUE, input_shape.INPUT=DIMS, max_batch_size or max_queue_delay_us"
                 ))));
             }
         }

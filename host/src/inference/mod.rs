@@ -11,8 +11,10 @@
 //!    the blocking pool, never on the async reactor, with at most one run
 //!    per core at a time.
 
+mod batch;
 mod tensor;
 
+pub use batch::{BatchStats, Batching};
 pub use tensor::{Signature, TensorSpec, datatype_name, element_type, shape_text};
 
 use crate::cache::{Cache, DocumentCache, Weigh};
@@ -61,6 +63,8 @@ pub struct Model {
     /// The element types the plan takes, per input (the signature may
     /// widen them).
     input_types: Vec<DatumType>,
+    /// The queue joining concurrent requests, when batching is on.
+    batcher: Option<batch::Batcher>,
 }
 
 impl Weigh for Model {
@@ -90,6 +94,8 @@ pub struct Push {
     pub baseline: Option<Bytes>,
     /// Shapes for inputs the file leaves unknown (`-1`: dynamic).
     pub input_shapes: BTreeMap<String, Vec<i64>>,
+    /// Dynamic batching for this version.
+    pub batching: Option<Batching>,
 }
 
 /// Load and optimise an ONNX model: the plan and what it takes. Input
@@ -194,6 +200,7 @@ pub struct Models {
     documents: Arc<DocumentCache>,
     plans: Cache<(Name, u64), Model, InferenceError>,
     runs: Arc<Semaphore>,
+    batches: Arc<BatchStats>,
 }
 
 impl Models {
@@ -205,7 +212,17 @@ impl Models {
             documents,
             plans: Cache::new(plan_bytes),
             runs: Arc::new(Semaphore::new(cores)),
+            batches: Arc::default(),
         }
+    }
+
+    /// How much dynamic batching happened: (batched runs, requests they served).
+    pub fn batch_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.batches.batches.load(Relaxed),
+            self.batches.requests.load(Relaxed),
+        )
     }
 
     /// The model registry.
@@ -231,6 +248,9 @@ impl Models {
         let (_, signature, _) = tokio::task::spawn_blocking(move || compile(&input, &shapes))
             .await
             .map_err(|e| InferenceError::Internal(e.to_string()))??;
+        if let Some(batching) = &push.batching {
+            check_batchable(&signature, batching)?;
+        }
         let size = bytes.len() as u64;
         let digest = self.documents.put_blob(bytes, progress).await?;
         let baseline = match push.baseline {
@@ -250,6 +270,7 @@ impl Models {
             format: "onnx".into(),
             signature,
             input_shapes: push.input_shapes,
+            batching: push.batching,
             baseline,
             created_at: now_rfc3339(),
             created_by: push.created_by,
@@ -270,6 +291,7 @@ impl Models {
         let version = self.registry.resolve_number(name, selector).await?;
         let key = (name.clone(), version);
         let (registry, documents) = (self.registry.clone(), self.documents.clone());
+        let (runs, batches) = (self.runs.clone(), self.batches.clone());
         let load_key = key.clone();
         self.plans
             .get_or_load(
@@ -298,10 +320,14 @@ impl Models {
                                 .await
                                 .map_err(|e| InferenceError::Internal(e.to_string()))??;
                         tracing::info!(model = %name, version, elapsed_ms = started.elapsed().as_millis() as u64, "model plan ready");
+                        let batcher = record
+                            .batching
+                            .map(|b| batch::Batcher::start(plan.clone(), b, runs, batches));
                         Ok(Model {
                             record,
                             plan,
                             input_types,
+                            batcher,
                         })
                     }
                     .boxed()
@@ -317,17 +343,10 @@ impl Models {
         inputs: Vec<NamedTensor>,
     ) -> Result<Vec<NamedTensor>, InferenceError> {
         let values = arrange(model, inputs)?;
-        let _permit = self
-            .runs
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| InferenceError::Internal(e.to_string()))?;
-        let plan = model.plan.clone();
-        let outputs = tokio::task::spawn_blocking(move || plan.run(values))
-            .await
-            .map_err(|e| InferenceError::Internal(e.to_string()))?
-            .map_err(|e| InferenceError::Internal(format!("{e:#}")))?;
+        let outputs = match &model.batcher {
+            Some(batcher) => batcher.run(values).await?,
+            None => self.run_alone(model, values).await?,
+        };
         model
             .signature()
             .outputs
@@ -340,6 +359,47 @@ impl Models {
                 })
             })
             .collect()
+    }
+
+    async fn run_alone(
+        &self,
+        model: &Model,
+        values: TVec<TValue>,
+    ) -> Result<TVec<TValue>, InferenceError> {
+        let _permit = self
+            .runs
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| InferenceError::Internal(e.to_string()))?;
+        let plan = model.plan.clone();
+        tokio::task::spawn_blocking(move || plan.run(values))
+            .await
+            .map_err(|e| InferenceError::Internal(e.to_string()))?
+            .map_err(|e| InferenceError::Internal(format!("{e:#}")))
+    }
+}
+
+/// Batching needs every input and output to lead with a dynamic batch
+/// dimension.
+fn check_batchable(signature: &Signature, batching: &Batching) -> Result<(), InferenceError> {
+    if batching.max_batch_size < 2 {
+        return Err(InferenceError::InvalidInput(
+            "max_batch_size must be at least 2 to batch anything".into(),
+        ));
+    }
+    let fixed = signature
+        .inputs
+        .iter()
+        .chain(&signature.outputs)
+        .find(|spec| spec.shape.first() != Some(&-1));
+    match fixed {
+        Some(spec) => Err(InferenceError::InvalidInput(format!(
+            "dynamic batching needs a batch dimension: `{}` has shape {}, which does not start with N",
+            spec.name,
+            shape_text(&spec.shape)
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -24,6 +24,9 @@ pub struct ModelVersion {
     /// Shapes pinned at push for inputs the file leaves unknown.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub input_shapes: BTreeMap<String, Vec<i64>>,
+    /// Dynamic batching, when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<crate::inference::Batching>,
     /// Baseline statistics of the training data (a JSON blob), if pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Digest>,
@@ -54,6 +57,7 @@ impl Record for ModelVersion {
     fn same_content(&self, other: &Self) -> bool {
         self.digest == other.digest
             && self.input_shapes == other.input_shapes
+            && self.batching == other.batching
             && self.baseline == other.baseline
             && self.labels == other.labels
             && self.description == other.description
