@@ -366,3 +366,50 @@ async fn batched_results_equal_unbatched_results_request_by_request() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn the_real_triton_client_reads_metadata_and_infers_in_json_and_binary() {
+    let server = Server::start();
+    assert_eq!(push(&server, "iris-gbt", &[]).await.0, 201);
+    let python = crate::support::python();
+    let reference_path = repo().join("examples/models/iris-gbt.reference.json");
+    let output = tokio::process::Command::new(python)
+        .arg(repo().join("tests/e2e/oip_client.py"))
+        .arg(server.addr.to_string())
+        .arg("iris-gbt")
+        .arg(&reference_path)
+        .output()
+        .await
+        .expect("run the Triton client");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).expect("client output");
+    assert_eq!(
+        (&seen["live"], &seen["ready"], &seen["model_ready"]),
+        (&json!(true), &json!(true), &json!(true))
+    );
+    assert_eq!(seen["metadata"]["name"], "iris-gbt");
+    assert_eq!(seen["metadata"]["inputs"][0]["shape"], json!([-1, 4]));
+    let reference = reference("iris-gbt");
+    for run in ["binary", "json", "defaults"] {
+        for (name, want) in reference["outputs"].as_object().unwrap() {
+            let got = json!({"shape": want["shape"], "data": seen["runs"][run]["outputs"][name]});
+            assert_matches("iris-gbt", &format!("{run}/{name}"), &got, want);
+        }
+    }
+    assert_eq!(seen["runs"]["binary"]["id"], "req-7");
+    assert!(
+        seen["wrong_shape"]
+            .as_str()
+            .unwrap()
+            .contains("input `X` has shape [1, 3]"),
+        "{seen}"
+    );
+    assert!(
+        seen["unknown"].as_str().unwrap().contains("not found"),
+        "{seen}"
+    );
+}

@@ -17,6 +17,7 @@ mod error;
 mod invoke;
 mod models;
 mod oip;
+mod oip_binary;
 
 pub use error::ApiError;
 

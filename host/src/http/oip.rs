@@ -7,6 +7,7 @@
 //! `{"error": "..."}` with the matching 4xx/5xx.
 
 use super::codec::{decode_tensor, encode_tensor};
+use super::oip_binary;
 use super::{ApiError, AppState, read_body};
 use crate::engine::wit::NamedTensor;
 use crate::inference::Model;
@@ -15,7 +16,7 @@ use crate::registry::{Name, Selector};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -105,48 +106,109 @@ pub async fn version_ready(
 pub async fn infer(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(&state, &name, None, body).await
+    run(&state, &name, None, &headers, body).await
 }
 
 /// `POST /v2/models/{model}/versions/{version}/infer`.
 pub async fn infer_version(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(&state, &name, Some(&version), body).await
+    run(&state, &name, Some(&version), &headers, body).await
+}
+
+fn binary_size(tensor: &Value) -> Option<u64> {
+    tensor.get("parameters")?.get("binary_data_size")?.as_u64()
+}
+
+/// The request's inputs: JSON data, or raw bytes after the JSON header.
+fn inputs(list: Vec<Value>, mut binary: &[u8]) -> Result<Vec<NamedTensor>, ApiError> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, t) in list.into_iter().enumerate() {
+        let Some(size) = binary_size(&t) else {
+            out.push(decode_tensor("inputs", i, t)?);
+            continue;
+        };
+        let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+        let datatype = t
+            .get("datatype")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let shape: Vec<u64> = t
+            .get("shape")
+            .and_then(Value::as_array)
+            .map(|dims| dims.iter().filter_map(Value::as_u64).collect())
+            .ok_or_else(|| ApiError::bad_request(format!("inputs[{i}] needs a `shape`")))?;
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size > binary.len() {
+            return Err(ApiError::bad_request(format!(
+                "input `{name}` announces {size} binary bytes; only {} follow the header",
+                binary.len()
+            )));
+        }
+        let (raw, rest) = binary.split_at(size);
+        out.push(oip_binary::decode(name, datatype, shape, raw)?);
+        binary = rest;
+    }
+    Ok(out)
 }
 
 async fn run(
     state: &AppState,
     name: &str,
     version: Option<&str>,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, state.http.max_body_bytes, state.http.body_timeout).await?;
+    let json_len = match headers.get(oip_binary::HEADER_LENGTH) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n <= bytes.len())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{} must be a length within the body",
+                    oip_binary::HEADER_LENGTH
+                ))
+            })?,
+        None => bytes.len(),
+    };
+    let (json_part, binary_part) = bytes.split_at(json_len);
     let mut request: serde_json::Map<String, Value> =
-        serde_json::from_slice(&bytes).map_err(|e| {
+        serde_json::from_slice(json_part).map_err(|e| {
             ApiError::bad_request(format!("the body must be an inference request object: {e}"))
         })?;
     let inputs = match request.remove("inputs") {
-        Some(Value::Array(inputs)) => inputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| decode_tensor("inputs", i, t))
-            .collect::<Result<Vec<NamedTensor>, _>>()?,
+        Some(Value::Array(list)) => inputs(list, binary_part)?,
         _ => return Err(ApiError::bad_request("the request needs an `inputs` array")),
     };
-    let wanted: Option<Vec<String>> = match request.remove("outputs") {
+    let all_binary = request
+        .get("parameters")
+        .and_then(|p| p.get("binary_data_output"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    // Requested outputs, each with whether it wants binary data.
+    let wanted: Option<Vec<(String, bool)>> = match request.remove("outputs") {
         None | Some(Value::Null) => None,
         Some(Value::Array(outputs)) => Some(
             outputs
                 .iter()
                 .map(|o| {
+                    let binary = o
+                        .get("parameters")
+                        .and_then(|p| p.get("binary_data"))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(all_binary);
                     o.get("name")
                         .and_then(Value::as_str)
-                        .map(str::to_string)
+                        .map(|n| (n.to_string(), binary))
                         .ok_or_else(|| ApiError::bad_request("each of `outputs` needs a `name`"))
                 })
                 .collect::<Result<_, _>>()?,
@@ -155,9 +217,9 @@ async fn run(
     };
     let model = find(state, name, version).await?;
     if let Some(wanted) = &wanted
-        && let Some(unknown) = wanted
+        && let Some((unknown, _)) = wanted
             .iter()
-            .find(|w| !model.signature().outputs.iter().any(|o| &o.name == *w))
+            .find(|(w, _)| !model.signature().outputs.iter().any(|o| &o.name == w))
     {
         let known: Vec<&str> = model
             .signature()
@@ -176,10 +238,25 @@ async fn run(
         .run(&model, inputs)
         .await
         .map_err(NodeError::from)?;
+    let mut binary = bytes::BytesMut::new();
     let outputs: Vec<Value> = outputs
         .iter()
-        .filter(|o| wanted.as_ref().is_none_or(|w| w.contains(&o.name)))
-        .map(encode_tensor)
+        .filter_map(|o| {
+            let as_binary = match &wanted {
+                None => all_binary,
+                Some(w) => w.iter().find(|(n, _)| *n == o.name)?.1,
+            };
+            let mut value = encode_tensor(o);
+            if as_binary {
+                let raw = oip_binary::encode(&o.tensor.data);
+                value["parameters"] = json!({ "binary_data_size": raw.len() });
+                if let Some(fields) = value.as_object_mut() {
+                    fields.remove("data");
+                }
+                binary.extend_from_slice(&raw);
+            }
+            Some(value)
+        })
         .collect();
     let mut response = json!({
         "model_name": model.record.name,
@@ -192,5 +269,26 @@ async fn run(
     if let Some(parameters) = request.remove("parameters") {
         response["parameters"] = parameters;
     }
-    Ok(Json(response).into_response())
+    if binary.is_empty() {
+        return Ok(Json(response).into_response());
+    }
+    let header = serde_json::to_vec(&response)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let length = HeaderValue::from(header.len());
+    let mut body = header;
+    body.extend_from_slice(&binary);
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::HeaderName::from_static(oip_binary::HEADER_LENGTH),
+                length,
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
