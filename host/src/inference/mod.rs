@@ -25,6 +25,8 @@ use bytes::Bytes;
 use futures::FutureExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use tokio::sync::Semaphore;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{Factoid, ShapeFactoid};
@@ -65,6 +67,8 @@ pub struct Model {
     input_types: Vec<DatumType>,
     /// The queue joining concurrent requests, when batching is on.
     batcher: Option<batch::Batcher>,
+    /// Average duration of recent runs (`u64::MAX`: none yet).
+    recent_run_us: AtomicU64,
 }
 
 impl Weigh for Model {
@@ -328,6 +332,7 @@ impl Models {
                             plan,
                             input_types,
                             batcher,
+                            recent_run_us: AtomicU64::new(u64::MAX),
                         })
                     }
                     .boxed()
@@ -373,12 +378,34 @@ impl Models {
             .await
             .map_err(|e| InferenceError::Internal(e.to_string()))?;
         let plan = model.plan.clone();
-        tokio::task::spawn_blocking(move || plan.run(values))
-            .await
-            .map_err(|e| InferenceError::Internal(e.to_string()))?
-            .map_err(|e| InferenceError::Internal(format!("{e:#}")))
+        let fail = |e: TractError| InferenceError::Internal(format!("{e:#}"));
+        // A hop to the blocking pool costs ~20 µs: more than a small model
+        // takes. Runs known to be short stay on the async worker; anything
+        // slower (or not yet measured) goes to the pool.
+        let recent = model.recent_run_us.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let outputs = if recent < INLINE_BELOW_US {
+            plan.run(values).map_err(fail)?
+        } else {
+            tokio::task::spawn_blocking(move || plan.run(values))
+                .await
+                .map_err(|e| InferenceError::Internal(e.to_string()))?
+                .map_err(fail)?
+        };
+        let took = started.elapsed().as_micros() as u64;
+        // Exponential moving average over ~8 runs.
+        let average = if recent == u64::MAX {
+            took
+        } else {
+            (recent * 7 + took) / 8
+        };
+        model.recent_run_us.store(average, Ordering::Relaxed);
+        Ok(outputs)
     }
 }
+
+/// Runs faster than this (on average) stay on the async worker.
+const INLINE_BELOW_US: u64 = 100;
 
 /// Batching needs every input and output to lead with a dynamic batch
 /// dimension.

@@ -1,0 +1,150 @@
+//! The model engine (results in BENCHMARKS.md, next to onnxruntime's
+//! numbers from `host/benches/onnxruntime_bench.py` on the same inputs):
+//!
+//! - `engine/{model}/{1,64}`: one run of each example model at batch 1 and
+//!   64 rows, through the node's model engine (input checks, the blocking
+//!   pool, conversion back);
+//! - `batching/{off,on}`: 64 concurrent single-row requests to the MLP,
+//!   without and with dynamic batching.
+//!
+//! Run with `cargo bench -p sluice --bench models`.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sluice::cache::{CacheConfig, DocumentCache};
+use sluice::engine::wit::{NamedTensor, Tensor, TensorData};
+use sluice::inference::{Batching, Models, Push};
+use sluice::registry::{Name, Selector};
+use sluice::store::FsStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn example(name: &str) -> (Vec<u8>, serde_json::Value) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/models");
+    let model = std::fs::read(dir.join(format!("{name}.onnx"))).expect("model");
+    let reference =
+        std::fs::read_to_string(dir.join(format!("{name}.reference.json"))).expect("reference");
+    (model, serde_json::from_str(&reference).expect("json"))
+}
+
+/// The reference input repeated to `rows` rows (first row of the file).
+fn input(reference: &serde_json::Value, rows: usize) -> Vec<NamedTensor> {
+    let (name, spec) = reference["inputs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    let shape: Vec<u64> = spec["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap())
+        .collect();
+    let row_len: u64 = shape[1..].iter().product();
+    let data: Vec<f32> = spec["data"].as_array().unwrap()[..row_len as usize]
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let mut shape = shape;
+    shape[0] = rows as u64;
+    vec![NamedTensor {
+        name: name.clone(),
+        tensor: Tensor {
+            shape,
+            data: TensorData::F32(data.repeat(rows)),
+        },
+    }]
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(FsStore::open(dir.path()).expect("store"));
+    let documents = Arc::new(DocumentCache::new(store, CacheConfig::default()));
+    let models = Arc::new(Models::new(documents, 1 << 32));
+    let push = |name: &str, file: &str, push: Push| {
+        let (bytes, _) = example(file);
+        let name = Name::parse(name).unwrap();
+        runtime
+            .block_on(models.push(&name, bytes.into(), push, None))
+            .expect("push");
+        runtime
+            .block_on(models.get(&name, &Selector::Default))
+            .expect("load")
+    };
+
+    let mut group = c.benchmark_group("engine");
+    for (name, batches) in [
+        ("iris-logreg", &[1usize, 64][..]),
+        ("iris-gbt", &[1, 64]),
+        ("digits-mlp", &[1, 64]),
+        ("text-direction", &[1]),
+    ] {
+        let mut settings = Push::default();
+        if name == "text-direction" {
+            settings
+                .input_shapes
+                .insert("x".into(), vec![1, 3, 48, 192]);
+        }
+        let model = push(name, name, settings);
+        let (_, reference) = example(name);
+        for &rows in batches {
+            let inputs = input(&reference, rows);
+            group.throughput(Throughput::Elements(rows as u64));
+            group.bench_with_input(BenchmarkId::new(name, rows), &inputs, |b, inputs| {
+                b.to_async(&runtime)
+                    .iter(|| async { models.run(&model, inputs.clone()).await.expect("run") })
+            });
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("batching");
+    group.throughput(Throughput::Elements(64));
+    let (_, reference) = example("digits-mlp");
+    let one_row = input(&reference, 1);
+    for (label, batching) in [
+        ("off", None),
+        (
+            "on",
+            Some(Batching {
+                max_batch_size: 64,
+                max_queue_delay_us: 1000,
+            }),
+        ),
+    ] {
+        let model = push(
+            &format!("mlp-batching-{label}"),
+            "digits-mlp",
+            Push {
+                batching,
+                ..Push::default()
+            },
+        );
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    runtime.block_on(async {
+                        let calls = (0..64).map(|_| {
+                            let (models, model, inputs) =
+                                (models.clone(), model.clone(), one_row.clone());
+                            tokio::spawn(
+                                async move { models.run(&model, inputs).await.expect("run") },
+                            )
+                        });
+                        for call in futures::future::join_all(calls).await {
+                            call.expect("task");
+                        }
+                    });
+                }
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
