@@ -413,3 +413,51 @@ async fn the_real_triton_client_reads_metadata_and_infers_in_json_and_binary() {
         "{seen}"
     );
 }
+
+#[tokio::test]
+async fn model_aliases_decide_which_version_the_protocol_serves_and_roll_back() {
+    let server = Server::start();
+    let put = |file: &'static str| {
+        let server = &server;
+        async move {
+            let response = client()
+                .put(server.url("/v1/models/iris"))
+                .body(model_file(file))
+                .send()
+                .await
+                .expect("push");
+            assert_eq!(response.status(), 201);
+        }
+    };
+    put("iris-logreg").await;
+    put("iris-gbt").await;
+    let request = infer_request(&reference("iris-logreg"));
+    let served = |path: &'static str| {
+        let (server, request) = (&server, &request);
+        async move { post(server, path, request).await.1["model_version"].clone() }
+    };
+    assert_eq!(served("/v2/models/iris/infer").await, "2");
+
+    let cli = |args: &[&str]| {
+        let output = crate::support::sluice()
+            .args(args)
+            .args(["--model", "--server", &server.url("")])
+            .output()
+            .expect("sluice");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    cli(&["alias", "set", "iris", "stable", "1"]);
+    assert_eq!(served("/v2/models/iris/infer").await, "1");
+    assert_eq!(served("/v2/models/iris/versions/latest/infer").await, "2");
+    cli(&["alias", "set", "iris", "stable", "2"]);
+    assert_eq!(served("/v2/models/iris/infer").await, "2");
+    let out = cli(&["rollback", "iris"]);
+    assert!(out.contains("iris stable → version 1"), "{out}");
+    assert_eq!(served("/v2/models/iris/infer").await, "1");
+    assert_eq!(served("/v2/models/iris/versions/stable/infer").await, "1");
+}

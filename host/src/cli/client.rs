@@ -15,6 +15,22 @@ use sluice::registry::{FunctionSummary, FunctionVersion, Head, ModelVersion, Nam
 use std::fmt;
 use std::sync::Arc;
 
+/// What a name refers to: alias commands work on both.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Function,
+    Model,
+}
+
+impl Kind {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Function => "functions",
+            Self::Model => "models",
+        }
+    }
+}
+
 pub enum Client {
     Remote { base: String, http: reqwest::Client },
     Local(Arc<Node>),
@@ -402,20 +418,28 @@ impl Client {
     /// Point an alias at a version; `expect` guards against a concurrent move.
     pub async fn set_alias(
         &self,
+        kind: Kind,
         name: &str,
         alias: &str,
         version: u64,
         expect: Option<Option<u64>>,
     ) -> Result<Head> {
         match self {
-            Self::Local(node) => Ok(node.set_alias(name, alias, version, expect).await?),
+            Self::Local(node) => match kind {
+                Kind::Function => Ok(node.set_alias(name, alias, version, expect).await?),
+                Kind::Model => Ok(node
+                    .models()
+                    .registry()
+                    .set_alias(&Name::parse(name)?, &Name::parse(alias)?, version, expect)
+                    .await?),
+            },
             Self::Remote { base, http } => {
                 let mut body = serde_json::json!({ "version": version });
                 if let Some(expect) = expect {
                     body["expect"] = serde_json::json!(expect);
                 }
                 let response = http
-                    .put(format!("{base}/v1/functions/{name}/aliases/{alias}"))
+                    .put(format!("{base}/v1/{}/{name}/aliases/{alias}", kind.path()))
                     .json(&body)
                     .send()
                     .await
@@ -425,12 +449,19 @@ impl Client {
         }
     }
 
-    pub async fn remove_alias(&self, name: &str, alias: &str) -> Result<Head> {
+    pub async fn remove_alias(&self, kind: Kind, name: &str, alias: &str) -> Result<Head> {
         match self {
-            Self::Local(node) => Ok(node.remove_alias(name, alias).await?),
+            Self::Local(node) => match kind {
+                Kind::Function => Ok(node.remove_alias(name, alias).await?),
+                Kind::Model => Ok(node
+                    .models()
+                    .registry()
+                    .remove_alias(&Name::parse(name)?, &Name::parse(alias)?)
+                    .await?),
+            },
             Self::Remote { base, http } => {
                 let response = http
-                    .delete(format!("{base}/v1/functions/{name}/aliases/{alias}"))
+                    .delete(format!("{base}/v1/{}/{name}/aliases/{alias}", kind.path()))
                     .send()
                     .await
                     .map_err(|e| Self::unreachable(base, e))?;
@@ -439,12 +470,19 @@ impl Client {
         }
     }
 
-    pub async fn rollback(&self, name: &str, alias: &str) -> Result<Head> {
+    pub async fn rollback(&self, kind: Kind, name: &str, alias: &str) -> Result<Head> {
         match self {
-            Self::Local(node) => Ok(node.rollback(name, Some(alias)).await?),
+            Self::Local(node) => match kind {
+                Kind::Function => Ok(node.rollback(name, Some(alias)).await?),
+                Kind::Model => Ok(node
+                    .models()
+                    .registry()
+                    .rollback(&Name::parse(name)?, &Name::parse(alias)?)
+                    .await?),
+            },
             Self::Remote { base, http } => {
                 let response = http
-                    .post(format!("{base}/v1/functions/{name}/rollback"))
+                    .post(format!("{base}/v1/{}/{name}/rollback", kind.path()))
                     .query(&[("alias", alias)])
                     .send()
                     .await

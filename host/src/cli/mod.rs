@@ -6,7 +6,7 @@ mod up;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use client::Client;
+use client::{Client, Kind};
 use sluice::cache::CacheConfig;
 use sluice::engine::{Engine, EngineConfig};
 use sluice::http::{self, AppState, HttpConfig};
@@ -50,10 +50,10 @@ enum Command {
     /// Push, list and inspect ONNX models.
     #[command(subcommand)]
     Models(ModelsCommand),
-    /// Point, list or remove a function's aliases (`stable`, `canary`, ...).
+    /// Point, list or remove a function's (or with --model, a model's) aliases (`stable`, `canary`, ...).
     #[command(subcommand)]
     Alias(AliasCommand),
-    /// Move a function's alias (default `stable`) back to its previous version.
+    /// Move a function's (or with --model, a model's) alias (default `stable`) back to its previous version.
     Rollback(RollbackArgs),
     /// Build stage crates into wasm32-wasip2 components.
     Build(BuildArgs),
@@ -295,6 +295,9 @@ enum AliasCommand {
         /// if it does not exist yet); otherwise fail with the current state.
         #[arg(long, value_parser = parse_expect)]
         expect: Option<Expect>,
+        /// NAME is a model, not a function.
+        #[arg(long)]
+        model: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -302,6 +305,9 @@ enum AliasCommand {
     Ls {
         /// The function.
         name: String,
+        /// NAME is a model, not a function.
+        #[arg(long)]
+        model: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -311,6 +317,9 @@ enum AliasCommand {
         name: String,
         /// The alias.
         alias: String,
+        /// NAME is a model, not a function.
+        #[arg(long)]
+        model: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -337,8 +346,15 @@ struct RollbackArgs {
     /// The alias to move back.
     #[arg(long, default_value = STABLE)]
     alias: String,
+    /// NAME is a model, not a function.
+    #[arg(long)]
+    model: bool,
     #[command(flatten)]
     target: TargetArgs,
+}
+
+fn kind(model: bool) -> Kind {
+    if model { Kind::Model } else { Kind::Function }
 }
 
 #[derive(Args)]
@@ -401,7 +417,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Rollback(args) => {
             let head = Client::new(&args.target)
                 .await?
-                .rollback(&args.name, &args.alias)
+                .rollback(kind(args.model), &args.name, &args.alias)
                 .await?;
             println!(
                 "{} {} → version {}",
@@ -786,24 +802,37 @@ async fn alias(command: AliasCommand) -> Result<()> {
             alias,
             version,
             expect,
+            model,
             target,
         } => {
             let head = Client::new(&target)
                 .await?
-                .set_alias(&name, &alias, version, expect.map(|e| e.0))
+                .set_alias(kind(model), &name, &alias, version, expect.map(|e| e.0))
                 .await?;
             println!("{name} {alias} → version {version}");
             head
         }
-        AliasCommand::Ls { name, target } => Client::new(&target).await?.versions(&name).await?.0,
+        AliasCommand::Ls {
+            name,
+            model,
+            target,
+        } => {
+            let client = Client::new(&target).await?;
+            if model {
+                client.model_versions(&name).await?.0
+            } else {
+                client.versions(&name).await?.0
+            }
+        }
         AliasCommand::Rm {
             name,
             alias,
+            model,
             target,
         } => {
             let head = Client::new(&target)
                 .await?
-                .remove_alias(&name, &alias)
+                .remove_alias(kind(model), &name, &alias)
                 .await?;
             println!("removed alias {alias} of {name}");
             head

@@ -106,7 +106,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{name}", get(models::versions).put(models::push))
         .route(
             "/v1/models/{name}/aliases/{alias}",
-            axum::routing::put(models::set_alias),
+            axum::routing::put(models::set_alias).delete(models::remove_alias),
         )
         .route("/v1/models/{name}/rollback", post(models::rollback))
         .route("/v2", get(oip::server))

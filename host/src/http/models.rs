@@ -179,3 +179,18 @@ pub async fn rollback(
         .map_err(NodeError::from)?;
     Ok(super::admin::aliases_body(&raw, &head))
 }
+
+/// `DELETE /v1/models/{name}/aliases/{alias}`.
+pub async fn remove_alias(
+    State(state): State<Arc<AppState>>,
+    Path((raw, alias)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let head = state
+        .node
+        .models()
+        .registry()
+        .remove_alias(&name(&raw)?, &name(&alias)?)
+        .await
+        .map_err(NodeError::from)?;
+    Ok(super::admin::aliases_body(&raw, &head))
+}
