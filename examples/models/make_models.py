@@ -6,6 +6,9 @@ Writes, next to this file:
   iris-logreg.onnx   logistic regression, 4 features -> 3 classes
   iris-gbt.onnx      gradient-boosted trees (TreeEnsembleClassifier), 4 -> 3
   digits-mlp.onnx    multi-layer perceptron, 64 pixels -> 10 digits
+  unsupported-scaler.onnx  a StandardScaler exported as ai.onnx.ml Scaler,
+                     which stock tract lacks: pushing it must be refused
+                     naming the operator
   text-direction.onnx  PP-OCR text-direction classifier (a CNN) from the
                      rapidocr-onnxruntime wheel, unchanged
   <model>.reference.json  inputs and onnxruntime's outputs for each
@@ -28,6 +31,7 @@ from sklearn.datasets import load_digits, load_iris
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
 
 HERE = pathlib.Path(__file__).resolve().parent
 OPTIONS = {"zipmap": False}
@@ -81,6 +85,9 @@ def main():
     mlp = MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=300, random_state=7).fit(xd, digits.target)
     export("digits-mlp", mlp, xd)
     reference("digits-mlp", {"X": xd[rng.choice(len(xd), 8, replace=False)]})
+
+    scaler = StandardScaler().fit(iris.data.astype(np.float32))
+    export("unsupported-scaler", scaler, iris.data.astype(np.float32))
 
     # A real published CNN, from the rapidocr-onnxruntime wheel downloaded by make.sh.
     wheel = next(pathlib.Path(sys.argv[1]).glob("rapidocr_onnxruntime-*.whl"))

@@ -461,3 +461,36 @@ async fn model_aliases_decide_which_version_the_protocol_serves_and_roll_back() 
     assert_eq!(served("/v2/models/iris/infer").await, "1");
     assert_eq!(served("/v2/models/iris/versions/stable/infer").await, "1");
 }
+
+#[tokio::test]
+async fn models_tract_cannot_run_are_refused_naming_the_operator_or_the_fix() {
+    let server = Server::start();
+    let (status, v) = push(&server, "unsupported-scaler", &[]).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the model cannot be served: operator `Scaler` is not implemented"),
+        "{v}"
+    );
+    // The CNN declares [N, 3, ?, ?]: it needs its input shape pinned.
+    let (status, v) = push(&server, "text-direction", &[]).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("--input-shape"),
+        "{v}"
+    );
+    let (status, v) = push(
+        &server,
+        "text-direction",
+        &[("input_shape.image", "1,3,48,192")],
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("its inputs are x"),
+        "{v}"
+    );
+    assert_eq!(server.get("/v1/models/unsupported-scaler").await.0, 404);
+}

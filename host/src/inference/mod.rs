@@ -117,12 +117,7 @@ pub fn compile(
         .model_for_read(&mut &bytes[..])
         .map_err(|e| unsupported("not a loadable ONNX model", e))?;
     determine_inputs(&mut model, input_shapes)?;
-    let typed = model.into_optimized().map_err(|e| {
-        unsupported(
-            "tract cannot optimise it (if an input's shape is unknown, pin it with --input-shape NAME=N,3,224,224)",
-            e,
-        )
-    })?;
+    let typed = model.into_optimized().map_err(|e| optimise_failure(&e))?;
     let signature = Signature::of(&typed)?;
     let input_types = typed
         .input_outlets()
@@ -135,6 +130,26 @@ pub fn compile(
         .into_runnable()
         .map_err(|e| unsupported("tract cannot plan it", e))?;
     Ok((plan, signature, input_types))
+}
+
+/// Why tract could not optimise a model, said so the user can act on it.
+fn optimise_failure(e: &TractError) -> InferenceError {
+    let chain = format!("{e:#}");
+    if let Some(start) = chain.find("Unimplemented(") {
+        let op = chain[start + "Unimplemented(".len()..]
+            .split(')')
+            .next()
+            .unwrap_or_default();
+        return InferenceError::Unsupported(format!(
+            "operator `{op}` is not implemented by this node's engine (tract); export the model without it ({chain})"
+        ));
+    }
+    if chain.contains("without a determined fact") || chain.contains("is variable") {
+        return InferenceError::Unsupported(format!(
+            "tract cannot optimise it with the input shapes the file declares; pin them with --input-shape NAME=N,3,224,224 ({chain})"
+        ));
+    }
+    InferenceError::Unsupported(format!("tract cannot optimise it: {chain}"))
 }
 
 /// Give every input a datum type and rank with symbols for unknown
