@@ -1,9 +1,11 @@
 //! The host side of the WIT contract: generated glue, the per-call sandbox
 //! state, and the implementations of the imports a stage may call.
 //!
-//! `log` and `config` are served here. `inference` and `features` are
-//! declared by the contract but not served by this node yet: they answer
-//! with a typed `not-available` error, never a trap.
+//! `log` and `config` are served here; `inference` hands predictor stages
+//! registry models run by the node's model engine (a `model` resource is a
+//! handle on a shared plan). `features` is declared by the contract but not
+//! served by this node yet: it answers with a typed `not-available` error,
+//! never a trap.
 
 use super::output::CapturedOutput;
 use std::collections::BTreeMap;

@@ -7,9 +7,12 @@
 //! 2. `get` resolves a name (version or alias) and returns the optimised
 //!    plan, loaded lazily and single-flight through the node's cache, so
 //!    optimising (up to seconds for a CNN) happens once per version.
-//! 3. `run` checks named inputs against the signature and runs the plan on
-//!    the blocking pool, never on the async reactor, with at most one run
-//!    per core at a time.
+//! 3. `run` checks named inputs against the signature and runs the plan,
+//!    at most one run per core at a time: on the blocking pool unless the
+//!    model's recent runs took under 100 µs (then the thread hop would cost
+//!    more than the run), so a slow model never stalls the async reactor.
+//!    With batching on, concurrent requests go through the model's
+//!    [`batch`] queue instead.
 
 mod batch;
 mod tensor;
