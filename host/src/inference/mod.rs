@@ -11,8 +11,8 @@
 //!    at most one run per core at a time: on the blocking pool unless the
 //!    model's recent runs took under 100 µs (then the thread hop would cost
 //!    more than the run), so a slow model never stalls the async reactor.
-//!    With batching on, concurrent requests go through the model's
-//!    [`batch`] queue instead.
+//!    With batching on, concurrent requests go through the model's batch
+//!    queue instead (`batch.rs`).
 
 mod batch;
 mod tensor;
