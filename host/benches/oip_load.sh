@@ -3,10 +3,11 @@
 # (uvicorn, 2 workers) serving the same model and request, with wrk at 1,
 # 16 and 64 connections. Server and load generator share the machine.
 #
-#   host/benches/oip_load.sh [SECONDS]   (needs wrk: apt-get install wrk)
+#   host/benches/oip_load.sh [SECONDS] [sluice|fastapi]   (needs wrk: apt-get install wrk)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration="${1:-10}"
+only="${2:-}"   # `sluice` to skip the baseline
 command -v wrk >/dev/null || { echo "oip_load needs wrk: apt-get install wrk" >&2; exit 1; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 venv="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
@@ -40,6 +41,7 @@ echo "| server | connections | requests/s | p50 | p99 |"
 echo "|---|---|---|---|---|"
 for server in "sluice 18081" "fastapi 18082"; do
   set -- $server
+  [ -z "$only" ] || [ "$only" = "$1" ] || continue
   for connections in 1 16 64; do
     threads=$((connections < 2 ? 1 : 2))
     out="$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" "http://127.0.0.1:$2/v2/models/mlp/infer")"

@@ -26,6 +26,7 @@ pub use names::{InvalidName, Name};
 use crate::cache::{DocumentCache, DocumentPolicy};
 use crate::store::{ETag, PutMode, StoreError};
 use bytes::Bytes;
+use dashmap::DashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -199,6 +200,9 @@ fn list_aliases(aliases: &BTreeMap<String, u64>) -> String {
 /// Versions and aliases of one kind of record, over a document cache.
 pub struct Registry<R> {
     documents: Arc<DocumentCache>,
+    /// Heads already parsed, by the tag of the bytes they came from: every
+    /// call reads its head, so it should not parse JSON each time.
+    parsed: Arc<DashMap<Name, (ETag, Arc<Head>)>>,
     kind: PhantomData<fn() -> R>,
 }
 
@@ -206,6 +210,7 @@ impl<R> Clone for Registry<R> {
     fn clone(&self) -> Self {
         Self {
             documents: self.documents.clone(),
+            parsed: self.parsed.clone(),
             kind: PhantomData,
         }
     }
@@ -216,6 +221,7 @@ impl<R: Record> Registry<R> {
     pub fn new(documents: Arc<DocumentCache>) -> Self {
         Self {
             documents,
+            parsed: Arc::default(),
             kind: PhantomData,
         }
     }
@@ -237,12 +243,21 @@ impl<R: Record> Registry<R> {
 
     /// The head of `name` as this node knows it (revalidated every poll
     /// interval), or `None` if the name has no versions.
-    pub async fn head(&self, name: &Name) -> Result<Option<(Head, ETag)>, RegistryError> {
+    pub async fn head(&self, name: &Name) -> Result<Option<(Arc<Head>, ETag)>, RegistryError> {
         let key = Self::head_key(name);
-        match self.documents.get(&key, DocumentPolicy::Mutable).await? {
-            Some(object) => Ok(Some((parse(&key, &object.bytes)?, object.etag))),
-            None => Ok(None),
+        let Some(object) = self.documents.get(&key, DocumentPolicy::Mutable).await? else {
+            self.parsed.remove(name);
+            return Ok(None);
+        };
+        if let Some(entry) = self.parsed.get(name)
+            && entry.0 == object.etag
+        {
+            return Ok(Some((entry.1.clone(), object.etag)));
         }
+        let head: Arc<Head> = Arc::new(parse(&key, &object.bytes)?);
+        self.parsed
+            .insert(name.clone(), (object.etag.clone(), head.clone()));
+        Ok(Some((head, object.etag)))
     }
 
     /// The head read straight from the store, for a compare-and-swap.
@@ -599,7 +614,7 @@ impl<R: Record> Registry<R> {
                 out.push(record);
             }
         }
-        Ok((head, out))
+        Ok((Head::clone(&head), out))
     }
 
     /// Every name with at least one live version, and its head.
@@ -618,7 +633,7 @@ impl<R: Record> Registry<R> {
             if let Some((head, _)) = self.head(&name).await?
                 && !head.versions.is_empty()
             {
-                out.push((name, head));
+                out.push((name, Head::clone(&head)));
             }
         }
         Ok(out)
