@@ -150,6 +150,11 @@ impl Node {
         &self.functions
     }
 
+    /// The cached gateway to the store.
+    pub fn documents(&self) -> &Arc<DocumentCache> {
+        &self.documents
+    }
+
     /// The node's models.
     pub fn models(&self) -> &Arc<Models> {
         &self.models

@@ -494,3 +494,61 @@ async fn models_tract_cannot_run_are_refused_naming_the_operator_or_the_fix() {
     );
     assert_eq!(server.get("/v1/models/unsupported-scaler").await.0, 404);
 }
+
+#[tokio::test]
+async fn a_push_over_http_records_labels_and_the_baseline_statistics() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.json");
+    std::fs::write(
+        &stats,
+        r#"{"X": {"mean": [0, 0, 0, 0], "std": [1, 1, 1, 1]}}"#,
+    )
+    .unwrap();
+    let model = repo().join("examples/models/iris-logreg.onnx");
+    let push = |baseline: &std::path::Path| {
+        crate::support::sluice()
+            .args(["models", "push"])
+            .arg(&model)
+            .args(["--name", "iris", "--label", "dataset=iris", "--baseline"])
+            .arg(baseline)
+            .args(["--server", &server.url("")])
+            .output()
+            .expect("sluice")
+    };
+    let output = push(&stats);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.starts_with("pushed iris version 1"), "{text}");
+    assert!(
+        text.contains("input  X") && text.contains("FP32   [N, 4]"),
+        "{text}"
+    );
+    let (_, v) = server.get("/v1/models/iris").await;
+    let record = &v["versions"][0];
+    assert_eq!(record["labels"], json!({"dataset": "iris"}));
+    let digest = record["baseline"].as_str().expect("baseline digest");
+    let stored = std::fs::read(
+        server_data(&server).join(format!("blobs/sha256/{}", &digest["sha256:".len()..])),
+    )
+    .expect("baseline blob");
+    assert_eq!(stored, std::fs::read(&stats).unwrap());
+
+    std::fs::write(&stats, "not json").unwrap();
+    let output = push(&stats);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("the baseline is not JSON"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The data directory of a server started with `Server::start`.
+fn server_data(server: &Server) -> std::path::PathBuf {
+    server.log.parent().expect("log dir").join("data")
+}

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use sluice::http::ApiError;
 use sluice::http::codec::{decode_request, encode_response};
-use sluice::inference::Push;
+use sluice::inference::{Baseline, Push};
 use sluice::node::{Deploy, Node};
 use sluice::registry::{FunctionSummary, FunctionVersion, Head, ModelVersion, Name, Selector};
 use std::fmt;
@@ -297,11 +297,6 @@ impl Client {
                 Ok(pushed?)
             }
             Self::Remote { base, http } => {
-                if push.baseline.is_some() {
-                    bail!(
-                        "--baseline is only supported on the store directly for now (drop --server)"
-                    );
-                }
                 let mut query: Vec<(String, String)> = push
                     .labels
                     .into_iter()
@@ -316,6 +311,29 @@ impl Client {
                         "max_queue_delay_us".into(),
                         b.max_queue_delay_us.to_string(),
                     ));
+                }
+                if let Some(baseline) = push.baseline {
+                    let digest = match baseline {
+                        Baseline::Stored(digest) => digest.to_string(),
+                        Baseline::Json(stats) => {
+                            #[derive(Deserialize)]
+                            struct Stored {
+                                digest: String,
+                            }
+                            let response = http
+                                .put(format!("{base}/v1/blobs"))
+                                .body(stats)
+                                .send()
+                                .await
+                                .map_err(|e| Self::unreachable(base, e))?;
+                            Self::check(response, base)
+                                .await?
+                                .json::<Stored>()
+                                .await?
+                                .digest
+                        }
+                    };
+                    query.push(("baseline".into(), digest));
                 }
                 for (input, dims) in push.input_shapes {
                     let dims: Vec<String> = dims.iter().map(i64::to_string).collect();

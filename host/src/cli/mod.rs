@@ -723,7 +723,7 @@ async fn models(command: ModelsCommand) -> Result<()> {
                 created_by: std::env::var("USER").unwrap_or_else(|_| "anonymous".into()),
                 description,
                 labels: labels.into_iter().collect(),
-                baseline: baseline.map(Into::into),
+                baseline: baseline.map(|b| sluice::inference::Baseline::Json(b.into())),
                 input_shapes: input_shapes.into_iter().collect(),
                 batching: max_batch_size.map(|max_batch_size| sluice::inference::Batching {
                     max_batch_size,

@@ -102,6 +102,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::put(admin::set_alias).delete(admin::remove_alias),
         )
         .route("/v1/functions/{name}/rollback", post(admin::rollback))
+        .route("/v1/blobs", axum::routing::put(models::put_blob))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{name}", get(models::versions).put(models::push))
         .route(

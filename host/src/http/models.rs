@@ -1,9 +1,10 @@
 //! The model admin API: push, list, inspect, move aliases, roll back.
 
 use super::{ApiError, AppState, RequestId, read_body};
-use crate::inference::{Batching, Push};
+use crate::inference::{Baseline, Batching, Push};
 use crate::node::NodeError;
 use crate::registry::{LATEST, Name, STABLE};
+use crate::store::Digest;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,8 +23,26 @@ fn name(raw: &str) -> Result<Name, ApiError> {
     Name::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// `PUT /v1/models/{name}`: the body is the ONNX file; query `description`
-/// and `label.KEY=VALUE` (repeatable); the `x-sluice-actor` header names
+/// `PUT /v1/blobs`: store the body as a content-addressed blob (e.g. a
+/// model's baseline statistics) → `{"digest": "sha256:..."}`.
+pub async fn put_blob(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, state.http.max_model_bytes, state.http.body_timeout).await?;
+    let digest = state
+        .node
+        .documents()
+        .put_blob(bytes, None)
+        .await
+        .map_err(NodeError::from)?;
+    Ok((StatusCode::CREATED, Json(json!({ "digest": digest }))).into_response())
+}
+
+/// `PUT /v1/models/{name}`: the body is the ONNX file; query `description`,
+/// `label.KEY=VALUE` (repeatable), `input_shape.INPUT=DIMS`,
+/// `baseline=sha256:...` (a blob from `PUT /v1/blobs`) and the batching
+/// settings `max_batch_size`, `max_queue_delay_us`; the `x-sluice-actor` header names
 /// who pushes. The model must load and optimise in tract, or the push is
 /// refused (400) naming the problem.
 pub async fn push(
@@ -43,6 +62,10 @@ pub async fn push(
     for (key, value) in params {
         match (key.as_str(), key.split_once('.')) {
             ("description", _) => request.description = Some(value),
+            ("baseline", _) => {
+                let digest = Digest::try_from(value).map_err(|e| fail(ApiError::bad_request(e)))?;
+                request.baseline = Some(Baseline::Stored(digest));
+            }
             (_, Some(("label", k))) if !k.is_empty() => {
                 request.labels.insert(k.to_string(), value);
             }
@@ -85,7 +108,7 @@ pub async fn push(
             }
             _ => {
                 return Err(fail(ApiError::bad_request(format!(
-                    "unknown query parameter `{key}`; use description, label.KEY=VALUE, input_shape.INPUT=DIMS, max_batch_size or max_queue_delay_us"
+                    "unknown query parameter `{key}`; use description, label.KEY=VALUE, input_shape.INPUT=DIMS, baseline=sha256:..., max_batch_size or max_queue_delay_us"
                 ))));
             }
         }

@@ -23,7 +23,7 @@ pub use tensor::{Signature, TensorSpec, datatype_name, element_type, shape_text}
 use crate::cache::{Cache, DocumentCache, Weigh};
 use crate::engine::wit::{NamedTensor, Tensor};
 use crate::registry::{ModelVersion, Name, Record, Registry, RegistryError, Selector, now_rfc3339};
-use crate::store::StoreError;
+use crate::store::{Digest, StoreError};
 use bytes::Bytes;
 use futures::FutureExt;
 use std::collections::BTreeMap;
@@ -98,11 +98,20 @@ pub struct Push {
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Baseline statistics of the training data (JSON), for drift checks.
-    pub baseline: Option<Bytes>,
+    pub baseline: Option<Baseline>,
     /// Shapes for inputs the file leaves unknown (`-1`: dynamic).
     pub input_shapes: BTreeMap<String, Vec<i64>>,
     /// Dynamic batching for this version.
     pub batching: Option<Batching>,
+}
+
+/// Baseline statistics given with a push.
+#[derive(Debug, Clone)]
+pub enum Baseline {
+    /// The JSON itself.
+    Json(Bytes),
+    /// A JSON blob already in the store (uploaded with `PUT /v1/blobs`).
+    Stored(Digest),
 }
 
 /// Load and optimise an ONNX model: the plan and what it takes. Input
@@ -275,12 +284,22 @@ impl Models {
         }
         let size = bytes.len() as u64;
         let digest = self.documents.put_blob(bytes, progress).await?;
+        let not_json = |e: serde_json::Error| {
+            InferenceError::InvalidInput(format!("the baseline is not JSON: {e}"))
+        };
         let baseline = match push.baseline {
-            Some(stats) => {
-                serde_json::from_slice::<serde_json::Value>(&stats).map_err(|e| {
-                    InferenceError::InvalidInput(format!("the baseline is not JSON: {e}"))
-                })?;
+            Some(Baseline::Json(stats)) => {
+                serde_json::from_slice::<serde_json::Value>(&stats).map_err(not_json)?;
                 Some(self.documents.put_blob(stats, None).await?)
+            }
+            Some(Baseline::Stored(digest)) => {
+                let stats = self.documents.fetch_blob(&digest).await?.ok_or_else(|| {
+                    InferenceError::InvalidInput(format!(
+                        "no blob {digest} in the store; upload the baseline with PUT /v1/blobs first"
+                    ))
+                })?;
+                serde_json::from_slice::<serde_json::Value>(&stats).map_err(not_json)?;
+                Some(digest)
             }
             None => None,
         };
