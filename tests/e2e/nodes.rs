@@ -367,3 +367,83 @@ async fn requests_for_unknown_functions_are_answered_from_a_short_negative_cache
     deploy_echo(&a, "nope", "now it exists").await;
     assert_eq!(served(&a, "nope").await, (200, "nope@1".into()));
 }
+
+#[tokio::test]
+async fn a_model_pushed_through_one_node_is_served_by_another_and_aliases_follow() {
+    let s3 = S3Server::start();
+    let a = Server::start_s3(&s3, "models", POLL_MS);
+    let b = Server::start_s3(&s3, "models", POLL_MS);
+    let model = std::fs::read(crate::support::repo().join("examples/models/iris-logreg.onnx"))
+        .expect("model");
+    let push = |description: &'static str| {
+        let (a, model) = (&a, model.clone());
+        async move {
+            let response = client()
+                .put(a.url("/v1/models/iris"))
+                .query(&[("description", description)])
+                .body(model)
+                .send()
+                .await
+                .expect("push");
+            assert_eq!(response.status(), 201);
+        }
+    };
+    push("one").await;
+    let request = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [0.1, -0.3, 0.5, 0.4]}]});
+    let infer = |node: &Server| {
+        let (url, request) = (node.url("/v2/models/iris/infer"), request.clone());
+        async move {
+            let response = client()
+                .post(url)
+                .json(&request)
+                .send()
+                .await
+                .expect("infer");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, v) = infer(&b).await;
+    assert_eq!((status, &v["model_version"]), (200, &json!("1")), "{v}");
+    assert_eq!(v["outputs"][0]["name"], "label");
+
+    push("two").await;
+    let start = Instant::now();
+    while infer(&b).await.1["model_version"] != "2" {
+        assert!(start.elapsed() < FOLLOW, "B still serves model version 1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (ok, out) = cli(&b, &["rollback", "iris", "--model"]);
+    assert!(!ok, "no stable alias yet: {out}");
+    let (ok, out) = cli(&b, &["alias", "set", "iris", "stable", "1", "--model"]);
+    assert!(ok, "{out}");
+    let start = Instant::now();
+    while infer(&a).await.1["model_version"] != "1" {
+        assert!(start.elapsed() < FOLLOW, "A did not follow stable → 1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Version 2 is only `latest`: deleting it moves `latest` back to 1.
+    let (ok, out) = cli(&a, &["models", "rm", "iris", "1"]);
+    assert!(!ok && out.contains("alias(es) stable"), "{out}");
+    let (ok, out) = cli(&a, &["models", "rm", "iris", "2"]);
+    assert!(ok, "{out}");
+    let start = Instant::now();
+    loop {
+        let response = client()
+            .get(b.url("/v2/models/iris/versions/2"))
+            .send()
+            .await
+            .expect("metadata");
+        if response.status() == 404 {
+            break;
+        }
+        assert!(
+            start.elapsed() < FOLLOW,
+            "B still knows deleted model version 2"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -510,15 +510,23 @@ impl Client {
         }
     }
 
-    pub async fn delete(&self, name: &str, version: u64) -> Result<()> {
+    pub async fn delete(&self, kind: Kind, name: &str, version: u64) -> Result<()> {
         match self {
             Self::Local(node) => {
-                node.delete_version(name, version).await?;
+                match kind {
+                    Kind::Function => {
+                        node.delete_version(name, version).await?;
+                    }
+                    Kind::Model => node.models().delete(&Name::parse(name)?, version).await?,
+                }
                 Ok(())
             }
             Self::Remote { base, http } => {
                 let response = http
-                    .delete(format!("{base}/v1/functions/{name}/versions/{version}"))
+                    .delete(format!(
+                        "{base}/v1/{}/{name}/versions/{version}",
+                        kind.path()
+                    ))
                     .send()
                     .await
                     .map_err(|e| Self::unreachable(base, e))?;

@@ -279,6 +279,15 @@ enum ModelsCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Delete one version of a model (refused while an alias other than `latest` points at it).
+    Rm {
+        /// The model.
+        name: String,
+        /// The version to delete.
+        version: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -691,7 +700,10 @@ async fn functions(command: FunctionsCommand) -> Result<()> {
             version,
             target,
         } => {
-            Client::new(&target).await?.delete(&name, version).await?;
+            Client::new(&target)
+                .await?
+                .delete(Kind::Function, &name, version)
+                .await?;
             println!("deleted {name} version {version}");
         }
     }
@@ -790,6 +802,17 @@ async fn models(command: ModelsCommand) -> Result<()> {
                 );
             }
             print_aliases(&head);
+        }
+        ModelsCommand::Rm {
+            name,
+            version,
+            target,
+        } => {
+            Client::new(&target)
+                .await?
+                .delete(Kind::Model, &name, version)
+                .await?;
+            println!("deleted model {name} version {version}");
         }
     }
     Ok(())

@@ -110,6 +110,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::put(models::set_alias).delete(models::remove_alias),
         )
         .route("/v1/models/{name}/rollback", post(models::rollback))
+        .route(
+            "/v1/models/{name}/versions/{version}",
+            axum::routing::delete(models::delete_version),
+        )
         .route("/v2", get(oip::server))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))

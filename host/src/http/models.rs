@@ -217,3 +217,21 @@ pub async fn remove_alias(
         .map_err(NodeError::from)?;
     Ok(super::admin::aliases_body(&raw, &head))
 }
+
+/// `DELETE /v1/models/{name}/versions/{n}`: refused (409) while an alias
+/// other than `latest` points at it.
+pub async fn delete_version(
+    State(state): State<Arc<AppState>>,
+    Path((raw, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let version = version
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("version must be a number, got {version:?}")))?;
+    state
+        .node
+        .models()
+        .delete(&name(&raw)?, version)
+        .await
+        .map_err(NodeError::from)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

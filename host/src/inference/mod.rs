@@ -323,6 +323,15 @@ impl Models {
         Ok((record, created))
     }
 
+    /// Delete a version (refused while an alias other than `latest` points
+    /// at it) and drop its plan.
+    pub async fn delete(&self, name: &Name, version: u64) -> Result<(), InferenceError> {
+        self.registry.delete(name, version).await?;
+        self.plans.remove(&(name.clone(), version));
+        tracing::info!(model = %name, version, "model version deleted");
+        Ok(())
+    }
+
     /// The model `selector` picks, with its plan loaded.
     pub async fn get(
         &self,
