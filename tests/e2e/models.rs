@@ -295,7 +295,7 @@ async fn batched_results_equal_unbatched_results_request_by_request() {
     assert_eq!(push(&server, "digits-mlp", &[]).await.0, 201);
     let response = client()
         .put(server.url("/v1/models/digits-batched"))
-        .query(&[("max_batch_size", "16"), ("max_queue_delay_us", "20000")])
+        .query(&[("max_batch_size", "16"), ("max_queue_delay_us", "50000")])
         .body(model_file("digits-mlp"))
         .send()
         .await
@@ -304,7 +304,7 @@ async fn batched_results_equal_unbatched_results_request_by_request() {
     let pushed: Value = response.json().await.expect("json");
     assert_eq!(
         pushed["model"]["batching"],
-        json!({"max_batch_size": 16, "max_queue_delay_us": 20000})
+        json!({"max_batch_size": 16, "max_queue_delay_us": 50000})
     );
 
     // 48 different requests of one or two rows, each sent to both models.
