@@ -19,6 +19,9 @@
 #[path = "../../tests/e2e/s3.rs"]
 mod s3;
 
+mod common;
+
+use common::component;
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice::cache::CacheConfig;
 use sluice::engine::{Engine, EngineConfig, wit};
@@ -26,19 +29,10 @@ use sluice::node::{Deploy, Node};
 use sluice::registry::Selector;
 use sluice::store::ObjectStore;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WIDTH: usize = 16;
-
-fn component(crate_dir: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(crate_dir);
-    let built = sluice::toolchain::build(&[path]).expect("build the stage");
-    std::fs::read(&built[0].wasm).expect("read the component")
-}
 
 fn input() -> wit::Message {
     wit::Message {

@@ -8,20 +8,14 @@
 //!
 //! Run with `cargo bench --bench stage_call`.
 
+mod common;
+
+use common::component;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::engine::{Engine, EngineConfig, StageIdentity, StageLimits, StagePre, wit};
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-fn component(crate_dir: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(crate_dir);
-    let built = sluice::toolchain::build(&[path]).expect("build the stage");
-    std::fs::read(&built[0].wasm).expect("read the component")
-}
 
 fn prepare(engine: &Engine, bytes: &[u8]) -> StagePre {
     let (component, _) = engine.compile(bytes).expect("compile");

@@ -400,27 +400,22 @@ impl Node {
 
     async fn load(&self, name: Name, version: u64) -> Result<Arc<Loaded>, NodeError> {
         let key = (name, version);
-        let (functions, documents, engine, stats) = (
-            self.functions.clone(),
-            self.documents.clone(),
-            self.engine.clone(),
-            self.stats.clone(),
-        );
-        let load_key = key.clone();
         self.templates
             .get_or_load(
                 &key,
                 |_, _| true,
-                move |_| {
+                // Called only on a miss: the hit path clones nothing.
+                |_| {
+                    let (functions, documents, engine, stats) = (
+                        self.functions.clone(),
+                        self.documents.clone(),
+                        self.engine.clone(),
+                        self.stats.clone(),
+                    );
+                    let load_key = key.clone();
                     async move {
                         let (name, version) = load_key;
-                        let record = functions.get(&name, version).await?.ok_or_else(|| {
-                            RegistryError::VersionNotFound {
-                                noun: FunctionVersion::NOUN,
-                                name: name.to_string(),
-                                version,
-                            }
-                        })?;
+                        let record = functions.record_of(&name, version).await?;
                         let (pre, size) = template(&engine, &documents, &stats, &record).await?;
                         Ok(Loaded {
                             config: Arc::new(record.config.clone()),

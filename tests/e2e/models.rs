@@ -24,11 +24,17 @@ fn reference(name: &str) -> Value {
     serde_json::from_str(&text).expect("reference JSON")
 }
 
+/// Push the example model `name` under its own name.
 async fn push(server: &Server, name: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    push_as(server, name, name, query).await
+}
+
+/// Push the example model `file` as model `name`.
+async fn push_as(server: &Server, name: &str, file: &str, query: &[(&str, &str)]) -> (u16, Value) {
     let response = client()
         .put(server.url(&format!("/v1/models/{name}")))
         .query(query)
-        .body(model_file(name))
+        .body(model_file(file))
         .send()
         .await
         .expect("push");
@@ -293,15 +299,14 @@ async fn a_predictor_stage_runs_a_registry_model_and_names_the_class() {
 async fn batched_results_equal_unbatched_results_request_by_request() {
     let server = Server::start();
     assert_eq!(push(&server, "digits-mlp", &[]).await.0, 201);
-    let response = client()
-        .put(server.url("/v1/models/digits-batched"))
-        .query(&[("max_batch_size", "16"), ("max_queue_delay_us", "50000")])
-        .body(model_file("digits-mlp"))
-        .send()
-        .await
-        .expect("push");
-    assert_eq!(response.status(), 201);
-    let pushed: Value = response.json().await.expect("json");
+    let (status, pushed) = push_as(
+        &server,
+        "digits-batched",
+        "digits-mlp",
+        &[("max_batch_size", "16"), ("max_queue_delay_us", "50000")],
+    )
+    .await;
+    assert_eq!(status, 201);
     assert_eq!(
         pushed["model"]["batching"],
         json!({"max_batch_size": 16, "max_queue_delay_us": 50000})
@@ -349,15 +354,13 @@ async fn batched_results_equal_unbatched_results_request_by_request() {
     assert!(batches < requests, "no request was batched: {status}");
 
     // A model whose shapes are fixed cannot batch, and says why.
-    let response = client()
-        .put(server.url("/v1/models/text-direction"))
-        .query(&[("input_shape.x", "1,3,48,192"), ("max_batch_size", "8")])
-        .body(model_file("text-direction"))
-        .send()
-        .await
-        .expect("push");
-    assert_eq!(response.status(), 400);
-    let v: Value = response.json().await.expect("json");
+    let (status, v) = push(
+        &server,
+        "text-direction",
+        &[("input_shape.x", "1,3,48,192"), ("max_batch_size", "8")],
+    )
+    .await;
+    assert_eq!(status, 400);
     assert!(
         v["error"]
             .as_str()
@@ -417,20 +420,8 @@ async fn the_real_triton_client_reads_metadata_and_infers_in_json_and_binary() {
 #[tokio::test]
 async fn model_aliases_decide_which_version_the_protocol_serves_and_roll_back() {
     let server = Server::start();
-    let put = |file: &'static str| {
-        let server = &server;
-        async move {
-            let response = client()
-                .put(server.url("/v1/models/iris"))
-                .body(model_file(file))
-                .send()
-                .await
-                .expect("push");
-            assert_eq!(response.status(), 201);
-        }
-    };
-    put("iris-logreg").await;
-    put("iris-gbt").await;
+    assert_eq!(push_as(&server, "iris", "iris-logreg", &[]).await.0, 201);
+    assert_eq!(push_as(&server, "iris", "iris-gbt", &[]).await.0, 201);
     let request = infer_request(&reference("iris-logreg"));
     let served = |path: &'static str| {
         let (server, request) = (&server, &request);

@@ -163,12 +163,12 @@ impl DocumentCache {
             (Some(_), DocumentPolicy::Immutable) => true,
             (Some(_), DocumentPolicy::Mutable) => loaded_at.elapsed() < config.poll_interval,
         };
-        let store = self.store.clone();
-        let requests = self.requests.clone();
-        let load_key = key.clone();
         let doc = self
             .cache
-            .get_or_load(&key, fresh, move |stale| {
+            .get_or_load(&key, fresh, |stale| {
+                // Only on a miss or a revalidation: hits clone nothing.
+                let (store, requests) = (self.store.clone(), self.requests.clone());
+                let load_key = key.clone();
                 async move {
                     let previous = stale.and_then(|doc| doc.object.clone());
                     let result = match &previous {

@@ -11,7 +11,9 @@ use sluice::http::ApiError;
 use sluice::http::codec::{decode_request, encode_response};
 use sluice::inference::{Baseline, Push};
 use sluice::node::{Deploy, Node};
-use sluice::registry::{FunctionSummary, FunctionVersion, Head, ModelVersion, Name, Selector};
+use sluice::registry::{
+    FunctionSummary, FunctionVersion, Head, ModelVersion, Name, Record, Selector,
+};
 use std::fmt;
 use std::sync::Arc;
 
@@ -255,25 +257,7 @@ impl Client {
         match self {
             Self::Local(node) => Ok(node.versions(name).await?),
             Self::Remote { base, http } => {
-                #[derive(Deserialize)]
-                struct Versions {
-                    aliases: std::collections::BTreeMap<String, u64>,
-                    history: std::collections::BTreeMap<String, Vec<u64>>,
-                    versions: Vec<FunctionVersion>,
-                }
-                let response = http
-                    .get(format!("{base}/v1/functions/{name}"))
-                    .send()
-                    .await
-                    .map_err(|e| Self::unreachable(base, e))?;
-                let body: Versions = Self::check(response, base).await?.json().await?;
-                let head = Head {
-                    versions: body.versions.iter().map(|v| v.version).collect(),
-                    highest: body.versions.last().map_or(0, |v| v.version),
-                    aliases: body.aliases,
-                    history: body.history,
-                };
-                Ok((head, body.versions))
+                Self::remote_versions(base, http, Kind::Function, name).await
             }
         }
     }
@@ -373,8 +357,8 @@ impl Client {
                 #[derive(Deserialize)]
                 struct Entry {
                     name: String,
-                    aliases: std::collections::BTreeMap<String, u64>,
-                    versions: usize,
+                    #[serde(flatten)]
+                    head: Head,
                 }
                 #[derive(Deserialize)]
                 struct List {
@@ -386,18 +370,7 @@ impl Client {
                     .await
                     .map_err(|e| Self::unreachable(base, e))?;
                 let list: List = Self::check(response, base).await?.json().await?;
-                Ok(list
-                    .models
-                    .into_iter()
-                    .map(|e| {
-                        let head = Head {
-                            versions: (1..=e.versions as u64).collect(),
-                            aliases: e.aliases,
-                            ..Head::default()
-                        };
-                        (e.name, head)
-                    })
-                    .collect())
+                Ok(list.models.into_iter().map(|e| (e.name, e.head)).collect())
             }
         }
     }
@@ -410,27 +383,38 @@ impl Client {
                 .versions(&Name::parse(name)?)
                 .await?),
             Self::Remote { base, http } => {
-                #[derive(Deserialize)]
-                struct Versions {
-                    aliases: std::collections::BTreeMap<String, u64>,
-                    history: std::collections::BTreeMap<String, Vec<u64>>,
-                    versions: Vec<ModelVersion>,
-                }
-                let response = http
-                    .get(format!("{base}/v1/models/{name}"))
-                    .send()
-                    .await
-                    .map_err(|e| Self::unreachable(base, e))?;
-                let body: Versions = Self::check(response, base).await?.json().await?;
-                let head = Head {
-                    versions: body.versions.iter().map(|v| v.version).collect(),
-                    highest: body.versions.last().map_or(0, |v| v.version),
-                    aliases: body.aliases,
-                    history: body.history,
-                };
-                Ok((head, body.versions))
+                Self::remote_versions(base, http, Kind::Model, name).await
             }
         }
+    }
+
+    /// `GET /v1/{functions|models}/{name}`: the head and every record.
+    async fn remote_versions<R: Record>(
+        base: &str,
+        http: &reqwest::Client,
+        kind: Kind,
+        name: &str,
+    ) -> Result<(Head, Vec<R>)> {
+        #[derive(Deserialize)]
+        #[serde(bound = "R: Record")]
+        struct Versions<R> {
+            aliases: std::collections::BTreeMap<String, u64>,
+            history: std::collections::BTreeMap<String, Vec<u64>>,
+            versions: Vec<R>,
+        }
+        let response = http
+            .get(format!("{base}/v1/{}/{name}", kind.path()))
+            .send()
+            .await
+            .map_err(|e| Self::unreachable(base, e))?;
+        let body: Versions<R> = Self::check(response, base).await?.json().await?;
+        let head = Head {
+            versions: body.versions.iter().map(Record::version).collect(),
+            highest: body.versions.iter().map(Record::version).max().unwrap_or(0),
+            aliases: body.aliases,
+            history: body.history,
+        };
+        Ok((head, body.versions))
     }
 
     /// Point an alias at a version; `expect` guards against a concurrent move.

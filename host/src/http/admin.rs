@@ -116,14 +116,7 @@ pub async fn versions(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let (head, versions) = state.node.versions(&name).await?;
-    Ok(Json(json!({
-        "name": name,
-        "default": head.default_version(),
-        "aliases": head.aliases,
-        "history": head.history,
-        "versions": versions,
-    }))
-    .into_response())
+    Ok(versions_body(&name, &head, versions))
 }
 
 /// `GET /v1/functions/{name}/versions/{n}`.
@@ -152,17 +145,28 @@ pub async fn delete_version(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The answer to an alias change: the head after it.
-pub(super) fn aliases_body(name: &str, head: &Head) -> Response {
-    Json(json!({
+/// A name's head as JSON: its live versions, aliases and their history.
+pub(super) fn head_json(name: &str, head: &Head) -> serde_json::Value {
+    json!({
         "name": name,
         "default": head.default_version(),
         "versions": head.versions,
         "highest": head.highest,
         "aliases": head.aliases,
         "history": head.history,
-    }))
-    .into_response()
+    })
+}
+
+/// The answer to an alias change: the head after it.
+pub(super) fn aliases_body(name: &str, head: &Head) -> Response {
+    Json(head_json(name, head)).into_response()
+}
+
+/// `GET /v1/{kind}/{name}`: the head with the full version records.
+pub(super) fn versions_body(name: &str, head: &Head, records: impl serde::Serialize) -> Response {
+    let mut body = head_json(name, head);
+    body["versions"] = json!(records);
+    Json(body).into_response()
 }
 
 /// `PUT /v1/functions/{name}/aliases/{alias}` with `{"version": N}` and

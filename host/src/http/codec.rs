@@ -40,7 +40,8 @@ fn data_len(data: &TensorData) -> usize {
     }
 }
 
-fn element_type(data: &TensorData) -> ElementType {
+/// The element type of tensor data.
+pub(crate) fn element_type(data: &TensorData) -> ElementType {
     match data {
         TensorData::F32(_) => ElementType::F32,
         TensorData::F64(_) => ElementType::F64,

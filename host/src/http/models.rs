@@ -3,7 +3,7 @@
 use super::{ApiError, AppState, RequestId, read_body};
 use crate::inference::{Baseline, Batching, Push};
 use crate::node::NodeError;
-use crate::registry::{LATEST, Name, STABLE};
+use crate::registry::{Name, STABLE};
 use crate::store::Digest;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -135,13 +135,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
     let registry = state.node.models().registry();
     let mut models = Vec::new();
     for (name, head) in registry.names().await.map_err(NodeError::from)? {
-        models.push(json!({
-            "name": name.as_str(),
-            "latest": head.aliases.get(LATEST),
-            "default": head.default_version(),
-            "versions": head.versions.len(),
-            "aliases": head.aliases,
-        }));
+        models.push(super::admin::head_json(name.as_str(), &head));
     }
     Ok(Json(json!({ "models": models })).into_response())
 }
@@ -158,14 +152,7 @@ pub async fn versions(
         .versions(&name(&raw)?)
         .await
         .map_err(NodeError::from)?;
-    Ok(Json(json!({
-        "name": raw,
-        "default": head.default_version(),
-        "aliases": head.aliases,
-        "history": head.history,
-        "versions": versions,
-    }))
-    .into_response())
+    Ok(super::admin::versions_body(&raw, &head, versions))
 }
 
 /// `PUT /v1/models/{name}/aliases/{alias}` with `{"version": N}` (and

@@ -22,7 +22,7 @@ pub use tensor::{Signature, TensorSpec, datatype_name, element_type, shape_text}
 
 use crate::cache::{Cache, DocumentCache, Weigh};
 use crate::engine::wit::{NamedTensor, Tensor};
-use crate::registry::{ModelVersion, Name, Record, Registry, RegistryError, Selector, now_rfc3339};
+use crate::registry::{ModelVersion, Name, Registry, RegistryError, Selector, now_rfc3339};
 use crate::store::{Digest, StoreError};
 use bytes::Bytes;
 use futures::FutureExt;
@@ -340,23 +340,18 @@ impl Models {
     ) -> Result<Arc<Model>, InferenceError> {
         let version = self.registry.resolve_number(name, selector).await?;
         let key = (name.clone(), version);
-        let (registry, documents) = (self.registry.clone(), self.documents.clone());
-        let (runs, batches) = (self.runs.clone(), self.batches.clone());
-        let load_key = key.clone();
         self.plans
             .get_or_load(
                 &key,
                 |_, _| true,
-                move |_| {
+                // Called only on a miss: the hit path clones nothing.
+                |_| {
+                    let (registry, documents) = (self.registry.clone(), self.documents.clone());
+                    let (runs, batches) = (self.runs.clone(), self.batches.clone());
+                    let load_key = key.clone();
                     async move {
                         let (name, version) = load_key;
-                        let record = registry.get(&name, version).await?.ok_or_else(|| {
-                            RegistryError::VersionNotFound {
-                                noun: ModelVersion::NOUN,
-                                name: name.to_string(),
-                                version,
-                            }
-                        })?;
+                        let record = registry.record_of(&name, version).await?;
                         let bytes = documents.fetch_blob(&record.digest).await?.ok_or_else(|| {
                             StoreError::Corrupt {
                                 key: record.digest.blob_key(),

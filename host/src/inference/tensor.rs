@@ -137,7 +137,7 @@ pub fn to_tract(spec: &TensorSpec, tensor: Tensor) -> Result<TValue, InferenceEr
             .map(|a| a.into_tensor().into_tvalue())
             .map_err(|e| e.to_string())
     }
-    let given = crate::http::codec::datatype(data_type(&tensor.data));
+    let given = crate::http::codec::datatype(crate::http::codec::element_type(&tensor.data));
     let value = match (spec.datatype.as_str(), tensor.data) {
         ("FP32", TensorData::F32(v)) => array(&shape, v),
         ("FP64", TensorData::F64(v)) => array(&shape, v),
@@ -148,21 +148,7 @@ pub fn to_tract(spec: &TensorSpec, tensor: Tensor) -> Result<TValue, InferenceEr
         ("BYTES", TensorData::String(v)) => array(&shape, v),
         _ => return Err(bad(format!("is {given}"))),
     };
-    let value = value.map_err(|e| bad(format!("does not match its shape: {e}")))?;
-    // Widened types go back to what the model declares.
-    Ok(value)
-}
-
-fn data_type(data: &TensorData) -> ElementType {
-    match data {
-        TensorData::F32(_) => ElementType::F32,
-        TensorData::F64(_) => ElementType::F64,
-        TensorData::I32(_) => ElementType::I32,
-        TensorData::I64(_) => ElementType::I64,
-        TensorData::U8(_) => ElementType::U8,
-        TensorData::Bool(_) => ElementType::Bool,
-        TensorData::String(_) => ElementType::String,
-    }
+    value.map_err(|e| bad(format!("does not match its shape: {e}")))
 }
 
 /// A tract value as a contract tensor.

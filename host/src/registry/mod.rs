@@ -298,6 +298,17 @@ impl<R: Record> Registry<R> {
         }
     }
 
+    /// One version's record; a missing one is [`RegistryError::VersionNotFound`].
+    pub async fn record_of(&self, name: &Name, version: u64) -> Result<R, RegistryError> {
+        self.get(name, version)
+            .await?
+            .ok_or_else(|| RegistryError::VersionNotFound {
+                noun: R::NOUN,
+                name: name.to_string(),
+                version,
+            })
+    }
+
     /// The version number `selector` picks for `name`.
     pub async fn resolve_number(
         &self,
