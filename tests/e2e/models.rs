@@ -296,6 +296,99 @@ async fn a_predictor_stage_runs_a_registry_model_and_names_the_class() {
 }
 
 #[tokio::test]
+async fn a_wasi_nn_guest_gets_the_same_numbers_as_the_inference_interface() {
+    let server = Server::start();
+    assert_eq!(push(&server, "iris-logreg", &[]).await.0, 201);
+    server
+        .deploy(
+            "via-inference",
+            "onnx-predict",
+            &[("config.model", "iris-logreg")],
+        )
+        .await;
+    let deployed = server
+        .deploy(
+            "via-wasi-nn",
+            "guest-wasi-nn-predict",
+            &[("config.model", "iris-logreg@latest")],
+        )
+        .await;
+    // wasi:nn imports put a stage in the predictor world.
+    assert_eq!(deployed["world"], "predictor", "{deployed}");
+    let reference = reference("iris-logreg");
+    let x = &reference["inputs"]["X"];
+    let message = json!({"tensors": [{"name": "X", "datatype": "FP32", "shape": x["shape"], "data": x["data"]}]})
+        .to_string();
+    let content_type = "application/vnd.sluice.message+json";
+    let (status, via_inference) = server
+        .invoke("via-inference", content_type, message.clone())
+        .await;
+    assert_eq!(status, 200, "{via_inference}");
+    // Concurrent calls: each waits for the model engine from wasi-nn's
+    // synchronous host calls without stalling the others.
+    let calls = (0..16).map(|_| server.invoke("via-wasi-nn", content_type, message.clone()));
+    for (status, via_wasi_nn) in futures::future::join_all(calls).await {
+        assert_eq!(status, 200, "{via_wasi_nn}");
+        let tensor = |v: &Value, name: &str| -> Value {
+            v["tensors"]
+                .as_array()
+                .and_then(|ts| ts.iter().find(|t| t["name"] == name))
+                .unwrap_or_else(|| panic!("no tensor {name} in {v}"))
+                .clone()
+        };
+        // Same engine, same plan: the same numbers, bit for bit.
+        for name in ["label", "probabilities"] {
+            assert_eq!(tensor(&via_wasi_nn, name), tensor(&via_inference, name));
+        }
+        assert_eq!(
+            tensor(&via_wasi_nn, "label")["data"],
+            reference["outputs"]["label"]["data"]
+        );
+        let got = tensor(&via_wasi_nn, "probabilities")["data"].clone();
+        let want = &reference["outputs"]["probabilities"]["data"];
+        for (g, w) in got.as_array().unwrap().iter().zip(want.as_array().unwrap()) {
+            assert!(
+                (g.as_f64().unwrap() - w.as_f64().unwrap()).abs() <= 1e-4,
+                "{g} vs {w}"
+            );
+        }
+    }
+
+    // Failures come back as wasi-nn errors the guest can report.
+    server
+        .deploy(
+            "nn-missing",
+            "guest-wasi-nn-predict",
+            &[("config.model", "missing")],
+        )
+        .await;
+    let (status, v) = server
+        .invoke("nn-missing", content_type, message.clone())
+        .await;
+    assert_eq!(status, 500, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("load-by-name: ErrorCode::NotFound"),
+        "{v}"
+    );
+    server
+        .deploy(
+            "nn-wrong-input",
+            "guest-wasi-nn-predict",
+            &[("config.model", "iris-logreg"), ("config.input", "nope")],
+        )
+        .await;
+    let (status, v) = server.invoke("nn-wrong-input", content_type, message).await;
+    assert_eq!(status, 500, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("wasi-nn compute"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
 async fn batched_results_equal_unbatched_results_request_by_request() {
     let server = Server::start();
     assert_eq!(push(&server, "digits-mlp", &[]).await.0, 201);

@@ -6,9 +6,11 @@
 //!
 //! `s3s-fs` checks `If-None-Match` / `If-Match` on writes, but not
 //! atomically: two racing conditional writers could both pass the check.
-//! AWS S3 evaluates them atomically; so that the race tests exercise the
-//! client against those semantics, this server serialises conditional
-//! writes (the one thing it adds to `s3s-fs`).
+//! And it keeps an object's checksum beside its file, so a read racing a
+//! write can pair the old bytes with the new checksum. AWS S3 does both
+//! atomically; so that the race tests exercise the client against those
+//! semantics, this server runs writes one at a time and never during a
+//! read's lookup (the one thing it adds to `s3s-fs`).
 
 use dashmap::DashMap;
 use hyper_util::rt::TokioIo;
@@ -49,12 +51,13 @@ impl Requests {
     }
 }
 
-/// `s3s-fs` with request counting and atomic conditional writes (or, to
-/// stand in for servers without them, none at all).
+/// `s3s-fs` with request counting and atomic writes (or, to stand in for
+/// servers without them, no conditional writes at all).
 struct Recording {
     fs: FileSystem,
     requests: Arc<Requests>,
-    conditional: tokio::sync::Mutex<()>,
+    /// Writes hold it exclusively, reads shared while they open an object.
+    atomic: tokio::sync::RwLock<()>,
     ignore_conditions: bool,
 }
 
@@ -72,6 +75,7 @@ impl S3 for Recording {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         self.requests.record("GET", &req.input.key);
+        let _read = self.atomic.read().await;
         self.fs.get_object(req).await
     }
 
@@ -80,6 +84,7 @@ impl S3 for Recording {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         self.requests.record("HEAD", &req.input.key);
+        let _read = self.atomic.read().await;
         self.fs.head_object(req).await
     }
 
@@ -93,10 +98,7 @@ impl S3 for Recording {
             req.input.if_match = None;
             req.input.if_none_match = None;
         }
-        if req.input.if_match.is_some() || req.input.if_none_match.is_some() {
-            let _serial = self.conditional.lock().await;
-            return self.fs.put_object(req).await;
-        }
+        let _write = self.atomic.write().await;
         self.fs.put_object(req).await
     }
 
@@ -105,6 +107,7 @@ impl S3 for Recording {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.requests.record("DELETE", &req.input.key);
+        let _write = self.atomic.write().await;
         self.fs.delete_object(req).await
     }
 
@@ -138,7 +141,7 @@ impl S3 for Recording {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         self.requests.record("COMPLETE", &req.input.key);
-        let _serial = self.conditional.lock().await;
+        let _write = self.atomic.write().await;
         self.fs.complete_multipart_upload(req).await
     }
 
@@ -211,7 +214,7 @@ impl S3Server {
             let mut builder = s3s::service::S3ServiceBuilder::new(Recording {
                 fs,
                 requests: self.requests.clone(),
-                conditional: tokio::sync::Mutex::new(()),
+                atomic: tokio::sync::RwLock::new(()),
                 ignore_conditions: self.ignore_conditions,
             });
             builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));

@@ -3,7 +3,8 @@
 //!
 //! `log` and `config` are served here; `inference` hands predictor stages
 //! registry models run by the node's model engine (a `model` resource is a
-//! handle on a shared plan). `features` is declared by the contract but not
+//! handle on a shared plan); `wasi:nn` reaches the same models
+//! (`wasi_nn.rs`). `features` is declared by the contract but not
 //! served by this node yet: it answers with a typed `not-available` error,
 //! never a trap.
 
@@ -41,6 +42,7 @@ pub mod wit {
     };
 }
 
+use super::wasi_nn::{WasiNnCtx, WasiNnView};
 use crate::inference::{InferenceError, Models};
 use crate::registry::{Name, RegistryError, Selector};
 use gen_::sluice::pipeline::{config, features, inference, log, types};
@@ -79,6 +81,8 @@ pub struct StageState {
     log_records: u32,
     /// The node's models, for predictor stages only.
     models: Option<Arc<Models>>,
+    /// wasi-nn's state, made on the stage's first wasi-nn call.
+    nn: Option<WasiNnCtx>,
 }
 
 impl StageState {
@@ -107,6 +111,7 @@ impl StageState {
             identity,
             log_records: 0,
             models,
+            nn: None,
         }
     }
 
@@ -174,11 +179,18 @@ impl WasiView for StageState {
 
 /// The linker every function version is prepared against: WASI 0.2 (its
 /// dangerous interfaces are refused at upload by `worlds`, and the empty
-/// context grants nothing through them anyway) and the Sluice interfaces.
+/// context grants nothing through them anyway), the Sluice interfaces and
+/// wasi-nn.
 pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<StageState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     gen_::Node::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |state: &mut StageState| {
+        let nn = state
+            .nn
+            .get_or_insert_with(|| super::wasi_nn::context(state.models.clone()));
+        WasiNnView::new(&mut state.table, nn)
+    })?;
     Ok(linker)
 }
 

@@ -8,13 +8,15 @@
 //!
 //! - [`worlds`] decides which capability world an uploaded component fits.
 //! - [`host`] implements the WIT imports (`log`, `config`, `inference`,
-//!   `features`) and the sandbox state of one call.
+//!   `features`) and the sandbox state of one call; [`wasi_nn`] serves the
+//!   standard `wasi:nn` interface over the same models.
 //! - [`call`] runs one stage call under its deadline and memory cap and
 //!   turns every way it can fail into a [`CallError`].
 
 mod call;
 mod host;
 mod output;
+mod wasi_nn;
 pub mod worlds;
 
 pub use call::{CallError, StageLimits};

@@ -3,7 +3,8 @@
 //!
 //! A stage may import exactly:
 //! - `sluice:pipeline/{log,config}` (every world), `sluice:pipeline/features`
-//!   (featurizer) or `sluice:pipeline/inference` (predictor), never both;
+//!   (featurizer) or `sluice:pipeline/inference` and the standard
+//!   `wasi:nn/*` (predictor), never both;
 //! - from WASI 0.2, what Rust's and other languages' standard libraries need
 //!   and the host grants with an empty context: `wasi:io/*`, `wasi:clocks/*`,
 //!   `wasi:random/*`, and `wasi:cli/{environment,exit,stdin,stdout,stderr,
@@ -153,6 +154,7 @@ fn grant(import: &str) -> Result<Grant, WorldError> {
         (PACKAGE, _) => Err(forbid(
             "it is not part of the Sluice contract this node serves (sluice:pipeline@0.1.0)",
         )),
+        ("wasi:nn", "tensor" | "graph" | "inference" | "errors") => Ok(Grant::Inference),
         ("wasi:io" | "wasi:clocks" | "wasi:random", _) => Ok(Grant::Base),
         ("wasi:cli", "environment" | "exit" | "stdin" | "stdout" | "stderr") => Ok(Grant::Base),
         ("wasi:cli", i) if i.starts_with("terminal-") => Ok(Grant::Base),
@@ -202,6 +204,10 @@ mod tests {
         ));
         assert!(matches!(
             grant("sluice:pipeline/inference@0.1.0"),
+            Ok(Grant::Inference)
+        ));
+        assert!(matches!(
+            grant("wasi:nn/graph@0.2.0-rc-2024-10-28"),
             Ok(Grant::Inference)
         ));
         assert!(matches!(
