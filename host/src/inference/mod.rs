@@ -15,6 +15,7 @@
 //!    queue instead (`batch.rs`).
 
 mod batch;
+mod heads;
 mod tensor;
 
 pub use batch::{BatchStats, Batching};
@@ -57,8 +58,43 @@ impl From<StoreError> for InferenceError {
     }
 }
 
-/// An optimised plan tract runs.
-type Plan = Arc<TypedRunnableModel>;
+/// An optimised plan tract runs, shared by every run of a model version.
+type Plan = Arc<Runner>;
+
+/// A plan and the run states it keeps between runs. A state holds what a
+/// run sets up before computing anything (per-operator states, value
+/// slots, scratch keyed by session); tract's `plan.run` builds one per
+/// run, which at batch 64 costs more than the arithmetic of a small model.
+/// At most one state per concurrent run is kept (runs are bounded by the
+/// core count).
+pub struct Runner {
+    plan: Arc<TypedRunnableModel>,
+    idle: std::sync::Mutex<Vec<TypedSimpleState>>,
+}
+
+impl Runner {
+    fn new(plan: Arc<TypedRunnableModel>) -> Self {
+        Self {
+            plan,
+            idle: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Run the plan on `inputs` (in the model's input order).
+    pub fn run(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut state = match idle {
+            Some(state) => state,
+            None => self.plan.spawn()?,
+        };
+        let outputs = state.run(inputs)?;
+        // A failed run drops its state: nothing half-done is reused.
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(state);
+        }
+        Ok(outputs)
+    }
+}
 
 /// A model version ready to run.
 pub struct Model {
@@ -129,7 +165,8 @@ pub fn compile(
         .model_for_read(&mut &bytes[..])
         .map_err(|e| unsupported("not a loadable ONNX model", e))?;
     determine_inputs(&mut model, input_shapes)?;
-    let typed = model.into_optimized().map_err(|e| optimise_failure(&e))?;
+    let mut typed = model.into_optimized().map_err(|e| optimise_failure(&e))?;
+    heads::install(&mut typed).map_err(|e| InferenceError::Internal(format!("{e:#}")))?;
     let signature = Signature::of(&typed)?;
     let input_types = typed
         .input_outlets()
@@ -141,7 +178,7 @@ pub fn compile(
     let plan = typed
         .into_runnable()
         .map_err(|e| unsupported("tract cannot plan it", e))?;
-    Ok((plan, signature, input_types))
+    Ok((Arc::new(Runner::new(plan)), signature, input_types))
 }
 
 /// Why tract could not optimise a model, said so the user can act on it.
