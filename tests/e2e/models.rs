@@ -275,24 +275,37 @@ async fn a_predictor_stage_runs_a_registry_model_and_names_the_class() {
     assert_eq!(v["fields"]["class"], classes[label as usize]);
 
     // A model the stage names that does not exist is the stage's failure.
-    server
-        .deploy("lost", "onnx-predict", &[("config.model", "missing")])
-        .await;
+    let config = [("config.model", "missing")];
+    stage_fails(
+        &server,
+        "onnx-predict",
+        &config,
+        &message.to_string(),
+        "model `missing` not found",
+    )
+    .await;
+}
+
+/// Deploy `package` with `config` and call it with `message`: a 500 whose
+/// error contains `expected`.
+async fn stage_fails(
+    server: &Server,
+    package: &str,
+    config: &[(&str, &str)],
+    message: &str,
+    expected: &str,
+) {
+    let deployed = server.deploy("failing", package, config).await;
+    assert!(deployed["version"].is_u64(), "{deployed}");
     let (status, v) = server
         .invoke(
-            "lost",
+            "failing",
             "application/vnd.sluice.message+json",
             message.to_string(),
         )
         .await;
     assert_eq!(status, 500, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("model `missing` not found"),
-        "{v}"
-    );
+    assert!(v["error"].as_str().unwrap().contains(expected), "{v}");
 }
 
 #[tokio::test]
@@ -355,37 +368,24 @@ async fn a_wasi_nn_guest_gets_the_same_numbers_as_the_inference_interface() {
     }
 
     // Failures come back as wasi-nn errors the guest can report.
-    server
-        .deploy(
-            "nn-missing",
-            "guest-wasi-nn-predict",
-            &[("config.model", "missing")],
-        )
-        .await;
-    let (status, v) = server
-        .invoke("nn-missing", content_type, message.clone())
-        .await;
-    assert_eq!(status, 500, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("load-by-name: ErrorCode::NotFound"),
-        "{v}"
-    );
-    server
-        .deploy(
-            "nn-wrong-input",
-            "guest-wasi-nn-predict",
-            &[("config.model", "iris-logreg"), ("config.input", "nope")],
-        )
-        .await;
-    let (status, v) = server.invoke("nn-wrong-input", content_type, message).await;
-    assert_eq!(status, 500, "{v}");
-    assert!(
-        v["error"].as_str().unwrap().contains("wasi-nn compute"),
-        "{v}"
-    );
+    let missing = [("config.model", "missing")];
+    let wrong_input = [("config.model", "iris-logreg"), ("config.input", "nope")];
+    stage_fails(
+        &server,
+        "guest-wasi-nn-predict",
+        &missing,
+        &message,
+        "load-by-name: ErrorCode::NotFound",
+    )
+    .await;
+    stage_fails(
+        &server,
+        "guest-wasi-nn-predict",
+        &wrong_input,
+        &message,
+        "wasi-nn compute",
+    )
+    .await;
 }
 
 #[tokio::test]
