@@ -6,16 +6,20 @@ Writes, next to this file:
   iris-logreg.onnx   logistic regression, 4 features -> 3 classes
   iris-gbt.onnx      gradient-boosted trees (TreeEnsembleClassifier), 4 -> 3
   digits-mlp.onnx    multi-layer perceptron, 64 pixels -> 10 digits
-  unsupported-scaler.onnx  a StandardScaler exported as ai.onnx.ml Scaler,
-                     which stock tract lacks: pushing it must be refused
-                     naming the operator
+  iris-scaled-logreg.onnx  StandardScaler + logistic regression on raw
+                     features: an ai.onnx.ml Scaler (Sluice's own operator)
+                     before a LinearClassifier
+  iris-zipmap.onnx   the logistic regression exported with zipmap on: its
+                     ZipMap must be refused, naming the export option
+  unknown-operator.onnx  a graph with an operator no engine knows
+                     (com.example Frobnicate): refused naming it
   text-direction.onnx  PP-OCR text-direction classifier (a CNN) from the
                      rapidocr-onnxruntime wheel, unchanged
   <model>.reference.json  inputs and onnxruntime's outputs for each
 
 Classifiers are exported with zipmap off (plain label and probability
-tensors) and expect scaled inputs where scaling matters: the scaler is a
-separate preprocessing stage in Sluice.
+tensors). The first models expect scaled inputs (scaling as a preprocessing
+stage); iris-scaled-logreg carries its scaler inside the model.
 """
 
 import io
@@ -25,12 +29,14 @@ import sys
 import zipfile
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from skl2onnx import to_onnx
 from sklearn.datasets import load_digits, load_iris
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -58,8 +64,9 @@ def reference(name, inputs):
     print(f"{name}: inputs {[ (k, v.shape) for k, v in inputs.items()]} outputs {[ (o.name, v.shape) for o, v in zip(session.get_outputs(), outputs)]}")
 
 
-def export(name, model, sample):
-    onx = to_onnx(model, sample[:1], options={id(model): OPTIONS} if hasattr(model, "predict_proba") else None, target_opset=15)
+def export(name, model, sample, options=OPTIONS):
+    classifier = model.steps[-1][1] if hasattr(model, "steps") else model
+    onx = to_onnx(model, sample[:1], options={id(classifier): options} if hasattr(model, "predict_proba") else None, target_opset=15)
     # A dynamic batch dimension: any number of rows per call.
     onx.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
     (HERE / f"{name}.onnx").write_bytes(onx.SerializeToString())
@@ -86,9 +93,6 @@ def main():
     export("digits-mlp", mlp, xd)
     reference("digits-mlp", {"X": xd[rng.choice(len(xd), 8, replace=False)]})
 
-    scaler = StandardScaler().fit(iris.data.astype(np.float32))
-    export("unsupported-scaler", scaler, iris.data.astype(np.float32))
-
     # A real published CNN, from the rapidocr-onnxruntime wheel downloaded by make.sh.
     wheel = next(pathlib.Path(sys.argv[1]).glob("rapidocr_onnxruntime-*.whl"))
     with zipfile.ZipFile(wheel) as z:
@@ -96,6 +100,22 @@ def main():
         (HERE / "text-direction.onnx").write_bytes(z.read(member))
     image = np.round(rng.random((1, 3, 48, 192)), 2).astype(np.float32)
     reference("text-direction", {"x": image})
+
+    raw = iris.data.astype(np.float32)
+    scaled_logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(raw, y)
+    export("iris-scaled-logreg", scaled_logreg, raw)
+    reference("iris-scaled-logreg", {"X": raw[rng.choice(len(raw), 8, replace=False)]})
+
+    export("iris-zipmap", logreg, x, options={"zipmap": True})
+
+    frobnicate = onnx.helper.make_node("Frobnicate", ["X"], ["Y"], domain="com.example")
+    graph = onnx.helper.make_graph(
+        [frobnicate], "unknown-operator",
+        [onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, ["N", 4])],
+        [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, ["N", 4])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 15), onnx.helper.make_opsetid("com.example", 1)])
+    (HERE / "unknown-operator.onnx").write_bytes(model.SerializeToString())
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ const MODELS: &[(&str, &[(&str, &str)])] = &[
     ("iris-logreg", &[]),
     ("iris-gbt", &[]),
     ("digits-mlp", &[]),
+    ("iris-scaled-logreg", &[]),
     ("text-direction", &[("input_shape.x", "1,3,48,192")]),
 ];
 
@@ -549,13 +550,21 @@ async fn model_aliases_decide_which_version_the_protocol_serves_and_roll_back() 
 #[tokio::test]
 async fn models_tract_cannot_run_are_refused_naming_the_operator_or_the_fix() {
     let server = Server::start();
-    let (status, v) = push(&server, "unsupported-scaler", &[]).await;
+    let (status, v) = push(&server, "unknown-operator", &[]).await;
     assert_eq!(status, 400, "{v}");
     assert!(
         v["error"]
             .as_str()
             .unwrap()
-            .starts_with("the model cannot be served: operator `Scaler` is not implemented"),
+            .starts_with("the model cannot be served: operator `Frobnicate` is not implemented"),
+        "{v}"
+    );
+    // ZipMap is refused with the export option that avoids it.
+    let (status, v) = push(&server, "iris-zipmap", &[]).await;
+    assert_eq!(status, 400, "{v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("`ZipMap`") && error.contains("\"zipmap\": False"),
         "{v}"
     );
     // The CNN declares [N, 3, ?, ?]: it needs its input shape pinned.
@@ -576,7 +585,9 @@ async fn models_tract_cannot_run_are_refused_naming_the_operator_or_the_fix() {
         v["error"].as_str().unwrap().contains("its inputs are x"),
         "{v}"
     );
-    assert_eq!(server.get("/v1/models/unsupported-scaler").await.0, 404);
+    for refused in ["unknown-operator", "iris-zipmap", "text-direction"] {
+        assert_eq!(server.get(&format!("/v1/models/{refused}")).await.0, 404);
+    }
 }
 
 #[tokio::test]

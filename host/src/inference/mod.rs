@@ -16,6 +16,7 @@
 
 mod batch;
 mod heads;
+mod onnx_ml;
 mod tensor;
 
 pub use batch::{BatchStats, Batching};
@@ -161,7 +162,9 @@ pub fn compile(
         // tract's chain ends in the operator or fact it could not handle.
         InferenceError::Unsupported(format!("{stage}: {e:#}"))
     };
-    let mut model = tract_onnx::onnx()
+    let mut onnx = tract_onnx::onnx();
+    onnx_ml::register(&mut onnx.op_register);
+    let mut model = onnx
         .model_for_read(&mut &bytes[..])
         .map_err(|e| unsupported("not a loadable ONNX model", e))?;
     determine_inputs(&mut model, input_shapes)?;

@@ -1,0 +1,171 @@
+//! Operators of the ONNX-ML domain (`ai.onnx.ml`) that stock tract lacks,
+//! registered with tract's ONNX operator registry before a model is read.
+//!
+//! - `Scaler` ([`scaler`]), as scikit-learn's `StandardScaler` exports;
+//! - `Binarizer` ([`binarizer`]).
+//! - `ZipMap` is refused with the export option that avoids it: a map per
+//!   row is not a tensor, and no client of a model server wants one.
+
+mod binarizer;
+mod scaler;
+
+use tract_onnx::model::{OnnxOpRegister, ParsingContext};
+use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_hir::internal::*;
+
+/// Add Sluice's operators to `register` (replacing tract's where both exist).
+pub(super) fn register(register: &mut OnnxOpRegister) {
+    register.insert("Binarizer", binarizer::parse);
+    register.insert("Scaler", scaler::parse);
+    register.insert("ZipMap", refuse_zipmap);
+}
+
+fn refuse_zipmap(
+    _: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    bail!(
+        "operator `ZipMap` (node `{}`) turns probabilities into one map per row, which is not a tensor; export the classifier without it (skl2onnx: `options={{id(model): {{\"zipmap\": False}}}}`; onnxmltools: `zipmap=False`)",
+        node.name
+    )
+}
+
+/// Hand-built one-node ONNX graphs for the operators' tests.
+#[cfg(test)]
+pub(crate) mod graph {
+    use prost::Message;
+    use tract_onnx::pb::attribute_proto::AttributeType;
+    use tract_onnx::pb::tensor_proto::DataType;
+    use tract_onnx::pb::tensor_shape_proto::{Dimension, dimension};
+    use tract_onnx::pb::{
+        AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
+        TypeProto, ValueInfoProto, type_proto,
+    };
+
+    /// An attribute value.
+    pub enum Attr {
+        Floats(Vec<f32>),
+        Float(f32),
+    }
+
+    fn value_info(name: &str, elem_type: DataType, dims: &[i64]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|d| Dimension {
+                value: Some(if *d < 0 {
+                    dimension::Value::DimParam("N".into())
+                } else {
+                    dimension::Value::DimValue(*d)
+                }),
+                ..Default::default()
+            })
+            .collect();
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: elem_type as i32,
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The bytes of a model with one `ai.onnx.ml` node `op` reading `X`
+    /// (`elem_type`, `dims`; -1 is the dynamic N) and writing `outputs`.
+    pub fn one_node(
+        op: &str,
+        elem_type: DataType,
+        dims: &[i64],
+        outputs: &[(&str, DataType)],
+        attributes: Vec<(&str, Attr)>,
+    ) -> Vec<u8> {
+        let attribute = attributes
+            .into_iter()
+            .map(|(name, value)| {
+                let mut a = AttributeProto {
+                    name: name.into(),
+                    ..Default::default()
+                };
+                match value {
+                    Attr::Floats(v) => (a.r#type, a.floats) = (AttributeType::Floats as i32, v),
+                    Attr::Float(v) => (a.r#type, a.f) = (AttributeType::Float as i32, v),
+                }
+                a
+            })
+            .collect();
+        let node = NodeProto {
+            input: vec!["X".into()],
+            output: outputs.iter().map(|(n, _)| n.to_string()).collect(),
+            name: op.to_lowercase(),
+            op_type: op.into(),
+            domain: "ai.onnx.ml".into(),
+            attribute,
+            ..Default::default()
+        };
+        let graph = GraphProto {
+            node: vec![node],
+            name: "one-node".into(),
+            input: vec![value_info("X", elem_type, dims)],
+            output: outputs
+                .iter()
+                .map(|(name, t)| ValueInfoProto {
+                    name: name.to_string(),
+                    ..value_info(name, *t, &[])
+                })
+                .map(|mut v| {
+                    // Output shapes are left for inference to fill in.
+                    if let Some(TypeProto {
+                        value: Some(type_proto::Value::TensorType(t)),
+                        ..
+                    }) = &mut v.r#type
+                    {
+                        t.shape = None;
+                    }
+                    v
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let opset = |domain: &str, version| OperatorSetIdProto {
+            domain: domain.into(),
+            version,
+        };
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![opset("", 15), opset("ai.onnx.ml", 3)],
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::graph::one_node;
+    use crate::inference::compile;
+    use std::collections::BTreeMap;
+    use tract_onnx::pb::tensor_proto::DataType;
+
+    #[test]
+    fn zipmap_is_refused_with_the_export_option() {
+        let model = one_node(
+            "ZipMap",
+            DataType::Float,
+            &[-1, 3],
+            &[("Z", DataType::Float)],
+            vec![],
+        );
+        let error = compile(&model, &BTreeMap::new())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            error.contains("`ZipMap`") && error.contains("\"zipmap\": False"),
+            "{error}"
+        );
+    }
+}
