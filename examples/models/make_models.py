@@ -9,6 +9,9 @@ Writes, next to this file:
   iris-scaled-logreg.onnx  StandardScaler + logistic regression on raw
                      features: an ai.onnx.ml Scaler (Sluice's own operator)
                      before a LinearClassifier
+  diabetes-gbr.onnx  gradient-boosted regression trees (TreeEnsembleRegressor,
+                     SUM), 10 features -> 1 value
+  diabetes-rf.onnx   random forest regressor (TreeEnsembleRegressor), 10 -> 1
   iris-zipmap.onnx   the logistic regression exported with zipmap on: its
                      ZipMap must be refused, naming the export option
   unknown-operator.onnx  a graph with an operator no engine knows
@@ -32,8 +35,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from skl2onnx import to_onnx
-from sklearn.datasets import load_digits, load_iris
-from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.datasets import load_diabetes, load_digits, load_iris
+from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -107,6 +110,16 @@ def main():
     reference("iris-scaled-logreg", {"X": raw[rng.choice(len(raw), 8, replace=False)]})
 
     export("iris-zipmap", logreg, x, options={"zipmap": True})
+
+    diabetes = load_diabetes()
+    xr, yr = diabetes.data.astype(np.float32), diabetes.target
+    rows = xr[rng.choice(len(xr), 8, replace=False)]
+    gbr = GradientBoostingRegressor(n_estimators=50, max_depth=3, random_state=7).fit(xr, yr)
+    export("diabetes-gbr", gbr, xr)
+    reference("diabetes-gbr", {"X": rows})
+    rf = RandomForestRegressor(n_estimators=20, max_depth=6, random_state=7).fit(xr, yr)
+    export("diabetes-rf", rf, xr)
+    reference("diabetes-rf", {"X": rows})
 
     frobnicate = onnx.helper.make_node("Frobnicate", ["X"], ["Y"], domain="com.example")
     graph = onnx.helper.make_graph(

@@ -2,12 +2,16 @@
 //! registered with tract's ONNX operator registry before a model is read.
 //!
 //! - `Scaler` ([`scaler`]), as scikit-learn's `StandardScaler` exports;
-//! - `Binarizer` ([`binarizer`]).
+//! - `Binarizer` ([`binarizer`]);
+//! - `TreeEnsembleRegressor` ([`tree_regressor`]) on Sluice's flattened
+//!   tree evaluator ([`trees`]).
 //! - `ZipMap` is refused with the export option that avoids it: a map per
 //!   row is not a tensor, and no client of a model server wants one.
 
 mod binarizer;
 mod scaler;
+mod tree_regressor;
+mod trees;
 
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
@@ -17,6 +21,7 @@ use tract_onnx::tract_hir::internal::*;
 pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("Binarizer", binarizer::parse);
     register.insert("Scaler", scaler::parse);
+    register.insert("TreeEnsembleRegressor", tree_regressor::parse);
     register.insert("ZipMap", refuse_zipmap);
 }
 

@@ -1,0 +1,494 @@
+//! Tree ensembles flattened for speed: every node of every tree in
+//! structure-of-arrays form (feature, threshold, mode, children), leaves'
+//! weights in one array indexed by a per-node range, and evaluation that
+//! walks one tree over many rows before moving to the next, so a tree's
+//! nodes stay in cache. No allocation per row, no search for a node: a
+//! child is an index.
+//!
+//! Built from the ONNX-ML attributes (`nodes_*`, `target_*`/`class_*`),
+//! which are checked once at load: a child outside its tree, a cycle, a
+//! weight on a branch or a bad mode is refused with the node named, so a
+//! malformed model never reaches a request.
+
+use std::collections::HashMap;
+use tract_onnx::tract_hir::internal::*;
+
+/// How a branch compares the row's feature `x` with its threshold `t`;
+/// the true child is taken when the comparison holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// `x <= t`
+    Leq,
+    /// `x < t`
+    Lt,
+    /// `x >= t`
+    Gte,
+    /// `x > t`
+    Gt,
+    /// `x == t`
+    Eq,
+    /// `x != t`
+    Neq,
+    /// A leaf: no comparison, weights instead.
+    Leaf,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "BRANCH_LEQ" => Self::Leq,
+            "BRANCH_LT" => Self::Lt,
+            "BRANCH_GTE" => Self::Gte,
+            "BRANCH_GT" => Self::Gt,
+            "BRANCH_EQ" => Self::Eq,
+            "BRANCH_NEQ" => Self::Neq,
+            "LEAF" => Self::Leaf,
+            _ => return None,
+        })
+    }
+}
+
+/// How the trees' leaf weights combine per target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Aggregate {
+    Sum,
+    Average,
+    Min,
+    Max,
+}
+
+impl Aggregate {
+    pub(super) fn parse(s: &str) -> TractResult<Self> {
+        Ok(match s {
+            "SUM" => Self::Sum,
+            "AVERAGE" => Self::Average,
+            "MIN" => Self::Min,
+            "MAX" => Self::Max,
+            other => bail!("aggregate_function `{other}` is not one of SUM, AVERAGE, MIN, MAX"),
+        })
+    }
+}
+
+/// The nodes as the ONNX attributes give them, one entry per node.
+pub(super) struct NodeAttributes {
+    pub tree_ids: Vec<i64>,
+    pub node_ids: Vec<i64>,
+    pub feature_ids: Vec<i64>,
+    pub values: Vec<f32>,
+    pub modes: Vec<String>,
+    pub true_ids: Vec<i64>,
+    pub false_ids: Vec<i64>,
+    /// Empty, or one flag per node: a missing value (NaN) takes the true
+    /// branch.
+    pub missing_tracks_true: Vec<i64>,
+}
+
+/// The leaf weights as the ONNX attributes give them (`target_*` or
+/// `class_*`), one entry per weight.
+pub(super) struct WeightAttributes {
+    pub tree_ids: Vec<i64>,
+    pub node_ids: Vec<i64>,
+    pub targets: Vec<i64>,
+    pub weights: Vec<f32>,
+}
+
+/// A checked, flattened tree ensemble.
+#[derive(Debug)]
+pub(super) struct Ensemble {
+    roots: Vec<u32>,
+    feature: Vec<u32>,
+    threshold: Vec<f32>,
+    mode: Vec<Mode>,
+    true_child: Vec<u32>,
+    false_child: Vec<u32>,
+    missing_true: Vec<bool>,
+    /// Node `i`'s weights are `leaf_start[i]..leaf_start[i + 1]`.
+    leaf_start: Vec<u32>,
+    leaf_target: Vec<u32>,
+    leaf_weight: Vec<f32>,
+    /// Features a row needs (the highest feature id + 1).
+    pub features: usize,
+    /// Scores per row.
+    pub targets: usize,
+}
+
+impl Ensemble {
+    /// Check and flatten. `targets` is the number of scores per row.
+    pub(super) fn build(
+        nodes: NodeAttributes,
+        weights: WeightAttributes,
+        targets: usize,
+    ) -> TractResult<Self> {
+        let count = nodes.node_ids.len();
+        ensure!(count > 0, "the ensemble has no nodes");
+        for (name, len) in [
+            ("nodes_treeids", nodes.tree_ids.len()),
+            ("nodes_featureids", nodes.feature_ids.len()),
+            ("nodes_values", nodes.values.len()),
+            ("nodes_modes", nodes.modes.len()),
+            ("nodes_truenodeids", nodes.true_ids.len()),
+            ("nodes_falsenodeids", nodes.false_ids.len()),
+        ] {
+            ensure!(
+                len == count,
+                "`{name}` has {len} entries; `nodes_nodeids` has {count}"
+            );
+        }
+        ensure!(
+            nodes.missing_tracks_true.is_empty() || nodes.missing_tracks_true.len() == count,
+            "`nodes_missing_value_tracks_true` has {} entries; `nodes_nodeids` has {count}",
+            nodes.missing_tracks_true.len()
+        );
+        let mut index: HashMap<(i64, i64), u32> = HashMap::with_capacity(count);
+        for (i, key) in nodes.tree_ids.iter().zip(&nodes.node_ids).enumerate() {
+            let key = (*key.0, *key.1);
+            ensure!(
+                index.insert(key, i as u32).is_none(),
+                "node {} of tree {} appears twice",
+                key.1,
+                key.0
+            );
+        }
+        let mode = nodes
+            .modes
+            .iter()
+            .zip(nodes.tree_ids.iter().zip(&nodes.node_ids))
+            .map(|(m, (t, n))| {
+                Mode::parse(m).ok_or_else(|| {
+                    format_err!("node {n} of tree {t} has mode `{m}`; expected BRANCH_LEQ, BRANCH_LT, BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ or LEAF")
+                })
+            })
+            .collect::<TractResult<Vec<_>>>()?;
+        let child = |i: usize, id: i64, which: &str| -> TractResult<u32> {
+            let tree = nodes.tree_ids[i];
+            index.get(&(tree, id)).copied().ok_or_else(|| {
+                format_err!(
+                    "node {} of tree {tree} has {which} child {id}, which tree {tree} does not have",
+                    nodes.node_ids[i]
+                )
+            })
+        };
+        let (mut true_child, mut false_child) = (vec![0; count], vec![0; count]);
+        let mut feature = vec![0; count];
+        let mut features = 0;
+        for i in 0..count {
+            if mode[i] == Mode::Leaf {
+                continue;
+            }
+            true_child[i] = child(i, nodes.true_ids[i], "true")?;
+            false_child[i] = child(i, nodes.false_ids[i], "false")?;
+            let f = u32::try_from(nodes.feature_ids[i]).map_err(|_| {
+                format_err!(
+                    "node {} of tree {} reads feature {}",
+                    nodes.node_ids[i],
+                    nodes.tree_ids[i],
+                    nodes.feature_ids[i]
+                )
+            })?;
+            feature[i] = f;
+            features = features.max(f as usize + 1);
+        }
+
+        // Roots: per tree (in order of first appearance), the one node no
+        // branch points at.
+        let mut is_child = vec![false; count];
+        for i in (0..count).filter(|i| mode[*i] != Mode::Leaf) {
+            is_child[true_child[i] as usize] = true;
+            is_child[false_child[i] as usize] = true;
+        }
+        let mut trees: Vec<i64> = Vec::new();
+        let mut roots_of: HashMap<i64, Vec<u32>> = HashMap::new();
+        for i in 0..count {
+            let tree = nodes.tree_ids[i];
+            let roots = roots_of.entry(tree).or_insert_with(|| {
+                trees.push(tree);
+                Vec::new()
+            });
+            if !is_child[i] {
+                roots.push(i as u32);
+            }
+        }
+        let roots = trees
+            .iter()
+            .map(|tree| match roots_of[tree].as_slice() {
+                [root] => Ok(*root),
+                [] => bail!("tree {tree} has no root: every node is some node's child (a cycle)"),
+                many => bail!(
+                    "tree {tree} has {} roots (nodes no branch points at); a tree has one",
+                    many.len()
+                ),
+            })
+            .collect::<TractResult<Vec<_>>>()?;
+        check_acyclic(&roots, &mode, &true_child, &false_child, &nodes)?;
+
+        // Leaf weights, grouped by node.
+        let wcount = weights.node_ids.len();
+        for (name, len) in [
+            ("treeids", weights.tree_ids.len()),
+            ("ids", weights.targets.len()),
+            ("weights", weights.weights.len()),
+        ] {
+            ensure!(
+                len == wcount,
+                "the weights' `{name}` has {len} entries; their `nodeids` has {wcount}"
+            );
+        }
+        let mut per_node: Vec<Vec<(u32, f32)>> = vec![Vec::new(); count];
+        for w in 0..wcount {
+            let (tree, node) = (weights.tree_ids[w], weights.node_ids[w]);
+            let i = *index.get(&(tree, node)).ok_or_else(|| {
+                format_err!("a weight names node {node} of tree {tree}, which does not exist")
+            })? as usize;
+            ensure!(
+                mode[i] == Mode::Leaf,
+                "a weight is on node {node} of tree {tree}, which is a branch, not a leaf"
+            );
+            let target = usize::try_from(weights.targets[w])
+                .ok()
+                .filter(|t| *t < targets)
+                .ok_or_else(|| {
+                    format_err!(
+                        "a weight of node {node} of tree {tree} goes to target {}; there are {targets}",
+                        weights.targets[w]
+                    )
+                })?;
+            per_node[i].push((target as u32, weights.weights[w]));
+        }
+        let mut leaf_start = Vec::with_capacity(count + 1);
+        let (mut leaf_target, mut leaf_weight) = (Vec::new(), Vec::new());
+        for entries in &per_node {
+            leaf_start.push(leaf_target.len() as u32);
+            for (t, w) in entries {
+                leaf_target.push(*t);
+                leaf_weight.push(*w);
+            }
+        }
+        leaf_start.push(leaf_target.len() as u32);
+        let missing_true = if nodes.missing_tracks_true.is_empty() {
+            vec![false; count]
+        } else {
+            nodes.missing_tracks_true.iter().map(|m| *m != 0).collect()
+        };
+        Ok(Self {
+            roots,
+            feature,
+            threshold: nodes.values,
+            mode,
+            true_child,
+            false_child,
+            missing_true,
+            leaf_start,
+            leaf_target,
+            leaf_weight,
+            features,
+            targets,
+        })
+    }
+
+    /// The number of trees.
+    pub(super) fn trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// The leaf `row` reaches in the tree rooted at `root`.
+    #[inline]
+    fn leaf(&self, root: u32, row: &[f32]) -> usize {
+        let mut n = root as usize;
+        loop {
+            let mode = self.mode[n];
+            if mode == Mode::Leaf {
+                return n;
+            }
+            let x = row[self.feature[n] as usize];
+            let t = self.threshold[n];
+            let holds = match mode {
+                Mode::Leq => x <= t,
+                Mode::Lt => x < t,
+                Mode::Gte => x >= t,
+                Mode::Gt => x > t,
+                Mode::Eq => x == t,
+                Mode::Neq => x != t,
+                Mode::Leaf => unreachable!("leaves return above"),
+            };
+            let take_true = holds || (x.is_nan() && self.missing_true[n]);
+            n = if take_true {
+                self.true_child[n]
+            } else {
+                self.false_child[n]
+            } as usize;
+        }
+    }
+
+    /// Aggregate the trees' weights for `rows` (row-major, `width` features
+    /// each) into `scores` (row-major, `targets` each), without base
+    /// values or a post-transform.
+    pub(super) fn aggregate(
+        &self,
+        rows: &[f32],
+        width: usize,
+        aggregate: Aggregate,
+        scores: &mut [f32],
+    ) {
+        let start = match aggregate {
+            Aggregate::Sum | Aggregate::Average => 0.0,
+            Aggregate::Min => f32::INFINITY,
+            Aggregate::Max => f32::NEG_INFINITY,
+        };
+        scores.fill(start);
+        // Tree by tree over all rows: one tree's nodes stay in cache.
+        for root in &self.roots {
+            for (row, out) in rows
+                .chunks_exact(width)
+                .zip(scores.chunks_exact_mut(self.targets))
+            {
+                let leaf = self.leaf(*root, row);
+                let range = self.leaf_start[leaf] as usize..self.leaf_start[leaf + 1] as usize;
+                for (t, w) in self.leaf_target[range.clone()]
+                    .iter()
+                    .zip(&self.leaf_weight[range])
+                {
+                    let s = &mut out[*t as usize];
+                    *s = match aggregate {
+                        Aggregate::Sum | Aggregate::Average => *s + w,
+                        Aggregate::Min => s.min(*w),
+                        Aggregate::Max => s.max(*w),
+                    };
+                }
+            }
+        }
+        match aggregate {
+            Aggregate::Average => {
+                let n = self.trees() as f32;
+                scores.iter_mut().for_each(|s| *s /= n);
+            }
+            // A target no leaf scored counts as 0.
+            Aggregate::Min | Aggregate::Max => scores
+                .iter_mut()
+                .filter(|s| s.is_infinite())
+                .for_each(|s| *s = 0.0),
+            Aggregate::Sum => {}
+        }
+    }
+}
+
+/// Refuse a cycle: walking from the roots must never come back to a node
+/// on the current path.
+fn check_acyclic(
+    roots: &[u32],
+    mode: &[Mode],
+    true_child: &[u32],
+    false_child: &[u32],
+    nodes: &NodeAttributes,
+) -> TractResult<()> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut mark = vec![Mark::New; mode.len()];
+    for root in roots {
+        // (node, children visited)
+        let mut stack = vec![(*root as usize, false)];
+        while let Some((n, expanded)) = stack.pop() {
+            if expanded {
+                mark[n] = Mark::Done;
+                continue;
+            }
+            match mark[n] {
+                Mark::Done => continue,
+                Mark::OnPath => bail!(
+                    "tree {} has a cycle through node {}",
+                    nodes.tree_ids[n],
+                    nodes.node_ids[n]
+                ),
+                Mark::New => {}
+            }
+            mark[n] = Mark::OnPath;
+            stack.push((n, true));
+            if mode[n] != Mode::Leaf {
+                for c in [true_child[n], false_child[n]] {
+                    match mark[c as usize] {
+                        Mark::OnPath => bail!(
+                            "tree {} has a cycle through node {}",
+                            nodes.tree_ids[n],
+                            nodes.node_ids[c as usize]
+                        ),
+                        Mark::New => stack.push((c as usize, false)),
+                        Mark::Done => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What is applied to a row's scores after the base values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PostTransform {
+    None,
+    Logistic,
+    Softmax,
+    SoftmaxZero,
+    Probit,
+}
+
+impl PostTransform {
+    pub(super) fn parse(s: &str) -> TractResult<Self> {
+        Ok(match s {
+            "NONE" => Self::None,
+            "LOGISTIC" => Self::Logistic,
+            "SOFTMAX" => Self::Softmax,
+            "SOFTMAX_ZERO" => Self::SoftmaxZero,
+            "PROBIT" => Self::Probit,
+            other => bail!(
+                "post_transform `{other}` is not one of NONE, LOGISTIC, SOFTMAX, SOFTMAX_ZERO, PROBIT"
+            ),
+        })
+    }
+
+    /// Transform one row's scores in place.
+    pub(super) fn apply(self, row: &mut [f32]) {
+        match self {
+            Self::None => {}
+            Self::Logistic => row.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            Self::Softmax => {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                row.iter_mut().for_each(|v| *v = (*v - max).exp());
+                let sum: f32 = row.iter().sum();
+                row.iter_mut().for_each(|v| *v /= sum);
+            }
+            // As onnxruntime: zeros stay zero and take no share.
+            Self::SoftmaxZero => {
+                let max = row
+                    .iter()
+                    .copied()
+                    .filter(|v| *v != 0.0)
+                    .fold(f32::NEG_INFINITY, f32::max);
+                row.iter_mut()
+                    .filter(|v| **v != 0.0)
+                    .for_each(|v| *v = (*v - max).exp());
+                let sum: f32 = row.iter().sum();
+                if sum > 0.0 {
+                    row.iter_mut().for_each(|v| *v /= sum);
+                }
+            }
+            Self::Probit => row
+                .iter_mut()
+                .for_each(|v| *v = std::f32::consts::SQRT_2 * erf_inv(2.0 * *v - 1.0)),
+        }
+    }
+}
+
+/// The inverse error function, by the approximation onnxruntime uses for
+/// PROBIT (Winitzki, a = 0.147), so both give the same numbers.
+fn erf_inv(x: f32) -> f32 {
+    let sign = if x < 0.0 { -1.0 } else { 1.0 };
+    let ln = ((1.0 - x) * (1.0 + x)).ln();
+    // 3.14159, not π: the constant onnxruntime writes.
+    #[allow(clippy::approx_constant)]
+    let v = 2.0 / (3.14159 * 0.147) + 0.5 * ln;
+    let v2 = ln / 0.147;
+    sign * (-v + (v * v - v2).sqrt()).sqrt()
+}
