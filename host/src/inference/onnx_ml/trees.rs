@@ -198,13 +198,12 @@ impl Ensemble {
         }
         let mut trees: Vec<i64> = Vec::new();
         let mut roots_of: HashMap<i64, Vec<u32>> = HashMap::new();
-        for i in 0..count {
-            let tree = nodes.tree_ids[i];
-            let roots = roots_of.entry(tree).or_insert_with(|| {
-                trees.push(tree);
+        for (i, (tree, child)) in nodes.tree_ids.iter().zip(&is_child).enumerate() {
+            let roots = roots_of.entry(*tree).or_insert_with(|| {
+                trees.push(*tree);
                 Vec::new()
             });
-            if !is_child[i] {
+            if !child {
                 roots.push(i as u32);
             }
         }
