@@ -51,6 +51,10 @@ pub(crate) mod graph {
     pub enum Attr {
         Floats(Vec<f32>),
         Float(f32),
+        Ints(Vec<i64>),
+        Int(i64),
+        Strings(Vec<&'static str>),
+        String(&'static str),
     }
 
     fn value_info(name: &str, elem_type: DataType, dims: &[i64]) -> ValueInfoProto {
@@ -97,6 +101,15 @@ pub(crate) mod graph {
                 match value {
                     Attr::Floats(v) => (a.r#type, a.floats) = (AttributeType::Floats as i32, v),
                     Attr::Float(v) => (a.r#type, a.f) = (AttributeType::Float as i32, v),
+                    Attr::Ints(v) => (a.r#type, a.ints) = (AttributeType::Ints as i32, v),
+                    Attr::Int(v) => (a.r#type, a.i) = (AttributeType::Int as i32, v),
+                    Attr::Strings(v) => {
+                        a.r#type = AttributeType::Strings as i32;
+                        a.strings = v.into_iter().map(|s| s.as_bytes().to_vec()).collect();
+                    }
+                    Attr::String(v) => {
+                        (a.r#type, a.s) = (AttributeType::String as i32, v.as_bytes().to_vec())
+                    }
                 }
                 a
             })

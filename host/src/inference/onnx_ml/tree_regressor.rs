@@ -208,3 +208,242 @@ impl TypedOp for TreeRegressor {
 
     as_op!();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::graph::{Attr, one_node};
+    use crate::inference::compile;
+    use std::collections::BTreeMap;
+    use tract_onnx::pb::tensor_proto::DataType;
+    use tract_onnx::prelude::*;
+
+    /// `(tree, node, feature, threshold, mode, true child, false child)`
+    type Node = (i64, i64, i64, f32, &'static str, i64, i64);
+    /// `(tree, node, target, weight)`
+    type Weight = (i64, i64, i64, f32);
+
+    fn regressor(nodes: &[Node], weights: &[Weight], mut extra: Vec<(&str, Attr)>) -> Vec<u8> {
+        let mut attributes = vec![
+            (
+                "nodes_treeids",
+                Attr::Ints(nodes.iter().map(|n| n.0).collect()),
+            ),
+            (
+                "nodes_nodeids",
+                Attr::Ints(nodes.iter().map(|n| n.1).collect()),
+            ),
+            (
+                "nodes_featureids",
+                Attr::Ints(nodes.iter().map(|n| n.2).collect()),
+            ),
+            (
+                "nodes_values",
+                Attr::Floats(nodes.iter().map(|n| n.3).collect()),
+            ),
+            (
+                "nodes_modes",
+                Attr::Strings(nodes.iter().map(|n| n.4).collect()),
+            ),
+            (
+                "nodes_truenodeids",
+                Attr::Ints(nodes.iter().map(|n| n.5).collect()),
+            ),
+            (
+                "nodes_falsenodeids",
+                Attr::Ints(nodes.iter().map(|n| n.6).collect()),
+            ),
+            (
+                "target_treeids",
+                Attr::Ints(weights.iter().map(|w| w.0).collect()),
+            ),
+            (
+                "target_nodeids",
+                Attr::Ints(weights.iter().map(|w| w.1).collect()),
+            ),
+            (
+                "target_ids",
+                Attr::Ints(weights.iter().map(|w| w.2).collect()),
+            ),
+            (
+                "target_weights",
+                Attr::Floats(weights.iter().map(|w| w.3).collect()),
+            ),
+        ];
+        attributes.append(&mut extra);
+        one_node(
+            "TreeEnsembleRegressor",
+            DataType::Float,
+            &[-1, 2],
+            &[("Y", DataType::Float)],
+            attributes,
+        )
+    }
+
+    /// One stump on feature 0 at 1.0: 10 when the mode holds, else 20.
+    fn stump(mode: &'static str, extra: Vec<(&str, Attr)>) -> Vec<u8> {
+        regressor(
+            &[
+                (0, 0, 0, 1.0, mode, 1, 2),
+                (0, 1, 0, 0.0, "LEAF", 0, 0),
+                (0, 2, 0, 0.0, "LEAF", 0, 0),
+            ],
+            &[(0, 1, 0, 10.0), (0, 2, 0, 20.0)],
+            extra,
+        )
+    }
+
+    fn predict(model: &[u8], rows: &[[f32; 2]]) -> Vec<f32> {
+        let (plan, _, _) = compile(model, &BTreeMap::new()).expect("compiles");
+        let x = Tensor::from_shape(&[rows.len(), 2], rows.as_flattened()).unwrap();
+        let y = plan.run(tvec!(x.into_tvalue())).expect("runs");
+        y[0].to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn refusal(model: &[u8]) -> String {
+        compile(model, &BTreeMap::new())
+            .err()
+            .expect("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn every_branch_mode_compares_as_named() {
+        let rows = [[0.5, 0.0], [1.0, 0.0], [1.5, 0.0]];
+        for (mode, want) in [
+            ("BRANCH_LEQ", [10.0, 10.0, 20.0]),
+            ("BRANCH_LT", [10.0, 20.0, 20.0]),
+            ("BRANCH_GTE", [20.0, 10.0, 10.0]),
+            ("BRANCH_GT", [20.0, 20.0, 10.0]),
+            ("BRANCH_EQ", [20.0, 10.0, 20.0]),
+            ("BRANCH_NEQ", [10.0, 20.0, 10.0]),
+        ] {
+            assert_eq!(predict(&stump(mode, vec![]), &rows), want, "{mode}");
+        }
+    }
+
+    #[test]
+    fn missing_values_follow_their_track() {
+        let nan = [[f32::NAN, 0.0]];
+        assert_eq!(predict(&stump("BRANCH_LEQ", vec![]), &nan), [20.0]);
+        let tracks = vec![("nodes_missing_value_tracks_true", Attr::Ints(vec![1, 0, 0]))];
+        assert_eq!(predict(&stump("BRANCH_LEQ", tracks), &nan), [10.0]);
+    }
+
+    #[test]
+    fn aggregates_and_base_values_combine_the_trees() {
+        // Tree 0: a stump on feature 1 (≤ 0: 1.0, else 5.0); tree 1: a
+        // single leaf (depth 0) worth 3.0.
+        let nodes = [
+            (0, 0, 1, 0.0, "BRANCH_LEQ", 1, 2),
+            (0, 1, 0, 0.0, "LEAF", 0, 0),
+            (0, 2, 0, 0.0, "LEAF", 0, 0),
+            (1, 0, 0, 0.0, "LEAF", 0, 0),
+        ];
+        let weights = [(0, 1, 0, 1.0), (0, 2, 0, 5.0), (1, 0, 0, 3.0)];
+        let rows = [[0.0, -1.0], [0.0, 1.0]];
+        for (aggregate, want) in [
+            ("SUM", [4.0, 8.0]),
+            ("AVERAGE", [2.0, 4.0]),
+            ("MIN", [1.0, 3.0]),
+            ("MAX", [3.0, 5.0]),
+        ] {
+            let model = regressor(
+                &nodes,
+                &weights,
+                vec![("aggregate_function", Attr::String(aggregate))],
+            );
+            assert_eq!(predict(&model, &rows), want, "{aggregate}");
+        }
+        let model = regressor(
+            &nodes,
+            &weights,
+            vec![("base_values", Attr::Floats(vec![0.5]))],
+        );
+        assert_eq!(predict(&model, &rows), [4.5, 8.5]);
+    }
+
+    #[test]
+    fn post_transforms_apply_per_row() {
+        // Two targets from one leaf: (w0, w1).
+        let two = |w0: f32, w1: f32, post: &'static str| {
+            regressor(
+                &[(0, 0, 0, 0.0, "LEAF", 0, 0)],
+                &[(0, 0, 0, w0), (0, 0, 1, w1)],
+                vec![
+                    ("n_targets", Attr::Int(2)),
+                    ("post_transform", Attr::String(post)),
+                ],
+            )
+        };
+        let row = [[0.0, 0.0]];
+        assert_eq!(predict(&two(0.0, 2.0, "NONE"), &row), [0.0, 2.0]);
+        assert_eq!(predict(&two(0.0, 0.0, "LOGISTIC"), &row), [0.5, 0.5]);
+        assert_eq!(predict(&two(1.0, 1.0, "SOFTMAX"), &row), [0.5, 0.5]);
+        assert_eq!(predict(&two(0.0, 2.0, "SOFTMAX_ZERO"), &row), [0.0, 1.0]);
+        let probit = predict(&two(0.5, 0.975, "PROBIT"), &row);
+        assert!(probit[0].abs() < 1e-6, "{probit:?}");
+        assert!((probit[1] - 1.96).abs() < 5e-3, "{probit:?}");
+    }
+
+    #[test]
+    fn malformed_trees_are_refused_naming_the_node() {
+        let leaves = [(0, 1, 0, 0.0, "LEAF", 0, 0), (0, 2, 0, 0.0, "LEAF", 0, 0)];
+        let weights = [(0, 1, 0, 1.0)];
+        // A child outside the tree.
+        let outside = regressor(
+            &[(0, 0, 0, 1.0, "BRANCH_LEQ", 1, 7), leaves[0], leaves[1]],
+            &weights,
+            vec![],
+        );
+        let error = refusal(&outside);
+        assert!(
+            error.contains("false child 7, which tree 0 does not have"),
+            "{error}"
+        );
+        // A branch pointing back at itself.
+        let cycle = regressor(
+            &[
+                (0, 0, 0, 1.0, "BRANCH_LEQ", 1, 3),
+                (0, 1, 0, 0.0, "LEAF", 0, 0),
+                (0, 3, 0, 2.0, "BRANCH_LEQ", 1, 3),
+            ],
+            &weights,
+            vec![],
+        );
+        let error = refusal(&cycle);
+        assert!(error.contains("cycle through node 3"), "{error}");
+        // Every node somebody's child: no root.
+        let ring = regressor(
+            &[
+                (0, 0, 0, 1.0, "BRANCH_LEQ", 1, 1),
+                (0, 1, 0, 1.0, "BRANCH_LEQ", 0, 0),
+            ],
+            &[],
+            vec![],
+        );
+        assert!(refusal(&ring).contains("tree 0 has no root"));
+        // A weight on a branch, an unknown mode, a feature the input lacks.
+        let on_branch = regressor(
+            &[(0, 0, 0, 1.0, "BRANCH_LEQ", 1, 2), leaves[0], leaves[1]],
+            &[(0, 0, 0, 1.0)],
+            vec![],
+        );
+        assert!(refusal(&on_branch).contains("which is a branch, not a leaf"));
+        let bad_mode = stump("BRANCH_SOMETIMES", vec![]);
+        assert!(refusal(&bad_mode).contains("mode `BRANCH_SOMETIMES`"));
+        let wide = regressor(
+            &[(0, 0, 5, 1.0, "BRANCH_LEQ", 1, 2), leaves[0], leaves[1]],
+            &weights,
+            vec![],
+        );
+        assert!(
+            refusal(&wide).contains("reads feature 5; the input has 2"),
+            "{}",
+            refusal(&wide)
+        );
+    }
+}
