@@ -12,6 +12,10 @@ Writes, next to this file:
   diabetes-gbr.onnx  gradient-boosted regression trees (TreeEnsembleRegressor,
                      SUM), 10 features -> 1 value
   diabetes-rf.onnx   random forest regressor (TreeEnsembleRegressor), 10 -> 1
+  iris-rf.onnx       random forest classifier (TreeEnsembleClassifier), 4 -> 3
+  cancer-gbt.onnx    binary gradient-boosted trees (one score, LOGISTIC),
+                     30 features -> 2 classes
+  cancer-rf.onnx     binary random forest classifier, 30 -> 2
   iris-zipmap.onnx   the logistic regression exported with zipmap on: its
                      ZipMap must be refused, naming the export option
   unknown-operator.onnx  a graph with an operator no engine knows
@@ -35,8 +39,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from skl2onnx import to_onnx
-from sklearn.datasets import load_diabetes, load_digits, load_iris
-from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestRegressor
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
+from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -120,6 +124,21 @@ def main():
     rf = RandomForestRegressor(n_estimators=20, max_depth=6, random_state=7).fit(xr, yr)
     export("diabetes-rf", rf, xr)
     reference("diabetes-rf", {"X": rows})
+
+    irows = x[rng.choice(len(x), 8, replace=False)]
+    iris_rf = RandomForestClassifier(n_estimators=20, max_depth=4, random_state=7).fit(x, y)
+    export("iris-rf", iris_rf, x)
+    reference("iris-rf", {"X": irows})
+
+    cancer = load_breast_cancer()
+    xc, yc = cancer.data.astype(np.float32), cancer.target
+    crows = xc[rng.choice(len(xc), 8, replace=False)]
+    cancer_gbt = GradientBoostingClassifier(n_estimators=40, max_depth=3, random_state=7).fit(xc, yc)
+    export("cancer-gbt", cancer_gbt, xc)
+    reference("cancer-gbt", {"X": crows})
+    cancer_rf = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=7).fit(xc, yc)
+    export("cancer-rf", cancer_rf, xc)
+    reference("cancer-rf", {"X": crows})
 
     frobnicate = onnx.helper.make_node("Frobnicate", ["X"], ["Y"], domain="com.example")
     graph = onnx.helper.make_graph(

@@ -13,6 +13,9 @@ const MODELS: &[(&str, &[(&str, &str)])] = &[
     ("iris-scaled-logreg", &[]),
     ("diabetes-gbr", &[]),
     ("diabetes-rf", &[]),
+    ("iris-rf", &[]),
+    ("cancer-gbt", &[]),
+    ("cancer-rf", &[]),
     ("text-direction", &[("input_shape.x", "1,3,48,192")]),
 ];
 

@@ -3,13 +3,15 @@
 //!
 //! - `Scaler` ([`scaler`]), as scikit-learn's `StandardScaler` exports;
 //! - `Binarizer` ([`binarizer`]);
-//! - `TreeEnsembleRegressor` ([`tree_regressor`]) on Sluice's flattened
+//! - `TreeEnsembleRegressor` ([`tree_regressor`]) and
+//!   `TreeEnsembleClassifier` ([`tree_classifier`]) on Sluice's flattened
 //!   tree evaluator ([`trees`]).
 //! - `ZipMap` is refused with the export option that avoids it: a map per
 //!   row is not a tensor, and no client of a model server wants one.
 
 mod binarizer;
 mod scaler;
+mod tree_classifier;
 mod tree_regressor;
 mod trees;
 
@@ -22,6 +24,11 @@ pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("Binarizer", binarizer::parse);
     register.insert("Scaler", scaler::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);
+    if let Some(tract) = register.0.get("TreeEnsembleClassifier") {
+        // The same for every registry: the first one sets it.
+        let _ = tree_classifier::TRACT_PARSER.set(*tract);
+    }
+    register.insert("TreeEnsembleClassifier", tree_classifier::parse);
     register.insert("ZipMap", refuse_zipmap);
 }
 

@@ -1,0 +1,292 @@
+//! `TreeEnsembleClassifier` (ai.onnx.ml) on Sluice's tree evaluator
+//! ([`super::trees`]): per-class scores summed over the trees, plus base
+//! values; the label is the best class, the probabilities the scores after
+//! the post-transform. Outputs `label: [N]` (int64 or string labels) and
+//! `probabilities: [N, classes]` f32, as onnxruntime gives them.
+//!
+//! Binary ensembles that score only one class (what scikit-learn exports
+//! for gradient boosting and random forests) follow onnxruntime: the one
+//! score `s` (plus the base value) picks class 1 when `s > 0.5` (all
+//! weights non-negative: `s` is a probability) or `s > 0` (a margin), and
+//! the probabilities are `[1 - s, s]` or `[-s, s]` (NONE) or
+//! `[1 - σ(s), σ(s)]` (LOGISTIC). Layouts outside these (a single score with
+//! two base values, or another post-transform) go to tract's own operator.
+
+use super::tree_regressor::node_attributes;
+use super::trees::{Aggregate, Ensemble, PostTransform, WeightAttributes};
+use std::sync::OnceLock;
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ndarray::Array1;
+use tract_onnx::tract_core::ops::cast::cast;
+use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
+use tract_onnx::tract_hir::internal::{
+    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
+    check_output_arity, expand,
+};
+
+/// The signature of an ONNX operator parser.
+pub(super) type Parser =
+    fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+
+/// tract's own parser, for the layouts Sluice leaves to it.
+pub(super) static TRACT_PARSER: OnceLock<Parser> = OnceLock::new();
+
+#[derive(Debug, Clone)]
+enum Labels {
+    Int(Vec<i64>),
+    Text(Vec<String>),
+}
+
+impl Labels {
+    fn len(&self) -> usize {
+        match self {
+            Self::Int(l) => l.len(),
+            Self::Text(l) => l.len(),
+        }
+    }
+
+    fn datum_type(&self) -> DatumType {
+        match self {
+            Self::Int(_) => i64::datum_type(),
+            Self::Text(_) => String::datum_type(),
+        }
+    }
+
+    /// The labels of `classes` (indices), as a 1-D tensor.
+    fn pick(&self, classes: &[usize]) -> Tensor {
+        match self {
+            Self::Int(l) => Array1::from_iter(classes.iter().map(|c| l[*c])).into_tensor(),
+            Self::Text(l) => Array1::from_iter(classes.iter().map(|c| l[*c].clone())).into_tensor(),
+        }
+    }
+}
+
+/// How scores become labels and probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// One score per class.
+    PerClass,
+    /// Two classes, one score: a probability of class 1 (`positive`) or a
+    /// margin.
+    Binary { positive: bool },
+}
+
+#[derive(Debug)]
+struct Classifier {
+    ensemble: Ensemble,
+    labels: Labels,
+    base: Vec<f32>,
+    post: PostTransform,
+    layout: Layout,
+}
+
+pub(super) fn parse(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let refuse = |e: TractError| format_err!("TreeEnsembleClassifier `{}`: {e}", node.name);
+    let labels = match (
+        node.get_attr_opt_vec::<i64>("classlabels_int64s")?,
+        node.get_attr_opt_vec::<String>("classlabels_strings")?,
+    ) {
+        (Some(ints), None) => Labels::Int(ints),
+        (None, Some(texts)) => Labels::Text(texts),
+        _ => bail!(
+            "TreeEnsembleClassifier `{}` needs exactly one of classlabels_int64s and classlabels_strings",
+            node.name
+        ),
+    };
+    let classes = labels.len();
+    ensure!(
+        classes >= 2,
+        "TreeEnsembleClassifier `{}` has {classes} class label(s)",
+        node.name
+    );
+    let weights = WeightAttributes {
+        tree_ids: node.get_attr_vec("class_treeids")?,
+        node_ids: node.get_attr_vec("class_nodeids")?,
+        targets: node.get_attr_vec("class_ids")?,
+        weights: node.get_attr_vec("class_weights")?,
+    };
+    let scored: std::collections::BTreeSet<i64> = weights.targets.iter().copied().collect();
+    let positive = weights.weights.iter().all(|w| *w >= 0.0);
+    let base: Vec<f32> = node.get_attr_opt_vec("base_values")?.unwrap_or_default();
+    let post = PostTransform::parse(
+        &node
+            .get_attr_opt::<String>("post_transform")?
+            .unwrap_or_else(|| "NONE".into()),
+    )
+    .map_err(refuse)?;
+    let layout = if classes == 2 && scored.len() == 1 {
+        let handled = base.len() <= 1
+            && matches!(post, PostTransform::None | PostTransform::Logistic)
+            && scored.contains(&0);
+        if !handled {
+            let tract = TRACT_PARSER
+                .get()
+                .ok_or_else(|| format_err!("tract's TreeEnsembleClassifier is not registered"))?;
+            return tract(ctx, node);
+        }
+        Layout::Binary { positive }
+    } else {
+        ensure!(
+            base.is_empty() || base.len() == classes,
+            "TreeEnsembleClassifier `{}`: {} base values for {classes} classes",
+            node.name,
+            base.len()
+        );
+        Layout::PerClass
+    };
+    let ensemble = Ensemble::build(node_attributes(node)?, weights, classes).map_err(refuse)?;
+    Ok((
+        expand(TreeClassifier(Arc::new(Classifier {
+            ensemble,
+            labels,
+            base,
+            post,
+            layout,
+        }))),
+        vec![],
+    ))
+}
+
+/// One classifier, as the parser's expansion and as a typed operator.
+#[derive(Debug, Clone)]
+struct TreeClassifier(Arc<Classifier>);
+
+impl PartialEq for TreeClassifier {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TreeClassifier {}
+
+impl Expansion for TreeClassifier {
+    fn name(&self) -> StaticName {
+        "TreeEnsembleClassifier".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 2)?;
+        s.equals(&inputs[0].rank, 2)?;
+        s.equals(&outputs[0].datum_type, self.0.labels.datum_type())?;
+        s.equals(&outputs[0].rank, 1)?;
+        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+        s.equals(&outputs[1].datum_type, f32::datum_type())?;
+        s.equals(&outputs[1].rank, 2)?;
+        s.equals(&outputs[1].shape[0], &inputs[0].shape[0])?;
+        s.equals(&outputs[1].shape[1], self.0.labels.len().to_dim())?;
+        Ok(())
+    }
+
+    fn nboutputs(&self) -> TractResult<usize> {
+        Ok(2)
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let fact = model.outlet_fact(inputs[0])?.clone();
+        if let Ok(width) = fact.shape[1].to_usize() {
+            ensure!(
+                width >= self.0.ensemble.features,
+                "TreeEnsembleClassifier `{prefix}` reads feature {}; the input has {width}",
+                self.0.ensemble.features - 1
+            );
+        }
+        let mut x = inputs[0];
+        if fact.datum_type != f32::datum_type() {
+            x = model.wire_node(format!("{prefix}.to_f32"), cast(f32::datum_type()), &[x])?[0];
+        }
+        model.wire_node(prefix, self.clone(), &[x])
+    }
+}
+
+impl Op for TreeClassifier {
+    fn name(&self) -> StaticName {
+        "SluiceTreeEnsembleClassifier".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for TreeClassifier {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let c = &self.0;
+        let x = &inputs[0];
+        let (rows, width) = (x.shape()[0], x.shape()[1]);
+        ensure!(
+            width >= c.ensemble.features,
+            "the input has {width} features; the trees read {}",
+            c.ensemble.features
+        );
+        let classes = c.labels.len();
+        let mut scores = vec![0f32; rows * classes];
+        let plain = x.try_as_plain_ram()?;
+        c.ensemble
+            .aggregate(plain.as_slice::<f32>()?, width, Aggregate::Sum, &mut scores);
+        let mut best = Vec::with_capacity(rows);
+        for row in scores.chunks_exact_mut(classes) {
+            for (s, b) in row.iter_mut().zip(&c.base) {
+                *s += b;
+            }
+            match c.layout {
+                Layout::PerClass => {
+                    let mut top = 0;
+                    for (i, s) in row.iter().enumerate() {
+                        if *s > row[top] {
+                            top = i;
+                        }
+                    }
+                    best.push(top);
+                    c.post.apply(row);
+                }
+                Layout::Binary { positive } => {
+                    let s = row[0];
+                    let one = if positive { s > 0.5 } else { s > 0.0 };
+                    best.push(usize::from(one));
+                    let p = match c.post {
+                        PostTransform::Logistic => 1.0 / (1.0 + (-s).exp()),
+                        _ => s,
+                    };
+                    row[1] = p;
+                    row[0] = if positive || c.post == PostTransform::Logistic {
+                        1.0 - p
+                    } else {
+                        -p
+                    };
+                }
+            }
+        }
+        Ok(tvec!(
+            c.labels.pick(&best).into_tvalue(),
+            Tensor::from_shape(&[rows, classes], &scores)?.into_tvalue()
+        ))
+    }
+}
+
+impl TypedOp for TreeClassifier {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let rows = inputs[0].shape[0].clone();
+        Ok(tvec!(
+            self.0.labels.datum_type().fact([rows.clone()]),
+            f32::fact([rows, self.0.labels.len().to_dim()])
+        ))
+    }
+
+    as_op!();
+}
