@@ -78,6 +78,10 @@ fn bench(c: &mut Criterion) {
     for (name, batches) in [
         ("iris-logreg", &[1usize, 64][..]),
         ("iris-gbt", &[1, 64]),
+        ("iris-rf", &[1, 64]),
+        ("cancer-gbt", &[1, 64]),
+        ("diabetes-gbr", &[1, 64]),
+        ("diabetes-rf", &[1, 64]),
         ("digits-mlp", &[1, 64]),
         ("text-direction", &[1]),
     ] {

@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 MODELS = pathlib.Path(__file__).resolve().parents[2] / "examples" / "models"
-CASES = [("iris-logreg", [1, 64]), ("iris-gbt", [1, 64]), ("digits-mlp", [1, 64]), ("text-direction", [1])]
+CASES = [("iris-logreg", [1, 64]), ("iris-gbt", [1, 64]), ("iris-rf", [1, 64]), ("cancer-gbt", [1, 64]), ("diabetes-gbr", [1, 64]), ("diabetes-rf", [1, 64]), ("digits-mlp", [1, 64]), ("text-direction", [1])]
 
 options = ort.SessionOptions()
 # Same footing as Sluice's engine: one thread per run.
