@@ -106,6 +106,12 @@ pub(super) struct Ensemble {
     leaf_start: Vec<u32>,
     leaf_target: Vec<u32>,
     leaf_weight: Vec<f32>,
+    /// Per tree, its depth (edges from the root to the deepest leaf).
+    depth: Vec<u32>,
+    /// Every branch is `x <= t` and no missing value takes the true
+    /// branch: rows walk in lockstep, branch-free, leaves pointing at
+    /// themselves (scikit-learn's exports).
+    lockstep: bool,
     /// Features a row needs (the highest feature id + 1).
     pub features: usize,
     /// Scores per row.
@@ -219,6 +225,17 @@ impl Ensemble {
             })
             .collect::<TractResult<Vec<_>>>()?;
         check_acyclic(&roots, &mode, &true_child, &false_child, &nodes)?;
+        let depth = roots
+            .iter()
+            .map(|root| depth_of(*root, &mode, &true_child, &false_child))
+            .collect();
+        let lockstep = mode.iter().all(|m| matches!(m, Mode::Leq | Mode::Leaf))
+            && nodes.missing_tracks_true.iter().all(|m| *m == 0);
+        if lockstep {
+            for (i, _) in mode.iter().enumerate().filter(|(_, m)| **m == Mode::Leaf) {
+                (true_child[i], false_child[i]) = (i as u32, i as u32);
+            }
+        }
 
         // Leaf weights, grouped by node.
         let wcount = weights.node_ids.len();
@@ -279,6 +296,8 @@ impl Ensemble {
             leaf_start,
             leaf_target,
             leaf_weight,
+            depth,
+            lockstep,
             features,
             targets,
         })
@@ -334,13 +353,18 @@ impl Ensemble {
             Aggregate::Max => f32::NEG_INFINITY,
         };
         scores.fill(start);
+        let mut leaves = vec![0u32; rows.len() / width];
         // Tree by tree over all rows: one tree's nodes stay in cache.
-        for root in &self.roots {
-            for (row, out) in rows
-                .chunks_exact(width)
-                .zip(scores.chunks_exact_mut(self.targets))
-            {
-                let leaf = self.leaf(*root, row);
+        for (tree, root) in self.roots.iter().enumerate() {
+            if self.lockstep {
+                self.leaves_in_lockstep(*root, self.depth[tree], rows, width, &mut leaves);
+            } else {
+                for (row, leaf) in rows.chunks_exact(width).zip(leaves.iter_mut()) {
+                    *leaf = self.leaf(*root, row) as u32;
+                }
+            }
+            for (leaf, out) in leaves.iter().zip(scores.chunks_exact_mut(self.targets)) {
+                let leaf = *leaf as usize;
                 let range = self.leaf_start[leaf] as usize..self.leaf_start[leaf + 1] as usize;
                 for (t, w) in self.leaf_target[range.clone()]
                     .iter()
@@ -368,6 +392,51 @@ impl Ensemble {
             Aggregate::Sum => {}
         }
     }
+}
+
+impl Ensemble {
+    /// The leaves of one `x <= t` tree for every row: eight rows advance
+    /// together for exactly `depth` steps (a leaf is its own child), with
+    /// a select instead of a branch, so nothing mispredicts.
+    fn leaves_in_lockstep(
+        &self,
+        root: u32,
+        depth: u32,
+        rows: &[f32],
+        width: usize,
+        leaves: &mut [u32],
+    ) {
+        const LANES: usize = 8;
+        for (block, out) in rows.chunks(width * LANES).zip(leaves.chunks_mut(LANES)) {
+            let mut n = [root; LANES];
+            for _ in 0..depth {
+                for (k, row) in block.chunks_exact(width).enumerate() {
+                    let i = n[k] as usize;
+                    let x = row[self.feature[i] as usize];
+                    n[k] = if x <= self.threshold[i] {
+                        self.true_child[i]
+                    } else {
+                        self.false_child[i]
+                    };
+                }
+            }
+            out.copy_from_slice(&n[..out.len()]);
+        }
+    }
+}
+
+/// Edges from `root` to its deepest leaf (the tree is acyclic).
+fn depth_of(root: u32, mode: &[Mode], true_child: &[u32], false_child: &[u32]) -> u32 {
+    let mut deepest = 0;
+    let mut stack = vec![(root, 0u32)];
+    while let Some((n, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        if mode[n as usize] != Mode::Leaf {
+            stack.push((true_child[n as usize], d + 1));
+            stack.push((false_child[n as usize], d + 1));
+        }
+    }
+    deepest
 }
 
 /// Refuse a cycle: walking from the roots must never come back to a node
