@@ -323,6 +323,13 @@ mod tests {
         ] {
             assert_eq!(predict(&stump(mode, vec![]), &rows), want, "{mode}");
         }
+        // More rows than one lockstep block of eight, and a partial block.
+        let rows: Vec<[f32; 2]> = (0..19).map(|i| [i as f32 * 0.25, 0.0]).collect();
+        let want: Vec<f32> = rows
+            .iter()
+            .map(|r| if r[0] <= 1.0 { 10.0 } else { 20.0 })
+            .collect();
+        assert_eq!(predict(&stump("BRANCH_LEQ", vec![]), &rows), want);
     }
 
     #[test]
