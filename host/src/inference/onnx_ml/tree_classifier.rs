@@ -290,3 +290,161 @@ impl TypedOp for TreeClassifier {
 
     as_op!();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::graph::{Attr, one_node};
+    use crate::inference::compile;
+    use std::collections::BTreeMap;
+    use tract_onnx::pb::tensor_proto::DataType;
+    use tract_onnx::prelude::*;
+
+    /// One stump on feature 0 at 0.0 (true: node 1, false: node 2) with
+    /// `(node, class, weight)` weights and `extra` attributes.
+    fn stump(
+        label_type: DataType,
+        weights: &[(i64, i64, f32)],
+        extra: Vec<(&str, Attr)>,
+    ) -> Vec<u8> {
+        let mut attributes = vec![
+            ("nodes_treeids", Attr::Ints(vec![0, 0, 0])),
+            ("nodes_nodeids", Attr::Ints(vec![0, 1, 2])),
+            ("nodes_featureids", Attr::Ints(vec![0, 0, 0])),
+            ("nodes_values", Attr::Floats(vec![0.0, 0.0, 0.0])),
+            (
+                "nodes_modes",
+                Attr::Strings(vec!["BRANCH_LEQ", "LEAF", "LEAF"]),
+            ),
+            ("nodes_truenodeids", Attr::Ints(vec![1, 0, 0])),
+            ("nodes_falsenodeids", Attr::Ints(vec![2, 0, 0])),
+            (
+                "class_treeids",
+                Attr::Ints(weights.iter().map(|_| 0).collect()),
+            ),
+            (
+                "class_nodeids",
+                Attr::Ints(weights.iter().map(|w| w.0).collect()),
+            ),
+            (
+                "class_ids",
+                Attr::Ints(weights.iter().map(|w| w.1).collect()),
+            ),
+            (
+                "class_weights",
+                Attr::Floats(weights.iter().map(|w| w.2).collect()),
+            ),
+        ];
+        attributes.extend(extra);
+        one_node(
+            "TreeEnsembleClassifier",
+            DataType::Float,
+            &[-1, 1],
+            &[("label", label_type), ("probabilities", DataType::Float)],
+            attributes,
+        )
+    }
+
+    /// Labels (as text) and probabilities for rows of one feature.
+    fn classify(model: &[u8], xs: &[f32]) -> (Vec<String>, Vec<f32>) {
+        let (plan, _, _) = compile(model, &BTreeMap::new()).expect("compiles");
+        let x = Tensor::from_shape(&[xs.len(), 1], xs).unwrap();
+        let out = plan.run(tvec!(x.into_tvalue())).expect("runs");
+        let labels = match out[0].datum_type() {
+            DatumType::String => out[0]
+                .to_plain_array_view::<String>()
+                .unwrap()
+                .iter()
+                .cloned()
+                .collect(),
+            _ => out[0]
+                .to_plain_array_view::<i64>()
+                .unwrap()
+                .iter()
+                .map(|l| l.to_string())
+                .collect(),
+        };
+        let probabilities = out[1]
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        (labels, probabilities)
+    }
+
+    #[test]
+    fn string_labels_name_the_best_class_and_softmax_gives_probabilities() {
+        let model = stump(
+            DataType::String,
+            &[(1, 0, 2.0), (1, 1, 0.0), (2, 2, 1.0)],
+            vec![
+                (
+                    "classlabels_strings",
+                    Attr::Strings(vec!["cat", "dog", "eel"]),
+                ),
+                ("post_transform", Attr::String("SOFTMAX")),
+            ],
+        );
+        let (labels, p) = classify(&model, &[-1.0, 1.0]);
+        assert_eq!(labels, ["cat", "eel"]);
+        let e2 = 2f32.exp();
+        let want = [
+            e2 / (e2 + 2.0),
+            1.0 / (e2 + 2.0),
+            1.0 / (e2 + 2.0),
+            1.0 / (1.0 + 2.0 * (-1f32).exp()).recip().recip(),
+        ];
+        assert!(
+            (p[0] - want[0]).abs() < 1e-6 && (p[1] - want[1]).abs() < 1e-6,
+            "{p:?}"
+        );
+        assert!(
+            (p[3] + p[4] + p[5] - 1.0).abs() < 1e-6 && p[5] > p[3],
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn one_score_binary_classifiers_follow_onnxruntime() {
+        let labels = || ("classlabels_int64s", Attr::Ints(vec![7, 9]));
+        // Non-negative weights: the score is the probability of class 1.
+        let probability = stump(
+            DataType::Int64,
+            &[(1, 0, 0.25), (2, 0, 0.75)],
+            vec![labels()],
+        );
+        let (l, p) = classify(&probability, &[-1.0, 1.0]);
+        assert_eq!(l, ["7", "9"]);
+        assert_eq!(p, [0.75, 0.25, 0.25, 0.75]);
+        // A margin (some weight negative), as is: [-s, s].
+        let margin = stump(
+            DataType::Int64,
+            &[(1, 0, -0.5), (2, 0, 1.5)],
+            vec![labels()],
+        );
+        let (l, p) = classify(&margin, &[-1.0, 1.0]);
+        assert_eq!(l, ["7", "9"]);
+        assert_eq!(p, [0.5, -0.5, -1.5, 1.5]);
+        // The same through LOGISTIC, with a base value.
+        let logistic = stump(
+            DataType::Int64,
+            &[(1, 0, -0.5), (2, 0, 1.5)],
+            vec![
+                labels(),
+                ("post_transform", Attr::String("LOGISTIC")),
+                ("base_values", Attr::Floats(vec![0.5])),
+            ],
+        );
+        let (l, p) = classify(&logistic, &[-1.0, 1.0]);
+        assert_eq!(l, ["7", "9"]);
+        let sigmoid = |s: f32| 1.0 / (1.0 + (-s).exp());
+        assert!(
+            (p[0] - 0.5).abs() < 1e-6 && (p[1] - 0.5).abs() < 1e-6,
+            "{p:?}"
+        );
+        assert!(
+            (p[3] - sigmoid(2.0)).abs() < 1e-6 && (p[2] - (1.0 - sigmoid(2.0))).abs() < 1e-6,
+            "{p:?}"
+        );
+    }
+}
