@@ -2,7 +2,7 @@
 //! registered with tract's ONNX operator registry before a model is read.
 //!
 //! - `Scaler` ([`scaler`]), as scikit-learn's `StandardScaler` exports;
-//! - `Binarizer` ([`binarizer`]);
+//! - `Binarizer` ([`binarizer`]), `Imputer` ([`imputer`]);
 //! - `TreeEnsembleRegressor` ([`tree_regressor`]) and
 //!   `TreeEnsembleClassifier` ([`tree_classifier`]) on Sluice's flattened
 //!   tree evaluator ([`trees`]).
@@ -10,6 +10,7 @@
 //!   row is not a tensor, and no client of a model server wants one.
 
 mod binarizer;
+mod imputer;
 mod scaler;
 mod tree_classifier;
 mod tree_regressor;
@@ -22,6 +23,7 @@ use tract_onnx::tract_hir::internal::*;
 /// Add Sluice's operators to `register` (replacing tract's where both exist).
 pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("Binarizer", binarizer::parse);
+    register.insert("Imputer", imputer::parse);
     register.insert("Scaler", scaler::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);
     if let Some(tract) = register.0.get("TreeEnsembleClassifier") {
