@@ -16,6 +16,10 @@ Writes, next to this file:
   cancer-gbt.onnx    binary gradient-boosted trees (one score, LOGISTIC),
                      30 features -> 2 classes
   cancer-rf.onnx     binary random forest classifier, 30 -> 2
+  tabular-pipeline.onnx  ColumnTransformer (SimpleImputer on three numeric
+                     columns, missing marked -999; OneHotEncoder on a
+                     category column) + logistic regression: Imputer,
+                     OneHotEncoder, ArrayFeatureExtractor, Concat
   iris-zipmap.onnx   the logistic regression exported with zipmap on: its
                      ZipMap must be refused, naming the export option
   unknown-operator.onnx  a graph with an operator no engine knows
@@ -39,12 +43,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from skl2onnx import to_onnx
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 HERE = pathlib.Path(__file__).resolve().parent
 OPTIONS = {"zipmap": False}
@@ -139,6 +145,24 @@ def main():
     cancer_rf = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=7).fit(xc, yc)
     export("cancer-rf", cancer_rf, xc)
     reference("cancer-rf", {"X": crows})
+
+    # Three numeric columns with missing values (marked -999: JSON has no
+    # NaN) and one category column.
+    numeric = rng.normal(size=(300, 3)).astype(np.float32)
+    numeric[rng.random((300, 3)) < 0.1] = -999.0
+    category = rng.integers(0, 4, size=(300, 1)).astype(np.float32)
+    xt = np.hstack([numeric, category])
+    yt = ((np.where(numeric[:, 0] == -999.0, 0.0, numeric[:, 0]) + (category[:, 0] == 2)) > 0.5).astype(int)
+    columns = ColumnTransformer([
+        ("numeric", SimpleImputer(missing_values=-999.0, strategy="mean"), [0, 1, 2]),
+        ("category", OneHotEncoder(handle_unknown="ignore"), [3]),
+    ])
+    tabular = make_pipeline(columns, LogisticRegression()).fit(xt, yt)
+    export("tabular-pipeline", tabular, xt)
+    trows = xt[:8].copy()
+    trows[0, 1] = -999.0
+    trows[1, 3] = 7.0  # a category never seen in training: all zeros
+    reference("tabular-pipeline", {"X": trows})
 
     frobnicate = onnx.helper.make_node("Frobnicate", ["X"], ["Y"], domain="com.example")
     graph = onnx.helper.make_graph(

@@ -16,6 +16,7 @@ const MODELS: &[(&str, &[(&str, &str)])] = &[
     ("iris-rf", &[]),
     ("cancer-gbt", &[]),
     ("cancer-rf", &[]),
+    ("tabular-pipeline", &[]),
     ("text-direction", &[("input_shape.x", "1,3,48,192")]),
 ];
 

@@ -2,7 +2,8 @@
 //! registered with tract's ONNX operator registry before a model is read.
 //!
 //! - `Scaler` ([`scaler`]), as scikit-learn's `StandardScaler` exports;
-//! - `Binarizer` ([`binarizer`]), `Imputer` ([`imputer`]);
+//! - `Binarizer` ([`binarizer`]), `Imputer` ([`imputer`]),
+//!   `OneHotEncoder` ([`one_hot`]);
 //! - `TreeEnsembleRegressor` ([`tree_regressor`]) and
 //!   `TreeEnsembleClassifier` ([`tree_classifier`]) on Sluice's flattened
 //!   tree evaluator ([`trees`]).
@@ -11,6 +12,7 @@
 
 mod binarizer;
 mod imputer;
+mod one_hot;
 mod scaler;
 mod tree_classifier;
 mod tree_regressor;
@@ -24,6 +26,7 @@ use tract_onnx::tract_hir::internal::*;
 pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("Binarizer", binarizer::parse);
     register.insert("Imputer", imputer::parse);
+    register.insert("OneHotEncoder", one_hot::parse);
     register.insert("Scaler", scaler::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);
     if let Some(tract) = register.0.get("TreeEnsembleClassifier") {
