@@ -224,10 +224,7 @@ mod tests {
             ],
         );
         let x = Tensor::from_shape(&[1, 1], &[5i64]).unwrap();
-        let error = format!(
-            "{:#}",
-            encode(&strict, x).err().expect("unknown value fails")
-        );
+        let error = format!("{:#}", encode(&strict, x).expect_err("unknown value fails"));
         assert!(
             error.contains("value 5 is not one of the encoder's categories"),
             "{error}"
