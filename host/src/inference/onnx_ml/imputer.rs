@@ -9,8 +9,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::{
-    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
-    check_output_arity, expand,
+    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, expand,
 };
 
 /// What to replace and with what, in one element type.
@@ -106,12 +105,8 @@ impl Expansion for Imputer {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
         s.equals(&inputs[0].datum_type, self.datum_type())?;
-        s.equals(&outputs[0].datum_type, self.datum_type())?;
-        s.equals(&inputs[0].shape, &outputs[0].shape)?;
-        Ok(())
+        super::same_shape_rules(s, inputs, outputs, None)
     }
 
     fn wire(

@@ -37,6 +37,23 @@ pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("ZipMap", refuse_zipmap);
 }
 
+/// The inference rules of a one-input, one-output operator whose output
+/// has the input's shape and either the input's type or `output`.
+fn same_shape_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    output: Option<DatumType>,
+) -> InferenceResult {
+    check_input_arity(inputs, 1)?;
+    check_output_arity(outputs, 1)?;
+    match output {
+        Some(dt) => s.equals(&outputs[0].datum_type, dt)?,
+        None => s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?,
+    }
+    s.equals(&inputs[0].shape, &outputs[0].shape)
+}
+
 fn refuse_zipmap(
     _: &ParsingContext,
     node: &NodeProto,

@@ -19,7 +19,6 @@ use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ndarray::Array1;
-use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::{
     Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
@@ -198,18 +197,10 @@ impl Expansion for TreeClassifier {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        let fact = model.outlet_fact(inputs[0])?.clone();
-        if let Ok(width) = fact.shape[1].to_usize() {
-            ensure!(
-                width >= self.0.ensemble.features,
-                "TreeEnsembleClassifier `{prefix}` reads feature {}; the input has {width}",
-                self.0.ensemble.features - 1
-            );
-        }
-        let mut x = inputs[0];
-        if fact.datum_type != f32::datum_type() {
-            x = model.wire_node(format!("{prefix}.to_f32"), cast(f32::datum_type()), &[x])?[0];
-        }
+        let x = self
+            .0
+            .ensemble
+            .wire_input("TreeEnsembleClassifier", prefix, model, inputs[0])?;
         model.wire_node(prefix, self.clone(), &[x])
     }
 }
@@ -227,18 +218,11 @@ impl EvalOp for TreeClassifier {
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let c = &self.0;
-        let x = &inputs[0];
-        let (rows, width) = (x.shape()[0], x.shape()[1]);
-        ensure!(
-            width >= c.ensemble.features,
-            "the input has {width} features; the trees read {}",
-            c.ensemble.features
-        );
+        let (rows, width, values) = c.ensemble.rows(&inputs[0])?;
         let classes = c.labels.len();
         let mut scores = vec![0f32; rows * classes];
-        let plain = x.try_as_plain_ram()?;
         c.ensemble
-            .aggregate(plain.as_slice::<f32>()?, width, Aggregate::Sum, &mut scores);
+            .aggregate(values, width, Aggregate::Sum, &mut scores);
         let mut best = Vec::with_capacity(rows);
         for row in scores.chunks_exact_mut(classes) {
             for (s, b) in row.iter_mut().zip(&c.base) {

@@ -7,7 +7,6 @@ use super::trees::{Aggregate, Ensemble, NodeAttributes, PostTransform, WeightAtt
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::{
     Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
@@ -147,18 +146,10 @@ impl Expansion for TreeRegressor {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        let fact = model.outlet_fact(inputs[0])?.clone();
-        if let Ok(width) = fact.shape[1].to_usize() {
-            ensure!(
-                width >= self.0.ensemble.features,
-                "TreeEnsembleRegressor `{prefix}` reads feature {}; the input has {width}",
-                self.0.ensemble.features - 1
-            );
-        }
-        let mut x = inputs[0];
-        if fact.datum_type != f32::datum_type() {
-            x = model.wire_node(format!("{prefix}.to_f32"), cast(f32::datum_type()), &[x])?[0];
-        }
+        let x = self
+            .0
+            .ensemble
+            .wire_input("TreeEnsembleRegressor", prefix, model, inputs[0])?;
         model.wire_node(prefix, self.clone(), &[x])
     }
 }
@@ -176,18 +167,11 @@ impl EvalOp for TreeRegressor {
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let r = &self.0;
-        let x = &inputs[0];
-        let (rows, width) = (x.shape()[0], x.shape()[1]);
-        ensure!(
-            width >= r.ensemble.features,
-            "the input has {width} features; the trees read {}",
-            r.ensemble.features
-        );
+        let (rows, width, values) = r.ensemble.rows(&inputs[0])?;
         let targets = r.ensemble.targets;
         let mut scores = vec![0f32; rows * targets];
-        let plain = x.try_as_plain_ram()?;
         r.ensemble
-            .aggregate(plain.as_slice::<f32>()?, width, r.aggregate, &mut scores);
+            .aggregate(values, width, r.aggregate, &mut scores);
         for row in scores.chunks_exact_mut(targets) {
             for (s, b) in row.iter_mut().zip(&r.base) {
                 *s += b;

@@ -11,6 +11,7 @@
 //! malformed model never reaches a request.
 
 use std::collections::HashMap;
+use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_hir::internal::*;
 
 /// How a branch compares the row's feature `x` with its threshold `t`;
@@ -301,6 +302,44 @@ impl Ensemble {
             features,
             targets,
         })
+    }
+
+    /// Wire the input of operator `op` (`[N, F]`): checked wide enough
+    /// when F is known, cast to f32.
+    pub(super) fn wire_input(
+        &self,
+        op: &str,
+        prefix: &str,
+        model: &mut TypedModel,
+        input: OutletId,
+    ) -> TractResult<OutletId> {
+        let fact = model.outlet_fact(input)?.clone();
+        if let Ok(width) = fact.shape[1].to_usize() {
+            ensure!(
+                width >= self.features,
+                "{op} `{prefix}` reads feature {}; the input has {width}",
+                self.features - 1
+            );
+        }
+        if fact.datum_type == f32::datum_type() {
+            return Ok(input);
+        }
+        Ok(model.wire_node(
+            format!("{prefix}.to_f32"),
+            cast(f32::datum_type()),
+            &[input],
+        )?[0])
+    }
+
+    /// The rows of an f32 input `[N, F]`: `(N, F, values)`.
+    pub(super) fn rows<'a>(&self, x: &'a Tensor) -> TractResult<(usize, usize, &'a [f32])> {
+        let (rows, width) = (x.shape()[0], x.shape()[1]);
+        ensure!(
+            width >= self.features,
+            "the input has {width} features; the trees read {}",
+            self.features
+        );
+        Ok((rows, width, x.try_as_plain_ram()?.as_slice::<f32>()?))
     }
 
     /// The number of trees.
