@@ -3,7 +3,7 @@
 //!
 //! - `Scaler` ([`scaler`]), as scikit-learn's `StandardScaler` exports;
 //! - `Binarizer` ([`binarizer`]), `Imputer` ([`imputer`]),
-//!   `OneHotEncoder` ([`one_hot`]);
+//!   `OneHotEncoder` ([`one_hot`]), `LabelEncoder` ([`label_encoder`]);
 //! - `TreeEnsembleRegressor` ([`tree_regressor`]) and
 //!   `TreeEnsembleClassifier` ([`tree_classifier`]) on Sluice's flattened
 //!   tree evaluator ([`trees`]).
@@ -12,6 +12,7 @@
 
 mod binarizer;
 mod imputer;
+mod label_encoder;
 mod one_hot;
 mod scaler;
 mod tree_classifier;
@@ -27,6 +28,7 @@ pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("Binarizer", binarizer::parse);
     register.insert("Imputer", imputer::parse);
     register.insert("OneHotEncoder", one_hot::parse);
+    register.insert("LabelEncoder", label_encoder::parse);
     register.insert("Scaler", scaler::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);
     if let Some(tract) = register.0.get("TreeEnsembleClassifier") {
