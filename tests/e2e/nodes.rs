@@ -184,6 +184,7 @@ async fn concurrent_cold_requests_on_a_fresh_node_fetch_the_artifact_once_and_co
     // document is revalidated at most once per interval.
     let records = s3.requests.count("GET", "versions/1.json");
     let heads = s3.requests.count("GET", "scaler/aliases.json");
+    let hits = b.status("cache.hits").await;
     let start = Instant::now();
     for _ in 0..300 {
         assert_eq!(served(&b, "scaler").await.0, 400); // text is not a tensor
@@ -191,8 +192,13 @@ async fn concurrent_cold_requests_on_a_fresh_node_fetch_the_artifact_once_and_co
     let intervals = start.elapsed().as_millis() as u64 / POLL_MS + 1;
     assert_eq!(artifact_gets(), 1);
     assert_eq!(s3.requests.count("GET", "versions/1.json"), records);
-    assert!(b.status("cache.hits").await >= 300, "served from memory");
     let revalidations = s3.requests.count("GET", "scaler/aliases.json") - heads;
+    // Every request is served from memory but those that revalidated.
+    let served_from_memory = b.status("cache.hits").await - hits;
+    assert!(
+        served_from_memory + revalidations >= 300,
+        "{served_from_memory} hits + {revalidations} revalidations for 300 requests"
+    );
     assert!(
         revalidations <= intervals,
         "{revalidations} alias reads in {intervals} intervals"
