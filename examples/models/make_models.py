@@ -20,6 +20,16 @@ Writes, next to this file:
                      columns, missing marked -999; OneHotEncoder on a
                      category column) + logistic regression: Imputer,
                      OneHotEncoder, ArrayFeatureExtractor, Concat
+  diabetes-gbr-double.onnx  diabetes-gbr as a double-precision model ships
+                     (ai.onnx.ml opset 3): double input, thresholds, weights
+                     and base values (`*_as_tensor`)
+  iris-normalized-logreg.onnx  Normalizer (L2) + logistic regression on raw
+                     features (its probabilities pass an L1 Normalizer)
+  xgb-iris.onnx      XGBoost multiclass (onnxmltools: BRANCH_LT, SOFTMAX), 4 -> 3
+  xgb-cancer.onnx    XGBoost binary (one score, base value, LOGISTIC), 30 -> 2
+  lgbm-iris.onnx     LightGBM multiclass (onnxmltools: BRANCH_LEQ with
+                     missing-value tracks), 4 -> 3
+  lgbm-diabetes.onnx LightGBM regressor, 10 -> 1
   iris-zipmap.onnx   the logistic regression exported with zipmap on: its
                      ZipMap must be refused, naming the export option
   unknown-operator.onnx  a graph with an operator no engine knows
@@ -39,9 +49,13 @@ import pathlib
 import sys
 import zipfile
 
+import lightgbm
 import numpy as np
 import onnx
 import onnxruntime as ort
+import xgboost
+from onnxmltools import convert_lightgbm, convert_xgboost
+from onnxmltools.convert.common.data_types import FloatTensorType
 from skl2onnx import to_onnx
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
@@ -50,7 +64,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import Normalizer, OneHotEncoder, StandardScaler
 
 HERE = pathlib.Path(__file__).resolve().parent
 OPTIONS = {"zipmap": False}
@@ -62,8 +76,8 @@ def reference(name, inputs):
     outputs = session.run(None, inputs)
     doc = {
         "model": name,
-        # Inputs are float32 values printed shortest-first, so parsing them
-        # back as f32 gives exactly what onnxruntime saw.
+        # Inputs are printed shortest-first in their own precision, so
+        # parsing them back gives exactly what onnxruntime saw.
         "inputs": {
             k: {"shape": list(v.shape), "datatype": str(v.dtype), "data": [float(np.format_float_positional(x, unique=True)) for x in v.ravel()]}
             for k, v in inputs.items()
@@ -80,9 +94,38 @@ def reference(name, inputs):
 def export(name, model, sample, options=OPTIONS):
     classifier = model.steps[-1][1] if hasattr(model, "steps") else model
     onx = to_onnx(model, sample[:1], options={id(classifier): options} if hasattr(model, "predict_proba") else None, target_opset=15)
-    # A dynamic batch dimension: any number of rows per call.
+    save(name, onx)
+
+
+def save(name, onx):
+    """Write a converted model with a dynamic batch dimension (any number
+    of rows per call), on its outputs too (onnxmltools declares LightGBM's
+    label as [1])."""
     onx.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    for output in onx.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if dims and dims[0].dim_value > 0:
+            dims[0].dim_param = "N"
     (HERE / f"{name}.onnx").write_bytes(onx.SerializeToString())
+
+
+def as_double(name, source):
+    """Rewrite the one-tree-ensemble model `source` as a double-precision
+    model: ai.onnx.ml opset 3, a double input, and thresholds, weights and
+    base values as double tensors."""
+    model = onnx.load(str(HERE / f"{source}.onnx"))
+    node = model.graph.node[0]
+    assert node.op_type == "TreeEnsembleRegressor"
+    for attr in list(node.attribute):
+        if attr.name in ("nodes_values", "target_weights", "base_values"):
+            values = np.array(onnx.helper.get_attribute_value(attr), dtype=np.float64)
+            node.attribute.remove(attr)
+            node.attribute.append(onnx.helper.make_attribute(f"{attr.name}_as_tensor", onnx.numpy_helper.from_array(values)))
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    for opset in model.opset_import:
+        if opset.domain == "ai.onnx.ml":
+            opset.version = 3
+    (HERE / f"{name}.onnx").write_bytes(model.SerializeToString())
 
 
 def main():
@@ -163,6 +206,27 @@ def main():
     trows[0, 1] = -999.0
     trows[1, 3] = 7.0  # a category never seen in training: all zeros
     reference("tabular-pipeline", {"X": trows})
+
+    as_double("diabetes-gbr-double", "diabetes-gbr")
+    reference("diabetes-gbr-double", {"X": rows.astype(np.float64) + 1e-9})
+
+    normalized = make_pipeline(Normalizer(norm="l2"), LogisticRegression(max_iter=500)).fit(raw, y)
+    export("iris-normalized-logreg", normalized, raw)
+    reference("iris-normalized-logreg", {"X": raw[rng.choice(len(raw), 8, replace=False)]})
+
+    # XGBoost and LightGBM, through onnxmltools.
+    xgb_iris = xgboost.XGBClassifier(n_estimators=20, max_depth=3, random_state=7).fit(raw, y)
+    save("xgb-iris", convert_xgboost(xgb_iris, initial_types=[("X", FloatTensorType([None, 4]))], target_opset=15))
+    reference("xgb-iris", {"X": raw[rng.choice(len(raw), 8, replace=False)]})
+    xgb_cancer = xgboost.XGBClassifier(n_estimators=30, max_depth=3, random_state=7).fit(xc, yc)
+    save("xgb-cancer", convert_xgboost(xgb_cancer, initial_types=[("X", FloatTensorType([None, 30]))], target_opset=15))
+    reference("xgb-cancer", {"X": crows})
+    lgbm_iris = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=8, random_state=7, verbose=-1).fit(raw, y)
+    save("lgbm-iris", convert_lightgbm(lgbm_iris, initial_types=[("X", FloatTensorType([None, 4]))], target_opset=15, zipmap=False))
+    reference("lgbm-iris", {"X": raw[rng.choice(len(raw), 8, replace=False)]})
+    lgbm_diabetes = lightgbm.LGBMRegressor(n_estimators=30, num_leaves=8, random_state=7, verbose=-1).fit(xr, yr)
+    save("lgbm-diabetes", convert_lightgbm(lgbm_diabetes, initial_types=[("X", FloatTensorType([None, 10]))], target_opset=15))
+    reference("lgbm-diabetes", {"X": rows})
 
     frobnicate = onnx.helper.make_node("Frobnicate", ["X"], ["Y"], domain="com.example")
     graph = onnx.helper.make_graph(

@@ -42,18 +42,18 @@ fn input(reference: &serde_json::Value, rows: usize) -> Vec<NamedTensor> {
         .map(|d| d.as_u64().unwrap())
         .collect();
     let row_len: u64 = shape[1..].iter().product();
-    let data: Vec<f32> = spec["data"].as_array().unwrap()[..row_len as usize]
+    let row = spec["data"].as_array().unwrap()[..row_len as usize]
         .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
+        .map(|v| v.as_f64().unwrap());
+    let data = match spec["datatype"].as_str() {
+        Some("float64") => TensorData::F64(row.collect::<Vec<_>>().repeat(rows)),
+        _ => TensorData::F32(row.map(|v| v as f32).collect::<Vec<_>>().repeat(rows)),
+    };
     let mut shape = shape;
     shape[0] = rows as u64;
     vec![NamedTensor {
         name: name.clone(),
-        tensor: Tensor {
-            shape,
-            data: TensorData::F32(data.repeat(rows)),
-        },
+        tensor: Tensor { shape, data },
     }]
 }
 
@@ -82,6 +82,11 @@ fn bench(c: &mut Criterion) {
         ("cancer-gbt", &[1, 64]),
         ("diabetes-gbr", &[1, 64]),
         ("diabetes-rf", &[1, 64]),
+        ("diabetes-gbr-double", &[1, 64]),
+        ("xgb-iris", &[1, 64]),
+        ("xgb-cancer", &[1, 64]),
+        ("lgbm-iris", &[1, 64]),
+        ("lgbm-diabetes", &[1, 64]),
         ("digits-mlp", &[1, 64]),
         ("text-direction", &[1]),
     ] {

@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 MODELS = pathlib.Path(__file__).resolve().parents[2] / "examples" / "models"
-CASES = [("iris-logreg", [1, 64]), ("iris-gbt", [1, 64]), ("iris-rf", [1, 64]), ("cancer-gbt", [1, 64]), ("diabetes-gbr", [1, 64]), ("diabetes-rf", [1, 64]), ("digits-mlp", [1, 64]), ("text-direction", [1])]
+CASES = [("iris-logreg", [1, 64]), ("iris-gbt", [1, 64]), ("iris-rf", [1, 64]), ("cancer-gbt", [1, 64]), ("diabetes-gbr", [1, 64]), ("diabetes-rf", [1, 64]), ("diabetes-gbr-double", [1, 64]), ("xgb-iris", [1, 64]), ("xgb-cancer", [1, 64]), ("lgbm-iris", [1, 64]), ("lgbm-diabetes", [1, 64]), ("digits-mlp", [1, 64]), ("text-direction", [1])]
 
 options = ort.SessionOptions()
 # Same footing as Sluice's engine: one thread per run.
@@ -25,7 +25,7 @@ for name, batches in CASES:
     session = ort.InferenceSession(str(MODELS / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
     input_name, spec = next(iter(reference["inputs"].items()))
     row_len = int(np.prod(spec["shape"][1:]))
-    row = np.array(spec["data"][:row_len], dtype=np.float32)
+    row = np.array(spec["data"][:row_len], dtype=spec["datatype"])
     for rows in batches:
         x = np.tile(row, rows).reshape([rows] + spec["shape"][1:])
         for _ in range(50):

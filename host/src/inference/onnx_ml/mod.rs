@@ -3,16 +3,21 @@
 //!
 //! - `Scaler` ([`scaler`]), as scikit-learn's `StandardScaler` exports;
 //! - `Binarizer` ([`binarizer`]), `Imputer` ([`imputer`]),
-//!   `OneHotEncoder` ([`one_hot`]), `LabelEncoder` ([`label_encoder`]);
+//!   `OneHotEncoder` ([`one_hot`]), `LabelEncoder` ([`label_encoder`]),
+//!   `Normalizer` ([`normalizer`]) and `ArrayFeatureExtractor`
+//!   ([`array_feature_extractor`]), the last two replacing tract's, which
+//!   differ from onnxruntime (see each);
 //! - `TreeEnsembleRegressor` ([`tree_regressor`]) and
 //!   `TreeEnsembleClassifier` ([`tree_classifier`]) on Sluice's flattened
 //!   tree evaluator ([`trees`]).
 //! - `ZipMap` is refused with the export option that avoids it: a map per
 //!   row is not a tensor, and no client of a model server wants one.
 
+mod array_feature_extractor;
 mod binarizer;
 mod imputer;
 mod label_encoder;
+mod normalizer;
 mod one_hot;
 mod scaler;
 mod tree_classifier;
@@ -25,10 +30,12 @@ use tract_onnx::tract_hir::internal::*;
 
 /// Add Sluice's operators to `register` (replacing tract's where both exist).
 pub(super) fn register(register: &mut OnnxOpRegister) {
+    register.insert("ArrayFeatureExtractor", array_feature_extractor::parse);
     register.insert("Binarizer", binarizer::parse);
     register.insert("Imputer", imputer::parse);
     register.insert("OneHotEncoder", one_hot::parse);
     register.insert("LabelEncoder", label_encoder::parse);
+    register.insert("Normalizer", normalizer::parse);
     register.insert("Scaler", scaler::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);
     if let Some(tract) = register.0.get("TreeEnsembleClassifier") {
@@ -74,13 +81,15 @@ pub(crate) mod graph {
     use tract_onnx::pb::tensor_proto::DataType;
     use tract_onnx::pb::tensor_shape_proto::{Dimension, dimension};
     use tract_onnx::pb::{
-        AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
-        TypeProto, ValueInfoProto, type_proto,
+        AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+        TensorShapeProto, TypeProto, ValueInfoProto, type_proto,
     };
 
     /// An attribute value.
     pub enum Attr {
         Floats(Vec<f32>),
+        /// A 1-D double tensor (the `*_as_tensor` attributes).
+        Doubles(Vec<f64>),
         Float(f32),
         Ints(Vec<i64>),
         Int(i64),
@@ -113,6 +122,11 @@ pub(crate) mod graph {
         }
     }
 
+    /// A constant input of the node (an initializer), after `X`.
+    pub enum Constant {
+        Ints(&'static str, Vec<i64>),
+    }
+
     /// The bytes of a model with one `ai.onnx.ml` node `op` reading `X`
     /// (`elem_type`, `dims`; -1 is the dynamic N) and writing `outputs`.
     pub fn one_node(
@@ -121,6 +135,18 @@ pub(crate) mod graph {
         dims: &[i64],
         outputs: &[(&str, DataType)],
         attributes: Vec<(&str, Attr)>,
+    ) -> Vec<u8> {
+        one_node_with(op, elem_type, dims, outputs, attributes, vec![])
+    }
+
+    /// [`one_node`] with constant inputs after `X`.
+    pub fn one_node_with(
+        op: &str,
+        elem_type: DataType,
+        dims: &[i64],
+        outputs: &[(&str, DataType)],
+        attributes: Vec<(&str, Attr)>,
+        constants: Vec<Constant>,
     ) -> Vec<u8> {
         let attribute = attributes
             .into_iter()
@@ -131,6 +157,15 @@ pub(crate) mod graph {
                 };
                 match value {
                     Attr::Floats(v) => (a.r#type, a.floats) = (AttributeType::Floats as i32, v),
+                    Attr::Doubles(v) => {
+                        a.r#type = AttributeType::Tensor as i32;
+                        a.t = Some(TensorProto {
+                            dims: vec![v.len() as i64],
+                            data_type: DataType::Double as i32,
+                            double_data: v,
+                            ..Default::default()
+                        });
+                    }
                     Attr::Float(v) => (a.r#type, a.f) = (AttributeType::Float as i32, v),
                     Attr::Ints(v) => (a.r#type, a.ints) = (AttributeType::Ints as i32, v),
                     Attr::Int(v) => (a.r#type, a.i) = (AttributeType::Int as i32, v),
@@ -145,8 +180,22 @@ pub(crate) mod graph {
                 a
             })
             .collect();
+        let initializer: Vec<TensorProto> = constants
+            .into_iter()
+            .map(|c| match c {
+                Constant::Ints(name, values) => TensorProto {
+                    name: name.into(),
+                    dims: vec![values.len() as i64],
+                    data_type: DataType::Int64 as i32,
+                    int64_data: values,
+                    ..Default::default()
+                },
+            })
+            .collect();
         let node = NodeProto {
-            input: vec!["X".into()],
+            input: std::iter::once("X".to_string())
+                .chain(initializer.iter().map(|t| t.name.clone()))
+                .collect(),
             output: outputs.iter().map(|(n, _)| n.to_string()).collect(),
             name: op.to_lowercase(),
             op_type: op.into(),
@@ -158,6 +207,7 @@ pub(crate) mod graph {
             node: vec![node],
             name: "one-node".into(),
             input: vec![value_info("X", elem_type, dims)],
+            initializer,
             output: outputs
                 .iter()
                 .map(|(name, t)| ValueInfoProto {

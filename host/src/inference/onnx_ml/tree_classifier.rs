@@ -12,8 +12,9 @@
 //! `[1 - σ(s), σ(s)]` (LOGISTIC). Layouts outside these (a single score with
 //! two base values, or another post-transform) go to tract's own operator.
 
-use super::tree_regressor::node_attributes;
-use super::trees::{Aggregate, Ensemble, PostTransform, WeightAttributes};
+use super::trees::{
+    Aggregate, Ensemble, NodeAttributes, PostTransform, WeightAttributes, floats_f32,
+};
 use std::sync::OnceLock;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -107,11 +108,15 @@ pub(super) fn parse(
         tree_ids: node.get_attr_vec("class_treeids")?,
         node_ids: node.get_attr_vec("class_nodeids")?,
         targets: node.get_attr_vec("class_ids")?,
-        weights: node.get_attr_vec("class_weights")?,
+        weights: floats_f32(ctx, node, "class_weights")
+            .map_err(refuse)?
+            .unwrap_or_default(),
     };
     let scored: std::collections::BTreeSet<i64> = weights.targets.iter().copied().collect();
     let positive = weights.weights.iter().all(|w| *w >= 0.0);
-    let base: Vec<f32> = node.get_attr_opt_vec("base_values")?.unwrap_or_default();
+    let base = floats_f32(ctx, node, "base_values")
+        .map_err(refuse)?
+        .unwrap_or_default();
     let post = PostTransform::parse(
         &node
             .get_attr_opt::<String>("post_transform")?
@@ -138,7 +143,8 @@ pub(super) fn parse(
         );
         Layout::PerClass
     };
-    let ensemble = Ensemble::build(node_attributes(node)?, weights, classes).map_err(refuse)?;
+    let nodes = NodeAttributes::read(ctx, node).map_err(refuse)?;
+    let ensemble = Ensemble::build(nodes, weights, classes).map_err(refuse)?;
     Ok((
         expand(TreeClassifier(Arc::new(Classifier {
             ensemble,
@@ -218,11 +224,8 @@ impl EvalOp for TreeClassifier {
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let c = &self.0;
-        let (rows, width, values) = c.ensemble.rows(&inputs[0])?;
+        let (rows, mut scores) = c.ensemble.scores(&inputs[0], Aggregate::Sum)?;
         let classes = c.labels.len();
-        let mut scores = vec![0f32; rows * classes];
-        c.ensemble
-            .aggregate(values, width, Aggregate::Sum, &mut scores);
         let mut best = Vec::with_capacity(rows);
         for row in scores.chunks_exact_mut(classes) {
             for (s, b) in row.iter_mut().zip(&c.base) {

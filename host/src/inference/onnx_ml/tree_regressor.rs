@@ -1,9 +1,11 @@
 //! `TreeEnsembleRegressor` (ai.onnx.ml): scores per target from a tree
 //! ensemble ([`super::trees`]), aggregated (SUM, AVERAGE, MIN, MAX), plus
-//! base values, then a post-transform. Input `[N, F]` (cast to f32),
+//! base values, then a post-transform. Input `[N, F]` (f64, or cast to f32),
 //! output `Y: [N, n_targets]` f32.
 
-use super::trees::{Aggregate, Ensemble, NodeAttributes, PostTransform, WeightAttributes};
+use super::trees::{
+    Aggregate, Ensemble, NodeAttributes, PostTransform, WeightAttributes, floats_f32,
+};
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::internal::*;
@@ -13,31 +15,8 @@ use tract_onnx::tract_hir::internal::{
     check_output_arity, expand,
 };
 
-/// Read a node's tree-ensemble attributes (the `nodes_*` set).
-pub(super) fn node_attributes(node: &NodeProto) -> TractResult<NodeAttributes> {
-    ensure!(
-        node.get_attr_opt::<&TensorProto>("nodes_values_as_tensor")?
-            .is_none(),
-        "`nodes_values_as_tensor` (double thresholds) is not supported yet; export with float thresholds"
-    );
-    Ok(NodeAttributes {
-        tree_ids: node.get_attr_vec("nodes_treeids")?,
-        node_ids: node.get_attr_vec("nodes_nodeids")?,
-        feature_ids: node.get_attr_vec("nodes_featureids")?,
-        values: node.get_attr_vec("nodes_values")?,
-        modes: node.get_attr_vec("nodes_modes")?,
-        true_ids: node.get_attr_vec("nodes_truenodeids")?,
-        false_ids: node.get_attr_vec("nodes_falsenodeids")?,
-        missing_tracks_true: node
-            .get_attr_opt_vec("nodes_missing_value_tracks_true")?
-            .unwrap_or_default(),
-    })
-}
-
-use tract_onnx::pb::TensorProto;
-
 pub(super) fn parse(
-    _: &ParsingContext,
+    ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let refuse = |e: TractError| format_err!("TreeEnsembleRegressor `{}`: {e}", node.name);
@@ -51,23 +30,19 @@ pub(super) fn parse(
                 node.name
             )
         })?;
-    ensure!(
-        node.get_attr_opt::<&TensorProto>("target_weights_as_tensor")?
-            .is_none()
-            && node
-                .get_attr_opt::<&TensorProto>("base_values_as_tensor")?
-                .is_none(),
-        "TreeEnsembleRegressor `{}`: double weights (`*_as_tensor`) are not supported yet",
-        node.name
-    );
     let weights = WeightAttributes {
         tree_ids: node.get_attr_vec("target_treeids")?,
         node_ids: node.get_attr_vec("target_nodeids")?,
         targets: node.get_attr_vec("target_ids")?,
-        weights: node.get_attr_vec("target_weights")?,
+        weights: floats_f32(ctx, node, "target_weights")
+            .map_err(refuse)?
+            .unwrap_or_default(),
     };
-    let ensemble = Ensemble::build(node_attributes(node)?, weights, targets).map_err(refuse)?;
-    let base: Vec<f32> = node.get_attr_opt_vec("base_values")?.unwrap_or_default();
+    let nodes = NodeAttributes::read(ctx, node).map_err(refuse)?;
+    let ensemble = Ensemble::build(nodes, weights, targets).map_err(refuse)?;
+    let base = floats_f32(ctx, node, "base_values")
+        .map_err(refuse)?
+        .unwrap_or_default();
     ensure!(
         base.is_empty() || base.len() == targets,
         "TreeEnsembleRegressor `{}`: {} base values for {targets} targets",
@@ -167,11 +142,8 @@ impl EvalOp for TreeRegressor {
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let r = &self.0;
-        let (rows, width, values) = r.ensemble.rows(&inputs[0])?;
+        let (rows, mut scores) = r.ensemble.scores(&inputs[0], r.aggregate)?;
         let targets = r.ensemble.targets;
-        let mut scores = vec![0f32; rows * targets];
-        r.ensemble
-            .aggregate(values, width, r.aggregate, &mut scores);
         for row in scores.chunks_exact_mut(targets) {
             for (s, b) in row.iter_mut().zip(&r.base) {
                 *s += b;
@@ -206,7 +178,18 @@ mod tests {
     /// `(tree, node, target, weight)`
     type Weight = (i64, i64, i64, f32);
 
-    fn regressor(nodes: &[Node], weights: &[Weight], mut extra: Vec<(&str, Attr)>) -> Vec<u8> {
+    fn regressor(nodes: &[Node], weights: &[Weight], extra: Vec<(&str, Attr)>) -> Vec<u8> {
+        regressor_of(DataType::Float, nodes, weights, extra)
+    }
+
+    /// A regressor reading `elem_type` rows; an `X_as_tensor` attribute in
+    /// `extra` replaces `X`.
+    fn regressor_of(
+        elem_type: DataType,
+        nodes: &[Node],
+        weights: &[Weight],
+        mut extra: Vec<(&str, Attr)>,
+    ) -> Vec<u8> {
         let mut attributes = vec![
             (
                 "nodes_treeids",
@@ -253,10 +236,14 @@ mod tests {
                 Attr::Floats(weights.iter().map(|w| w.3).collect()),
             ),
         ];
+        attributes.retain(|(name, _)| {
+            let replaced = format!("{name}_as_tensor");
+            !extra.iter().any(|(e, _)| *e == replaced)
+        });
         attributes.append(&mut extra);
         one_node(
             "TreeEnsembleRegressor",
-            DataType::Float,
+            elem_type,
             &[-1, 2],
             &[("Y", DataType::Float)],
             attributes,
@@ -314,6 +301,69 @@ mod tests {
             .map(|r| if r[0] <= 1.0 { 10.0 } else { 20.0 })
             .collect();
         assert_eq!(predict(&stump("BRANCH_LEQ", vec![]), &rows), want);
+    }
+
+    #[test]
+    fn double_thresholds_compare_exactly_for_float_and_double_rows() {
+        // 0.1 is no f32: the f32 nearest it (0.100000001…) is above it.
+        let near = 0.1f32;
+        let below = near.next_down();
+        for (mode, want) in [
+            ("BRANCH_LEQ", [20.0, 10.0]),
+            ("BRANCH_LT", [20.0, 10.0]),
+            ("BRANCH_GTE", [10.0, 20.0]),
+            ("BRANCH_GT", [10.0, 20.0]),
+            ("BRANCH_EQ", [20.0, 20.0]),
+            ("BRANCH_NEQ", [10.0, 10.0]),
+        ] {
+            let nodes = [
+                (0, 0, 0, 0.0, mode, 1, 2),
+                (0, 1, 0, 0.0, "LEAF", 0, 0),
+                (0, 2, 0, 0.0, "LEAF", 0, 0),
+            ];
+            let weights = [(0, 1, 0, 10.0), (0, 2, 0, 20.0)];
+            let thresholds = vec![0.1, 0.0, 0.0];
+            let extra = vec![
+                ("nodes_values_as_tensor", Attr::Doubles(thresholds.clone())),
+                ("target_weights_as_tensor", Attr::Doubles(vec![10.0, 20.0])),
+            ];
+            let model = regressor_of(DataType::Float, &nodes, &weights, extra);
+            assert_eq!(
+                predict(&model, &[[near, 0.0], [below, 0.0]]),
+                want,
+                "{mode}"
+            );
+
+            // Double rows compare with the double thresholds as they are.
+            let extra = vec![("nodes_values_as_tensor", Attr::Doubles(thresholds))];
+            let model = regressor_of(DataType::Double, &nodes, &weights, extra);
+            let (plan, _, _) = compile(&model, &BTreeMap::new()).expect("compiles");
+            let x = Tensor::from_shape(
+                &[3, 2],
+                &[0.1f64, 0.0, f64::from(near), 0.0, 0.0999999, 0.0],
+            )
+            .unwrap();
+            let y = plan.run(tvec!(x.into_tvalue())).expect("runs");
+            let y: Vec<f32> = y[0]
+                .to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect();
+            let holds = |x: f64| match mode {
+                "BRANCH_LEQ" => x <= 0.1,
+                "BRANCH_LT" => x < 0.1,
+                "BRANCH_GTE" => x >= 0.1,
+                "BRANCH_GT" => x > 0.1,
+                "BRANCH_EQ" => x == 0.1,
+                _ => x != 0.1,
+            };
+            let want: Vec<f32> = [0.1, f64::from(near), 0.0999999]
+                .into_iter()
+                .map(|x| if holds(x) { 10.0 } else { 20.0 })
+                .collect();
+            assert_eq!(y, want, "{mode} on doubles");
+        }
     }
 
     #[test]

@@ -9,8 +9,17 @@
 //! which are checked once at load: a child outside its tree, a cycle, a
 //! weight on a branch or a bad mode is refused with the node named, so a
 //! malformed model never reaches a request.
+//!
+//! Thresholds may be doubles (`nodes_values_as_tensor`, ai.onnx.ml opset
+//! 3). Rows of f64 inputs are compared with them as they are; rows of any
+//! other input are f32, compared with each threshold rounded towards the
+//! side that keeps the comparison exact (`x <= 0.1` for an f32 `x` is
+//! `x <= ` the largest f32 not above 0.1), so both give the answers double
+//! arithmetic gives. Weights and base values are summed in f32.
 
 use std::collections::HashMap;
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::{NodeProto, TensorProto};
 use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_hir::internal::*;
 
@@ -75,13 +84,67 @@ pub(super) struct NodeAttributes {
     pub tree_ids: Vec<i64>,
     pub node_ids: Vec<i64>,
     pub feature_ids: Vec<i64>,
-    pub values: Vec<f32>,
+    pub values: Vec<f64>,
     pub modes: Vec<String>,
     pub true_ids: Vec<i64>,
     pub false_ids: Vec<i64>,
     /// Empty, or one flag per node: a missing value (NaN) takes the true
     /// branch.
     pub missing_tracks_true: Vec<i64>,
+}
+
+impl NodeAttributes {
+    /// Read a node's `nodes_*` attributes.
+    pub(super) fn read(ctx: &ParsingContext, node: &NodeProto) -> TractResult<Self> {
+        Ok(Self {
+            tree_ids: node.get_attr_vec("nodes_treeids")?,
+            node_ids: node.get_attr_vec("nodes_nodeids")?,
+            feature_ids: node.get_attr_vec("nodes_featureids")?,
+            values: floats(ctx, node, "nodes_values")?.unwrap_or_default(),
+            modes: node.get_attr_vec("nodes_modes")?,
+            true_ids: node.get_attr_vec("nodes_truenodeids")?,
+            false_ids: node.get_attr_vec("nodes_falsenodeids")?,
+            missing_tracks_true: node
+                .get_attr_opt_vec("nodes_missing_value_tracks_true")?
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// A list of reals given as floats (`name`) or, since ai.onnx.ml opset 3,
+/// as a float or double tensor (`name_as_tensor`); at most one of the two.
+pub(super) fn floats(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+    name: &str,
+) -> TractResult<Option<Vec<f64>>> {
+    let tensor_name = format!("{name}_as_tensor");
+    let listed: Option<Vec<f32>> = node.get_attr_opt_vec(name)?;
+    let tensor: Option<&TensorProto> = node.get_attr_opt(&tensor_name)?;
+    match (listed, tensor) {
+        (Some(_), Some(_)) => bail!("both `{name}` and `{tensor_name}` are given; give one"),
+        (Some(values), None) => Ok(Some(values.into_iter().map(f64::from).collect())),
+        (None, Some(proto)) => {
+            let tensor = ctx.load_tensor(proto)?;
+            ensure!(
+                matches!(tensor.datum_type(), DatumType::F32 | DatumType::F64),
+                "`{tensor_name}` holds {:?}; expected float or double",
+                tensor.datum_type()
+            );
+            let values = tensor.cast_to::<f64>()?;
+            Ok(Some(values.try_as_plain_ram()?.as_slice::<f64>()?.to_vec()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// [`floats`] as f32 (weights and base values are summed in f32).
+pub(super) fn floats_f32(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+    name: &str,
+) -> TractResult<Option<Vec<f32>>> {
+    Ok(floats(ctx, node, name)?.map(|v| v.into_iter().map(|x| x as f32).collect()))
 }
 
 /// The leaf weights as the ONNX attributes give them (`target_*` or
@@ -98,7 +161,9 @@ pub(super) struct WeightAttributes {
 pub(super) struct Ensemble {
     roots: Vec<u32>,
     feature: Vec<u32>,
+    /// Thresholds for f32 rows, rounded so each comparison is exact.
     threshold: Vec<f32>,
+    threshold_f64: Vec<f64>,
     mode: Vec<Mode>,
     true_child: Vec<u32>,
     false_child: Vec<u32>,
@@ -286,10 +351,16 @@ impl Ensemble {
         } else {
             nodes.missing_tracks_true.iter().map(|m| *m != 0).collect()
         };
+        let threshold = mode
+            .iter()
+            .zip(&nodes.values)
+            .map(|(m, t)| f32_threshold(*m, *t))
+            .collect();
         Ok(Self {
             roots,
             feature,
-            threshold: nodes.values,
+            threshold,
+            threshold_f64: nodes.values,
             mode,
             true_child,
             false_child,
@@ -305,7 +376,7 @@ impl Ensemble {
     }
 
     /// Wire the input of operator `op` (`[N, F]`): checked wide enough
-    /// when F is known, cast to f32.
+    /// when F is known, cast to f32 unless it is f64.
     pub(super) fn wire_input(
         &self,
         op: &str,
@@ -321,7 +392,7 @@ impl Ensemble {
                 self.features - 1
             );
         }
-        if fact.datum_type == f32::datum_type() {
+        if matches!(fact.datum_type, DatumType::F32 | DatumType::F64) {
             return Ok(input);
         }
         Ok(model.wire_node(
@@ -331,15 +402,31 @@ impl Ensemble {
         )?[0])
     }
 
-    /// The rows of an f32 input `[N, F]`: `(N, F, values)`.
-    pub(super) fn rows<'a>(&self, x: &'a Tensor) -> TractResult<(usize, usize, &'a [f32])> {
+    /// The aggregated scores (row-major, `targets` per row) of the rows of
+    /// `x` (`[N, F]`, f32 or f64, as [`Self::wire_input`] wires it), without
+    /// base values or a post-transform: `(N, scores)`.
+    pub(super) fn scores(
+        &self,
+        x: &Tensor,
+        aggregate: Aggregate,
+    ) -> TractResult<(usize, Vec<f32>)> {
         let (rows, width) = (x.shape()[0], x.shape()[1]);
         ensure!(
             width >= self.features,
             "the input has {width} features; the trees read {}",
             self.features
         );
-        Ok((rows, width, x.try_as_plain_ram()?.as_slice::<f32>()?))
+        let mut scores = vec![0f32; rows * self.targets];
+        if rows > 0 {
+            let plain = x.try_as_plain_ram()?;
+            match x.datum_type() {
+                DatumType::F64 => {
+                    self.aggregate(plain.as_slice::<f64>()?, width, aggregate, &mut scores)
+                }
+                _ => self.aggregate(plain.as_slice::<f32>()?, width, aggregate, &mut scores),
+            }
+        }
+        Ok((rows, scores))
     }
 
     /// The number of trees.
@@ -349,7 +436,8 @@ impl Ensemble {
 
     /// The leaf `row` reaches in the tree rooted at `root`.
     #[inline]
-    fn leaf(&self, root: u32, row: &[f32]) -> usize {
+    fn leaf<F: Feature>(&self, root: u32, row: &[F]) -> usize {
+        let thresholds = F::thresholds(self);
         let mut n = root as usize;
         loop {
             let mode = self.mode[n];
@@ -357,7 +445,7 @@ impl Ensemble {
                 return n;
             }
             let x = row[self.feature[n] as usize];
-            let t = self.threshold[n];
+            let t = thresholds[n];
             let holds = match mode {
                 Mode::Leq => x <= t,
                 Mode::Lt => x < t,
@@ -377,11 +465,10 @@ impl Ensemble {
     }
 
     /// Aggregate the trees' weights for `rows` (row-major, `width` features
-    /// each) into `scores` (row-major, `targets` each), without base
-    /// values or a post-transform.
-    pub(super) fn aggregate(
+    /// each) into `scores` (row-major, `targets` each).
+    fn aggregate<F: Feature>(
         &self,
-        rows: &[f32],
+        rows: &[F],
         width: usize,
         aggregate: Aggregate,
         scores: &mut [f32],
@@ -437,22 +524,23 @@ impl Ensemble {
     /// The leaves of one `x <= t` tree for every row: eight rows advance
     /// together for exactly `depth` steps (a leaf is its own child), with
     /// a select instead of a branch, so nothing mispredicts.
-    fn leaves_in_lockstep(
+    fn leaves_in_lockstep<F: Feature>(
         &self,
         root: u32,
         depth: u32,
-        rows: &[f32],
+        rows: &[F],
         width: usize,
         leaves: &mut [u32],
     ) {
         const LANES: usize = 8;
+        let thresholds = F::thresholds(self);
         for (block, out) in rows.chunks(width * LANES).zip(leaves.chunks_mut(LANES)) {
             let mut n = [root; LANES];
             for _ in 0..depth {
                 for (k, row) in block.chunks_exact(width).enumerate() {
                     let i = n[k] as usize;
                     let x = row[self.feature[i] as usize];
-                    n[k] = if x <= self.threshold[i] {
+                    n[k] = if x <= thresholds[i] {
                         self.true_child[i]
                     } else {
                         self.false_child[i]
@@ -461,6 +549,51 @@ impl Ensemble {
             }
             out.copy_from_slice(&n[..out.len()]);
         }
+    }
+}
+
+/// The element type of rows the trees compare: f32, or f64 (double inputs).
+trait Feature: Copy + PartialOrd {
+    fn is_nan(self) -> bool;
+    /// The ensemble's thresholds in this type.
+    fn thresholds(ensemble: &Ensemble) -> &[Self];
+}
+
+impl Feature for f32 {
+    fn is_nan(self) -> bool {
+        self.is_nan()
+    }
+    fn thresholds(ensemble: &Ensemble) -> &[f32] {
+        &ensemble.threshold
+    }
+}
+
+impl Feature for f64 {
+    fn is_nan(self) -> bool {
+        self.is_nan()
+    }
+    fn thresholds(ensemble: &Ensemble) -> &[f64] {
+        &ensemble.threshold_f64
+    }
+}
+
+/// The f32 threshold that, for every f32 `x`, compares under `mode` as
+/// `x` (widened) does with the double `t`: the largest f32 not above `t`
+/// for `<=` and `>`, the smallest not below it for `<` and `>=`; for `==`
+/// and `!=`, `t` itself when it is an f32, else NaN (no f32 equals it).
+fn f32_threshold(mode: Mode, t: f64) -> f32 {
+    let nearest = t as f32;
+    let (below, above) = match f64::from(nearest).partial_cmp(&t) {
+        Some(std::cmp::Ordering::Greater) => (nearest.next_down(), nearest),
+        Some(std::cmp::Ordering::Less) => (nearest, nearest.next_up()),
+        _ => (nearest, nearest),
+    };
+    match mode {
+        Mode::Leq | Mode::Gt => below,
+        Mode::Lt | Mode::Gte => above,
+        Mode::Eq | Mode::Neq if below == above => nearest,
+        Mode::Eq | Mode::Neq => f32::NAN,
+        Mode::Leaf => 0.0,
     }
 }
 
