@@ -367,11 +367,32 @@ mod tests {
     }
 
     #[test]
-    fn missing_values_follow_their_track() {
+    fn missing_values_follow_their_track_and_infinities_compare() {
         let nan = [[f32::NAN, 0.0]];
-        assert_eq!(predict(&stump("BRANCH_LEQ", vec![]), &nan), [20.0]);
-        let tracks = vec![("nodes_missing_value_tracks_true", Attr::Ints(vec![1, 0, 0]))];
-        assert_eq!(predict(&stump("BRANCH_LEQ", tracks), &nan), [10.0]);
+        for mode in ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT"] {
+            assert_eq!(predict(&stump(mode, vec![]), &nan), [20.0], "{mode}");
+            let tracks = vec![("nodes_missing_value_tracks_true", Attr::Ints(vec![1, 0, 0]))];
+            assert_eq!(predict(&stump(mode, tracks), &nan), [10.0], "{mode}");
+        }
+        // `<`, `>` and `>=` are walked as `<=` with moved thresholds: the
+        // edges of the f32 range still compare as written.
+        let rows = [
+            [f32::INFINITY, 0.0],
+            [f32::NEG_INFINITY, 0.0],
+            [1.0f32.next_down(), 0.0],
+            [1.0f32.next_up(), 0.0],
+        ];
+        for (mode, holds) in [
+            ("BRANCH_LT", (|x, t| x < t) as fn(f32, f32) -> bool),
+            ("BRANCH_GTE", |x, t| x >= t),
+            ("BRANCH_GT", |x, t| x > t),
+        ] {
+            let want: Vec<f32> = rows
+                .iter()
+                .map(|r| if holds(r[0], 1.0) { 10.0 } else { 20.0 })
+                .collect();
+            assert_eq!(predict(&stump(mode, vec![]), &rows), want, "{mode}");
+        }
     }
 
     #[test]

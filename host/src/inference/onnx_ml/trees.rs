@@ -174,10 +174,11 @@ pub(super) struct Ensemble {
     leaf_weight: Vec<f32>,
     /// Per tree, its depth (edges from the root to the deepest leaf).
     depth: Vec<u32>,
-    /// Every branch is `x <= t` and no missing value takes the true
-    /// branch: rows walk in lockstep, branch-free, leaves pointing at
-    /// themselves (scikit-learn's exports).
+    /// Every branch is (rewritten as) `x <= t`: rows walk in lockstep,
+    /// branch-free, leaves pointing at themselves.
     lockstep: bool,
+    /// Some missing value takes a true branch (the lockstep walk checks).
+    any_missing_true: bool,
     /// Features a row needs (the highest feature id + 1).
     pub features: usize,
     /// Scores per row.
@@ -221,7 +222,7 @@ impl Ensemble {
                 key.0
             );
         }
-        let mode = nodes
+        let mut mode = nodes
             .modes
             .iter()
             .zip(nodes.tree_ids.iter().zip(&nodes.node_ids))
@@ -295,8 +296,31 @@ impl Ensemble {
             .iter()
             .map(|root| depth_of(*root, &mode, &true_child, &false_child))
             .collect();
-        let lockstep = mode.iter().all(|m| matches!(m, Mode::Leq | Mode::Leaf))
-            && nodes.missing_tracks_true.iter().all(|m| *m == 0);
+        let mut missing_true = if nodes.missing_tracks_true.is_empty() {
+            vec![false; count]
+        } else {
+            nodes.missing_tracks_true.iter().map(|m| *m != 0).collect()
+        };
+        let mut threshold = Vec::with_capacity(count);
+        let mut threshold_f64 = Vec::with_capacity(count);
+        for (i, t) in nodes.values.iter().enumerate() {
+            match as_leq(mode[i], *t) {
+                Some(leq) => {
+                    mode[i] = Mode::Leq;
+                    threshold.push(leq.f32);
+                    threshold_f64.push(leq.f64);
+                    if leq.swap {
+                        std::mem::swap(&mut true_child[i], &mut false_child[i]);
+                        missing_true[i] = !missing_true[i];
+                    }
+                }
+                None => {
+                    threshold.push(f32_threshold(mode[i], *t));
+                    threshold_f64.push(*t);
+                }
+            }
+        }
+        let lockstep = mode.iter().all(|m| matches!(m, Mode::Leq | Mode::Leaf));
         if lockstep {
             for (i, _) in mode.iter().enumerate().filter(|(_, m)| **m == Mode::Leaf) {
                 (true_child[i], false_child[i]) = (i as u32, i as u32);
@@ -346,21 +370,12 @@ impl Ensemble {
             }
         }
         leaf_start.push(leaf_target.len() as u32);
-        let missing_true = if nodes.missing_tracks_true.is_empty() {
-            vec![false; count]
-        } else {
-            nodes.missing_tracks_true.iter().map(|m| *m != 0).collect()
-        };
-        let threshold = mode
-            .iter()
-            .zip(&nodes.values)
-            .map(|(m, t)| f32_threshold(*m, *t))
-            .collect();
         Ok(Self {
             roots,
             feature,
             threshold,
-            threshold_f64: nodes.values,
+            threshold_f64,
+            any_missing_true: missing_true.iter().any(|m| *m),
             mode,
             true_child,
             false_child,
@@ -482,8 +497,22 @@ impl Ensemble {
         let mut leaves = vec![0u32; rows.len() / width];
         // Tree by tree over all rows: one tree's nodes stay in cache.
         for (tree, root) in self.roots.iter().enumerate() {
-            if self.lockstep {
-                self.leaves_in_lockstep(*root, self.depth[tree], rows, width, &mut leaves);
+            if self.lockstep && self.any_missing_true {
+                self.leaves_in_lockstep::<F, true>(
+                    *root,
+                    self.depth[tree],
+                    rows,
+                    width,
+                    &mut leaves,
+                );
+            } else if self.lockstep {
+                self.leaves_in_lockstep::<F, false>(
+                    *root,
+                    self.depth[tree],
+                    rows,
+                    width,
+                    &mut leaves,
+                );
             } else {
                 for (row, leaf) in rows.chunks_exact(width).zip(leaves.iter_mut()) {
                     *leaf = self.leaf(*root, row) as u32;
@@ -524,7 +553,7 @@ impl Ensemble {
     /// The leaves of one `x <= t` tree for every row: eight rows advance
     /// together for exactly `depth` steps (a leaf is its own child), with
     /// a select instead of a branch, so nothing mispredicts.
-    fn leaves_in_lockstep<F: Feature>(
+    fn leaves_in_lockstep<F: Feature, const MISSING: bool>(
         &self,
         root: u32,
         depth: u32,
@@ -540,7 +569,9 @@ impl Ensemble {
                 for (k, row) in block.chunks_exact(width).enumerate() {
                     let i = n[k] as usize;
                     let x = row[self.feature[i] as usize];
-                    n[k] = if x <= thresholds[i] {
+                    let holds =
+                        x <= thresholds[i] || (MISSING && x.is_nan() && self.missing_true[i]);
+                    n[k] = if holds {
                         self.true_child[i]
                     } else {
                         self.false_child[i]
@@ -574,6 +605,47 @@ impl Feature for f64 {
     }
     fn thresholds(ensemble: &Ensemble) -> &[f64] {
         &ensemble.threshold_f64
+    }
+}
+
+/// A branch rewritten as `x <= t`: the thresholds for f32 and f64 rows,
+/// and whether the children trade places (a `>` or `>=` branch is the
+/// negation of a `<=` or `<` one).
+struct Leq {
+    f32: f32,
+    f64: f64,
+    swap: bool,
+}
+
+/// `x < t` is `x <= ` the value just below `t` (for f32 rows, just below
+/// the smallest f32 not under `t`), so `<`, `>` and `>=` branches become
+/// `<=` ones, exactly, for every f32 or f64 `x` including infinities and
+/// NaN (whose track the caller flips with the children). Not for NaN
+/// thresholds, nor `<`/`>=` against -∞ (nothing is below it): those stay
+/// as they are.
+fn as_leq(mode: Mode, t: f64) -> Option<Leq> {
+    let below = |t: f64| Leq {
+        f32: f32_threshold(Mode::Lt, t).next_down(),
+        f64: t.next_down(),
+        swap: false,
+    };
+    let at = |t: f64| Leq {
+        f32: f32_threshold(Mode::Leq, t),
+        f64: t,
+        swap: false,
+    };
+    match mode {
+        Mode::Leq => Some(at(t)),
+        Mode::Gt if !t.is_nan() => Some(Leq {
+            swap: true,
+            ..at(t)
+        }),
+        Mode::Lt if t > f64::NEG_INFINITY => Some(below(t)),
+        Mode::Gte if t > f64::NEG_INFINITY => Some(Leq {
+            swap: true,
+            ..below(t)
+        }),
+        _ => None,
     }
 }
 
