@@ -8,6 +8,7 @@
 //! - [`inference`]: ONNX models run natively by tract.
 //! - [`node`]: the runtime core tying them together (deploy, load, invoke).
 //! - [`http`]: HTTP triggers and the admin API.
+//! - [`lambda`]: the same router answering AWS Lambda events.
 //! - [`toolchain`]: building stage crates into components.
 //! - [`observe`]: logs, request ids and counters.
 #![deny(missing_docs)]
@@ -16,6 +17,7 @@ pub mod cache;
 pub mod engine;
 pub mod http;
 pub mod inference;
+pub mod lambda;
 pub mod node;
 pub mod observe;
 pub mod registry;

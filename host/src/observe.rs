@@ -4,6 +4,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -16,19 +17,34 @@ pub enum LogFormat {
 
 /// Install the global subscriber. `RUST_LOG` overrides the default filter
 /// (`info`, with guest records at `debug` and above).
-pub fn init_logging(format: LogFormat) {
+pub fn init_logging(format: LogFormat, target: LogTarget) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sluice::guest=debug"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, ansi) = match target {
+        LogTarget::Stderr => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+        LogTarget::Stdout => (BoxMakeWriter::new(std::io::stdout), false),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi);
     // A second init (tests) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy)]
+pub enum LogTarget {
+    /// Standard error (a node's stdout carries only its address line).
+    Stderr,
+    /// Standard output (Lambda).
+    Stdout,
 }
 
 /// Node counters, exposed by `GET /v1/status`.

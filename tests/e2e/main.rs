@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod deploy;
 mod invoke;
+mod lambda;
 mod models;
 mod nodes;
 mod s3;

@@ -263,49 +263,62 @@ pub fn first_tensor(v: &Value) -> (&str, &str, Vec<u64>, Vec<f64>) {
     )
 }
 
-/// A Python with `tritonclient[http]` and numpy, in a virtual environment
-/// next to the build (created on first use; a file lock keeps concurrent
-/// test processes from building it twice).
+/// A Python with `tritonclient[http]` and numpy, in the test tools'
+/// virtual environment.
 pub fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let target = Path::new(env!("CARGO_BIN_EXE_sluice"))
-                .ancestors()
-                .nth(2)
-                .expect("target dir")
-                .to_path_buf();
-            let venv = target.join("sluice-venv");
-            let python = venv.join("bin").join("python");
-            let lock = std::fs::File::create(target.join("sluice-venv.lock")).expect("lock file");
-            lock.lock().expect("lock");
-            let ready = || {
-                Command::new(&python)
+    tools().join("python")
+}
+
+/// cargo-lambda (its Runtime API emulator), from PyPI's prebuilt binary in
+/// the test tools' virtual environment.
+pub fn cargo_lambda() -> PathBuf {
+    tools().join("cargo-lambda")
+}
+
+/// The `bin` folder of a virtual environment next to the build with the
+/// tools the tests drive from outside (created on first use; a file lock
+/// keeps concurrent test processes from building it twice).
+fn tools() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let target = Path::new(env!("CARGO_BIN_EXE_sluice"))
+            .ancestors()
+            .nth(2)
+            .expect("target dir")
+            .to_path_buf();
+        let venv = target.join("sluice-venv");
+        let python = venv.join("bin").join("python");
+        let lock = std::fs::File::create(target.join("sluice-venv.lock")).expect("lock file");
+        lock.lock().expect("lock");
+        let ready = || {
+            venv.join("bin/cargo-lambda").is_file()
+                && Command::new(&python)
                     .args(["-c", "import tritonclient.http, numpy"])
                     .status()
                     .is_ok_and(|s| s.success())
-            };
-            if !ready() {
-                let made = Command::new("python3")
-                    .args(["-m", "venv"])
-                    .arg(&venv)
-                    .status()
-                    .expect("python3");
-                assert!(made.success(), "python3 -m venv failed");
-                let installed = Command::new(&python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "-q",
-                        "tritonclient[http]==2.73.0",
-                        "numpy",
-                    ])
-                    .status()
-                    .expect("pip");
-                assert!(installed.success(), "pip install tritonclient failed");
-            }
-            python
-        })
-        .clone()
+        };
+        if !ready() {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3");
+            assert!(made.success(), "python3 -m venv failed");
+            let installed = Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "tritonclient[http]==2.73.0",
+                    "numpy",
+                    "cargo-lambda==1.9.2",
+                ])
+                .status()
+                .expect("pip");
+            assert!(installed.success(), "pip install of the test tools failed");
+        }
+        venv.join("bin")
+    })
+    .clone()
 }

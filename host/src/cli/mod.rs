@@ -59,6 +59,11 @@ enum Command {
     Build(BuildArgs),
     /// Build, deploy and serve everything a `sluice.toml` manifest lists.
     Up(up::UpArgs),
+    /// Serve AWS Lambda events (API Gateway, Function URL, ALB, direct
+    /// invoke) through the same router as `serve`; chosen automatically
+    /// when AWS_LAMBDA_RUNTIME_API is set and no command is given (the
+    /// binary as a `provided.al2023` bootstrap).
+    Lambda(NodeArgs),
 }
 
 /// Where deployed functions live: a local directory (the embedded
@@ -130,12 +135,19 @@ impl EngineArgs {
     }
 }
 
-/// Everything that configures a serving node (`serve` and `up`).
+/// A node serving HTTP (`serve` and `up`).
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// Everything that configures a serving node (`serve`, `up`, `lambda`).
+#[derive(Args)]
+struct NodeArgs {
     #[command(flatten)]
     data: DataArgs,
     #[command(flatten)]
@@ -394,8 +406,19 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    observe::init_logging(cli.log_format);
+    let started = std::time::Instant::now();
+    // Lambda starts a custom runtime's `bootstrap` with no arguments.
+    let cli = if std::env::args_os().len() == 1 && sluice::lambda::under_lambda() {
+        Cli::parse_from(["sluice", "lambda"])
+    } else {
+        Cli::parse()
+    };
+    if matches!(cli.command, Command::Lambda(_)) {
+        // CloudWatch reads stdout; JSON lines carry the Lambda request id.
+        observe::init_logging(LogFormat::Json, observe::LogTarget::Stdout);
+    } else {
+        observe::init_logging(cli.log_format, observe::LogTarget::Stderr);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -406,7 +429,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, started)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -415,7 +438,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<ExitCode> {
+async fn run(command: Command, started: std::time::Instant) -> Result<ExitCode> {
     match command {
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Deploy(args) => deploy(args).await.map(|()| ExitCode::SUCCESS),
@@ -439,6 +462,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Build(args) => build(args).await.map(|()| ExitCode::SUCCESS),
         Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Lambda(args) => lambda(args, started).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -464,7 +488,7 @@ fn cli_engine() -> EngineConfig {
     }
 }
 
-impl ServeArgs {
+impl NodeArgs {
     fn cache(&self) -> CacheConfig {
         CacheConfig {
             max_bytes: self.cache_bytes,
@@ -485,8 +509,33 @@ impl ServeArgs {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let node = local_node(&args.data, args.engine.config(), args.cache()).await?;
-    serve_node(node, args.http(), args.listen, |_| {}).await
+    let node = &args.node;
+    let node = local_node(&node.data, node.engine.config(), node.cache()).await?;
+    serve_node(node, args.node.http(), args.listen, |_| {}).await
+}
+
+/// Serve Lambda events. An init failure (a bad SLUICE_STORE, say) is
+/// reported to the runtime API's `/init/error` as well as returned.
+async fn lambda(args: NodeArgs, started: std::time::Instant) -> Result<()> {
+    let mut engine = args.engine.config();
+    // Stage memory caps cannot exceed what Lambda gave the function.
+    if let Some(memory) = sluice::lambda::function_memory_bytes() {
+        engine.max_memory_bytes = engine.max_memory_bytes.min(memory);
+    }
+    let node = match local_node(&args.data, engine, args.cache()).await {
+        Ok(node) => node,
+        Err(e) => {
+            sluice::lambda::report_init_error(&format!("{e:#}")).await;
+            return Err(e);
+        }
+    };
+    let state = Arc::new(AppState {
+        node,
+        http: args.http(),
+        conditional_writes: None,
+    });
+    sluice::lambda::run(http::router(state), started).await?;
+    Ok(())
 }
 
 /// Check the store honours conditional writes, and say so loudly if not:

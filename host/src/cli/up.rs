@@ -97,9 +97,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let mut built = built.into_iter();
 
     let node = super::local_node(
-        &args.serve.data,
-        args.serve.engine.config(),
-        args.serve.cache(),
+        &args.serve.node.data,
+        args.serve.node.engine.config(),
+        args.serve.node.cache(),
     )
     .await?;
     for f in &manifest.functions {
@@ -137,17 +137,22 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
 
     let examples = manifest.examples;
-    serve_node(node, args.serve.http(), args.serve.listen, move |addr| {
-        println!("\ntry:");
-        for e in &examples {
-            println!(
-                "  curl -s http://{addr}/fn/{} -H 'content-type: {}' -d '{}'",
-                e.function,
-                e.content_type,
-                e.body.replace('\'', r"'\''")
-            );
-        }
-        println!("  curl -s http://{addr}/v1/functions\n\nCtrl-C to stop.");
-    })
+    serve_node(
+        node,
+        args.serve.node.http(),
+        args.serve.listen,
+        move |addr| {
+            println!("\ntry:");
+            for e in &examples {
+                println!(
+                    "  curl -s http://{addr}/fn/{} -H 'content-type: {}' -d '{}'",
+                    e.function,
+                    e.content_type,
+                    e.body.replace('\'', r"'\''")
+                );
+            }
+            println!("  curl -s http://{addr}/v1/functions\n\nCtrl-C to stop.");
+        },
+    )
     .await
 }
