@@ -28,6 +28,7 @@ use futures::FutureExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 mod artifact;
 
@@ -397,7 +398,69 @@ impl Node {
         tracing::info!(function = %name, version, "version deleted");
         Ok(head)
     }
+}
 
+/// When a node lets go of what it loaded: after a function has gone
+/// `functions` without a call (its template: compiled code and linked
+/// instance factory), and a model `models` without a run (its plan). The
+/// next call pays a cold start.
+#[derive(Debug, Clone, Copy)]
+pub struct IdlePolicy {
+    /// Idle time before a function is unloaded (`None`: never).
+    pub functions: Option<Duration>,
+    /// Idle time before a model is unloaded (`None`: never).
+    pub models: Option<Duration>,
+}
+
+impl Node {
+    /// Unload what has been idle past `policy` and give the freed memory
+    /// back to the operating system. Returns (functions, models) unloaded.
+    pub fn evict_idle(&self, policy: IdlePolicy) -> (usize, usize) {
+        let functions = policy
+            .functions
+            .map_or(0, |idle| self.templates.evict_idle(idle));
+        let models = policy.models.map_or(0, |idle| self.models.evict_idle(idle));
+        if functions + models > 0 {
+            // Their artifacts and model files were read through the
+            // document cache: drop those copies too.
+            let shortest = [policy.functions, policy.models]
+                .into_iter()
+                .flatten()
+                .min();
+            if let Some(idle) = shortest {
+                self.documents.evict_idle(idle);
+            }
+            crate::observe::release_free_memory();
+            tracing::info!(functions, models, "unloaded idle functions and models");
+        }
+        (functions, models)
+    }
+
+    /// Run [`Self::evict_idle`] in the background for as long as the node
+    /// lives, checking a few times per idle period.
+    pub fn spawn_idle_reaper(self: &Arc<Self>, policy: IdlePolicy) {
+        let Some(shortest) = [policy.functions, policy.models]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            return;
+        };
+        let tick = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let node = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(node) = node.upgrade() else { return };
+                node.evict_idle(policy);
+            }
+        });
+    }
+}
+
+impl Node {
     async fn load(&self, name: Name, version: u64) -> Result<Arc<Loaded>, NodeError> {
         let key = (name, version);
         self.templates
@@ -415,8 +478,11 @@ impl Node {
                     let load_key = key.clone();
                     async move {
                         let (name, version) = load_key;
+                        let started = std::time::Instant::now();
                         let record = functions.record_of(&name, version).await?;
                         let (pre, size) = template(&engine, &documents, &stats, &record).await?;
+                        stats.cold_starts.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(function = %name, version, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "cold start: function loaded");
                         Ok(Loaded {
                             config: Arc::new(record.config.clone()),
                             record,

@@ -47,6 +47,24 @@ pub enum LogTarget {
     Stdout,
 }
 
+/// The process's resident memory in bytes (Linux: `/proc/self/statm`).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Hand memory freed by unloading back to the operating system: glibc keeps
+/// freed heap pages in its arenas otherwise, and resident memory would not
+/// go down after scale to zero.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Node counters, exposed by `GET /v1/status`.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -54,10 +72,15 @@ pub struct Stats {
     pub components_compiled: AtomicU64,
     /// Precompiled artifacts loaded from the store instead of compiling.
     pub artifacts_loaded: AtomicU64,
+    /// Functions loaded on demand (a cold start: first call, or the first
+    /// after an idle unload).
+    pub cold_starts: AtomicU64,
     /// Stage calls started.
     pub invocations: AtomicU64,
     /// HTTP requests served.
     pub http_requests: AtomicU64,
+    /// HTTP requests being handled right now (an autoscaling signal).
+    pub in_flight: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -67,10 +90,14 @@ pub struct StatsSnapshot {
     pub components_compiled: u64,
     /// See [`Stats::artifacts_loaded`].
     pub artifacts_loaded: u64,
+    /// See [`Stats::cold_starts`].
+    pub cold_starts: u64,
     /// See [`Stats::invocations`].
     pub invocations: u64,
     /// See [`Stats::http_requests`].
     pub http_requests: u64,
+    /// See [`Stats::in_flight`].
+    pub in_flight: u64,
 }
 
 impl Stats {
@@ -79,8 +106,10 @@ impl Stats {
         StatsSnapshot {
             components_compiled: self.components_compiled.load(Ordering::Relaxed),
             artifacts_loaded: self.artifacts_loaded.load(Ordering::Relaxed),
+            cold_starts: self.cold_starts.load(Ordering::Relaxed),
             invocations: self.invocations.load(Ordering::Relaxed),
             http_requests: self.http_requests.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
         }
     }
 }

@@ -11,5 +11,6 @@ mod models;
 mod nodes;
 mod s3;
 mod sandbox;
+mod scale;
 mod server;
 mod store;

@@ -143,6 +143,12 @@ impl DocumentCache {
         &self.config
     }
 
+    /// Forget documents not read for `idle` (they are fetched again when
+    /// needed); how many.
+    pub fn evict_idle(&self, idle: std::time::Duration) -> usize {
+        self.cache.evict_idle(idle)
+    }
+
     fn counted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if result.is_err() {
             self.requests.failures.fetch_add(1, Ordering::Relaxed);

@@ -36,6 +36,8 @@ struct Entry<V> {
     weight: u64,
     loaded_at: Instant,
     last_used: AtomicU64,
+    /// When it was last used: milliseconds since the cache's `epoch`.
+    used_ms: AtomicU64,
 }
 
 type Flight<V, E> = Shared<BoxFuture<'static, Result<Arc<V>, E>>>;
@@ -48,6 +50,7 @@ pub struct Cache<K, V, E> {
     clock: AtomicU64,
     bytes: AtomicU64,
     counters: Counters,
+    epoch: Instant,
 }
 
 #[derive(Default)]
@@ -57,6 +60,7 @@ struct Counters {
     loads: AtomicU64,
     load_failures: AtomicU64,
     evictions: AtomicU64,
+    idle_evictions: AtomicU64,
 }
 
 /// A snapshot of a cache's counters, for `/v1/status`.
@@ -72,6 +76,8 @@ pub struct CacheStats {
     pub load_failures: u64,
     /// Entries dropped to stay within the budget.
     pub evictions: u64,
+    /// Entries dropped after going unused for the idle time.
+    pub idle_evictions: u64,
     /// Entries held.
     pub entries: u64,
     /// Bytes held.
@@ -95,7 +101,12 @@ where
             clock: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             counters: Counters::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     /// The cached value of `key` and when it was loaded, without loading.
@@ -105,6 +116,7 @@ where
             self.clock.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,
         );
+        entry.used_ms.store(self.now_ms(), Ordering::Relaxed);
         Some((entry.value.clone(), entry.loaded_at))
     }
 
@@ -173,6 +185,7 @@ where
             weight,
             loaded_at: Instant::now(),
             last_used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
+            used_ms: AtomicU64::new(self.now_ms()),
         };
         if let Some(old) = self.entries.insert(key, entry) {
             self.bytes.fetch_sub(old.weight, Ordering::Relaxed);
@@ -197,6 +210,26 @@ where
             }
             kept
         });
+    }
+
+    /// Forget every entry unused for `idle` or longer (scale to zero:
+    /// callers still holding a value keep it until they finish). Returns
+    /// how many were dropped.
+    pub fn evict_idle(&self, idle: std::time::Duration) -> usize {
+        let cutoff = self.now_ms().saturating_sub(idle.as_millis() as u64);
+        let mut dropped = 0;
+        self.entries.retain(|_, entry| {
+            let keep = entry.used_ms.load(Ordering::Relaxed) > cutoff;
+            if !keep {
+                self.bytes.fetch_sub(entry.weight, Ordering::Relaxed);
+                dropped += 1;
+            }
+            keep
+        });
+        self.counters
+            .idle_evictions
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        dropped
     }
 
     /// Keys currently held.
@@ -228,6 +261,7 @@ where
             loads: c.loads.load(Ordering::Relaxed),
             load_failures: c.load_failures.load(Ordering::Relaxed),
             evictions: c.evictions.load(Ordering::Relaxed),
+            idle_evictions: c.idle_evictions.load(Ordering::Relaxed),
             entries: self.entries.len() as u64,
             bytes: self.bytes.load(Ordering::Relaxed),
             budget: self.budget,
@@ -309,6 +343,25 @@ mod tests {
         assert!(cache.peek(&4).is_none());
         let stats = cache.stats();
         assert_eq!((stats.bytes, stats.entries, stats.evictions), (80, 2, 1));
+    }
+
+    #[test]
+    fn entries_unused_for_the_idle_time_are_dropped() {
+        let cache: Cache<u32, Blob, ()> = Cache::new(100);
+        cache.insert(1, Blob(10));
+        cache.insert(2, Blob(20));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        cache.peek(&2); // used again: stays
+        assert_eq!(cache.evict_idle(std::time::Duration::from_millis(20)), 1);
+        assert!(cache.peek(&1).is_none());
+        assert!(cache.peek(&2).is_some());
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.bytes, stats.entries, stats.idle_evictions),
+            (20, 1, 1)
+        );
+        assert_eq!(cache.evict_idle(std::time::Duration::ZERO), 1);
+        assert_eq!(cache.stats().bytes, 0);
     }
 
     #[tokio::test]

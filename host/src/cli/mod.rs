@@ -10,7 +10,7 @@ use client::{Client, Kind};
 use sluice::cache::CacheConfig;
 use sluice::engine::{Engine, EngineConfig};
 use sluice::http::{self, AppState, HttpConfig};
-use sluice::node::{Deploy, Node};
+use sluice::node::{Deploy, IdlePolicy, Node};
 use sluice::observe::{self, LogFormat};
 use sluice::registry::{Head, LATEST, STABLE};
 use std::collections::BTreeMap;
@@ -138,9 +138,20 @@ impl EngineArgs {
 /// A node serving HTTP (`serve` and `up`).
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on. Under systemd socket activation (LISTEN_FDS,
+    /// LISTEN_PID) the inherited socket is used instead.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Exit cleanly (status 0) after this many seconds with no request in
+    /// flight or arriving, for nodes a supervisor starts on demand
+    /// (Knative, KEDA, systemd socket activation). 0: never.
+    #[arg(
+        long,
+        env = "SLUICE_IDLE_EXIT",
+        value_name = "SECS",
+        default_value_t = 0
+    )]
+    idle_exit: u64,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -175,6 +186,15 @@ struct NodeArgs {
     /// served here within this interval.
     #[arg(long, env = "SLUICE_POLL_INTERVAL_MS", default_value_t = CacheConfig::default().poll_interval.as_millis() as u64)]
     poll_interval_ms: u64,
+    /// Scale to zero: unload a function (its compiled code and instances)
+    /// after this many seconds without a call; the next call is a cold
+    /// start. 0 keeps functions loaded.
+    #[arg(long, env = "SLUICE_FUNCTION_IDLE_SECS", default_value_t = 300)]
+    function_idle_secs: u64,
+    /// Scale to zero: unload a model's plan after this many seconds without
+    /// a run. 0 keeps models loaded.
+    #[arg(long, env = "SLUICE_MODEL_IDLE_SECS", default_value_t = 300)]
+    model_idle_secs: u64,
 }
 
 #[derive(Args)]
@@ -489,6 +509,14 @@ fn cli_engine() -> EngineConfig {
 }
 
 impl NodeArgs {
+    fn idle(&self) -> IdlePolicy {
+        let after = |secs| (secs > 0).then(|| std::time::Duration::from_secs(secs));
+        IdlePolicy {
+            functions: after(self.function_idle_secs),
+            models: after(self.model_idle_secs),
+        }
+    }
+
     fn cache(&self) -> CacheConfig {
         CacheConfig {
             max_bytes: self.cache_bytes,
@@ -511,7 +539,8 @@ impl NodeArgs {
 async fn serve(args: ServeArgs) -> Result<()> {
     let node = &args.node;
     let node = local_node(&node.data, node.engine.config(), node.cache()).await?;
-    serve_node(node, args.node.http(), args.listen, |_| {}).await
+    node.spawn_idle_reaper(args.node.idle());
+    serve_node(node, &args, |_| {}).await
 }
 
 /// Serve Lambda events. An init failure (a bad SLUICE_STORE, say) is
@@ -558,20 +587,25 @@ async fn check_conditional_writes(node: &Node) -> Option<bool> {
     }
 }
 
-/// Bind, report, and serve until Ctrl-C or SIGTERM.
+/// Bind (or take systemd's socket), report, and serve until Ctrl-C,
+/// SIGTERM or `--idle-exit`.
 async fn serve_node(
     node: Arc<Node>,
-    http: HttpConfig,
-    listen: SocketAddr,
+    args: &ServeArgs,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {listen}; is another process using it? pick another with --listen"
-            )
-        })?;
+    let http = args.node.http();
+    let listen = args.listen;
+    let listener = match inherited_listener()? {
+        Some(listener) => listener,
+        None => tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {listen}; is another process using it? pick another with --listen"
+                )
+            })?,
+    };
     let addr = listener.local_addr()?;
     let conditional_writes = check_conditional_writes(&node).await;
     tracing::info!(%addr, store = %node.store().describe(), "sluice listening");
@@ -583,8 +617,77 @@ async fn serve_node(
         http: http.clone(),
         conditional_writes,
     });
-    http::serve(listener, http::router(state), &http, shutdown_signal()).await?;
+    let stats = state.node.stats().clone();
+    let idle_exit = (args.idle_exit > 0).then(|| std::time::Duration::from_secs(args.idle_exit));
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = idle_for(&stats, idle_exit) => {
+                tracing::info!(idle_secs = args.idle_exit, "no requests for the idle time: exiting (--idle-exit)");
+            }
+        }
+    };
+    http::serve(listener, http::router(state), &http, stop).await?;
     Ok(())
+}
+
+/// The listening socket systemd passed (socket activation: fd 3, with
+/// LISTEN_FDS=1 and LISTEN_PID naming this process), if any.
+fn inherited_listener() -> Result<Option<tokio::net::TcpListener>> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+        == Some(std::process::id());
+    let fds = std::env::var("LISTEN_FDS").ok();
+    if !for_us || fds.is_none() {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        fds.as_deref() == Some("1"),
+        "LISTEN_FDS={}: sluice takes exactly one socket from systemd (one ListenStream= in the .socket unit)",
+        fds.unwrap_or_default()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: systemd's protocol hands this process fd 3 as an open
+        // listening socket (checked by LISTEN_PID above); nothing else here
+        // owns it.
+        let listener = unsafe { std::net::TcpListener::from_raw_fd(3) };
+        listener
+            .set_nonblocking(true)
+            .context("the socket from systemd (fd 3) is not usable")?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .context("the socket from systemd (fd 3) is not a TCP listening socket")?;
+        tracing::info!("serving on the socket systemd passed (socket activation)");
+        Ok(Some(listener))
+    }
+    #[cfg(not(unix))]
+    Ok(None)
+}
+
+/// Resolves once no request has been in flight or arrived for `idle`
+/// (never when `idle` is `None`).
+async fn idle_for(stats: &sluice::observe::Stats, idle: Option<std::time::Duration>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    let tick = (idle / 10).clamp(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(1),
+    );
+    let mut seen = stats.http_requests.load(Relaxed);
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let requests = stats.http_requests.load(Relaxed);
+        if requests != seen || stats.in_flight.load(Relaxed) > 0 {
+            (seen, quiet_since) = (requests, tokio::time::Instant::now());
+        } else if quiet_since.elapsed() >= idle {
+            return;
+        }
+    }
 }
 
 async fn shutdown_signal() {

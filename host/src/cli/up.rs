@@ -102,6 +102,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         args.serve.node.cache(),
     )
     .await?;
+    node.spawn_idle_reaper(args.serve.node.idle());
     for f in &manifest.functions {
         let wasm = match &f.wasm {
             Some(path) => dir.join(path),
@@ -137,22 +138,17 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
 
     let examples = manifest.examples;
-    serve_node(
-        node,
-        args.serve.node.http(),
-        args.serve.listen,
-        move |addr| {
-            println!("\ntry:");
-            for e in &examples {
-                println!(
-                    "  curl -s http://{addr}/fn/{} -H 'content-type: {}' -d '{}'",
-                    e.function,
-                    e.content_type,
-                    e.body.replace('\'', r"'\''")
-                );
-            }
-            println!("  curl -s http://{addr}/v1/functions\n\nCtrl-C to stop.");
-        },
-    )
+    serve_node(node, &args.serve, move |addr| {
+        println!("\ntry:");
+        for e in &examples {
+            println!(
+                "  curl -s http://{addr}/fn/{} -H 'content-type: {}' -d '{}'",
+                e.function,
+                e.content_type,
+                e.body.replace('\'', r"'\''")
+            );
+        }
+        println!("  curl -s http://{addr}/v1/functions\n\nCtrl-C to stop.");
+    })
     .await
 }

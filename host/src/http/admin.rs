@@ -260,6 +260,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
         "poll_interval_ms": node.poll_interval().as_millis() as u64,
         "engine": { "fingerprint": node.engine().fingerprint(), "pooling": node.engine().pooling() },
         "functions_loaded": node.template_stats().entries,
+        "resident_bytes": crate::observe::resident_bytes(),
         "counters": node.stats().snapshot(),
         "cache": node.document_stats().cache,
         "templates": node.template_stats(),

@@ -161,11 +161,13 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
             .and_then(|v| v.to_str().ok()),
     );
     request.extensions_mut().insert(RequestId(id.clone()));
-    state
-        .node
-        .stats()
-        .http_requests
-        .fetch_add(1, Ordering::Relaxed);
+    let stats = state.node.stats().clone();
+    stats.http_requests.fetch_add(1, Ordering::Relaxed);
+    stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    // Counted down however the request ends (even if the client goes away).
+    let _in_flight = scopeguard(move || {
+        stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    });
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -180,6 +182,19 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f()
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 /// Read a body under a size cap and a timeout: 413 past the cap, 408 when

@@ -306,6 +306,11 @@ impl Models {
         self.plans.stats()
     }
 
+    /// Unload the plans of models not run for `idle`; how many.
+    pub fn evict_idle(&self, idle: std::time::Duration) -> usize {
+        self.plans.evict_idle(idle)
+    }
+
     /// Validate and store a model as a new version of `name`.
     pub async fn push(
         &self,

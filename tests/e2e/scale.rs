@@ -1,0 +1,169 @@
+//! Scale to zero on self-hosted nodes: idle functions and models are
+//! unloaded (resident memory goes down, the next call is a cold start),
+//! `--idle-exit` ends an idle node cleanly, and a node takes its listening
+//! socket from systemd socket activation.
+
+use crate::support::{Server, client, repo, sluice};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+async fn status(server: &Server) -> Value {
+    server.get("/v1/status").await.1
+}
+
+#[tokio::test]
+async fn idle_functions_and_models_are_unloaded_and_come_back_cold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_on(
+        &dir.path().join("data"),
+        &["--function-idle-secs", "2", "--model-idle-secs", "2"],
+    );
+    server.deploy("echo", "guest-misbehave", &[]).await;
+    let models = [
+        ("text-direction", "input_shape.x", "1,3,48,192"),
+        ("digits-mlp", "", ""),
+        ("diabetes-rf", "", ""),
+    ];
+    for (name, key, value) in models {
+        let bytes = std::fs::read(repo().join(format!("examples/models/{name}.onnx"))).unwrap();
+        let mut put = client().put(server.url(&format!("/v1/models/{name}")));
+        if !key.is_empty() {
+            put = put.query(&[(key, value)]);
+        }
+        let pushed = put.body(bytes).send().await.expect("push");
+        assert_eq!(pushed.status(), 201);
+    }
+    // Warm: one call each.
+    let (code, _) = server.invoke("echo", "text/plain", "warm").await;
+    assert_eq!(code, 200);
+    for (name, _, _) in models {
+        let reference: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo().join(format!("examples/models/{name}.reference.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        let (input, spec) = reference["inputs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .next()
+            .unwrap();
+        let request = json!({"inputs": [{"name": input, "datatype": "FP32", "shape": spec["shape"], "data": spec["data"]}]});
+        let response = client()
+            .post(server.url(&format!("/v2/models/{name}/infer")))
+            .json(&request)
+            .send()
+            .await
+            .expect("infer");
+        assert_eq!(response.status(), 200, "{name}");
+    }
+    let warm = status(&server).await;
+    assert_eq!(warm["functions_loaded"], 1, "{warm}");
+    assert_eq!(warm["models"]["entries"], 3, "{warm}");
+    let warm_rss = warm["resident_bytes"].as_u64().expect("resident bytes");
+
+    // Idle: everything unloaded within a few reaper ticks.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let idle = loop {
+        let now = status(&server).await;
+        if now["functions_loaded"] == 0 && now["models"]["entries"] == 0 {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "nothing unloaded: {now}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(idle["templates"]["idle_evictions"], 1, "{idle}");
+    assert_eq!(idle["models"]["idle_evictions"], 3, "{idle}");
+    let idle_rss = idle["resident_bytes"].as_u64().expect("resident bytes");
+    assert!(
+        idle_rss + (1 << 20) < warm_rss,
+        "resident memory did not go down by 1 MiB: {warm_rss} warm, {idle_rss} after unloading"
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("unloaded idle functions and models")
+    );
+
+    // The next call works and is a cold start.
+    let cold_before = idle["counters"]["cold_starts"].as_u64().unwrap();
+    let (code, answer) = server.invoke("echo", "text/plain", "cold").await;
+    assert_eq!(code, 200, "{answer}");
+    let after = status(&server).await;
+    assert_eq!(after["counters"]["cold_starts"], cold_before + 1, "{after}");
+    assert_eq!(after["functions_loaded"], 1);
+    assert!(server.log_text().contains("cold start: function loaded"));
+}
+
+#[tokio::test]
+async fn idle_exit_ends_an_idle_node_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start_on(&dir.path().join("data"), &["--idle-exit", "1"]);
+    // Requests keep it alive ...
+    for _ in 0..4 {
+        assert_eq!(server.get("/healthz").await.0, 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // ... and a second without one ends it, with status 0.
+    let started = Instant::now();
+    let exit = server
+        .wait_exit(Duration::from_secs(15))
+        .expect("the node did not exit");
+    assert!(exit.success(), "{exit}");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(
+        server.log_text().contains("--idle-exit"),
+        "{}",
+        server.log_text()
+    );
+}
+
+#[tokio::test]
+async fn a_node_serves_on_the_socket_systemd_passes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().unwrap();
+    let fd = socket.as_raw_fd();
+    // As systemd does: the socket as fd 3, LISTEN_FDS=1 and LISTEN_PID set
+    // to the server's own pid (the shell's, which exec keeps). --listen
+    // names the same, already bound, address: binding it would fail.
+    let command = sluice();
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" serve --data "$1" --listen "$2""#)
+        .arg(command.get_program())
+        .arg(dir.path().join("data"))
+        .arg(addr.to_string())
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // SAFETY: dup2 is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        shell.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = shell.spawn().expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("line");
+    assert_eq!(line.trim(), format!("listening on http://{addr}"));
+    drop(socket);
+    let answer = client()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(answer.text().await.unwrap(), "ok");
+    let _ = child.kill();
+    let _ = child.wait();
+}
