@@ -18,8 +18,8 @@ use crate::engine::{
 use crate::inference::{InferenceError, Models};
 use crate::observe::Stats;
 use crate::registry::{
-    FunctionSummary, FunctionVersion, Head, InvalidName, LATEST, Name, Record, Registry,
-    RegistryError, STABLE, Selector, now_rfc3339,
+    Concurrency, FunctionSummary, FunctionVersion, Head, InvalidName, LATEST, Name, Record,
+    Registry, RegistryError, STABLE, Selector, now_rfc3339,
 };
 use crate::store::{ETag, ObjectStore, Progress, PutMode, StoreError};
 use bytes::Bytes;
@@ -31,6 +31,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 mod artifact;
+mod gate;
+
+pub use gate::GateStats;
 
 /// A node's failures, one variant per thing a caller can act on.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -53,6 +56,18 @@ pub enum NodeError {
     /// A model could not be stored, found or run.
     #[error(transparent)]
     Inference(#[from] InferenceError),
+    /// The function is at its concurrency cap and its queue is full.
+    #[error(
+        "function {function} is busy: {max} calls running and {queue} waiting, its limits (max_concurrency, max_queue); retry shortly"
+    )]
+    Busy {
+        /// `name@version`.
+        function: String,
+        /// Its cap.
+        max: u32,
+        /// Its queue length.
+        queue: u32,
+    },
     /// The engine failed for a reason that is not the component's fault.
     #[error("engine failure: {0}")]
     Engine(String),
@@ -84,6 +99,11 @@ pub struct Deploy {
     pub memory_bytes: Option<u64>,
     /// Fuel per call.
     pub fuel: Option<u64>,
+    /// Most calls of this version running at once.
+    pub max_concurrency: Option<u32>,
+    /// Calls waiting for a slot when `max_concurrency` are running
+    /// (default 0 with a cap set: turn away at once).
+    pub max_queue: Option<u32>,
     /// A description.
     pub description: Option<String>,
     /// Labels recorded with the version.
@@ -124,6 +144,8 @@ pub struct Node {
     templates: Cache<(Name, u64), Loaded, NodeError>,
     /// The head tag each function's templates were last checked against.
     heads_seen: DashMap<Name, ETag>,
+    /// Concurrency caps of the versions that have one.
+    gates: DashMap<(Name, u64), Arc<gate::Gate>>,
     models: Arc<Models>,
     stats: Arc<Stats>,
 }
@@ -142,6 +164,7 @@ impl Node {
             // bytes; idle release comes with scale-to-zero.
             templates: Cache::new(u64::MAX),
             heads_seen: DashMap::new(),
+            gates: DashMap::new(),
             stats: Arc::default(),
         }
     }
@@ -201,6 +224,7 @@ impl Node {
     ) -> Result<Deployed, NodeError> {
         let name = Name::parse(name)?;
         let limits = self.limits(&request)?;
+        let concurrency = self.concurrency(&request)?;
         let engine = self.engine.clone();
         let compile_input = bytes.clone();
         let (world, cwasm) =
@@ -238,6 +262,7 @@ impl Node {
             labels: request.labels,
             config: request.config,
             limits,
+            concurrency,
         };
         let (version, created) = self.functions.record(&name, record).await?;
         tracing::info!(function = %name, version = version.version, world = %version.world, created, "deployed");
@@ -268,6 +293,44 @@ impl Node {
             )));
         }
         Ok(limits)
+    }
+
+    fn gate(&self, name: Name, record: &FunctionVersion, cap: Concurrency) -> Arc<gate::Gate> {
+        self.gates
+            .entry((name, record.version))
+            .or_insert_with(|| {
+                let function = format!("{}@{}", record.name, record.version);
+                Arc::new(gate::Gate::new(function, cap))
+            })
+            .clone()
+    }
+
+    /// Running and queued calls of every capped function version.
+    pub fn concurrency_stats(&self) -> Vec<GateStats> {
+        let mut stats: Vec<GateStats> = self.gates.iter().map(|g| g.stats()).collect();
+        stats.sort_by(|a, b| a.function.cmp(&b.function));
+        stats
+    }
+
+    fn concurrency(&self, request: &Deploy) -> Result<Option<Concurrency>, NodeError> {
+        let pool = self.engine.config().max_instances;
+        match (request.max_concurrency, request.max_queue) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(NodeError::InvalidSetting(
+                "max_queue needs max_concurrency: the queue is in front of a concurrency cap"
+                    .into(),
+            )),
+            (Some(max), _) if max == 0 || max > pool => Err(NodeError::InvalidSetting(format!(
+                "max_concurrency must be between 1 and this node's instance pool of {pool} (--max-instances), got {max}"
+            ))),
+            (Some(_), Some(queue)) if queue > 100_000 => Err(NodeError::InvalidSetting(format!(
+                "max_queue must be at most 100000, got {queue}"
+            ))),
+            (Some(max), queue) => Ok(Some(Concurrency {
+                max,
+                queue: queue.unwrap_or(0),
+            })),
+        }
     }
 
     /// The version of `name` that `selector` picks, checking this node's
@@ -316,7 +379,12 @@ impl Node {
     ) -> Result<(FunctionVersion, wit::Message), NodeError> {
         let name = Name::parse(name)?;
         let version = self.pick(&name, selector).await?;
-        let loaded = self.load(name, version).await?;
+        let loaded = self.load(name.clone(), version).await?;
+        // Held for the call: a slot under the function's concurrency cap.
+        let _slot = match loaded.record.concurrency {
+            Some(cap) => Some(self.gate(name, &loaded.record, cap).enter().await?),
+            None => None,
+        };
         let identity = StageIdentity {
             function: loaded.record.name.as_str().into(),
             version: loaded.record.version,

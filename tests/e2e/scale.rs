@@ -167,3 +167,96 @@ async fn a_node_serves_on_the_socket_systemd_passes() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn at_the_concurrency_cap_calls_queue_and_past_the_queue_get_503_with_retry_after() {
+    let server = Server::start();
+    server
+        .deploy(
+            "capped",
+            "guest-misbehave",
+            &[
+                ("max_concurrency", "2"),
+                ("max_queue", "2"),
+                ("timeout_ms", "1500"),
+            ],
+        )
+        .await;
+    let server = std::sync::Arc::new(server);
+    let call = |body: &'static str| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let response = client()
+                .post(server.url("/fn/capped"))
+                .body(body)
+                .send()
+                .await
+                .expect("call");
+            (
+                response.status().as_u16(),
+                response.headers().get("retry-after").cloned(),
+            )
+        })
+    };
+    let until = |want_running: u64, want_queued: u64| {
+        let server = server.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let now = status(&server).await;
+                let gate = &now["concurrency"][0];
+                if gate["running"] == want_running && gate["queued"] == want_queued {
+                    return now;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "never {want_running}/{want_queued}: {now}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // Two calls hold both slots until their 1.5 s deadline ...
+    let busy = [call("loop"), call("loop")];
+    until(2, 0).await;
+    // ... two more wait in the queue ...
+    let queued = [call("first in line"), call("second in line")];
+    let now = until(2, 2).await;
+    assert_eq!(now["concurrency"][0]["function"], "capped@1");
+    assert_eq!(now["concurrency"][0]["max_concurrency"], 2);
+    assert!(now["in_flight"].as_u64().unwrap() >= 4, "{now}");
+    // ... and the next is turned away at once, told when to come back.
+    let started = Instant::now();
+    let (code, retry) = call("one too many").await.expect("task");
+    assert_eq!(code, 503);
+    assert_eq!(retry.expect("Retry-After"), "1");
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    for task in busy {
+        assert_eq!(task.await.expect("task").0, 504);
+    }
+    // The queued calls ran once slots freed.
+    for task in queued {
+        assert_eq!(task.await.expect("task").0, 200);
+    }
+    until(0, 0).await;
+
+    // Settings that make no sense are refused, saying why.
+    for (query, message) in [
+        (
+            vec![("max_concurrency", "0")],
+            "max_concurrency must be between 1 and",
+        ),
+        (vec![("max_queue", "3")], "max_queue needs max_concurrency"),
+    ] {
+        let response = client()
+            .put(server.url("/v1/functions/capped"))
+            .query(&query)
+            .body(crate::support::component_bytes("guest-misbehave"))
+            .send()
+            .await
+            .expect("deploy");
+        assert_eq!(response.status(), 400);
+        let body: Value = response.json().await.expect("JSON");
+        assert!(body["error"].as_str().unwrap().contains(message), "{body}");
+    }
+}

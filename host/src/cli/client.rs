@@ -150,6 +150,12 @@ impl Client {
                 if let Some(m) = request.memory_bytes {
                     query.push(("memory_mb".into(), (m >> 20).to_string()));
                 }
+                if let Some(c) = request.max_concurrency {
+                    query.push(("max_concurrency".into(), c.to_string()));
+                }
+                if let Some(q) = request.max_queue {
+                    query.push(("max_queue".into(), q.to_string()));
+                }
                 if let Some(d) = request.description {
                     query.push(("description".into(), d));
                 }

@@ -216,6 +216,14 @@ struct DeployArgs {
     /// Memory cap of one call, in MiB (default 128).
     #[arg(long)]
     memory_mb: Option<u64>,
+    /// Most calls of this version running at once on a node (default: only
+    /// the node's instance pool bounds it).
+    #[arg(long)]
+    max_concurrency: Option<u32>,
+    /// Calls that wait for a slot when --max-concurrency are running
+    /// (default 0); past it a call gets 503 with Retry-After.
+    #[arg(long, requires = "max_concurrency")]
+    max_queue: Option<u32>,
     /// A description recorded with the version.
     #[arg(long)]
     description: Option<String>,
@@ -747,6 +755,8 @@ async fn deploy(args: DeployArgs) -> Result<()> {
         timeout_ms: args.timeout_ms,
         memory_bytes: args.memory_mb.map(|mb| mb << 20),
         fuel: None,
+        max_concurrency: args.max_concurrency,
+        max_queue: args.max_queue,
         description: args.description,
         labels: args.labels.into_iter().collect(),
         created_by: std::env::var("USER").unwrap_or_else(|_| "anonymous".into()),

@@ -40,6 +40,8 @@ struct FunctionEntry {
     description: Option<String>,
     timeout_ms: Option<u64>,
     memory_mb: Option<u64>,
+    max_concurrency: Option<u32>,
+    max_queue: Option<u32>,
     #[serde(default)]
     config: BTreeMap<String, String>,
 }
@@ -118,6 +120,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
             timeout_ms: f.timeout_ms,
             memory_bytes: f.memory_mb.map(|mb| mb << 20),
             fuel: None,
+            max_concurrency: f.max_concurrency,
+            max_queue: f.max_queue,
             description: f.description.clone(),
             labels: Default::default(),
             created_by: std::env::var("USER").unwrap_or_else(|_| "sluice-up".into()),

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 /// `PUT /v1/functions/{name}`: the body is the component; the query holds
 /// the deployment's settings: `config.KEY=VALUE` (repeatable),
-/// `label.KEY=VALUE` (repeatable), `timeout_ms`, `memory_mb`, `fuel` and
+/// `label.KEY=VALUE` (repeatable), `timeout_ms`, `memory_mb`, `fuel`,
+/// `max_concurrency`, `max_queue` and
 /// `description`. The deployer is named by the `x-sluice-actor` header.
 pub async fn deploy(
     State(state): State<Arc<AppState>>,
@@ -84,6 +85,12 @@ fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<
                 request.memory_bytes = Some(number(&key, &value)?.saturating_mul(1 << 20))
             }
             "fuel" => request.fuel = Some(number(&key, &value)?),
+            "max_concurrency" => {
+                request.max_concurrency = Some(number(&key, &value)?.min(u32::MAX.into()) as u32)
+            }
+            "max_queue" => {
+                request.max_queue = Some(number(&key, &value)?.min(u32::MAX.into()) as u32)
+            }
             "description" => request.description = Some(value),
             _ => match key.split_once('.') {
                 Some(("config", k)) if !k.is_empty() => {
@@ -94,7 +101,7 @@ fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<
                 }
                 _ => {
                     return Err(ApiError::bad_request(format!(
-                        "unknown query parameter `{key}`; use config.KEY=VALUE, label.KEY=VALUE, timeout_ms, memory_mb, fuel or description"
+                        "unknown query parameter `{key}`; use config.KEY=VALUE, label.KEY=VALUE, timeout_ms, memory_mb, fuel, max_concurrency, max_queue or description"
                     )));
                 }
             },
@@ -260,6 +267,8 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
         "poll_interval_ms": node.poll_interval().as_millis() as u64,
         "engine": { "fingerprint": node.engine().fingerprint(), "pooling": node.engine().pooling() },
         "functions_loaded": node.template_stats().entries,
+        "in_flight": node.stats().in_flight.load(std::sync::atomic::Ordering::Relaxed),
+        "concurrency": node.concurrency_stats(),
         "resident_bytes": crate::observe::resident_bytes(),
         "counters": node.stats().snapshot(),
         "cache": node.document_stats().cache,

@@ -17,6 +17,8 @@ use std::sync::Arc;
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    /// Seconds a client should wait before retrying (503s).
+    retry_after: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +44,7 @@ impl ApiError {
                 request_id: None,
                 current: None,
             },
+            retry_after: None,
         }
     }
 
@@ -110,6 +113,7 @@ impl From<NodeError> for ApiError {
             NodeError::Inference(InferenceError::Internal(_)) | NodeError::Engine(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            NodeError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
@@ -123,12 +127,21 @@ impl From<NodeError> for ApiError {
         {
             error.body.current = serde_json::to_value(current).ok();
         }
+        if let NodeError::Busy { .. } = e {
+            error.retry_after = Some(1);
+        }
         error
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -34,6 +34,20 @@ pub struct FunctionVersion {
     pub config: BTreeMap<String, String>,
     /// Deadline, memory cap and fuel for each call.
     pub limits: StageLimits,
+    /// At most this many calls at once, with a bounded queue in front
+    /// (unset: bounded only by the node's instance pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+/// A function's concurrency cap: `max` calls run at once, up to `queue`
+/// more wait for a slot, and the rest are turned away (503, Retry-After).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Concurrency {
+    /// Calls running at once.
+    pub max: u32,
+    /// Calls waiting for a slot.
+    pub queue: u32,
 }
 
 impl Record for FunctionVersion {
@@ -52,6 +66,7 @@ impl Record for FunctionVersion {
         self.digest == other.digest
             && self.config == other.config
             && self.limits == other.limits
+            && self.concurrency == other.concurrency
             && self.labels == other.labels
             && self.description == other.description
     }

@@ -19,7 +19,7 @@ mod function;
 mod model;
 mod names;
 
-pub use function::{FunctionSummary, FunctionVersion};
+pub use function::{Concurrency, FunctionSummary, FunctionVersion};
 pub use model::ModelVersion;
 pub use names::{InvalidName, Name};
 
@@ -710,6 +710,7 @@ mod tests {
 
     fn record(tag: &str) -> FunctionVersion {
         FunctionVersion {
+            concurrency: None,
             name: "f".into(),
             version: 0,
             digest: Digest::of(tag.as_bytes()),
