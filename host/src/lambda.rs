@@ -49,6 +49,16 @@ pub fn function_memory_bytes() -> Option<u64> {
         .map(|mb| mb << 20)
 }
 
+/// Events one environment handles at once: `AWS_LAMBDA_MAX_CONCURRENCY`
+/// (Lambda Managed Instances), else 1.
+pub fn max_concurrency() -> u32 {
+    std::env::var("AWS_LAMBDA_MAX_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
 /// Why the Lambda loop could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum LambdaError {

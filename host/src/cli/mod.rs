@@ -555,10 +555,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
 /// reported to the runtime API's `/init/error` as well as returned.
 async fn lambda(args: NodeArgs, started: std::time::Instant) -> Result<()> {
     let mut engine = args.engine.config();
-    // Stage memory caps cannot exceed what Lambda gave the function.
+    // The pool sized to the function: stage memory caps cannot exceed what
+    // Lambda gave it, and an environment runs one event at a time (or
+    // AWS_LAMBDA_MAX_CONCURRENCY), so a few slots each will do.
     if let Some(memory) = sluice::lambda::function_memory_bytes() {
         engine.max_memory_bytes = engine.max_memory_bytes.min(memory);
     }
+    engine.max_instances = engine
+        .max_instances
+        .min(4 * sluice::lambda::max_concurrency());
     let node = match local_node(&args.data, engine, args.cache()).await {
         Ok(node) => node,
         Err(e) => {
