@@ -288,10 +288,9 @@ fn main() {
         &["--function-idle-secs", "1", "--model-idle-secs", "1"],
     );
     let rss = |agent: &ureq_like::Agent| {
-        agent.get_json(&format!("{url}/v1/status"))["resident_bytes"]
-            .as_f64()
-            .unwrap_or(0.0)
-            / (1 << 20) as f64
+        let status = agent.get_json(&format!("{url}/v1/status"));
+        let mib = |key: &str| status[key].as_f64().unwrap_or(0.0) / (1 << 20) as f64;
+        (mib("resident_bytes"), mib("resident_anonymous_bytes"))
     };
     let idle_node = rss(&agent);
     let call = || {
@@ -347,7 +346,8 @@ fn main() {
     }
     let after = rss(&agent);
     println!(
-        "resident memory: fresh node {idle_node:.1} MiB; scaler + 3 models warm {warm_node:.1} MiB; after scale to zero {after:.1} MiB"
+        "resident memory (all / anonymous): fresh node {:.1} / {:.1} MiB; scaler + 3 models warm {:.1} / {:.1} MiB; after scale to zero {:.1} / {:.1} MiB",
+        idle_node.0, idle_node.1, warm_node.0, warm_node.1, after.0, after.1
     );
     stop(child);
 }

@@ -47,11 +47,28 @@ pub enum LogTarget {
     Stdout,
 }
 
-/// The process's resident memory in bytes (Linux: `/proc/self/statm`).
-pub fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+/// The process's resident memory (Linux: `/proc/self/status`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Resident {
+    /// All resident pages, in bytes.
+    pub bytes: u64,
+    /// Of which anonymous (heap, stacks): what unloading can free. The rest
+    /// is file-backed, mostly this binary's code, shared and reclaimable.
+    pub anonymous_bytes: u64,
+}
+
+/// The process's resident memory, where the platform tells.
+pub fn resident() -> Option<Resident> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    };
+    Some(Resident {
+        bytes: field("VmRSS:")?,
+        anonymous_bytes: field("RssAnon:")?,
+    })
 }
 
 /// Hand memory freed by unloading back to the operating system: glibc keeps

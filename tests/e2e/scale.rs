@@ -64,7 +64,9 @@ async fn idle_functions_and_models_are_unloaded_and_come_back_cold() {
     let warm = status(&server).await;
     assert_eq!(warm["functions_loaded"], 1, "{warm}");
     assert_eq!(warm["models"]["entries"], 3, "{warm}");
-    let warm_rss = warm["resident_bytes"].as_u64().expect("resident bytes");
+    let warm_rss = warm["resident_anonymous_bytes"]
+        .as_u64()
+        .expect("resident bytes");
 
     // Idle: everything unloaded within a few reaper ticks.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -78,10 +80,12 @@ async fn idle_functions_and_models_are_unloaded_and_come_back_cold() {
     };
     assert_eq!(idle["templates"]["idle_evictions"], 1, "{idle}");
     assert_eq!(idle["models"]["idle_evictions"], 3, "{idle}");
-    let idle_rss = idle["resident_bytes"].as_u64().expect("resident bytes");
+    let idle_rss = idle["resident_anonymous_bytes"]
+        .as_u64()
+        .expect("resident bytes");
     assert!(
         idle_rss + (1 << 20) < warm_rss,
-        "resident memory did not go down by 1 MiB: {warm_rss} warm, {idle_rss} after unloading"
+        "anonymous resident memory did not go down by 1 MiB: {warm_rss} warm, {idle_rss} after unloading"
     );
     assert!(
         server
