@@ -501,10 +501,16 @@ async fn local_node(
     cache: CacheConfig,
 ) -> Result<Arc<Node>> {
     let location = data.location();
-    let store = sluice::store::open(&location)
-        .await
-        .with_context(|| format!("cannot open the store at {location}"))?;
-    let engine = Engine::new(engine).context("cannot start the wasmtime engine")?;
+    // Both take milliseconds (the store's client and bucket check, the
+    // engine's pool): side by side, for a shorter cold start.
+    let (store, engine) = tokio::join!(
+        sluice::store::open(&location),
+        tokio::task::spawn_blocking(move || Engine::new(engine))
+    );
+    let store = store.with_context(|| format!("cannot open the store at {location}"))?;
+    let engine = engine
+        .context("the engine's start-up task failed")?
+        .context("cannot start the wasmtime engine")?;
     Ok(Arc::new(Node::new(engine, store, cache)))
 }
 

@@ -63,6 +63,15 @@ fn same_shape_rules<'r, 'p: 'r>(
     s.equals(&inputs[0].shape, &outputs[0].shape)
 }
 
+/// `input` as f32: itself when it already is, else through a cast.
+fn wire_f32(prefix: &str, model: &mut TypedModel, input: OutletId) -> TractResult<OutletId> {
+    if model.outlet_fact(input)?.datum_type == f32::datum_type() {
+        return Ok(input);
+    }
+    let cast = tract_onnx::tract_core::ops::cast::cast(f32::datum_type());
+    Ok(model.wire_node(format!("{prefix}.to_f32"), cast, &[input])?[0])
+}
+
 fn refuse_zipmap(
     _: &ParsingContext,
     node: &NodeProto,

@@ -8,7 +8,6 @@
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::{
     Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, expand,
@@ -71,10 +70,7 @@ impl Expansion for Normalizer {
             "Normalizer `{prefix}` normalizes numbers; its input is {:?}",
             fact.datum_type
         );
-        let mut x = inputs[0];
-        if fact.datum_type != f32::datum_type() {
-            x = model.wire_node(format!("{prefix}.to_f32"), cast(f32::datum_type()), &[x])?[0];
-        }
+        let x = super::wire_f32(prefix, model, inputs[0])?;
         model.wire_node(prefix, self.clone(), &[x])
     }
 }

@@ -4,7 +4,6 @@
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
-use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_core::ops::math::{mul, sub};
 use tract_onnx::tract_hir::internal::*;
 
@@ -74,10 +73,7 @@ impl Expansion for Scaler {
                 );
             }
         }
-        let mut x = inputs[0];
-        if fact.datum_type != f32::datum_type() {
-            x = model.wire_node(format!("{prefix}.to_f32"), cast(f32::datum_type()), &[x])?[0];
-        }
+        let x = super::wire_f32(prefix, model, inputs[0])?;
         // Constants shaped [1, ..., 1, n] broadcast along the feature axis.
         let constant = |model: &mut TypedModel, name: &str, values: &Tensor| {
             let mut shape = vec![1; rank];

@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::{NodeProto, TensorProto};
-use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_hir::internal::*;
 
 /// How a branch compares the row's feature `x` with its threshold `t`;
@@ -407,14 +406,10 @@ impl Ensemble {
                 self.features - 1
             );
         }
-        if matches!(fact.datum_type, DatumType::F32 | DatumType::F64) {
+        if fact.datum_type == DatumType::F64 {
             return Ok(input);
         }
-        Ok(model.wire_node(
-            format!("{prefix}.to_f32"),
-            cast(f32::datum_type()),
-            &[input],
-        )?[0])
+        super::wire_f32(prefix, model, input)
     }
 
     /// The aggregated scores (row-major, `targets` per row) of the rows of
