@@ -104,6 +104,9 @@ pub struct Deploy {
     /// Calls waiting for a slot when `max_concurrency` are running
     /// (default 0 with a cap set: turn away at once).
     pub max_queue: Option<u32>,
+    /// Idle seconds before a node unloads this version (0: never; unset:
+    /// the node's `--function-idle-secs`).
+    pub idle_secs: Option<u64>,
     /// A description.
     pub description: Option<String>,
     /// Labels recorded with the version.
@@ -263,6 +266,7 @@ impl Node {
             config: request.config,
             limits,
             concurrency,
+            idle_secs: request.idle_secs,
         };
         let (version, created) = self.functions.record(&name, record).await?;
         tracing::info!(function = %name, version = version.version, world = %version.world, created, "deployed");
@@ -468,6 +472,16 @@ impl Node {
     }
 }
 
+/// How long a version may stay idle: its own `idle_secs` (0: forever),
+/// else the node's default.
+pub(crate) fn idle_time(own: Option<u64>, default: Option<Duration>) -> Option<Duration> {
+    match own {
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(secs)),
+        None => default,
+    }
+}
+
 /// When a node lets go of what it loaded: after a function has gone
 /// `functions` without a call (its template: compiled code and linked
 /// instance factory), and a model `models` without a run (its plan). The
@@ -484,10 +498,10 @@ impl Node {
     /// Unload what has been idle past `policy` and give the freed memory
     /// back to the operating system. Returns (functions, models) unloaded.
     pub fn evict_idle(&self, policy: IdlePolicy) -> (usize, usize) {
-        let functions = policy
-            .functions
-            .map_or(0, |idle| self.templates.evict_idle(idle));
-        let models = policy.models.map_or(0, |idle| self.models.evict_idle(idle));
+        let functions = self
+            .templates
+            .evict_idle(|loaded| idle_time(loaded.record.idle_secs, policy.functions));
+        let models = self.models.evict_idle(policy.models);
         if functions + models > 0 {
             // Their artifacts and model files were read through the
             // document cache: drop those copies too.
@@ -505,16 +519,16 @@ impl Node {
     }
 
     /// Run [`Self::evict_idle`] in the background for as long as the node
-    /// lives, checking a few times per idle period.
+    /// lives, checking a few times per idle period (and every second at
+    /// most, for versions with idle times of their own).
     pub fn spawn_idle_reaper(self: &Arc<Self>, policy: IdlePolicy) {
-        let Some(shortest) = [policy.functions, policy.models]
+        let shortest = [policy.functions, policy.models]
             .into_iter()
             .flatten()
-            .min()
-        else {
-            return;
-        };
-        let tick = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+            .min();
+        let tick = shortest.map_or(Duration::from_secs(1), |s| {
+            (s / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+        });
         let node = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(tick);

@@ -264,3 +264,51 @@ async fn at_the_concurrency_cap_calls_queue_and_past_the_queue_get_503_with_retr
         assert!(body["error"].as_str().unwrap().contains(message), "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_version_can_set_its_own_idle_time() {
+    // The node keeps things for its default 300 s; one function and one
+    // model ask to go after 1 s, another function never to go.
+    let server = Server::start();
+    server
+        .deploy("brief", "guest-misbehave", &[("idle_secs", "1")])
+        .await;
+    server
+        .deploy("pinned", "guest-feature-probe", &[("idle_secs", "0")])
+        .await;
+    let bytes = std::fs::read(repo().join("examples/models/iris-logreg.onnx")).unwrap();
+    let pushed = client()
+        .put(server.url("/v1/models/iris"))
+        .query(&[("idle_secs", "1")])
+        .body(bytes)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 201);
+    let (_, record) = server.get("/v1/models/iris").await;
+    assert_eq!(record["versions"][0]["idle_secs"], 1, "{record}");
+    assert_eq!(server.invoke("brief", "text/plain", "hi").await.0, 200);
+    server.invoke("pinned", "text/plain", "hi").await;
+    let infer = client()
+        .post(server.url("/v2/models/iris/infer"))
+        .json(&json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}))
+        .send()
+        .await
+        .expect("infer");
+    assert_eq!(infer.status(), 200);
+    assert_eq!(status(&server).await["functions_loaded"], 2);
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let now = loop {
+        let now = status(&server).await;
+        if now["functions_loaded"] == 1 && now["models"]["entries"] == 0 {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "not unloaded: {now}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(now["templates"]["idle_evictions"], 1, "{now}");
+    // Still there a while later: only `brief` went.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(status(&server).await["functions_loaded"], 1);
+}

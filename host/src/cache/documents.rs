@@ -146,7 +146,7 @@ impl DocumentCache {
     /// Forget documents not read for `idle` (they are fetched again when
     /// needed); how many.
     pub fn evict_idle(&self, idle: std::time::Duration) -> usize {
-        self.cache.evict_idle(idle)
+        self.cache.evict_idle(|_| Some(idle))
     }
 
     fn counted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {

@@ -212,14 +212,16 @@ where
         });
     }
 
-    /// Forget every entry unused for `idle` or longer (scale to zero:
-    /// callers still holding a value keep it until they finish). Returns
-    /// how many were dropped.
-    pub fn evict_idle(&self, idle: std::time::Duration) -> usize {
-        let cutoff = self.now_ms().saturating_sub(idle.as_millis() as u64);
+    /// Forget every entry unused for as long as `idle` says it may be
+    /// (`None`: kept) (scale to zero: callers still holding a value keep it
+    /// until they finish). Returns how many were dropped.
+    pub fn evict_idle(&self, idle: impl Fn(&V) -> Option<std::time::Duration>) -> usize {
+        let now = self.now_ms();
         let mut dropped = 0;
         self.entries.retain(|_, entry| {
-            let keep = entry.used_ms.load(Ordering::Relaxed) > cutoff;
+            let keep = idle(&entry.value).is_none_or(|idle| {
+                entry.used_ms.load(Ordering::Relaxed) > now.saturating_sub(idle.as_millis() as u64)
+            });
             if !keep {
                 self.bytes.fetch_sub(entry.weight, Ordering::Relaxed);
                 dropped += 1;
@@ -352,7 +354,10 @@ mod tests {
         cache.insert(2, Blob(20));
         std::thread::sleep(std::time::Duration::from_millis(30));
         cache.peek(&2); // used again: stays
-        assert_eq!(cache.evict_idle(std::time::Duration::from_millis(20)), 1);
+        assert_eq!(
+            cache.evict_idle(|_| Some(std::time::Duration::from_millis(20))),
+            1
+        );
         assert!(cache.peek(&1).is_none());
         assert!(cache.peek(&2).is_some());
         let stats = cache.stats();
@@ -360,7 +365,8 @@ mod tests {
             (stats.bytes, stats.entries, stats.idle_evictions),
             (20, 1, 1)
         );
-        assert_eq!(cache.evict_idle(std::time::Duration::ZERO), 1);
+        assert_eq!(cache.evict_idle(|_| None), 0, "kept when the value says so");
+        assert_eq!(cache.evict_idle(|_| Some(std::time::Duration::ZERO)), 1);
         assert_eq!(cache.stats().bytes, 0);
     }
 

@@ -156,6 +156,9 @@ impl Client {
                 if let Some(q) = request.max_queue {
                     query.push(("max_queue".into(), q.to_string()));
                 }
+                if let Some(s) = request.idle_secs {
+                    query.push(("idle_secs".into(), s.to_string()));
+                }
                 if let Some(d) = request.description {
                     query.push(("description".into(), d));
                 }
@@ -294,6 +297,9 @@ impl Client {
                     .collect();
                 if let Some(d) = push.description {
                     query.push(("description".into(), d));
+                }
+                if let Some(s) = push.idle_secs {
+                    query.push(("idle_secs".into(), s.to_string()));
                 }
                 if let Some(b) = push.batching {
                     query.push(("max_batch_size".into(), b.max_batch_size.to_string()));

@@ -224,6 +224,10 @@ struct DeployArgs {
     /// (default 0); past it a call gets 503 with Retry-After.
     #[arg(long, requires = "max_concurrency")]
     max_queue: Option<u32>,
+    /// Seconds without a call before a node unloads this version
+    /// (overrides the node's --function-idle-secs; 0: never).
+    #[arg(long)]
+    idle_secs: Option<u64>,
     /// A description recorded with the version.
     #[arg(long)]
     description: Option<String>,
@@ -307,6 +311,10 @@ enum ModelsCommand {
         /// How long a request may wait for others to batch with, in microseconds.
         #[arg(long, default_value_t = 2000, requires = "max_batch_size")]
         max_queue_delay_us: u64,
+        /// Seconds without a run before a node unloads this version's plan
+        /// (overrides the node's --model-idle-secs; 0: never).
+        #[arg(long)]
+        idle_secs: Option<u64>,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -768,6 +776,7 @@ async fn deploy(args: DeployArgs) -> Result<()> {
         fuel: None,
         max_concurrency: args.max_concurrency,
         max_queue: args.max_queue,
+        idle_secs: args.idle_secs,
         description: args.description,
         labels: args.labels.into_iter().collect(),
         created_by: std::env::var("USER").unwrap_or_else(|_| "anonymous".into()),
@@ -894,6 +903,7 @@ async fn models(command: ModelsCommand) -> Result<()> {
             input_shapes,
             max_batch_size,
             max_queue_delay_us,
+            idle_secs,
             target,
         } => {
             let bytes =
@@ -914,6 +924,7 @@ async fn models(command: ModelsCommand) -> Result<()> {
                     max_batch_size,
                     max_queue_delay_us,
                 }),
+                idle_secs,
             };
             let (record, created) = Client::new(&target)
                 .await?

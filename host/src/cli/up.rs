@@ -42,6 +42,7 @@ struct FunctionEntry {
     memory_mb: Option<u64>,
     max_concurrency: Option<u32>,
     max_queue: Option<u32>,
+    idle_secs: Option<u64>,
     #[serde(default)]
     config: BTreeMap<String, String>,
 }
@@ -122,6 +123,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             fuel: None,
             max_concurrency: f.max_concurrency,
             max_queue: f.max_queue,
+            idle_secs: f.idle_secs,
             description: f.description.clone(),
             labels: Default::default(),
             created_by: std::env::var("USER").unwrap_or_else(|_| "sluice-up".into()),

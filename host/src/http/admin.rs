@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// `PUT /v1/functions/{name}`: the body is the component; the query holds
 /// the deployment's settings: `config.KEY=VALUE` (repeatable),
 /// `label.KEY=VALUE` (repeatable), `timeout_ms`, `memory_mb`, `fuel`,
-/// `max_concurrency`, `max_queue` and
+/// `max_concurrency`, `max_queue`, `idle_secs` and
 /// `description`. The deployer is named by the `x-sluice-actor` header.
 pub async fn deploy(
     State(state): State<Arc<AppState>>,
@@ -91,6 +91,7 @@ fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<
             "max_queue" => {
                 request.max_queue = Some(number(&key, &value)?.min(u32::MAX.into()) as u32)
             }
+            "idle_secs" => request.idle_secs = Some(number(&key, &value)?),
             "description" => request.description = Some(value),
             _ => match key.split_once('.') {
                 Some(("config", k)) if !k.is_empty() => {
@@ -101,7 +102,7 @@ fn deploy_request(params: Vec<(String, String)>, headers: &HeaderMap) -> Result<
                 }
                 _ => {
                     return Err(ApiError::bad_request(format!(
-                        "unknown query parameter `{key}`; use config.KEY=VALUE, label.KEY=VALUE, timeout_ms, memory_mb, fuel, max_concurrency, max_queue or description"
+                        "unknown query parameter `{key}`; use config.KEY=VALUE, label.KEY=VALUE, timeout_ms, memory_mb, fuel, max_concurrency, max_queue, idle_secs or description"
                     )));
                 }
             },

@@ -42,7 +42,8 @@ pub async fn put_blob(
 /// `PUT /v1/models/{name}`: the body is the ONNX file; query `description`,
 /// `label.KEY=VALUE` (repeatable), `input_shape.INPUT=DIMS`,
 /// `baseline=sha256:...` (a blob from `PUT /v1/blobs`) and the batching
-/// settings `max_batch_size`, `max_queue_delay_us`; the `x-sluice-actor` header names
+/// settings `max_batch_size`, `max_queue_delay_us`, and `idle_secs` (this
+/// version's unload time); the `x-sluice-actor` header names
 /// who pushes. The model must load and optimise in tract, or the push is
 /// refused (400) naming the problem.
 pub async fn push(
@@ -62,6 +63,14 @@ pub async fn push(
     for (key, value) in params {
         match (key.as_str(), key.split_once('.')) {
             ("description", _) => request.description = Some(value),
+            ("idle_secs", _) => {
+                let secs = value.parse::<u64>().map_err(|_| {
+                    fail(ApiError::bad_request(format!(
+                        "idle_secs must be a whole number of seconds, got {value:?}"
+                    )))
+                })?;
+                request.idle_secs = Some(secs);
+            }
             ("baseline", _) => {
                 let digest = Digest::try_from(value).map_err(|e| fail(ApiError::bad_request(e)))?;
                 request.baseline = Some(Baseline::Stored(digest));
@@ -108,7 +117,7 @@ pub async fn push(
             }
             _ => {
                 return Err(fail(ApiError::bad_request(format!(
-                    "unknown query parameter `{key}`; use description, label.KEY=VALUE, input_shape.INPUT=DIMS, baseline=sha256:..., max_batch_size or max_queue_delay_us"
+                    "unknown query parameter `{key}`; use description, label.KEY=VALUE, input_shape.INPUT=DIMS, baseline=sha256:..., max_batch_size, max_queue_delay_us or idle_secs"
                 ))));
             }
         }

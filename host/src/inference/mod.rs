@@ -140,6 +140,9 @@ pub struct Push {
     pub input_shapes: BTreeMap<String, Vec<i64>>,
     /// Dynamic batching for this version.
     pub batching: Option<Batching>,
+    /// Idle seconds before a node unloads this version's plan (0: never;
+    /// unset: the node's `--model-idle-secs`).
+    pub idle_secs: Option<u64>,
 }
 
 /// Baseline statistics given with a push.
@@ -306,9 +309,11 @@ impl Models {
         self.plans.stats()
     }
 
-    /// Unload the plans of models not run for `idle`; how many.
-    pub fn evict_idle(&self, idle: std::time::Duration) -> usize {
-        self.plans.evict_idle(idle)
+    /// Unload the plans of models not run for their idle time (their own
+    /// `idle_secs`, else `default`); how many.
+    pub fn evict_idle(&self, default: Option<std::time::Duration>) -> usize {
+        self.plans
+            .evict_idle(|model| crate::node::idle_time(model.record.idle_secs, default))
     }
 
     /// Validate and store a model as a new version of `name`.
@@ -357,6 +362,7 @@ impl Models {
             signature,
             input_shapes: push.input_shapes,
             batching: push.batching,
+            idle_secs: push.idle_secs,
             baseline,
             created_at: now_rfc3339(),
             created_by: push.created_by,

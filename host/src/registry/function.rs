@@ -38,6 +38,10 @@ pub struct FunctionVersion {
     /// (unset: bounded only by the node's instance pool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    /// Seconds without a call before a node unloads this version,
+    /// overriding the node's default; 0: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<u64>,
 }
 
 /// A function's concurrency cap: `max` calls run at once, up to `queue`
@@ -67,6 +71,7 @@ impl Record for FunctionVersion {
             && self.config == other.config
             && self.limits == other.limits
             && self.concurrency == other.concurrency
+            && self.idle_secs == other.idle_secs
             && self.labels == other.labels
             && self.description == other.description
     }

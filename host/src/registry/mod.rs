@@ -711,6 +711,7 @@ mod tests {
     fn record(tag: &str) -> FunctionVersion {
         FunctionVersion {
             concurrency: None,
+            idle_secs: None,
             name: "f".into(),
             version: 0,
             digest: Digest::of(tag.as_bytes()),

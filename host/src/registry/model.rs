@@ -40,6 +40,10 @@ pub struct ModelVersion {
     /// Free-form labels (framework, dataset, run id...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Seconds without a call before a node unloads this version,
+    /// overriding the node's default; 0: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_secs: Option<u64>,
 }
 
 impl Record for ModelVersion {
@@ -58,6 +62,7 @@ impl Record for ModelVersion {
         self.digest == other.digest
             && self.input_shapes == other.input_shapes
             && self.batching == other.batching
+            && self.idle_secs == other.idle_secs
             && self.baseline == other.baseline
             && self.labels == other.labels
             && self.description == other.description
