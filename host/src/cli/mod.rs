@@ -188,11 +188,13 @@ struct NodeArgs {
     poll_interval_ms: u64,
     /// Scale to zero: unload a function (its compiled code and instances)
     /// after this many seconds without a call; the next call is a cold
-    /// start. 0 keeps functions loaded.
+    /// start. 0 keeps functions loaded. A version's own `idle_secs`
+    /// (deploy --idle-secs) overrides it.
     #[arg(long, env = "SLUICE_FUNCTION_IDLE_SECS", default_value_t = 300)]
     function_idle_secs: u64,
     /// Scale to zero: unload a model's plan after this many seconds without
-    /// a run. 0 keeps models loaded.
+    /// a run. 0 keeps models loaded. A version's own `idle_secs` (models
+    /// push --idle-secs) overrides it.
     #[arg(long, env = "SLUICE_MODEL_IDLE_SECS", default_value_t = 300)]
     model_idle_secs: u64,
 }
