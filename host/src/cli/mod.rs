@@ -582,6 +582,13 @@ async fn lambda(args: NodeArgs, started: std::time::Instant) -> Result<()> {
         .min(4 * sluice::lambda::max_concurrency());
     let node = match local_node(&args.data, engine, args.cache()).await {
         Ok(node) => node,
+        Err(e) if args.data.store.is_none() => {
+            let e = e.context(
+                "no SLUICE_STORE is set: point it at the store, e.g. s3://BUCKET/PREFIX (a directory works too, but Lambda's file system is read-only outside /tmp)",
+            );
+            sluice::lambda::report_init_error(&format!("{e:#}")).await;
+            return Err(e);
+        }
         Err(e) => {
             sluice::lambda::report_init_error(&format!("{e:#}")).await;
             return Err(e);
