@@ -190,6 +190,9 @@ struct NodeArgs {
     /// after this many seconds without a call; the next call is a cold
     /// start. 0 keeps functions loaded. A version's own `idle_secs`
     /// (deploy --idle-secs) overrides it.
+    // Five minutes: a function called every few minutes stays warm, while a
+    // node's memory still follows its traffic; the cold start it costs is
+    // a few milliseconds (BENCHMARKS.md).
     #[arg(long, env = "SLUICE_FUNCTION_IDLE_SECS", default_value_t = 300)]
     function_idle_secs: u64,
     /// Scale to zero: unload a model's plan after this many seconds without

@@ -128,6 +128,8 @@ impl From<NodeError> for ApiError {
             error.body.current = serde_json::to_value(current).ok();
         }
         if let NodeError::Busy { .. } = e {
+            // One second: slots free up within a call's duration, far
+            // sooner; a client that waits longer only loses time.
             error.retry_after = Some(1);
         }
         error
