@@ -15,6 +15,23 @@ async fn status(server: &Server) -> Value {
     server.get("/v1/status").await.1
 }
 
+/// `/v1/status` once `functions` functions and `models` models are loaded
+/// (within `limit`).
+async fn loaded(server: &Server, functions: u64, models: u64, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = status(server).await;
+        if now["functions_loaded"] == functions && now["models"]["entries"] == models {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {functions} functions and {models} models: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn idle_functions_and_models_are_unloaded_and_come_back_cold() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -69,15 +86,7 @@ async fn idle_functions_and_models_are_unloaded_and_come_back_cold() {
         .expect("resident bytes");
 
     // Idle: everything unloaded within a few reaper ticks.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let idle = loop {
-        let now = status(&server).await;
-        if now["functions_loaded"] == 0 && now["models"]["entries"] == 0 {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "nothing unloaded: {now}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let idle = loaded(&server, 0, 0, Duration::from_secs(20)).await;
     assert_eq!(idle["templates"]["idle_evictions"], 1, "{idle}");
     assert_eq!(idle["models"]["idle_evictions"], 3, "{idle}");
     let idle_rss = idle["resident_anonymous_bytes"]
@@ -298,15 +307,7 @@ async fn a_version_can_set_its_own_idle_time() {
     assert_eq!(infer.status(), 200);
     assert_eq!(status(&server).await["functions_loaded"], 2);
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let now = loop {
-        let now = status(&server).await;
-        if now["functions_loaded"] == 1 && now["models"]["entries"] == 0 {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "not unloaded: {now}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let now = loaded(&server, 1, 0, Duration::from_secs(15)).await;
     assert_eq!(now["templates"]["idle_evictions"], 1, "{now}");
     // Still there a while later: only `brief` went.
     tokio::time::sleep(Duration::from_millis(2500)).await;
