@@ -149,19 +149,20 @@ where
             })
             .clone();
         let result = flight.clone().await;
-        // The first caller back files the result and ends the flight; a
-        // later flight for the same key is left alone.
+        // File the value while the flight is still the key's, then end the
+        // flight: a caller arriving in between finds one or the other, never
+        // neither (which would start a second load). Waiters racing here
+        // file the same value; a later flight for the key is left alone.
+        let current = self.flights.get(key).is_some_and(|f| f.ptr_eq(&flight));
+        if current && let Ok(value) = &result {
+            self.insert_arc(key.clone(), value.clone());
+        }
         let ours = self
             .flights
             .remove_if(key, |_, f| f.ptr_eq(&flight))
             .is_some();
-        if ours {
-            match &result {
-                Ok(value) => self.insert_arc(key.clone(), value.clone()),
-                Err(_) => {
-                    self.counters.load_failures.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        if ours && result.is_err() {
+            self.counters.load_failures.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
@@ -219,9 +220,9 @@ where
         let now = self.now_ms();
         let mut dropped = 0;
         self.entries.retain(|_, entry| {
-            let keep = idle(&entry.value).is_none_or(|idle| {
-                entry.used_ms.load(Ordering::Relaxed) > now.saturating_sub(idle.as_millis() as u64)
-            });
+            let unused_ms = now.saturating_sub(entry.used_ms.load(Ordering::Relaxed));
+            let keep =
+                idle(&entry.value).is_none_or(|idle| u128::from(unused_ms) < idle.as_millis());
             if !keep {
                 self.bytes.fetch_sub(entry.weight, Ordering::Relaxed);
                 dropped += 1;
