@@ -299,14 +299,21 @@ impl Node {
         Ok(limits)
     }
 
-    fn gate(&self, name: Name, record: &FunctionVersion, cap: Concurrency) -> Arc<gate::Gate> {
-        self.gates
-            .entry((name, record.version))
+    /// The gate of a capped version (only capped calls pay for the key).
+    fn gate(
+        &self,
+        record: &FunctionVersion,
+        cap: Concurrency,
+    ) -> Result<Arc<gate::Gate>, NodeError> {
+        let key = (Name::parse(&record.name)?, record.version);
+        Ok(self
+            .gates
+            .entry(key)
             .or_insert_with(|| {
                 let function = format!("{}@{}", record.name, record.version);
                 Arc::new(gate::Gate::new(function, cap))
             })
-            .clone()
+            .clone())
     }
 
     /// Running and queued calls of every capped function version.
@@ -383,10 +390,10 @@ impl Node {
     ) -> Result<(FunctionVersion, wit::Message), NodeError> {
         let name = Name::parse(name)?;
         let version = self.pick(&name, selector).await?;
-        let loaded = self.load(name.clone(), version).await?;
+        let loaded = self.load(name, version).await?;
         // Held for the call: a slot under the function's concurrency cap.
         let _slot = match loaded.record.concurrency {
-            Some(cap) => Some(self.gate(name, &loaded.record, cap).enter().await?),
+            Some(cap) => Some(self.gate(&loaded.record, cap)?.enter().await?),
             None => None,
         };
         let identity = StageIdentity {
