@@ -1,16 +1,35 @@
 //! Sluice: a serverless runtime for ML inference pipelines whose stages are
 //! WebAssembly components.
 //!
-//! - [`engine`]: wasmtime, the capability worlds, the sandbox of one call.
+//! The modules form layers; a module imports only from layers below it
+//! (and, within a layer, only from those listed after it):
+//!
+//! ```text
+//! front doors   cli (the binary) → lambda → http
+//! service       node: the control-plane service and the data-plane calls
+//! mechanisms    engine → inference → registry
+//! foundations   cache → store · tensor · observe · toolchain
+//! ```
+//!
+//! - [`http`]: the data-plane and control-plane routers, the OIP codecs,
+//!   the HTTP client of the control plane.
+//! - [`lambda`]: the same routes answering AWS Lambda events.
+//! - [`node`]: the runtime core (publish, list, alias, rollback, delete;
+//!   invoke, infer) every front door goes through.
+//! - [`engine`]: wasmtime, the capability worlds, the sandbox of one call,
+//!   the WIT edge.
+//! - [`inference`]: ONNX models run natively by tract, the tract edge.
+//! - [`registry`]: immutable, numbered versions, aliases and rollback of
+//!   any kind of record.
+//! - [`cache`]: the in-memory cache in front of the store (and of loaded
+//!   templates and plans).
 //! - [`store`]: the object store (a local directory by default, or S3).
-//! - [`cache`]: the in-memory cache in front of the store (and of loaded templates).
-//! - [`registry`]: immutable, numbered versions, aliases and rollback.
-//! - [`inference`]: ONNX models run natively by tract.
-//! - [`node`]: the runtime core tying them together (deploy, load, invoke).
-//! - [`http`]: HTTP triggers and the admin API.
-//! - [`lambda`]: the same router answering AWS Lambda events.
-//! - [`toolchain`]: building stage crates into components.
+//! - [`tensor`]: tensors, messages and the one table of datatypes.
 //! - [`observe`]: logs, request ids and counters.
+//! - [`toolchain`]: building stage crates into components.
+//!
+//! A test (`layering`) reads every `crate::` path under `host/src` and
+//! fails on an import against this direction.
 #![deny(missing_docs)]
 
 pub mod cache;
@@ -22,4 +41,8 @@ pub mod node;
 pub mod observe;
 pub mod registry;
 pub mod store;
+pub mod tensor;
 pub mod toolchain;
+
+#[cfg(test)]
+mod layering;

@@ -57,8 +57,11 @@ pub struct Resident {
     pub anonymous_bytes: u64,
 }
 
-/// The process's resident memory, where the platform tells.
+/// The process's resident memory, where the platform tells. A file read:
+/// call it off the async workers.
 pub fn resident() -> Option<Resident> {
+    #[cfg(test)]
+    blocking_calls::record("resident");
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
@@ -73,8 +76,11 @@ pub fn resident() -> Option<Resident> {
 
 /// Hand memory freed by unloading back to the operating system: glibc keeps
 /// freed heap pages in its arenas otherwise, and resident memory would not
-/// go down after scale to zero.
+/// go down after scale to zero. It walks every arena: call it off the
+/// async workers.
 pub fn release_free_memory() {
+    #[cfg(test)]
+    blocking_calls::record("release_free_memory");
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free pages; it has no preconditions.
     unsafe {
@@ -153,4 +159,34 @@ pub fn request_id(given: Option<&str>) -> Arc<str> {
         format!("{start:x}-{:x}", std::process::id())
     });
     format!("{prefix}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed)).into()
+}
+
+/// Which threads ran the blocking calls above, so tests can check they
+/// stay off the async workers.
+#[cfg(test)]
+pub(crate) mod blocking_calls {
+    use std::sync::Mutex;
+    use std::thread::ThreadId;
+
+    static CALLS: Mutex<Vec<(&'static str, ThreadId)>> = Mutex::new(Vec::new());
+
+    pub(crate) fn record(call: &'static str) {
+        if let Ok(mut calls) = CALLS.lock() {
+            calls.push((call, std::thread::current().id()));
+        }
+    }
+
+    /// The calls made so far on `thread`.
+    pub(crate) fn on(thread: ThreadId) -> Vec<&'static str> {
+        CALLS.lock().map_or_else(
+            |_| Vec::new(),
+            |calls| {
+                calls
+                    .iter()
+                    .filter(|(_, t)| *t == thread)
+                    .map(|(c, _)| *c)
+                    .collect()
+            },
+        )
+    }
 }

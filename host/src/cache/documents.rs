@@ -39,6 +39,9 @@ pub struct CacheConfig {
     pub negative_ttl: Duration,
     /// Bytes of model plans kept loaded (measured by model file size).
     pub model_bytes: u64,
+    /// Bytes of function templates kept loaded (measured by the size of
+    /// their compiled code).
+    pub template_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -52,6 +55,10 @@ impl Default for CacheConfig {
             negative_ttl: Duration::from_millis(500),
             // Room for dozens of typical tabular and small vision models.
             model_bytes: 4 << 30,
+            // A Rust stage compiles to 1-5 MiB of machine code: room for a
+            // few hundred functions, while a node that serves thousands
+            // keeps only the ones in use instead of running out of memory.
+            template_bytes: 1 << 30,
         }
     }
 }
@@ -317,5 +324,95 @@ impl DocumentCache {
                 stale_served: r.stale_served.load(Ordering::Relaxed),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FsStore;
+    use tokio::sync::Semaphore;
+
+    /// A store whose revalidations read at once but answer only when the
+    /// test lets them: a slow round trip, in which another write lands.
+    struct SlowRevalidations {
+        inner: FsStore,
+        read: Semaphore,
+        answer: Semaphore,
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for SlowRevalidations {
+        async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn get_if_changed(&self, key: &str, etag: &ETag) -> Result<Revalidated, StoreError> {
+            let answer = self.inner.get_if_changed(key, etag).await;
+            self.read.add_permits(1);
+            let _ = self.answer.acquire().await;
+            answer
+        }
+        async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+            self.inner.exists(key).await
+        }
+        async fn write(
+            &self,
+            key: &str,
+            bytes: Bytes,
+            mode: PutMode,
+            progress: Progress<'_>,
+        ) -> Result<ETag, StoreError> {
+            self.inner.write(key, bytes, mode, progress).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix).await
+        }
+        fn describe(&self) -> String {
+            "slow revalidations".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revalidation_that_outlives_a_write_does_not_bring_back_the_old_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SlowRevalidations {
+            inner: FsStore::open(dir.path()).unwrap(),
+            read: Semaphore::new(0),
+            answer: Semaphore::new(0),
+        });
+        let config = CacheConfig {
+            poll_interval: Duration::from_millis(1),
+            ..CacheConfig::default()
+        };
+        let documents = Arc::new(DocumentCache::new(store.clone(), config));
+        documents
+            .put("doc", Bytes::from("old"), PutMode::Overwrite)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // A read past the poll interval revalidates: the store says
+        // "unchanged" (still the old document), slowly.
+        let revalidation = tokio::spawn({
+            let documents = documents.clone();
+            async move { documents.get("doc", DocumentPolicy::Mutable).await }
+        });
+        store.read.acquire().await.unwrap().forget();
+        documents
+            .put("doc", Bytes::from("new"), PutMode::Overwrite)
+            .await
+            .unwrap();
+        store.answer.add_permits(1);
+        let answered = revalidation.await.unwrap().unwrap().unwrap();
+        assert_eq!(answered.bytes, "old", "it started before the write");
+        // What the cache holds now is the write, not the late answer.
+        let held = documents
+            .get("doc", DocumentPolicy::Immutable)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(held.bytes, "new");
     }
 }

@@ -10,20 +10,37 @@
 //!
 //! Lookups touch a [`DashMap`] shard and an atomic clock; eviction scans for
 //! the oldest entry, which is cheap at the hundreds of entries a node holds
-//! and runs only when the budget is exceeded.
+//! and runs only when the budget is exceeded. The byte count changes only
+//! under the lock of the entry's shard, together with the entry, so it
+//! always equals the sum of the weights held.
+//!
+//! A value written by [`Cache::insert`] (or a key dropped by
+//! [`Cache::remove`]) ends any load of that key in flight: the load still
+//! answers its waiters, but never files its (older) result over the write.
 
 mod documents;
 
 pub use documents::{CacheConfig, DocumentCache, DocumentPolicy, DocumentStats, StoreRequests};
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry as MapEntry;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use serde::Serialize;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a version may stay idle before a node unloads it: its own
+/// `idle_secs` (0: forever), else the node's default (`None`: forever).
+pub fn idle_time(own: Option<u64>, default: Option<Duration>) -> Option<Duration> {
+    match own {
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(secs)),
+        None => default,
+    }
+}
 
 /// What a cached value costs in memory, in bytes (approximately).
 pub trait Weigh {
@@ -150,35 +167,50 @@ where
             .clone();
         let result = flight.clone().await;
         // File the value while the flight is still the key's, then end the
-        // flight: a caller arriving in between finds one or the other, never
-        // neither (which would start a second load). Waiters racing here
-        // file the same value; a later flight for the key is left alone.
-        let current = self.flights.get(key).is_some_and(|f| f.ptr_eq(&flight));
-        if current && let Ok(value) = &result {
-            self.insert_arc(key.clone(), value.clone());
-        }
+        // flight, both under the flight map's lock for the key: a caller
+        // arriving in between finds one or the other, never neither (which
+        // would start a second load), and a write (`insert`, `remove`) that
+        // ended the flight meanwhile is never overwritten by its result.
+        // Waiters racing here file the same value; a later flight for the
+        // key is left alone.
+        let mut filed = false;
         let ours = self
             .flights
-            .remove_if(key, |_, f| f.ptr_eq(&flight))
+            .remove_if(key, |_, f| {
+                let ours = f.ptr_eq(&flight);
+                if ours && let Ok(value) = &result {
+                    self.file(key.clone(), value.clone());
+                    filed = true;
+                }
+                ours
+            })
             .is_some();
+        if filed {
+            self.evict_to_budget();
+        }
         if ours && result.is_err() {
             self.counters.load_failures.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
 
-    /// Put a value in the cache (replacing any entry for `key`).
+    /// Put a value in the cache (replacing any entry for `key`); a load of
+    /// `key` in flight will not replace it.
     pub fn insert(&self, key: K, value: V) -> Arc<V> {
         let value = Arc::new(value);
-        self.insert_arc(key, value.clone());
+        self.flights.remove(&key);
+        self.file(key, value.clone());
+        self.evict_to_budget();
         value
     }
 
-    fn insert_arc(&self, key: K, value: Arc<V>) {
+    /// Hold `value` under `key`, adjusting the byte count under the key's
+    /// lock (callers then call [`Self::evict_to_budget`]).
+    fn file(&self, key: K, value: Arc<V>) {
         let weight = value.weight();
         if weight > self.budget {
             // Larger than the whole budget: serve it, never keep it.
-            self.remove(&key);
+            self.forget(&key);
             return;
         }
         let entry = Entry {
@@ -188,18 +220,38 @@ where
             last_used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
             used_ms: AtomicU64::new(self.now_ms()),
         };
-        if let Some(old) = self.entries.insert(key, entry) {
-            self.bytes.fetch_sub(old.weight, Ordering::Relaxed);
+        match self.entries.entry(key) {
+            MapEntry::Occupied(mut held) => {
+                let old = held.insert(entry);
+                self.bytes.fetch_sub(old.weight, Ordering::Relaxed);
+                self.bytes.fetch_add(weight, Ordering::Relaxed);
+            }
+            MapEntry::Vacant(empty) => {
+                self.bytes.fetch_add(weight, Ordering::Relaxed);
+                empty.insert(entry);
+            }
         }
-        self.bytes.fetch_add(weight, Ordering::Relaxed);
-        self.evict_to_budget();
     }
 
-    /// Forget `key`.
+    /// Drop the entry of `key`, if any, counting its bytes out under its lock.
+    fn forget(&self, key: &K) -> bool {
+        self.entries
+            .remove_if(key, |_, old| {
+                self.bytes.fetch_sub(old.weight, Ordering::Relaxed);
+                true
+            })
+            .is_some()
+    }
+
+    /// Forget `key` (a load of it in flight will not bring it back).
     pub fn remove(&self, key: &K) {
-        if let Some((_, old)) = self.entries.remove(key) {
-            self.bytes.fetch_sub(old.weight, Ordering::Relaxed);
-        }
+        self.flights.remove(key);
+        self.forget(key);
+    }
+
+    /// Whether `key` is held.
+    pub fn contains(&self, key: &K) -> bool {
+        self.entries.contains_key(key)
     }
 
     /// Forget every entry whose key fails `keep`.
@@ -216,7 +268,7 @@ where
     /// Forget every entry unused for as long as `idle` says it may be
     /// (`None`: kept) (scale to zero: callers still holding a value keep it
     /// until they finish). Returns how many were dropped.
-    pub fn evict_idle(&self, idle: impl Fn(&V) -> Option<std::time::Duration>) -> usize {
+    pub fn evict_idle(&self, idle: impl Fn(&V) -> Option<Duration>) -> usize {
         let now = self.now_ms();
         let mut dropped = 0;
         self.entries.retain(|_, entry| {
@@ -248,8 +300,7 @@ where
                 .min_by_key(|e| e.last_used.load(Ordering::Relaxed))
                 .map(|e| e.key().clone());
             let Some(oldest) = oldest else { break };
-            if let Some((_, old)) = self.entries.remove(&oldest) {
-                self.bytes.fetch_sub(old.weight, Ordering::Relaxed);
+            if self.forget(&oldest) {
                 self.counters.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -369,6 +420,64 @@ mod tests {
         assert_eq!(cache.evict_idle(|_| None), 0, "kept when the value says so");
         assert_eq!(cache.evict_idle(|_| Some(std::time::Duration::ZERO)), 1);
         assert_eq!(cache.stats().bytes, 0);
+    }
+
+    #[test]
+    fn racing_inserts_and_removes_of_a_key_keep_the_byte_count_exact() {
+        let cache: Arc<Cache<u32, Blob, ()>> = Arc::new(Cache::new(100));
+        cache.insert(0, Blob(10));
+        let rounds = 300_000;
+        let inserter = std::thread::spawn({
+            let cache = cache.clone();
+            move || (0..rounds).for_each(|_| drop(cache.insert(1, Blob(10))))
+        });
+        let remover = std::thread::spawn({
+            let cache = cache.clone();
+            move || (0..rounds).for_each(|_| cache.remove(&1))
+        });
+        let mut most = 0;
+        while !(inserter.is_finished() && remover.is_finished()) {
+            most = most.max(cache.stats().bytes);
+        }
+        inserter.join().unwrap();
+        remover.join().unwrap();
+        // Two entries of 10 bytes at most, never a count that wrapped
+        // below zero (after which one insert evicts everything).
+        assert!(most <= 20, "the byte count read {most}");
+        assert!(cache.peek(&0).is_some(), "nothing over budget was evicted");
+        let held = if cache.contains(&1) { 20 } else { 10 };
+        assert_eq!(cache.stats().bytes, held);
+        assert_eq!(cache.stats().evictions, 0);
+    }
+
+    #[tokio::test]
+    async fn a_write_during_a_load_wins_over_the_load() {
+        let cache: Arc<Cache<u32, Blob, ()>> = Arc::new(Cache::new(100));
+        let (started, release) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let load = tokio::spawn({
+            let (cache, started, release) = (cache.clone(), started.clone(), release.clone());
+            async move {
+                cache
+                    .get_or_load(&1, always, move |_| {
+                        async move {
+                            started.notify_one();
+                            release.notified().await;
+                            Ok(Blob(1))
+                        }
+                        .boxed()
+                    })
+                    .await
+                    .map(|b| b.0)
+            }
+        });
+        started.notified().await;
+        cache.insert(1, Blob(2));
+        release.notify_one();
+        assert_eq!(load.await.unwrap(), Ok(1), "the load answers its caller");
+        assert_eq!(cache.peek(&1).map(|(b, _)| b.0), Some(2), "the write stays");
     }
 
     #[tokio::test]

@@ -2,11 +2,12 @@
 //! to the embedded store with their config, serve, and print a working
 //! `curl` line for each example request in the manifest.
 
-use super::{ServeArgs, serve_node};
+use super::args::ServeArgs;
+use super::serve::{local_node, serve_node};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
-use sluice::node::Deploy;
+use sluice::node::{ControlPlane, Deploy, Settings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -99,7 +100,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let built = tokio::task::spawn_blocking(move || sluice::toolchain::build(&crates)).await??;
     let mut built = built.into_iter();
 
-    let node = super::local_node(
+    let node = local_node(
         &args.serve.node.data,
         args.serve.node.engine.config(),
         args.serve.node.cache(),
@@ -116,7 +117,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         };
         let bytes =
             std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
-        let request = Deploy {
+        let settings = Settings::Function(Deploy {
             config: f.config.clone(),
             timeout_ms: f.timeout_ms,
             memory_bytes: f.memory_mb.map(|mb| mb << 20),
@@ -127,9 +128,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
             description: f.description.clone(),
             labels: Default::default(),
             created_by: std::env::var("USER").unwrap_or_else(|_| "sluice-up".into()),
-        };
+        });
         let deployed = node
-            .deploy(&f.name, bytes.into(), request, None)
+            .publish(&f.name, bytes.into(), settings, None)
             .await
             .with_context(|| format!("cannot deploy `{}` from {}", f.name, wasm.display()))?;
         let verb = if deployed.created {
@@ -139,7 +140,13 @@ pub async fn run(args: UpArgs) -> Result<()> {
         };
         eprintln!(
             "{verb} {} version {} ({})",
-            f.name, deployed.version.version, deployed.version.world
+            f.name,
+            deployed.version.number(),
+            deployed
+                .version
+                .world()
+                .map(|w| w.to_string())
+                .unwrap_or_default()
         );
     }
 

@@ -6,6 +6,7 @@ use super::host::{MemoryLimitExceeded, StageIdentity, StagePre, StageState, wit}
 use super::output::CapturedOutput;
 use super::{EPOCH_TICK, Engine};
 use crate::inference::Models;
+use crate::tensor::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,8 +81,8 @@ impl Engine {
         config: Arc<BTreeMap<String, String>>,
         limits: StageLimits,
         models: Option<Arc<Models>>,
-        input: wit::Message,
-    ) -> Result<wit::Message, CallError> {
+        input: Message,
+    ) -> Result<Message, CallError> {
         let stdout = CapturedOutput::new(OUTPUT_CAPACITY);
         let stderr = CapturedOutput::new(OUTPUT_CAPACITY);
         let state = StageState::new(
@@ -116,6 +117,7 @@ impl Engine {
         }
 
         let started = Instant::now();
+        let input = wit::Message::from(input);
         let run = async {
             let node = pre.instantiate_async(&mut store).await?;
             node.sluice_pipeline_stage()
@@ -134,7 +136,7 @@ impl Engine {
 
         let result = match outcome {
             Err(_elapsed) => Err(CallError::DeadlineExceeded(timeout)),
-            Ok(Ok(Ok(output))) => Ok(output),
+            Ok(Ok(Ok(output))) => Ok(output.into()),
             Ok(Ok(Err(wit::StageError::InvalidInput(m)))) => Err(CallError::InvalidInput(m)),
             Ok(Ok(Err(wit::StageError::Internal(m)))) => Err(CallError::Failed(m)),
             Ok(Err(error)) => Err(classify_trap(error, timeout, limits.fuel, &stderr)),

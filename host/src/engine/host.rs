@@ -35,8 +35,9 @@ mod gen_ {
     });
 }
 
-/// The WIT types shared with stages.
-pub mod wit {
+/// The WIT types shared with stages (converted to [`crate::tensor`]'s in
+/// `convert.rs`).
+pub(super) mod wit {
     pub use super::gen_::sluice::pipeline::types::{
         Body, ElementType, Field, Message, NamedTensor, Scalar, StageError, Tensor, TensorData,
     };
@@ -312,13 +313,12 @@ impl inference::HostModel for StageState {
         model: Resource<ModelHandle>,
     ) -> wasmtime::Result<inference::Signature> {
         let handle = self.table.get(&model)?;
-        let info = |specs: &[crate::inference::TensorSpec]| {
+        let info = |specs: &[crate::tensor::TensorSpec]| {
             specs
                 .iter()
                 .map(|s| inference::TensorInfo {
                     name: s.name.clone(),
-                    element_type: crate::inference::element_type(&s.datatype)
-                        .unwrap_or(types::ElementType::F32),
+                    element_type: s.datatype.carried_as().into(),
                     shape: s.shape.iter().map(|d| u64::try_from(*d).ok()).collect(),
                 })
                 .collect()
@@ -341,7 +341,12 @@ impl inference::HostModel for StageState {
                 "models are only available to predictor stages".into(),
             )));
         };
-        Ok(models.run(&plan, inputs).await.map_err(guest_error))
+        let inputs = inputs.into_iter().map(Into::into).collect();
+        Ok(models
+            .run(&plan, inputs)
+            .await
+            .map(|outputs| outputs.into_iter().map(Into::into).collect())
+            .map_err(guest_error))
     }
 
     async fn drop(&mut self, model: Resource<ModelHandle>) -> wasmtime::Result<()> {

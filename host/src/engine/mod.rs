@@ -12,15 +12,18 @@
 //!   standard `wasi:nn` interface over the same models.
 //! - [`call`] runs one stage call under its deadline and memory cap and
 //!   turns every way it can fail into a [`CallError`].
+//! - `convert` is the WIT edge: the contract's generated types to Sluice's
+//!   own [`crate::tensor`] types and back.
 
 mod call;
+mod convert;
 mod host;
 mod output;
 mod wasi_nn;
 pub mod worlds;
 
 pub use call::{CallError, StageLimits};
-pub use host::{StageIdentity, StagePre, wit};
+pub use host::{StageIdentity, StagePre};
 pub use worlds::{World, WorldError};
 
 use sha2::{Digest, Sha256};

@@ -16,9 +16,9 @@
 //! engine with `block_in_place`, which hands the worker's other tasks to
 //! another thread for the duration, so HTTP handling never stalls.
 
-use crate::engine::wit::{NamedTensor, Tensor, TensorData};
 use crate::inference::{Model, Models};
 use crate::registry::{Name, Selector};
+use crate::tensor::{NamedTensor, Tensor, TensorData};
 use elsa::sync::FrozenMap;
 use std::sync::Arc;
 use tokio::runtime::{Handle, RuntimeFlavor};

@@ -1,6 +1,6 @@
 //! `POST /fn/{name}[@{version}|@{alias}]`: run a function on the request body.
 
-use super::codec::{decode_request, encode_response};
+use super::message::{decode_request, encode_response};
 use super::{ApiError, AppState, RequestId, read_body};
 use crate::registry::Selector;
 use axum::Extension;

@@ -1,24 +1,34 @@
-//! HTTP triggers and the admin API, on axum over hyper.
+//! HTTP, on axum over hyper: two routers, one per plane.
 //!
-//! - `POST /fn/{name}`, `/fn/{name}@{version}` and `/fn/{name}@{alias}`
-//!   invoke a function (unqualified: `stable` if set, else `latest`).
-//! - `PUT /v1/functions/{name}` deploys; `GET /v1/functions[/{name}]` lists;
-//!   `DELETE /v1/functions/{name}/versions/{n}` deletes a version;
-//!   `PUT|DELETE /v1/functions/{name}/aliases/{alias}` moves or removes an
-//!   alias; `POST /v1/functions/{name}/rollback` rolls one back.
-//! - `GET /v1/status`, `GET /healthz`, `GET /readyz`.
+//! - The **data plane** ([`data_router`]): `POST /fn/{name}[@{version}|@{alias}]`
+//!   invokes a function; the Open Inference Protocol (`/v2/...`: health,
+//!   model metadata, readiness, inference, `message.rs` / `oip.rs`);
+//!   `GET /healthz`, `GET /readyz`.
+//! - The **control plane** ([`control_router`], `control.rs`): everything
+//!   that changes or reveals what the node serves, `/v1/...` (publish,
+//!   list, versions, aliases, rollback, delete, blobs, status), a thin
+//!   layer over the node's [`ControlPlane`](crate::node::ControlPlane).
+//!
+//! `sluice serve` serves both on one listener, or the control plane on its
+//! own (`--admin-listen`). `client.rs` is the other end of the control
+//! plane. Tensors travel as OIP JSON (`tensor_json.rs`) or binary
+//! (`oip_binary.rs`); publish settings as query parameters (`query.rs`);
+//! errors have one JSON shape (`error.rs`).
 //!
 //! Connections get a header-read timeout and bodies a size cap and a read
 //! timeout, so a slow or oversized client only costs itself.
 
-mod admin;
-pub mod codec;
+mod client;
+mod control;
 mod error;
 mod invoke;
-mod models;
+pub mod message;
 mod oip;
 mod oip_binary;
+mod query;
+mod tensor_json;
 
+pub use client::{Client, ClientError};
 pub use error::ApiError;
 
 use crate::node::Node;
@@ -28,7 +38,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -84,36 +94,24 @@ pub struct AppState {
 #[derive(Clone)]
 pub struct RequestId(pub Arc<str>);
 
-/// The full router.
+/// The data plane: invocation, inference, health.
+pub fn data_router(state: Arc<AppState>) -> Router {
+    finish(data_routes(), state)
+}
+
+/// The control plane: what changes or reveals what the node serves.
+pub fn control_router(state: Arc<AppState>) -> Router {
+    finish(control::routes(), state)
+}
+
+/// Both planes on one router (one listener, Lambda).
 pub fn router(state: Arc<AppState>) -> Router {
+    finish(data_routes().merge(control::routes()), state)
+}
+
+fn data_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/fn/{target}", post(invoke::invoke))
-        .route("/v1/functions", get(admin::list))
-        .route(
-            "/v1/functions/{name}",
-            get(admin::versions).put(admin::deploy),
-        )
-        .route(
-            "/v1/functions/{name}/versions/{version}",
-            get(admin::version).delete(admin::delete_version),
-        )
-        .route(
-            "/v1/functions/{name}/aliases/{alias}",
-            axum::routing::put(admin::set_alias).delete(admin::remove_alias),
-        )
-        .route("/v1/functions/{name}/rollback", post(admin::rollback))
-        .route("/v1/blobs", axum::routing::put(models::put_blob))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{name}", get(models::versions).put(models::push))
-        .route(
-            "/v1/models/{name}/aliases/{alias}",
-            axum::routing::put(models::set_alias).delete(models::remove_alias),
-        )
-        .route("/v1/models/{name}/rollback", post(models::rollback))
-        .route(
-            "/v1/models/{name}/versions/{version}",
-            axum::routing::delete(models::delete_version),
-        )
         .route("/v2", get(oip::server))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
@@ -132,9 +130,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             post(oip::infer_version),
         )
-        .route("/v1/status", get(admin::status))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(admin::ready))
+        .route("/readyz", get(ready))
+}
+
+/// Fallbacks, request tracking and state for a plane's routes.
+fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    routes
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -149,6 +151,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// `GET /readyz`: ready when the store answers.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.node.ready().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 /// Give every request an id (the caller's `x-request-id` or a new one), a

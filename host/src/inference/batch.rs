@@ -163,16 +163,20 @@ fn run_batch(plan: &Plan, batch: Vec<Job>) {
 
 fn run_one(plan: &Plan, inputs: TVec<TValue>) -> Result<TVec<TValue>, InferenceError> {
     plan.run(inputs)
-        .map_err(|e| InferenceError::Internal(format!("{e:#}")))
 }
 
 /// Join the batch along axis 0, run once, split the outputs back.
-fn run_joined(plan: &Plan, batch: &[Job]) -> TractResult<Vec<TVec<TValue>>> {
+fn run_joined(plan: &Plan, batch: &[Job]) -> Result<Vec<TVec<TValue>>, InferenceError> {
+    let internal = |e: TractError| InferenceError::Internal(format!("{e:#}"));
     let inputs = batch[0].inputs.len();
     let mut joined = TVec::new();
     for i in 0..inputs {
         let parts: Vec<&Tensor> = batch.iter().map(|job| &*job.inputs[i]).collect();
-        joined.push(Tensor::stack_tensors(0, &parts)?.into_tvalue());
+        joined.push(
+            Tensor::stack_tensors(0, &parts)
+                .map_err(internal)?
+                .into_tvalue(),
+        );
     }
     let outputs = plan.run(joined)?;
     let total: usize = batch.iter().map(|job| rows(&job.inputs)).sum();
@@ -183,11 +187,16 @@ fn run_joined(plan: &Plan, batch: &[Job]) -> TractResult<Vec<TVec<TValue>>> {
         let mut mine = TVec::new();
         for output in &outputs {
             if output.rank() == 0 || output.shape()[0] != total {
-                return Err(TractError::msg(
-                    "an output does not carry the batch dimension",
+                return Err(InferenceError::Internal(
+                    "an output does not carry the batch dimension".into(),
                 ));
             }
-            mine.push(output.slice(0, start, start + n)?.into_tvalue());
+            mine.push(
+                output
+                    .slice(0, start, start + n)
+                    .map_err(internal)?
+                    .into_tvalue(),
+            );
         }
         split.push(mine);
         start += n;

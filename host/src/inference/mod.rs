@@ -8,30 +8,37 @@
 //!    plan, loaded lazily and single-flight through the node's cache, so
 //!    optimising (up to seconds for a CNN) happens once per version.
 //! 3. `run` checks named inputs against the signature and runs the plan,
-//!    at most one run per core at a time: on the blocking pool unless the
-//!    model's recent runs took under 100 µs (then the thread hop would cost
-//!    more than the run), so a slow model never stalls the async reactor.
-//!    With batching on, concurrent requests go through the model's batch
-//!    queue instead (`batch.rs`).
+//!    at most one run per core at a time (a run holds its slot until tract
+//!    is done, even when its request is dropped): on the blocking pool
+//!    unless an input at least this large has already finished in under
+//!    100 µs (then the thread hop would cost more than the run), so one
+//!    large batch never stalls the async reactor. With batching on,
+//!    concurrent requests go through the model's batch queue instead
+//!    (`batch.rs`).
+//!
+//! Tensors cross into tract and back in `tract_tensor.rs`; the ONNX-ML
+//! operators tract lacks are Sluice's own (`onnx_ml/`).
 
 mod batch;
 mod heads;
 mod onnx_ml;
-mod tensor;
+mod record;
+mod tract_tensor;
 
 pub use batch::{BatchStats, Batching};
-pub use tensor::{Signature, TensorSpec, datatype_name, element_type, shape_text};
+pub use record::ModelVersion;
 
-use crate::cache::{Cache, DocumentCache, Weigh};
-use crate::engine::wit::{NamedTensor, Tensor};
-use crate::registry::{ModelVersion, Name, Registry, RegistryError, Selector, now_rfc3339};
+use crate::cache::{Cache, DocumentCache, Weigh, idle_time};
+use crate::registry::{Name, Registry, RegistryError, Selector, now_rfc3339};
 use crate::store::{Digest, StoreError};
+use crate::tensor::{NamedTensor, Signature, Tensor, shape_text};
 use bytes::Bytes;
 use futures::FutureExt;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{Factoid, ShapeFactoid};
@@ -81,20 +88,42 @@ impl Runner {
         }
     }
 
-    /// Run the plan on `inputs` (in the model's input order).
-    pub fn run(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    /// Run the plan on `inputs` (in the model's input order). A panic
+    /// inside tract fails this run only, like a trapping stage.
+    pub fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, InferenceError> {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut state = match idle {
             Some(state) => state,
-            None => self.plan.spawn()?,
+            None => self.plan.spawn().map_err(internal)?,
         };
-        let outputs = state.run(inputs)?;
-        // A failed run drops its state: nothing half-done is reused.
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(state);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.run(inputs)));
+        match run {
+            Ok(Ok(outputs)) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.push(state);
+                }
+                Ok(outputs)
+            }
+            // A failed or panicked run drops its state: nothing half-done
+            // is reused.
+            Ok(Err(e)) => Err(internal(e)),
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                tracing::error!(%reason, "the model engine panicked");
+                Err(InferenceError::Internal(format!(
+                    "the model engine (tract) panicked: {reason}"
+                )))
+            }
         }
-        Ok(outputs)
     }
+}
+
+fn internal(e: TractError) -> InferenceError {
+    InferenceError::Internal(format!("{e:#}"))
 }
 
 /// A model version ready to run.
@@ -107,8 +136,10 @@ pub struct Model {
     input_types: Vec<DatumType>,
     /// The queue joining concurrent requests, when batching is on.
     batcher: Option<batch::Batcher>,
-    /// Average duration of recent runs (`u64::MAX`: none yet).
-    recent_run_us: AtomicU64,
+    /// Inputs with fewer elements than this run inline on the async
+    /// worker: a run at least that large has finished within
+    /// [`INLINE_BELOW`] (0 until one has).
+    inline_below_elements: AtomicU64,
 }
 
 impl Weigh for Model {
@@ -126,7 +157,7 @@ impl Model {
 }
 
 /// What a push records besides the file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Push {
     /// Who pushes.
     pub created_by: String,
@@ -146,7 +177,7 @@ pub struct Push {
 }
 
 /// Baseline statistics given with a push.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Baseline {
     /// The JSON itself.
     Json(Bytes),
@@ -172,8 +203,8 @@ pub fn compile(
         .map_err(|e| unsupported("not a loadable ONNX model", e))?;
     determine_inputs(&mut model, input_shapes)?;
     let mut typed = model.into_optimized().map_err(|e| optimise_failure(&e))?;
-    heads::install(&mut typed).map_err(|e| InferenceError::Internal(format!("{e:#}")))?;
-    let signature = Signature::of(&typed)?;
+    heads::install(&mut typed).map_err(internal)?;
+    let signature = tract_tensor::signature_of(&typed)?;
     let input_types = typed
         .input_outlets()
         .map_err(|e| InferenceError::Internal(e.to_string()))?
@@ -273,30 +304,73 @@ pub struct Models {
     registry: Registry<ModelVersion>,
     documents: Arc<DocumentCache>,
     plans: Cache<(Name, u64), Model, InferenceError>,
+    /// One slot per core; a run holds its slot until tract returns.
     runs: Arc<Semaphore>,
+    slots: usize,
     batches: Arc<BatchStats>,
+    inline_runs: AtomicU64,
+    pooled_runs: AtomicU64,
+}
+
+/// Where model runs went, for `/v1/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStats {
+    /// Runs made on the async worker (small inputs known to be fast).
+    pub inline: u64,
+    /// Runs sent to the blocking pool.
+    pub pooled: u64,
+    /// Runs in tract right now (at most one per core).
+    pub in_flight: u64,
+}
+
+/// How much dynamic batching happened, for `/v1/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchCounts {
+    /// Runs made by batchers.
+    pub batches: u64,
+    /// Requests those runs served.
+    pub requests: u64,
 }
 
 impl Models {
-    /// Models over `documents`; plans bounded by `plan_bytes`.
+    /// Models over `documents`; plans bounded by `plan_bytes`; at most one
+    /// run per core at a time.
     pub fn new(documents: Arc<DocumentCache>, plan_bytes: u64) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::with_run_slots(documents, plan_bytes, cores)
+    }
+
+    /// [`Models::new`] with `slots` concurrent runs.
+    pub fn with_run_slots(documents: Arc<DocumentCache>, plan_bytes: u64, slots: usize) -> Self {
         Self {
             registry: Registry::new(documents.clone()),
             documents,
             plans: Cache::new(plan_bytes),
-            runs: Arc::new(Semaphore::new(cores)),
+            runs: Arc::new(Semaphore::new(slots)),
+            slots,
             batches: Arc::default(),
+            inline_runs: AtomicU64::new(0),
+            pooled_runs: AtomicU64::new(0),
         }
     }
 
-    /// How much dynamic batching happened: (batched runs, requests they served).
-    pub fn batch_stats(&self) -> (u64, u64) {
+    /// Where runs went.
+    pub fn run_stats(&self) -> RunStats {
         use std::sync::atomic::Ordering::Relaxed;
-        (
-            self.batches.batches.load(Relaxed),
-            self.batches.requests.load(Relaxed),
-        )
+        RunStats {
+            inline: self.inline_runs.load(Relaxed),
+            pooled: self.pooled_runs.load(Relaxed),
+            in_flight: (self.slots - self.runs.available_permits()) as u64,
+        }
+    }
+
+    /// How much dynamic batching happened.
+    pub fn batch_counts(&self) -> BatchCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        BatchCounts {
+            batches: self.batches.batches.load(Relaxed),
+            requests: self.batches.requests.load(Relaxed),
+        }
     }
 
     /// The model registry.
@@ -311,9 +385,9 @@ impl Models {
 
     /// Unload the plans of models not run for their idle time (their own
     /// `idle_secs`, else `default`); how many.
-    pub fn evict_idle(&self, default: Option<std::time::Duration>) -> usize {
+    pub fn evict_idle(&self, default: Option<Duration>) -> usize {
         self.plans
-            .evict_idle(|model| crate::node::idle_time(model.record.idle_secs, default))
+            .evict_idle(|model| idle_time(model.record.idle_secs, default))
     }
 
     /// Validate and store a model as a new version of `name`.
@@ -374,13 +448,9 @@ impl Models {
         Ok((record, created))
     }
 
-    /// Delete a version (refused while an alias other than `latest` points
-    /// at it) and drop its plan.
-    pub async fn delete(&self, name: &Name, version: u64) -> Result<(), InferenceError> {
-        self.registry.delete(name, version).await?;
+    /// Drop the plan of a deleted version.
+    pub fn forget(&self, name: &Name, version: u64) {
         self.plans.remove(&(name.clone(), version));
-        tracing::info!(model = %name, version, "model version deleted");
-        Ok(())
     }
 
     /// The model `selector` picks, with its plan loaded.
@@ -424,7 +494,7 @@ impl Models {
                             plan,
                             input_types,
                             batcher,
-                            recent_run_us: AtomicU64::new(u64::MAX),
+                            inline_below_elements: AtomicU64::new(0),
                         })
                     }
                     .boxed()
@@ -452,7 +522,7 @@ impl Models {
             .map(|(spec, value)| {
                 Ok(NamedTensor {
                     name: spec.name.clone(),
-                    tensor: tensor::from_tract(value)?,
+                    tensor: tract_tensor::from_tract(value)?,
                 })
             })
             .collect()
@@ -463,41 +533,51 @@ impl Models {
         model: &Model,
         values: TVec<TValue>,
     ) -> Result<TVec<TValue>, InferenceError> {
-        let _permit = self
+        let slot = self
             .runs
             .clone()
             .acquire_owned()
             .await
             .map_err(|e| InferenceError::Internal(e.to_string()))?;
         let plan = model.plan.clone();
-        let fail = |e: TractError| InferenceError::Internal(format!("{e:#}"));
+        let elements: u64 = values.iter().map(|v| v.len() as u64).sum();
         // A hop to the blocking pool costs ~20 µs: more than a small model
-        // takes. Runs known to be short stay on the async worker; anything
-        // slower (or not yet measured) goes to the pool.
-        let recent = model.recent_run_us.load(Ordering::Relaxed);
-        let started = Instant::now();
-        let outputs = if recent < INLINE_BELOW_US {
-            plan.run(values).map_err(fail)?
+        // takes. An input no larger than one already seen to finish within
+        // `INLINE_BELOW` stays on the async worker; anything larger (or the
+        // first run) goes to the pool, decided for this input's size.
+        let inline = elements < model.inline_below_elements.load(Ordering::Relaxed);
+        let timed = move |values| {
+            let _slot = slot;
+            let started = Instant::now();
+            let outputs = plan.run(values);
+            (outputs, started.elapsed())
+        };
+        let (outputs, took) = if inline {
+            self.inline_runs.fetch_add(1, Ordering::Relaxed);
+            timed(values)
         } else {
-            tokio::task::spawn_blocking(move || plan.run(values))
+            self.pooled_runs.fetch_add(1, Ordering::Relaxed);
+            // The slot travels with the run: a request dropped meanwhile
+            // (deadline, client gone) leaves tract running, still counted.
+            tokio::task::spawn_blocking(move || timed(values))
                 .await
                 .map_err(|e| InferenceError::Internal(e.to_string()))?
-                .map_err(fail)?
         };
-        let took = started.elapsed().as_micros() as u64;
-        // Exponential moving average over ~8 runs.
-        let average = if recent == u64::MAX {
-            took
+        if took < INLINE_BELOW {
+            model
+                .inline_below_elements
+                .fetch_max(elements + 1, Ordering::Relaxed);
         } else {
-            (recent * 7 + took) / 8
-        };
-        model.recent_run_us.store(average, Ordering::Relaxed);
-        Ok(outputs)
+            model
+                .inline_below_elements
+                .fetch_min(elements, Ordering::Relaxed);
+        }
+        outputs
     }
 }
 
-/// Runs faster than this (on average) stay on the async worker.
-const INLINE_BELOW_US: u64 = 100;
+/// Runs that finish faster than this may stay on the async worker.
+const INLINE_BELOW: Duration = Duration::from_micros(100);
 
 /// Batching needs every input and output to lead with a dynamic batch
 /// dimension.
@@ -537,7 +617,7 @@ fn arrange(model: &Model, inputs: Vec<NamedTensor>) -> Result<TVec<TValue>, Infe
                 shape_text(&spec.shape)
             ))
         })?;
-        let value = tensor::to_tract(spec, tensor)?;
+        let value = tract_tensor::to_tract(spec, tensor)?;
         let value = if value.datum_type() == *datum_type {
             value
         } else {

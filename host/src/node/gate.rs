@@ -3,8 +3,7 @@
 //! away at once, so an overloaded function sheds load instead of piling up
 //! requests until they time out.
 
-use super::NodeError;
-use crate::registry::Concurrency;
+use super::{Concurrency, NodeError};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -75,6 +74,12 @@ impl Gate {
             .await
             .map_err(|_| NodeError::Engine("a concurrency gate closed".into()))?;
         Ok(Slot(permit))
+    }
+
+    /// Whether calls are running or waiting.
+    pub(super) fn busy(&self) -> bool {
+        self.slots.available_permits() < self.cap.max as usize
+            || self.waiting.load(Ordering::SeqCst) > 0
     }
 
     pub(super) fn stats(&self) -> GateStats {

@@ -1,6 +1,7 @@
-//! The registry: immutable, numbered versions of each named thing
-//! (functions now; models and pipelines reuse it through [`Record`]) and one
-//! small mutable document per name, its [`Head`].
+//! The registry: immutable, numbered versions of each named thing and one
+//! small mutable document per name, its [`Head`]. It is generic over the
+//! kind of record ([`Record`]); each kind lives with the code that owns it
+//! (functions in `node`, models in `inference`).
 //!
 //! ```text
 //! <kind>/<name>/versions/<n>.json   the version record, written once (create-if-absent)
@@ -15,12 +16,8 @@
 //! so of two racing moves exactly one wins and the other gets
 //! [`RegistryError::Conflict`] with the state it lost to.
 
-mod function;
-mod model;
 mod names;
 
-pub use function::{Concurrency, FunctionSummary, FunctionVersion};
-pub use model::ModelVersion;
 pub use names::{InvalidName, Name};
 
 use crate::cache::{DocumentCache, DocumentPolicy};
@@ -289,7 +286,7 @@ impl<R: Record> Registry<R> {
         Ok(())
     }
 
-    /// One version's record, if it exists and is live.
+    /// One version's record as stored, if it exists.
     pub async fn get(&self, name: &Name, version: u64) -> Result<Option<R>, RegistryError> {
         let key = Self::version_key(name, version);
         match self.documents.get(&key, DocumentPolicy::Immutable).await? {
@@ -298,9 +295,35 @@ impl<R: Record> Registry<R> {
         }
     }
 
-    /// One version's record; a missing one is [`RegistryError::VersionNotFound`].
+    /// The record of a version a head listed as live, or `None` if it has
+    /// been deleted since (this node's head may be a poll interval old).
+    /// A record that is missing while the store's head still lists it is
+    /// damage: every reader reports it the same way, and the log says so.
+    async fn live_record(&self, name: &Name, version: u64) -> Result<Option<R>, RegistryError> {
+        if let Some(record) = self.get(name, version).await? {
+            return Ok(Some(record));
+        }
+        let listed = self
+            .head_for_update(name)
+            .await?
+            .is_some_and(|(head, _)| head.versions.contains(&version));
+        if !listed {
+            return Ok(None);
+        }
+        let key = Self::version_key(name, version);
+        tracing::warn!(%key, "a live version's record is missing from the store");
+        Err(RegistryError::BadRecord {
+            key,
+            reason: format!(
+                "listed as live but missing from the store; delete the version (`sluice {}s rm {name} {version}`) or restore the file",
+                R::NOUN
+            ),
+        })
+    }
+
+    /// One live version's record; a missing one is [`RegistryError::VersionNotFound`].
     pub async fn record_of(&self, name: &Name, version: u64) -> Result<R, RegistryError> {
-        self.get(name, version)
+        self.live_record(name, version)
             .await?
             .ok_or_else(|| RegistryError::VersionNotFound {
                 noun: R::NOUN,
@@ -325,20 +348,17 @@ impl<R: Record> Registry<R> {
     /// The record `selector` picks for `name`.
     pub async fn resolve(&self, name: &Name, selector: &Selector) -> Result<R, RegistryError> {
         let version = self.resolve_number(name, selector).await?;
-        self.get(name, version)
-            .await?
-            .ok_or_else(|| RegistryError::BadRecord {
-                key: Self::version_key(name, version),
-                reason: "listed as live but missing from the store".into(),
-            })
+        self.record_of(name, version).await
     }
 
     /// Record a new version (or return the newest if identical), then move
     /// [`LATEST`] to it; the `bool` says whether a version was created.
     pub async fn record(&self, name: &Name, new: R) -> Result<(R, bool), RegistryError> {
         // Claim a number: the record is written create-if-absent, so of two
-        // deployers only one gets each number.
+        // deployers only one gets each number. A number whose write lost is
+        // someone else's: only a write that landed claims one.
         let mut claimed = None;
+        let mut lost = 0;
         for _ in 0..DEPLOY_ATTEMPTS {
             let head = self.head_for_update(name).await?.map(|(h, _)| h);
             let head = head.unwrap_or_default();
@@ -348,10 +368,8 @@ impl<R: Record> Registry<R> {
             {
                 return Ok((existing, false));
             }
-            let mut version = head.highest.max(head.versions.last().copied().unwrap_or(0)) + 1;
-            if let Some(previous) = claimed {
-                version = version.max(previous + 1);
-            }
+            let version =
+                (head.highest.max(head.versions.last().copied().unwrap_or(0)) + 1).max(lost + 1);
             let record = new.clone().numbered(version);
             let key = Self::version_key(name, version);
             let json =
@@ -370,7 +388,7 @@ impl<R: Record> Registry<R> {
                 }
                 // Taken by a concurrent deployer, or left unlisted by one
                 // that died: try the next number.
-                Err(StoreError::Conflict { .. }) => claimed = Some(version),
+                Err(StoreError::Conflict { .. }) => lost = version,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -621,11 +639,26 @@ impl<R: Record> Registry<R> {
             .ok_or_else(|| Self::not_found(name))?;
         let mut out = Vec::with_capacity(head.versions.len());
         for n in &head.versions {
-            if let Some(record) = self.get(name, *n).await? {
+            if let Some(record) = self.live_record(name, *n).await? {
                 out.push(record);
             }
         }
         Ok((Head::clone(&head), out))
+    }
+
+    /// Every name with at least one live version: its head and its newest
+    /// record.
+    pub async fn list(&self) -> Result<Vec<(Head, R)>, RegistryError> {
+        let mut out = Vec::new();
+        for (name, head) in self.names().await? {
+            let Some(latest) = head.aliases.get(LATEST) else {
+                continue;
+            };
+            if let Some(record) = self.live_record(&name, *latest).await? {
+                out.push((head, record));
+            }
+        }
+        Ok(out)
     }
 
     /// Every name with at least one live version, and its head.
@@ -700,30 +733,129 @@ pub fn now_rfc3339() -> String {
 mod tests {
     use super::*;
     use crate::cache::CacheConfig;
-    use crate::engine::{StageLimits, World};
-    use crate::store::{Digest, FsStore};
+    use crate::store::{FsStore, ObjectStore};
 
-    fn registry(dir: &std::path::Path) -> Registry<FunctionVersion> {
+    /// A record kind of the tests' own.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Note {
+        version: u64,
+        text: String,
+    }
+
+    impl Record for Note {
+        const KIND: &'static str = "notes";
+        const NOUN: &'static str = "note";
+        fn version(&self) -> u64 {
+            self.version
+        }
+        fn numbered(self, version: u64) -> Self {
+            Self { version, ..self }
+        }
+        fn same_content(&self, other: &Self) -> bool {
+            self.text == other.text
+        }
+    }
+
+    fn registry(dir: &std::path::Path) -> Registry<Note> {
         let store = Arc::new(FsStore::open(dir).unwrap());
         Registry::new(Arc::new(DocumentCache::new(store, CacheConfig::default())))
     }
 
-    fn record(tag: &str) -> FunctionVersion {
-        FunctionVersion {
-            concurrency: None,
-            idle_secs: None,
-            name: "f".into(),
+    fn record(tag: &str) -> Note {
+        Note {
             version: 0,
-            digest: Digest::of(tag.as_bytes()),
-            world: World::Preprocessor,
-            size: 1,
-            created_at: now_rfc3339(),
-            created_by: "test".into(),
-            description: None,
-            labels: BTreeMap::new(),
-            config: BTreeMap::new(),
-            limits: StageLimits::default(),
+            text: tag.into(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_deploy_never_publishes_a_number_another_deployer_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        // Records other deployers wrote (or left unlisted when they died)
+        // for every number this deploy will try.
+        for n in 1..=u64::from(DEPLOY_ATTEMPTS) {
+            let theirs = serde_json::to_vec(&Note {
+                version: n,
+                text: format!("theirs {n}"),
+            })
+            .unwrap();
+            store
+                .put(
+                    &format!("notes/f/versions/{n}.json"),
+                    theirs.into(),
+                    PutMode::IfAbsent,
+                )
+                .await
+                .unwrap();
+        }
+        let name = Name::parse("f").unwrap();
+        let registry = registry(dir.path());
+        match registry.record(&name, record("mine")).await {
+            Err(RegistryError::Contended(_)) => {}
+            Ok((note, _)) => {
+                assert_eq!(
+                    note.text, "mine",
+                    "published version {} of another deployer",
+                    note.version
+                )
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            registry.head(&name).await.unwrap().is_none(),
+            "no record of another deployer was published"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_record_is_reported_alike_by_listings_and_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = Name::parse("f").unwrap();
+        let writer = registry(dir.path());
+        for tag in ["a", "b", "c"] {
+            writer.record(&name, record(tag)).await.unwrap();
+        }
+        // Damage: the store lost the record of version 1, which is live.
+        let store = FsStore::open(dir.path()).unwrap();
+        store.delete("notes/f/versions/1.json").await.unwrap();
+        let reader = registry(dir.path());
+        let listed = reader
+            .versions(&name)
+            .await
+            .err()
+            .expect("listing reports it");
+        let resolved = reader
+            .resolve(&name, &Selector::Version(1))
+            .await
+            .err()
+            .expect("resolve reports it");
+        for e in [&listed, &resolved] {
+            assert!(
+                matches!(e, RegistryError::BadRecord { key, .. } if key == "notes/f/versions/1.json"),
+                "{e}"
+            );
+        }
+        // A version deleted through the registry is no damage: a reader
+        // whose head is older than the delete skips it, and resolving it
+        // says it does not exist.
+        let other = Name::parse("g").unwrap();
+        for tag in ["a", "b"] {
+            writer.record(&other, record(tag)).await.unwrap();
+        }
+        let stale = registry(dir.path());
+        stale.head(&other).await.unwrap();
+        registry(dir.path()).delete(&other, 1).await.unwrap();
+        let (head, versions) = stale.versions(&other).await.unwrap();
+        assert!(
+            head.versions.contains(&1),
+            "the reader's head predates the delete"
+        );
+        assert_eq!(versions.iter().map(|n| n.version).collect::<Vec<_>>(), [2]);
+        assert!(matches!(
+            stale.resolve(&other, &Selector::Version(1)).await,
+            Err(RegistryError::VersionNotFound { version: 1, .. })
+        ));
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Names of functions (and later models and pipelines): they become store
+//! Names of everything the registry keeps (functions, models, ...): they become store
 //! keys and URL segments, so they are checked before anything is touched.
 
 /// A checked name: `[a-z0-9][a-z0-9._-]{0,62}`.

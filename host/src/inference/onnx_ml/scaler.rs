@@ -108,7 +108,7 @@ mod tests {
 
     fn run(model: &[u8], input: Tensor) -> Vec<f32> {
         let (plan, signature, _) = compile(model, &BTreeMap::new()).expect("compiles");
-        assert_eq!(signature.outputs[0].datatype, "FP32");
+        assert_eq!(signature.outputs[0].datatype, crate::tensor::Datatype::Fp32);
         let outputs = plan.run(tvec!(input.into_tvalue())).expect("runs");
         outputs[0]
             .to_plain_array_view::<f32>()

@@ -1,8 +1,9 @@
 //! Model versions: an ONNX file, its signature and where it came from.
 
-use super::Record;
-use crate::inference::Signature;
+use super::Batching;
+use crate::registry::Record;
 use crate::store::Digest;
+use crate::tensor::Signature;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -26,7 +27,7 @@ pub struct ModelVersion {
     pub input_shapes: BTreeMap<String, Vec<i64>>,
     /// Dynamic batching, when on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batching: Option<crate::inference::Batching>,
+    pub batching: Option<Batching>,
     /// Baseline statistics of the training data (a JSON blob), if pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Digest>,

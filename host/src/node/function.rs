@@ -1,7 +1,7 @@
 //! Function versions: a component, the world it fits, and how to run it.
 
-use super::{Head, Record};
 use crate::engine::{StageLimits, World};
+use crate::registry::Record;
 use crate::store::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -74,36 +74,5 @@ impl Record for FunctionVersion {
             && self.idle_secs == other.idle_secs
             && self.labels == other.labels
             && self.description == other.description
-    }
-}
-
-/// A function, its aliases and its newest version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FunctionSummary {
-    /// The name.
-    pub name: String,
-    /// The newest version number.
-    pub latest: u64,
-    /// The version an unqualified call runs (`stable`, else `latest`).
-    pub default: u64,
-    /// How many live versions exist.
-    pub versions: usize,
-    /// Alias → version.
-    pub aliases: BTreeMap<String, u64>,
-    /// The newest version's world.
-    pub world: World,
-}
-
-impl FunctionSummary {
-    /// The summary of a function from its head and newest record.
-    pub fn new(head: &Head, latest: &FunctionVersion) -> Self {
-        Self {
-            name: latest.name.clone(),
-            latest: latest.version,
-            default: head.default_version().unwrap_or(latest.version),
-            versions: head.versions.len(),
-            aliases: head.aliases.clone(),
-            world: latest.world,
-        }
     }
 }

@@ -1,0 +1,217 @@
+//! Arguments shared by several commands: where the store is, which node a
+//! client command talks to, and how a serving node is configured.
+
+use clap::Args;
+use sluice::cache::CacheConfig;
+use sluice::engine::EngineConfig;
+use sluice::http::HttpConfig;
+use sluice::node::IdlePolicy;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where deployed functions live: a local directory (the embedded
+/// default) or an S3 bucket.
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// Directory of the embedded store (used when --store is not given).
+    #[arg(
+        long = "data",
+        visible_alias = "data-dir",
+        env = "SLUICE_DATA",
+        default_value = ".sluice"
+    )]
+    pub data: PathBuf,
+    /// The object store: s3://BUCKET[/PREFIX] (region, credentials and
+    /// endpoint from the standard AWS settings, e.g. AWS_REGION,
+    /// AWS_PROFILE, AWS_ENDPOINT_URL_S3) or a directory. Overrides --data.
+    #[arg(long, env = "SLUICE_STORE")]
+    pub store: Option<String>,
+}
+
+impl DataArgs {
+    pub fn location(&self) -> String {
+        self.store
+            .clone()
+            .unwrap_or_else(|| self.data.display().to_string())
+    }
+}
+
+/// Which node a client command talks to.
+#[derive(Args, Clone)]
+pub struct TargetArgs {
+    /// A running node's URL (e.g. http://127.0.0.1:8080). Without it the
+    /// command works directly on the embedded store given by --data.
+    #[arg(long, env = "SLUICE_SERVER")]
+    pub server: Option<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Args)]
+pub struct EngineArgs {
+    /// Most stage instances alive at once (pooling allocator slots).
+    #[arg(long, default_value_t = EngineConfig::default().max_instances)]
+    max_instances: u32,
+    /// Highest memory cap a function may be deployed with, in MiB.
+    #[arg(long, default_value_t = EngineConfig::default().max_memory_bytes >> 20)]
+    max_memory_mb: u64,
+    /// Run stages under a fuel budget (deterministic, ~10-20% slower).
+    #[arg(long)]
+    fuel: bool,
+    /// Pooling allocator: auto (use it when the address space allows), on or off.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pooling: String,
+}
+
+impl EngineArgs {
+    pub fn config(&self) -> EngineConfig {
+        EngineConfig {
+            max_instances: self.max_instances,
+            max_memory_bytes: self.max_memory_mb << 20,
+            fuel: self.fuel,
+            pooling: match self.pooling.as_str() {
+                "on" => Some(true),
+                "off" => Some(false),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A node serving HTTP (`serve` and `up`).
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Under systemd socket activation (LISTEN_FDS,
+    /// LISTEN_PID) the inherited socket is used instead.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Serve the control plane (`/v1/...`: deploy, push, aliases,
+    /// rollback, delete, listings, status) on this address instead, and
+    /// only invocation, inference and health on --listen. Without it both
+    /// planes share --listen.
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Exit cleanly (status 0) after this many seconds with no request in
+    /// flight or arriving, for nodes a supervisor starts on demand
+    /// (Knative, KEDA, systemd socket activation). 0: never.
+    #[arg(
+        long,
+        env = "SLUICE_IDLE_EXIT",
+        value_name = "SECS",
+        default_value_t = 0
+    )]
+    pub idle_exit: u64,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Everything that configures a serving node (`serve`, `up`, `lambda`).
+#[derive(Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Largest invocation request body, in bytes.
+    #[arg(long, default_value_t = HttpConfig::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Largest component upload, in MiB.
+    #[arg(long, default_value_t = HttpConfig::default().max_component_bytes >> 20)]
+    max_component_mb: usize,
+    /// Largest model upload, in MiB.
+    #[arg(long, default_value_t = HttpConfig::default().max_model_bytes >> 20)]
+    max_model_mb: usize,
+    /// Time a client has to send its request headers, in milliseconds.
+    #[arg(long, default_value_t = HttpConfig::default().header_timeout.as_millis() as u64)]
+    header_timeout_ms: u64,
+    /// Time a client has to send its request body, in milliseconds.
+    #[arg(long, default_value_t = HttpConfig::default().body_timeout.as_millis() as u64)]
+    body_timeout_ms: u64,
+    /// Bytes of store documents (version records, aliases) kept in memory.
+    #[arg(long, default_value_t = CacheConfig::default().max_bytes)]
+    cache_bytes: u64,
+    /// Bytes of loaded function templates (compiled code) kept in memory;
+    /// past it the least recently called function is unloaded and its next
+    /// call is a cold start.
+    #[arg(long, default_value_t = CacheConfig::default().template_bytes)]
+    template_cache_bytes: u64,
+    /// How often this node re-checks aliases in the store, in milliseconds:
+    /// a deploy, alias move or rollback made through another node is
+    /// served here within this interval.
+    #[arg(long, env = "SLUICE_POLL_INTERVAL_MS", default_value_t = CacheConfig::default().poll_interval.as_millis() as u64)]
+    poll_interval_ms: u64,
+    /// Scale to zero: unload a function (its compiled code and instances)
+    /// after this many seconds without a call; the next call is a cold
+    /// start. 0 keeps functions loaded. A version's own `idle_secs`
+    /// (deploy --idle-secs) overrides it.
+    // Five minutes: a function called every few minutes stays warm, while a
+    // node's memory still follows its traffic; the cold start it costs is
+    // a few milliseconds (BENCHMARKS.md).
+    #[arg(long, env = "SLUICE_FUNCTION_IDLE_SECS", default_value_t = 300)]
+    function_idle_secs: u64,
+    /// Scale to zero: unload a model's plan after this many seconds without
+    /// a run. 0 keeps models loaded. A version's own `idle_secs` (models
+    /// push --idle-secs) overrides it.
+    #[arg(long, env = "SLUICE_MODEL_IDLE_SECS", default_value_t = 300)]
+    model_idle_secs: u64,
+}
+
+impl NodeArgs {
+    pub fn idle(&self) -> IdlePolicy {
+        let after = |secs| (secs > 0).then(|| Duration::from_secs(secs));
+        IdlePolicy {
+            functions: after(self.function_idle_secs),
+            models: after(self.model_idle_secs),
+        }
+    }
+
+    pub fn cache(&self) -> CacheConfig {
+        CacheConfig {
+            max_bytes: self.cache_bytes,
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            template_bytes: self.template_cache_bytes,
+            ..CacheConfig::default()
+        }
+    }
+
+    pub fn http(&self) -> HttpConfig {
+        HttpConfig {
+            max_body_bytes: self.max_body_bytes,
+            max_component_bytes: self.max_component_mb << 20,
+            max_model_bytes: self.max_model_mb << 20,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+        }
+    }
+}
+
+/// `KEY=VALUE`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// `NAME=DIMS`, e.g. `x=N,3,48,192`.
+pub fn parse_input_shape(s: &str) -> Result<(String, Vec<i64>), String> {
+    let (name, dims) = parse_key_value(s)?;
+    let dims = sluice::tensor::parse_shape(&dims).map_err(|e| format!("`{name}`: {e}"))?;
+    Ok((name, dims))
+}
+
+/// What `--expect` says an alias points at now.
+#[derive(Clone, Copy)]
+pub struct Expect(pub Option<u64>);
+
+/// A version number or `none`.
+pub fn parse_expect(s: &str) -> Result<Expect, String> {
+    match s {
+        "none" => Ok(Expect(None)),
+        n => n
+            .parse()
+            .map(|v| Expect(Some(v)))
+            .map_err(|_| format!("expected a version number or `none`, got {s:?}")),
+    }
+}

@@ -1,0 +1,522 @@
+//! Commands on what a node serves: deploy, functions, models, alias,
+//! rollback. Each is parsed into a [`Request`], which calls the
+//! control-plane service, on the embedded store (an in-process node) or on
+//! a running node (`--server`) alike, and prints the answer (`print.rs`).
+
+use super::args::{Expect, TargetArgs, parse_expect, parse_input_shape, parse_key_value};
+use super::print;
+use super::serve::{cli_engine, local_node};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sluice::http::Client;
+use sluice::inference::{Baseline, Batching, Push};
+use sluice::node::{ControlPlane, Deploy, Kind, Settings};
+use sluice::registry::STABLE;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// The component (.wasm) to upload.
+    file: PathBuf,
+    /// The function's name: 1-63 of a-z, 0-9, '.', '_', '-'.
+    #[arg(long)]
+    name: String,
+    /// A configuration entry the stage reads through `config` (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// A JSON or TOML file of configuration entries (string values; --config wins).
+    #[arg(long)]
+    config_file: Option<PathBuf>,
+    /// Deadline of one call, in milliseconds (default 10000).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Memory cap of one call, in MiB (default 128).
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// Most calls of this version running at once on a node (default: only
+    /// the node's instance pool bounds it).
+    #[arg(long)]
+    max_concurrency: Option<u32>,
+    /// Calls that wait for a slot when --max-concurrency are running
+    /// (default 0); past it a call gets 503 with Retry-After.
+    #[arg(long, requires = "max_concurrency")]
+    max_queue: Option<u32>,
+    /// Seconds without a call before a node unloads this version
+    /// (overrides the node's --function-idle-secs; 0: never).
+    #[arg(long)]
+    idle_secs: Option<u64>,
+    /// A description recorded with the version.
+    #[arg(long)]
+    description: Option<String>,
+    /// A label recorded with the version (repeatable), e.g. --label team=risk.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    labels: Vec<(String, String)>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(Subcommand)]
+pub enum FunctionsCommand {
+    /// List functions and their newest versions.
+    Ls(TargetArgs),
+    /// List the versions and aliases of one function.
+    Versions {
+        /// The function.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete one version of a function (refused while an alias other than `latest` points at it).
+    Rm {
+        /// The function.
+        name: String,
+        /// The version to delete.
+        version: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Upload an ONNX model as a new version; refused if tract cannot run it.
+    Push {
+        /// The .onnx file.
+        file: PathBuf,
+        /// The model's name.
+        #[arg(long)]
+        name: String,
+        /// Baseline statistics of the training data (a JSON file), for drift checks.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// A label recorded with the version (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        labels: Vec<(String, String)>,
+        /// A description recorded with the version.
+        #[arg(long)]
+        description: Option<String>,
+        /// The shape of an input the file leaves unknown, e.g. x=N,3,48,192
+        /// (N or -1: dynamic) (repeatable).
+        #[arg(long = "input-shape", value_name = "NAME=DIMS", value_parser = parse_input_shape)]
+        input_shapes: Vec<(String, Vec<i64>)>,
+        /// Join concurrent requests into runs of up to this many rows
+        /// (dynamic batching; needs a batch dimension on every input and output).
+        #[arg(long)]
+        max_batch_size: Option<u32>,
+        /// How long a request may wait for others to batch with, in microseconds.
+        #[arg(long, default_value_t = 2000, requires = "max_batch_size")]
+        max_queue_delay_us: u64,
+        /// Seconds without a run before a node unloads this version's plan
+        /// (overrides the node's --model-idle-secs; 0: never).
+        #[arg(long)]
+        idle_secs: Option<u64>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List models.
+    Ls(TargetArgs),
+    /// List the versions (with signatures) and aliases of one model.
+    Versions {
+        /// The model.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete one version of a model (refused while an alias other than `latest` points at it).
+    Rm {
+        /// The model.
+        name: String,
+        /// The version to delete.
+        version: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AliasCommand {
+    /// Point ALIAS of NAME at VERSION, e.g. `sluice alias set scaler stable 3`.
+    Set {
+        /// The function.
+        name: String,
+        /// The alias (`latest` is maintained by Sluice and cannot be set).
+        alias: String,
+        /// The version to point at.
+        version: u64,
+        /// Move only if the alias points at this version now (`none`: only
+        /// if it does not exist yet); otherwise fail with the current state.
+        #[arg(long, value_parser = parse_expect)]
+        expect: Option<Expect>,
+        /// NAME is a model, not a function.
+        #[arg(long)]
+        model: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Show the aliases of NAME and where they pointed before.
+    Ls {
+        /// The function.
+        name: String,
+        /// NAME is a model, not a function.
+        #[arg(long)]
+        model: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Remove ALIAS of NAME.
+    Rm {
+        /// The function.
+        name: String,
+        /// The alias.
+        alias: String,
+        /// NAME is a model, not a function.
+        #[arg(long)]
+        model: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    /// The function.
+    name: String,
+    /// The alias to move back.
+    #[arg(long, default_value = STABLE)]
+    alias: String,
+    /// NAME is a model, not a function.
+    #[arg(long)]
+    model: bool,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+fn kind(model: bool) -> Kind {
+    if model { Kind::Model } else { Kind::Function }
+}
+
+/// A parsed control-plane command.
+pub enum Request {
+    /// Upload a new version.
+    Publish {
+        name: String,
+        artifact: Bytes,
+        settings: Settings,
+    },
+    /// Every name of a kind.
+    List(Kind),
+    /// The versions of one name.
+    Versions(Kind, String),
+    /// The aliases of one name.
+    Aliases(Kind, String),
+    /// Move an alias.
+    SetAlias {
+        kind: Kind,
+        name: String,
+        alias: String,
+        version: u64,
+        expect: Option<Expect>,
+    },
+    /// Remove an alias.
+    RemoveAlias {
+        kind: Kind,
+        name: String,
+        alias: String,
+    },
+    /// Roll an alias back.
+    Rollback {
+        kind: Kind,
+        name: String,
+        alias: String,
+    },
+    /// Delete a version.
+    Delete {
+        kind: Kind,
+        name: String,
+        version: u64,
+    },
+}
+
+/// Who the CLI acts as.
+fn created_by() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "anonymous".into())
+}
+
+fn read(path: &PathBuf, what: &str) -> Result<Bytes> {
+    std::fs::read(path)
+        .map(Bytes::from)
+        .with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+fn read_config_file(path: &PathBuf) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: BTreeMap<String, serde_json::Value> =
+        if path.extension().is_some_and(|e| e == "toml") {
+            toml::from_str(&text)
+                .with_context(|| format!("{} is not valid TOML", path.display()))?
+        } else {
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON object", path.display()))?
+        };
+    Ok(table
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+impl DeployArgs {
+    /// Where to deploy, and the request.
+    pub fn request(self) -> Result<(TargetArgs, Request)> {
+        let artifact = read(&self.file, "the component")?;
+        let mut config = match &self.config_file {
+            Some(path) => read_config_file(path)?,
+            None => BTreeMap::new(),
+        };
+        config.extend(self.config);
+        let settings = Settings::Function(Deploy {
+            config,
+            timeout_ms: self.timeout_ms,
+            memory_bytes: self.memory_mb.map(|mb| mb << 20),
+            fuel: None,
+            max_concurrency: self.max_concurrency,
+            max_queue: self.max_queue,
+            idle_secs: self.idle_secs,
+            description: self.description,
+            labels: self.labels.into_iter().collect(),
+            created_by: created_by(),
+        });
+        let request = Request::Publish {
+            name: self.name,
+            artifact,
+            settings,
+        };
+        Ok((self.target, request))
+    }
+}
+
+impl FunctionsCommand {
+    /// Where to look, and the request.
+    pub fn request(self) -> Result<(TargetArgs, Request)> {
+        Ok(match self {
+            Self::Ls(target) => (target, Request::List(Kind::Function)),
+            Self::Versions { name, target } => (target, Request::Versions(Kind::Function, name)),
+            Self::Rm {
+                name,
+                version,
+                target,
+            } => (
+                target,
+                Request::Delete {
+                    kind: Kind::Function,
+                    name,
+                    version,
+                },
+            ),
+        })
+    }
+}
+
+impl ModelsCommand {
+    /// Where to look or push, and the request.
+    pub fn request(self) -> Result<(TargetArgs, Request)> {
+        Ok(match self {
+            Self::Push {
+                file,
+                name,
+                baseline,
+                labels,
+                description,
+                input_shapes,
+                max_batch_size,
+                max_queue_delay_us,
+                idle_secs,
+                target,
+            } => {
+                let artifact = read(&file, "the model")?;
+                let baseline = baseline
+                    .map(|path| read(&path, "the baseline"))
+                    .transpose()?;
+                let settings = Settings::Model(Push {
+                    created_by: created_by(),
+                    description,
+                    labels: labels.into_iter().collect(),
+                    baseline: baseline.map(Baseline::Json),
+                    input_shapes: input_shapes.into_iter().collect(),
+                    batching: max_batch_size.map(|max_batch_size| Batching {
+                        max_batch_size,
+                        max_queue_delay_us,
+                    }),
+                    idle_secs,
+                });
+                let request = Request::Publish {
+                    name,
+                    artifact,
+                    settings,
+                };
+                (target, request)
+            }
+            Self::Ls(target) => (target, Request::List(Kind::Model)),
+            Self::Versions { name, target } => (target, Request::Versions(Kind::Model, name)),
+            Self::Rm {
+                name,
+                version,
+                target,
+            } => (
+                target,
+                Request::Delete {
+                    kind: Kind::Model,
+                    name,
+                    version,
+                },
+            ),
+        })
+    }
+}
+
+impl AliasCommand {
+    /// Where to look, and the request.
+    pub fn request(self) -> Result<(TargetArgs, Request)> {
+        Ok(match self {
+            Self::Set {
+                name,
+                alias,
+                version,
+                expect,
+                model,
+                target,
+            } => (
+                target,
+                Request::SetAlias {
+                    kind: kind(model),
+                    name,
+                    alias,
+                    version,
+                    expect,
+                },
+            ),
+            Self::Ls {
+                name,
+                model,
+                target,
+            } => (target, Request::Aliases(kind(model), name)),
+            Self::Rm {
+                name,
+                alias,
+                model,
+                target,
+            } => (
+                target,
+                Request::RemoveAlias {
+                    kind: kind(model),
+                    name,
+                    alias,
+                },
+            ),
+        })
+    }
+}
+
+impl RollbackArgs {
+    /// Where to roll back, and the request.
+    pub fn request(self) -> Result<(TargetArgs, Request)> {
+        let request = Request::Rollback {
+            kind: kind(self.model),
+            name: self.name,
+            alias: self.alias,
+        };
+        Ok((self.target, request))
+    }
+}
+
+/// Run `request` against the node `target` names: a running node over
+/// HTTP, or the embedded store in process.
+pub async fn run(target: TargetArgs, request: Request) -> Result<()> {
+    match &target.server {
+        Some(url) => execute(&Client::new(url)?, request).await,
+        None => {
+            let node = local_node(&target.data, cli_engine(), Default::default()).await?;
+            execute(&*node, request).await
+        }
+    }
+}
+
+/// Call the control plane and print what it answers.
+async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
+    match request {
+        Request::Publish {
+            name,
+            artifact,
+            settings,
+        } => {
+            let bar = progress_bar(artifact.len());
+            let report = |done: u64| bar.set_position(done);
+            let published = plane
+                .publish(&name, artifact, settings, Some(&report))
+                .await;
+            bar.finish_and_clear();
+            print::published(&published?);
+        }
+        Request::List(kind) => print::summaries(kind, &plane.list(kind).await?),
+        Request::Versions(kind, name) => print::versions(&plane.show(kind, &name).await?),
+        Request::Aliases(kind, name) => print::aliases(&plane.show(kind, &name).await?.head),
+        Request::SetAlias {
+            kind,
+            name,
+            alias,
+            version,
+            expect,
+        } => {
+            let head = plane
+                .set_alias(kind, &name, &alias, version, expect.map(|e| e.0))
+                .await?;
+            println!("{name} {alias} → version {version}");
+            print::aliases(&head);
+        }
+        Request::RemoveAlias { kind, name, alias } => {
+            let head = plane.remove_alias(kind, &name, &alias).await?;
+            println!("removed alias {alias} of {name}");
+            print::aliases(&head);
+        }
+        Request::Rollback { kind, name, alias } => {
+            let head = plane.rollback(kind, &name, &alias).await?;
+            let now = head.aliases.get(&alias).copied().unwrap_or_default();
+            println!("{name} {alias} → version {now}");
+            print::aliases(&head);
+        }
+        Request::Delete {
+            kind,
+            name,
+            version,
+        } => {
+            plane.delete(kind, &name, version).await?;
+            println!("deleted {} {name} version {version}", kind.noun());
+        }
+    }
+    Ok(())
+}
+
+/// Uploads above this size show a progress bar.
+const PROGRESS_THRESHOLD: usize = 1 << 20;
+
+fn progress_bar(size: usize) -> ProgressBar {
+    if size < PROGRESS_THRESHOLD {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(size as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("uploading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,114 @@
+//! `sluice invoke`: call a function once and print its answer, through a
+//! running node (`--server`) or in process on the embedded store.
+
+use super::args::{DataArgs, TargetArgs};
+use super::serve::{cli_engine, local_node};
+use anyhow::{Context, Result};
+use axum::response::IntoResponse;
+use clap::Args;
+use sluice::http::message::{decode_request, encode_response};
+use sluice::http::{ApiError, Client};
+use sluice::registry::Selector;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct InvokeArgs {
+    /// The function: NAME (its `stable` alias if set, else `latest`),
+    /// NAME@VERSION or NAME@ALIAS.
+    target_function: String,
+    /// The request body: a literal string, @FILE, or - for stdin.
+    #[arg(long, short = 'd', default_value = "")]
+    data: String,
+    /// The body's media type.
+    #[arg(long, short = 't', default_value = "application/json")]
+    content_type: String,
+    /// A running node's URL; without it the function runs in-process on the embedded store.
+    #[arg(long, env = "SLUICE_SERVER")]
+    server: Option<String>,
+    /// Directory of the embedded store (when no --server).
+    #[arg(long, env = "SLUICE_DATA", default_value = ".sluice")]
+    data_dir: PathBuf,
+    /// The object store (when no --server); see `sluice serve --help`.
+    #[arg(long, env = "SLUICE_STORE")]
+    store: Option<String>,
+}
+
+/// The body `--data` names: a literal, `@FILE`, or `-` for stdin.
+fn body(data: &str) -> Result<Vec<u8>> {
+    match data {
+        "-" => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .context("cannot read the body from stdin")?;
+            Ok(buf)
+        }
+        data => match data.strip_prefix('@') {
+            Some(path) => {
+                std::fs::read(path).with_context(|| format!("cannot read the body from {path}"))
+            }
+            None => Ok(data.as_bytes().to_vec()),
+        },
+    }
+}
+
+/// Call the function; the exit code says whether the call succeeded.
+pub async fn run(args: InvokeArgs) -> Result<ExitCode> {
+    let body = body(&args.data)?;
+    let target = TargetArgs {
+        server: args.server,
+        data: DataArgs {
+            data: args.data_dir,
+            store: args.store,
+        },
+    };
+    let (ok, output) = match &target.server {
+        Some(url) => {
+            Client::new(url)?
+                .invoke(&args.target_function, &args.content_type, body)
+                .await?
+        }
+        None => in_process(&target, &args.target_function, &args.content_type, body).await?,
+    };
+    use std::io::Write;
+    let mut stdout = std::io::stdout();
+    stdout.write_all(&output)?;
+    if !output.ends_with(b"\n") {
+        writeln!(stdout)?;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Run the function in this process, answering exactly what a node would.
+async fn in_process(
+    target: &TargetArgs,
+    function: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(bool, Vec<u8>)> {
+    let node = local_node(&target.data, cli_engine(), Default::default()).await?;
+    let request_id = sluice::observe::request_id(None);
+    let (name, selector) = Selector::split(function)
+        .with_context(|| format!("`{function}` is not NAME, NAME@VERSION or NAME@ALIAS"))?;
+    let result = async {
+        let input = decode_request(Some(content_type), body)?;
+        let (_, output) = node
+            .invoke(name, &selector, input, request_id.clone())
+            .await?;
+        encode_response(output)
+    }
+    .await;
+    let (ok, response) = match result {
+        Ok(response) => (true, response),
+        Err(e) => (
+            false,
+            ApiError::with_request_id(e, &request_id).into_response(),
+        ),
+    };
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+    Ok((ok, bytes.to_vec()))
+}

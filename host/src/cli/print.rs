@@ -1,0 +1,138 @@
+//! How the CLI prints what the control plane answers.
+
+use sluice::node::{Kind, Listing, Published, Summary, Version};
+use sluice::registry::{Head, LATEST};
+use sluice::tensor::shape_text;
+
+/// A publish: the version and, for a model, its signature.
+pub fn published(published: &Published) {
+    let v = &published.version;
+    let what = match (published.created, v.kind()) {
+        (false, _) => "unchanged:",
+        (true, Kind::Function) => "deployed",
+        (true, Kind::Model) => "pushed",
+    };
+    match v {
+        Version::Function(f) => println!(
+            "{what} {} version {} ({}, {} bytes, {})",
+            f.name, f.version, f.world, f.size, f.digest
+        ),
+        Version::Model(m) => {
+            println!(
+                "{what} {} version {} ({} bytes, {})",
+                m.name, m.version, m.size, m.digest
+            );
+            for (direction, specs) in [
+                ("input", &m.signature.inputs),
+                ("output", &m.signature.outputs),
+            ] {
+                for s in specs {
+                    println!(
+                        "  {direction:<6} {:<32} {:<6} {}",
+                        s.name,
+                        s.datatype,
+                        shape_text(&s.shape)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A listing of every name of `kind`.
+pub fn summaries(kind: Kind, list: &[Summary]) {
+    if list.is_empty() {
+        match kind {
+            Kind::Function => println!(
+                "no functions deployed; deploy one with `sluice deploy FILE.wasm --name NAME`"
+            ),
+            Kind::Model => {
+                println!(
+                    "no models pushed; push one with `sluice models push FILE.onnx --name NAME`"
+                )
+            }
+        }
+    }
+    for s in list {
+        let aliases: Vec<String> = s
+            .aliases
+            .iter()
+            .filter(|(a, _)| a.as_str() != LATEST)
+            .map(|(a, v)| format!("{a}→{v}"))
+            .collect();
+        let world = s.world.map(|w| w.to_string()).unwrap_or_default();
+        println!(
+            "{:<32} latest v{:<5} serves v{:<5} {:<13} {} version(s)  {}",
+            s.name,
+            s.latest,
+            s.default,
+            world,
+            s.versions,
+            aliases.join(" ")
+        );
+    }
+}
+
+/// Every version of one name, each with the aliases that point at it
+/// (`aliases NAME` shows where they pointed before).
+pub fn versions(listing: &Listing) {
+    for v in &listing.versions {
+        let aliases: Vec<&str> = listing
+            .head
+            .aliases
+            .iter()
+            .filter(|(_, n)| **n == v.number())
+            .map(|(a, _)| a.as_str())
+            .collect();
+        match v {
+            Version::Function(f) => println!(
+                "{:<5} {:<16} {}  {:<13} {:>9} B  {}  by {}{}",
+                f.version,
+                aliases.join(","),
+                f.created_at,
+                f.world,
+                f.size,
+                f.digest,
+                f.created_by,
+                f.description
+                    .as_ref()
+                    .map(|d| format!("  — {d}"))
+                    .unwrap_or_default()
+            ),
+            Version::Model(m) => {
+                let inputs: Vec<String> = m
+                    .signature
+                    .inputs
+                    .iter()
+                    .map(|s| format!("{}:{}{}", s.name, s.datatype, shape_text(&s.shape)))
+                    .collect();
+                println!(
+                    "{:<5} {:<16} {}  {:>9} B  {}  by {}  inputs {}",
+                    m.version,
+                    aliases.join(","),
+                    m.created_at,
+                    m.size,
+                    m.digest,
+                    m.created_by,
+                    inputs.join(" ")
+                );
+            }
+        }
+    }
+}
+
+/// Where each alias points, and where it pointed before.
+pub fn aliases(head: &Head) {
+    for (alias, version) in &head.aliases {
+        let earlier = head
+            .history
+            .get(alias)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let list: Vec<String> = h.iter().rev().map(u64::to_string).collect();
+                format!("  (before: {})", list.join(", "))
+            })
+            .unwrap_or_default();
+        println!("  {alias:<16} → {version}{earlier}");
+    }
+}

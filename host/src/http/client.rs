@@ -1,0 +1,333 @@
+//! A running node over HTTP: the control-plane service ([`ControlPlane`])
+//! spoken remotely, in the shapes `control.rs` answers, and the data
+//! plane's invocation. The CLI uses it with `--server`.
+
+use super::query;
+use crate::inference::Baseline;
+use crate::node::{ControlPlane, Kind, Listing, Published, Settings, Summary, Version};
+use crate::registry::Head;
+use crate::store::{Digest, Progress};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Why a call to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No answer.
+    #[error(
+        "cannot reach {base}: {reason}; is `sluice serve` running there? (or drop --server to use the embedded store)"
+    )]
+    Unreachable {
+        /// The node's URL.
+        base: String,
+        /// What the connection said.
+        reason: String,
+    },
+    /// The node refused the request.
+    #[error("{base} answered {status}: {message}")]
+    Refused {
+        /// The node's URL.
+        base: String,
+        /// The HTTP status.
+        status: u16,
+        /// The node's error message.
+        message: String,
+    },
+    /// The answer is not what this client expects (another version?).
+    #[error("{base} answered something this client cannot read: {reason}")]
+    Unreadable {
+        /// The node's URL.
+        base: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request cannot be made.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A node at a URL.
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// How often an upload's progress is reported.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+impl Client {
+    /// A client of the node at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| ClientError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            base: self.base.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn unreadable(&self, reason: impl std::fmt::Display) -> ClientError {
+        ClientError::Unreadable {
+            base: self.base.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Send, and turn a non-2xx answer into [`ClientError::Refused`].
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            error: String,
+        }
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or(text);
+        Err(ClientError::Refused {
+            base: self.base.clone(),
+            status,
+            message,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = self.send(request).await?;
+        response.json().await.map_err(|e| self.unreadable(e))
+    }
+
+    /// Send `body` as a streamed upload, reporting bytes sent to `progress`.
+    async fn upload(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: Bytes,
+        progress: Progress<'_>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let size = body.len();
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let chunks: Vec<Bytes> = (0..size)
+            .step_by(64 << 10)
+            .map(|start| body.slice(start..size.min(start + (64 << 10))))
+            .collect();
+        let stream = futures::stream::iter(chunks).map(move |chunk| {
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            Ok::<_, std::io::Error>(chunk)
+        });
+        let request = request
+            .header("content-length", size)
+            .body(reqwest::Body::wrap_stream(stream));
+        let sending = self.send(request);
+        let Some(report) = progress else {
+            return sending.await;
+        };
+        tokio::pin!(sending);
+        loop {
+            tokio::select! {
+                response = &mut sending => {
+                    report(sent.load(Ordering::Relaxed));
+                    return response;
+                }
+                () = tokio::time::sleep(PROGRESS_TICK) => report(sent.load(Ordering::Relaxed)),
+            }
+        }
+    }
+
+    /// Store `bytes` as a blob on the node; its digest.
+    async fn put_blob(&self, bytes: Bytes) -> Result<Digest, ClientError> {
+        #[derive(Deserialize)]
+        struct Stored {
+            digest: Digest,
+        }
+        let stored: Stored = self
+            .json(self.http.put(self.url("/v1/blobs")).body(bytes))
+            .await?;
+        Ok(stored.digest)
+    }
+
+    /// `POST /fn/{target}`: whether the call succeeded, and the answer.
+    pub async fn invoke(
+        &self,
+        target: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(bool, Vec<u8>), ClientError> {
+        let response = self
+            .http
+            .post(self.url(&format!("/fn/{target}")))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let ok = response.status().is_success();
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        Ok((ok, bytes.to_vec()))
+    }
+}
+
+/// A head as `control.rs` writes it (`versions` may hold numbers or, in a
+/// listing, records).
+#[derive(Deserialize)]
+struct HeadJson<V> {
+    versions: Vec<V>,
+    #[serde(default)]
+    highest: u64,
+    aliases: BTreeMap<String, u64>,
+    #[serde(default)]
+    history: BTreeMap<String, Vec<u64>>,
+}
+
+impl From<HeadJson<u64>> for Head {
+    fn from(h: HeadJson<u64>) -> Self {
+        Self {
+            versions: h.versions.into_iter().collect(),
+            highest: h.highest,
+            aliases: h.aliases,
+            history: h.history,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ControlPlane for Client {
+    type Error = ClientError;
+
+    async fn publish(
+        &self,
+        name: &str,
+        artifact: Bytes,
+        mut settings: Settings,
+        progress: Progress<'_>,
+    ) -> Result<Published, ClientError> {
+        let kind = settings.kind();
+        // The node reads a baseline by digest: upload it first.
+        if let Settings::Model(push) = &mut settings
+            && let Some(Baseline::Json(stats)) = &push.baseline
+        {
+            push.baseline = Some(Baseline::Stored(self.put_blob(stats.clone()).await?));
+        }
+        let (created_by, content_type) = match &settings {
+            Settings::Function(d) => (d.created_by.clone(), "application/wasm"),
+            Settings::Model(p) => (p.created_by.clone(), "application/octet-stream"),
+        };
+        let query = query::write(&settings).map_err(ClientError::Invalid)?;
+        let request = self
+            .http
+            .put(self.url(&format!("/v1/{}/{name}", kind.plural())))
+            .query(&query)
+            .header("content-type", content_type)
+            .header("x-sluice-actor", created_by);
+        let response = self.upload(request, artifact, progress).await?;
+        let mut body: Value = response.json().await.map_err(|e| self.unreadable(e))?;
+        let created = body["created"].as_bool().unwrap_or(true);
+        let version =
+            Version::from_json(kind, body[kind.noun()].take()).map_err(|e| self.unreadable(e))?;
+        Ok(Published { version, created })
+    }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<Summary>, ClientError> {
+        let mut body: Value = self
+            .json(self.http.get(self.url(&format!("/v1/{}", kind.plural()))))
+            .await?;
+        serde_json::from_value(body[kind.plural()].take()).map_err(|e| self.unreadable(e))
+    }
+
+    async fn show(&self, kind: Kind, name: &str) -> Result<Listing, ClientError> {
+        let body: HeadJson<Value> = self
+            .json(
+                self.http
+                    .get(self.url(&format!("/v1/{}/{name}", kind.plural()))),
+            )
+            .await?;
+        let versions = body
+            .versions
+            .into_iter()
+            .map(|v| Version::from_json(kind, v))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.unreadable(e))?;
+        let head = Head {
+            versions: versions.iter().map(Version::number).collect(),
+            highest: body.highest,
+            aliases: body.aliases,
+            history: body.history,
+        };
+        Ok(Listing { head, versions })
+    }
+
+    async fn version(&self, kind: Kind, name: &str, version: u64) -> Result<Version, ClientError> {
+        let body: Value = self
+            .json(
+                self.http
+                    .get(self.url(&format!("/v1/{}/{name}/versions/{version}", kind.plural()))),
+            )
+            .await?;
+        Version::from_json(kind, body).map_err(|e| self.unreadable(e))
+    }
+
+    async fn set_alias(
+        &self,
+        kind: Kind,
+        name: &str,
+        alias: &str,
+        version: u64,
+        expect: Option<Option<u64>>,
+    ) -> Result<Head, ClientError> {
+        let mut body = serde_json::json!({ "version": version });
+        if let Some(expect) = expect {
+            body["expect"] = serde_json::json!(expect);
+        }
+        let url = self.url(&format!("/v1/{}/{name}/aliases/{alias}", kind.plural()));
+        let head: HeadJson<u64> = self.json(self.http.put(url).json(&body)).await?;
+        Ok(head.into())
+    }
+
+    async fn remove_alias(&self, kind: Kind, name: &str, alias: &str) -> Result<Head, ClientError> {
+        let url = self.url(&format!("/v1/{}/{name}/aliases/{alias}", kind.plural()));
+        let head: HeadJson<u64> = self.json(self.http.delete(url)).await?;
+        Ok(head.into())
+    }
+
+    async fn rollback(&self, kind: Kind, name: &str, alias: &str) -> Result<Head, ClientError> {
+        let url = self.url(&format!("/v1/{}/{name}/rollback", kind.plural()));
+        let head: HeadJson<u64> = self
+            .json(self.http.post(url).query(&[("alias", alias)]))
+            .await?;
+        Ok(head.into())
+    }
+
+    async fn delete(&self, kind: Kind, name: &str, version: u64) -> Result<(), ClientError> {
+        let url = self.url(&format!("/v1/{}/{name}/versions/{version}", kind.plural()));
+        self.send(self.http.delete(url)).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,481 @@
+//! The one control-plane service: everything that changes or reveals what
+//! a node serves, for every kind of registry object, with one set of
+//! operations (publish, list, show, version, alias set/remove, rollback,
+//! delete). The node implements [`ControlPlane`] over its store;
+//! `http::Client` implements it over HTTP against a running node. The CLI
+//! and the HTTP handlers only parse, call and print or encode.
+
+use super::{FunctionVersion, Node, NodeError};
+use crate::engine::{StageLimits, World};
+use crate::inference::{ModelVersion, Push};
+use crate::registry::{Head, Name, Record, Selector, now_rfc3339};
+use crate::store::{Digest, Progress};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A kind of registry object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Stage components (`sluice deploy`).
+    Function,
+    /// ONNX models (`sluice models push`).
+    Model,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 2] = [Kind::Function, Kind::Model];
+
+    /// What users call one: `function`.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Function => FunctionVersion::NOUN,
+            Self::Model => ModelVersion::NOUN,
+        }
+    }
+
+    /// Its store folder and URL segment: `functions`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::Function => FunctionVersion::KIND,
+            Self::Model => ModelVersion::KIND,
+        }
+    }
+}
+
+/// A function deploy's settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Deploy {
+    /// Configuration the stage reads through `config`.
+    pub config: BTreeMap<String, String>,
+    /// Deadline of one call, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Memory cap in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Fuel per call.
+    pub fuel: Option<u64>,
+    /// Most calls of this version running at once.
+    pub max_concurrency: Option<u32>,
+    /// Calls waiting for a slot when `max_concurrency` are running
+    /// (default 0 with a cap set: turn away at once).
+    pub max_queue: Option<u32>,
+    /// Idle seconds before a node unloads this version (0: never; unset:
+    /// the node's `--function-idle-secs`).
+    pub idle_secs: Option<u64>,
+    /// A description.
+    pub description: Option<String>,
+    /// Labels recorded with the version.
+    pub labels: BTreeMap<String, String>,
+    /// Who deploys.
+    pub created_by: String,
+}
+
+/// What a new version is published with: the settings of its kind.
+#[derive(Debug, Clone)]
+pub enum Settings {
+    /// A component, deployed as a function.
+    Function(Deploy),
+    /// An ONNX file, pushed as a model.
+    Model(Push),
+}
+
+impl Settings {
+    /// The kind of object these settings publish.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Function(_) => Kind::Function,
+            Self::Model(_) => Kind::Model,
+        }
+    }
+}
+
+/// One version record, of any kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Version {
+    /// A function version.
+    Function(FunctionVersion),
+    /// A model version.
+    Model(ModelVersion),
+}
+
+impl From<FunctionVersion> for Version {
+    fn from(v: FunctionVersion) -> Self {
+        Self::Function(v)
+    }
+}
+
+impl From<ModelVersion> for Version {
+    fn from(v: ModelVersion) -> Self {
+        Self::Model(v)
+    }
+}
+
+impl Version {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Function(_) => Kind::Function,
+            Self::Model(_) => Kind::Model,
+        }
+    }
+
+    /// A record of `kind` from its JSON.
+    pub fn from_json(kind: Kind, json: serde_json::Value) -> Result<Self, serde_json::Error> {
+        Ok(match kind {
+            Kind::Function => Self::Function(serde_json::from_value(json)?),
+            Kind::Model => Self::Model(serde_json::from_value(json)?),
+        })
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Function(v) => &v.name,
+            Self::Model(v) => &v.name,
+        }
+    }
+
+    /// The version number.
+    pub fn number(&self) -> u64 {
+        match self {
+            Self::Function(v) => v.version,
+            Self::Model(v) => v.version,
+        }
+    }
+
+    /// The digest of the stored artifact.
+    pub fn digest(&self) -> &Digest {
+        match self {
+            Self::Function(v) => &v.digest,
+            Self::Model(v) => &v.digest,
+        }
+    }
+
+    /// The artifact's size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            Self::Function(v) => v.size,
+            Self::Model(v) => v.size,
+        }
+    }
+
+    /// The world, for a function.
+    pub fn world(&self) -> Option<World> {
+        match self {
+            Self::Function(v) => Some(v.world),
+            Self::Model(_) => None,
+        }
+    }
+}
+
+/// What publishing produced.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The version record.
+    pub version: Version,
+    /// False when identical to the newest version, which was returned.
+    pub created: bool,
+}
+
+/// One name in a listing: its aliases and its newest version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The name.
+    pub name: String,
+    /// The newest version number.
+    pub latest: u64,
+    /// The version an unqualified call runs (`stable`, else `latest`).
+    pub default: u64,
+    /// How many live versions exist.
+    pub versions: usize,
+    /// Alias → version.
+    pub aliases: BTreeMap<String, u64>,
+    /// The newest version's world (functions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world: Option<World>,
+}
+
+impl Summary {
+    fn new(head: &Head, newest: &Version) -> Self {
+        Self {
+            name: newest.name().to_string(),
+            latest: newest.number(),
+            default: head.default_version().unwrap_or(newest.number()),
+            versions: head.versions.len(),
+            aliases: head.aliases.clone(),
+            world: newest.world(),
+        }
+    }
+}
+
+/// One name's state: its head (live versions, aliases, their history) and
+/// every live version's record.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// Live versions, aliases and their history.
+    pub head: Head,
+    /// The records, ascending.
+    pub versions: Vec<Version>,
+}
+
+/// Everything that changes or reveals what a node serves.
+#[async_trait::async_trait]
+pub trait ControlPlane: Send + Sync {
+    /// How a call fails.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Store `artifact` as a new version of `name` (or return the newest
+    /// version when it is identical), checked for its kind: a component
+    /// must fit a world, a model must load.
+    async fn publish(
+        &self,
+        name: &str,
+        artifact: Bytes,
+        settings: Settings,
+        progress: Progress<'_>,
+    ) -> Result<Published, Self::Error>;
+
+    /// Every name of `kind` with its newest version.
+    async fn list(&self, kind: Kind) -> Result<Vec<Summary>, Self::Error>;
+
+    /// The head and every live version of `name`.
+    async fn show(&self, kind: Kind, name: &str) -> Result<Listing, Self::Error>;
+
+    /// One version's record.
+    async fn version(&self, kind: Kind, name: &str, version: u64) -> Result<Version, Self::Error>;
+
+    /// Point `alias` at `version`; with `expect`, only if it points at
+    /// that version now (`Some(None)`: only if it does not exist yet).
+    async fn set_alias(
+        &self,
+        kind: Kind,
+        name: &str,
+        alias: &str,
+        version: u64,
+        expect: Option<Option<u64>>,
+    ) -> Result<Head, Self::Error>;
+
+    /// Remove `alias`.
+    async fn remove_alias(&self, kind: Kind, name: &str, alias: &str) -> Result<Head, Self::Error>;
+
+    /// Move `alias` back to the version it pointed at before.
+    async fn rollback(&self, kind: Kind, name: &str, alias: &str) -> Result<Head, Self::Error>;
+
+    /// Delete a version (refused while an alias other than `latest`
+    /// points at it).
+    async fn delete(&self, kind: Kind, name: &str, version: u64) -> Result<(), Self::Error>;
+}
+
+/// Run `$body` with `$registry` bound to the registry of `$kind`: the
+/// operations are the same for every kind, only the record type differs.
+macro_rules! on_registry {
+    ($node:expr, $kind:expr, |$registry:ident| $body:expr) => {
+        match $kind {
+            Kind::Function => {
+                let $registry = &$node.functions;
+                $body
+            }
+            Kind::Model => {
+                let $registry = $node.models.registry();
+                $body
+            }
+        }
+    };
+}
+
+#[async_trait::async_trait]
+impl ControlPlane for Node {
+    type Error = NodeError;
+
+    async fn publish(
+        &self,
+        name: &str,
+        artifact: Bytes,
+        settings: Settings,
+        progress: Progress<'_>,
+    ) -> Result<Published, NodeError> {
+        let name = Name::parse(name)?;
+        let published = match settings {
+            Settings::Function(deploy) => self.deploy(&name, artifact, deploy, progress).await?,
+            Settings::Model(push) => {
+                let (version, created) = self.models.push(&name, artifact, push, progress).await?;
+                Published {
+                    version: version.into(),
+                    created,
+                }
+            }
+        };
+        let v = &published.version;
+        tracing::info!(kind = v.kind().noun(), name = %name, version = v.number(), created = published.created, "published");
+        Ok(published)
+    }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<Summary>, NodeError> {
+        Ok(on_registry!(self, kind, |registry| registry
+            .list()
+            .await?
+            .into_iter()
+            .map(|(head, newest)| Summary::new(&head, &newest.into()))
+            .collect()))
+    }
+
+    async fn show(&self, kind: Kind, name: &str) -> Result<Listing, NodeError> {
+        let name = Name::parse(name)?;
+        on_registry!(self, kind, |registry| {
+            let (head, versions) = registry.versions(&name).await?;
+            Ok(Listing {
+                head,
+                versions: versions.into_iter().map(Version::from).collect(),
+            })
+        })
+    }
+
+    async fn version(&self, kind: Kind, name: &str, version: u64) -> Result<Version, NodeError> {
+        let name = Name::parse(name)?;
+        on_registry!(self, kind, |registry| Ok(registry
+            .resolve(&name, &Selector::Version(version))
+            .await?
+            .into()))
+    }
+
+    async fn set_alias(
+        &self,
+        kind: Kind,
+        name: &str,
+        alias: &str,
+        version: u64,
+        expect: Option<Option<u64>>,
+    ) -> Result<Head, NodeError> {
+        let (name, alias) = (Name::parse(name)?, Name::parse(alias)?);
+        let head = on_registry!(self, kind, |registry| registry
+            .set_alias(&name, &alias, version, expect)
+            .await?);
+        tracing::info!(kind = kind.noun(), %name, %alias, version, "alias moved");
+        Ok(head)
+    }
+
+    async fn remove_alias(&self, kind: Kind, name: &str, alias: &str) -> Result<Head, NodeError> {
+        let (name, alias) = (Name::parse(name)?, Name::parse(alias)?);
+        let head = on_registry!(self, kind, |registry| registry
+            .remove_alias(&name, &alias)
+            .await?);
+        tracing::info!(kind = kind.noun(), %name, %alias, "alias removed");
+        Ok(head)
+    }
+
+    async fn rollback(&self, kind: Kind, name: &str, alias: &str) -> Result<Head, NodeError> {
+        let (name, alias) = (Name::parse(name)?, Name::parse(alias)?);
+        let head = on_registry!(self, kind, |registry| registry
+            .rollback(&name, &alias)
+            .await?);
+        tracing::info!(kind = kind.noun(), %name, %alias, version = head.aliases.get(alias.as_str()), "rolled back");
+        Ok(head)
+    }
+
+    async fn delete(&self, kind: Kind, name: &str, version: u64) -> Result<(), NodeError> {
+        let name = Name::parse(name)?;
+        on_registry!(self, kind, |registry| registry
+            .delete(&name, version)
+            .await?);
+        // Forget it on this node at once; other nodes follow within their
+        // poll interval.
+        match kind {
+            Kind::Function => {
+                self.templates.remove(&(name.clone(), version));
+                self.prune_gates();
+            }
+            Kind::Model => self.models.forget(&name, version),
+        }
+        tracing::info!(kind = kind.noun(), %name, version, "version deleted");
+        Ok(())
+    }
+}
+
+impl Node {
+    /// Validate, compile and register a component as a new version.
+    async fn deploy(
+        &self,
+        name: &Name,
+        bytes: Bytes,
+        request: Deploy,
+        progress: Progress<'_>,
+    ) -> Result<Published, NodeError> {
+        let limits = self.limits(&request)?;
+        let concurrency = self.concurrency(&request)?;
+        let (world, cwasm) = self.compile(bytes.clone()).await?;
+        // Blob and artifact first, record and head last: a reader never
+        // finds a version whose bytes are missing.
+        let size = bytes.len() as u64;
+        let digest = self.documents.put_blob(bytes, progress).await?;
+        self.store_artifact(&digest, &cwasm).await?;
+        let record = FunctionVersion {
+            name: name.to_string(),
+            version: 0,
+            digest,
+            world,
+            size,
+            created_at: now_rfc3339(),
+            created_by: request.created_by,
+            description: request.description,
+            labels: request.labels,
+            config: request.config,
+            limits,
+            concurrency,
+            idle_secs: request.idle_secs,
+        };
+        let (version, created) = self.functions.record(name, record).await?;
+        Ok(Published {
+            version: version.into(),
+            created,
+        })
+    }
+
+    fn limits(&self, request: &Deploy) -> Result<StageLimits, NodeError> {
+        let defaults = StageLimits::default();
+        let ceiling = self.engine.config().max_memory_bytes;
+        let limits = StageLimits {
+            timeout_ms: request.timeout_ms.unwrap_or(defaults.timeout_ms),
+            memory_bytes: request
+                .memory_bytes
+                .unwrap_or(defaults.memory_bytes.min(ceiling)),
+            fuel: request.fuel.unwrap_or(defaults.fuel),
+        };
+        if limits.timeout_ms == 0 || limits.timeout_ms > 15 * 60 * 1000 {
+            return Err(NodeError::InvalidSetting(format!(
+                "timeout_ms must be between 1 and 900000 (15 minutes), got {}",
+                limits.timeout_ms
+            )));
+        }
+        if limits.memory_bytes < (1 << 20) || limits.memory_bytes > ceiling {
+            return Err(NodeError::InvalidSetting(format!(
+                "memory must be between 1 MiB and this node's ceiling of {} MiB (--max-memory-mb), got {} bytes",
+                ceiling >> 20,
+                limits.memory_bytes
+            )));
+        }
+        Ok(limits)
+    }
+
+    fn concurrency(&self, request: &Deploy) -> Result<Option<super::Concurrency>, NodeError> {
+        let pool = self.engine.config().max_instances;
+        match (request.max_concurrency, request.max_queue) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(NodeError::InvalidSetting(
+                "max_queue needs max_concurrency: the queue is in front of a concurrency cap"
+                    .into(),
+            )),
+            (Some(max), _) if max == 0 || max > pool => Err(NodeError::InvalidSetting(format!(
+                "max_concurrency must be between 1 and this node's instance pool of {pool} (--max-instances), got {max}"
+            ))),
+            (Some(_), Some(queue)) if queue > 100_000 => Err(NodeError::InvalidSetting(format!(
+                "max_queue must be at most 100000, got {queue}"
+            ))),
+            (Some(max), queue) => Ok(Some(super::Concurrency {
+                max,
+                queue: queue.unwrap_or(0),
+            })),
+        }
+    }
+}

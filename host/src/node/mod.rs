@@ -1,0 +1,252 @@
+//! A node: the engine, the registries of functions and models over the
+//! cached store, and what it has loaded. This is the service layer every
+//! front door (HTTP, Lambda, the CLI) goes through: the one control-plane
+//! service ([`ControlPlane`], `control.rs`) and the data-plane calls
+//! (invoke a function, run a model).
+//!
+//! A call resolves `NAME[@VERSION|@ALIAS]` against the function's head
+//! (in memory, revalidated every poll interval), then takes the version's
+//! template from the template cache (`templates.rs`). Loading a template is
+//! lazy and single-flight: the first request fetches the precompiled
+//! artifact for this engine (compiling and storing it only when absent or
+//! unusable); concurrent first requests wait for that one load. At steady
+//! state a call costs the store nothing; when another node moves an alias,
+//! this node follows within one poll interval and drops templates of
+//! deleted versions. Idle functions and models are unloaded (`idle.rs`);
+//! capped functions queue at their gate (`gate.rs`).
+
+mod artifact;
+mod control;
+mod function;
+mod gate;
+mod idle;
+mod status;
+mod templates;
+
+pub use control::{ControlPlane, Deploy, Kind, Listing, Published, Settings, Summary, Version};
+pub use function::{Concurrency, FunctionVersion};
+pub use gate::GateStats;
+pub use idle::IdlePolicy;
+pub use status::Status;
+
+use crate::cache::{Cache, CacheConfig, DocumentCache};
+use crate::engine::{CallError, Engine, EngineError, StageIdentity, World, WorldError};
+use crate::inference::{InferenceError, Model, Models};
+use crate::observe::Stats;
+use crate::registry::{InvalidName, Name, Registry, RegistryError, Selector};
+use crate::store::{Digest, ETag, ObjectStore, StoreError};
+use crate::tensor::{Message, NamedTensor};
+use bytes::Bytes;
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use templates::Loaded;
+
+/// A node's failures, one variant per thing a caller can act on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeError {
+    /// A name failed validation.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// The upload is not a component this node accepts.
+    #[error(transparent)]
+    Refused(#[from] WorldError),
+    /// A setting is out of range.
+    #[error("{0}")]
+    InvalidSetting(String),
+    /// The stage call failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The registry or store failed, or refused the request.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A model could not be stored, found or run.
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    /// The function is at its concurrency cap and its queue is full.
+    #[error(
+        "function {function} is busy: {max} calls running and {queue} waiting, its limits (max_concurrency, max_queue); retry shortly"
+    )]
+    Busy {
+        /// `name@version`.
+        function: String,
+        /// Its cap.
+        max: u32,
+        /// Its queue length.
+        queue: u32,
+    },
+    /// The engine failed for a reason that is not the component's fault.
+    #[error("engine failure: {0}")]
+    Engine(String),
+}
+
+impl From<StoreError> for NodeError {
+    fn from(e: StoreError) -> Self {
+        Self::Registry(e.into())
+    }
+}
+
+impl From<EngineError> for NodeError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Refused(w) => Self::Refused(w),
+            EngineError::Config(m) => Self::Engine(m),
+        }
+    }
+}
+
+/// The runtime core of one node.
+pub struct Node {
+    engine: Engine,
+    documents: Arc<DocumentCache>,
+    functions: Registry<FunctionVersion>,
+    templates: Cache<(Name, u64), Loaded, NodeError>,
+    /// The head tag each function's templates were last checked against.
+    heads_seen: DashMap<Name, ETag>,
+    /// Concurrency gates of capped versions in use (pruned with their
+    /// templates).
+    gates: DashMap<(Name, u64), Arc<gate::Gate>>,
+    models: Arc<Models>,
+    stats: Arc<Stats>,
+}
+
+impl Node {
+    /// A node over `store`, with caches configured by `cache`.
+    pub fn new(engine: Engine, store: Arc<dyn ObjectStore>, cache: CacheConfig) -> Self {
+        let (model_bytes, template_bytes) = (cache.model_bytes, cache.template_bytes);
+        let documents = Arc::new(DocumentCache::new(store, cache));
+        Self {
+            functions: Registry::new(documents.clone()),
+            models: Arc::new(Models::new(documents.clone(), model_bytes)),
+            documents,
+            engine,
+            templates: Cache::new(template_bytes),
+            heads_seen: DashMap::new(),
+            gates: DashMap::new(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        self.documents.store()
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Store `bytes` as a content-addressed blob (e.g. a model's baseline
+    /// statistics, uploaded before the push that names it).
+    pub async fn put_blob(&self, bytes: Bytes) -> Result<Digest, NodeError> {
+        Ok(self.documents.put_blob(bytes, None).await?)
+    }
+
+    /// Whether the store answers: a node that cannot reach it serves only
+    /// what it has in memory.
+    pub async fn ready(&self) -> Result<(), NodeError> {
+        self.store().exists("functions/ready-probe").await?;
+        Ok(())
+    }
+
+    /// The version of `name` that `selector` picks, checking this node's
+    /// templates against the head it was read from.
+    async fn pick(&self, name: &Name, selector: &Selector) -> Result<u64, NodeError> {
+        let (head, etag) =
+            self.functions
+                .head(name)
+                .await?
+                .ok_or_else(|| RegistryError::NotFound {
+                    noun: Kind::Function.noun(),
+                    name: name.to_string(),
+                })?;
+        if self.heads_seen.get(name).is_none_or(|seen| *seen != etag) {
+            // The head changed (here or on another node): drop templates of
+            // versions that are no longer live.
+            self.templates
+                .retain(|(n, v)| n != name || head.versions.contains(v));
+            self.prune_gates();
+            self.heads_seen.insert(name.clone(), etag);
+        }
+        Ok(crate::registry::select(
+            Kind::Function.noun(),
+            name,
+            &head,
+            selector,
+        )?)
+    }
+
+    /// Run the version of `name` that `selector` picks on `input`.
+    pub async fn invoke(
+        &self,
+        name: &str,
+        selector: &Selector,
+        input: Message,
+        request_id: Arc<str>,
+    ) -> Result<(FunctionVersion, Message), NodeError> {
+        let name = Name::parse(name)?;
+        let version = self.pick(&name, selector).await?;
+        let loaded = self.load(name, version).await?;
+        // Held for the call: a slot under the function's concurrency cap.
+        let _slot = match loaded.record.concurrency {
+            Some(cap) => Some(self.gate(&loaded.record, cap)?.enter().await?),
+            None => None,
+        };
+        let identity = StageIdentity {
+            function: loaded.record.name.as_str().into(),
+            version: loaded.record.version,
+            request_id,
+        };
+        self.stats.invocations.fetch_add(1, Ordering::Relaxed);
+        let output = self
+            .engine
+            .call(
+                &loaded.pre,
+                identity,
+                loaded.config.clone(),
+                loaded.record.limits,
+                // Only predictor stages can reach models.
+                (loaded.record.world == World::Predictor).then(|| self.models.clone()),
+                input,
+            )
+            .await?;
+        Ok((loaded.record.clone(), output))
+    }
+
+    /// The model `selector` picks for `name`, its plan loaded.
+    pub async fn model(&self, name: &str, selector: &Selector) -> Result<Arc<Model>, NodeError> {
+        Ok(self.models.get(&Name::parse(name)?, selector).await?)
+    }
+
+    /// Run `model` on named inputs; outputs in the model's order.
+    pub async fn infer(
+        &self,
+        model: &Arc<Model>,
+        inputs: Vec<NamedTensor>,
+    ) -> Result<Vec<NamedTensor>, NodeError> {
+        Ok(self.models.run(model, inputs).await?)
+    }
+
+    /// The gate of a capped version (only capped calls pay for the key).
+    fn gate(
+        &self,
+        record: &FunctionVersion,
+        cap: Concurrency,
+    ) -> Result<Arc<gate::Gate>, NodeError> {
+        let key = (Name::parse(&record.name)?, record.version);
+        Ok(self
+            .gates
+            .entry(key)
+            .or_insert_with(|| {
+                let function = format!("{}@{}", record.name, record.version);
+                Arc::new(gate::Gate::new(function, cap))
+            })
+            .clone())
+    }
+}
