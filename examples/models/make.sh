@@ -11,4 +11,5 @@ venv="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
 wheels="$(mktemp -d)"
 "$venv/bin/pip" download -q --no-deps -d "$wheels" rapidocr-onnxruntime==1.4.4
 "$venv/bin/python" "$here/make_models.py" "$wheels"
+"$venv/bin/python" "$here/make_graphs.py"
 rm -rf "$wheels"

@@ -32,11 +32,11 @@ Writes, next to this file:
   lgbm-diabetes.onnx LightGBM regressor, 10 -> 1
   iris-zipmap.onnx   the logistic regression exported with zipmap on: its
                      ZipMap must be refused, naming the export option
-  unknown-operator.onnx  a graph with an operator no engine knows
-                     (com.example Frobnicate): refused naming it
   text-direction.onnx  PP-OCR text-direction classifier (a CNN) from the
                      rapidocr-onnxruntime wheel, unchanged
   <model>.reference.json  inputs and onnxruntime's outputs for each
+
+The hand-built graphs (no training) come from make_graphs.py.
 
 Classifiers are exported with zipmap off (plain label and probability
 tensors). The first models expect scaled inputs (scaling as a preprocessing
@@ -227,15 +227,6 @@ def main():
     lgbm_diabetes = lightgbm.LGBMRegressor(n_estimators=30, num_leaves=8, random_state=7, verbose=-1).fit(xr, yr)
     save("lgbm-diabetes", convert_lightgbm(lgbm_diabetes, initial_types=[("X", FloatTensorType([None, 10]))], target_opset=15))
     reference("lgbm-diabetes", {"X": rows})
-
-    frobnicate = onnx.helper.make_node("Frobnicate", ["X"], ["Y"], domain="com.example")
-    graph = onnx.helper.make_graph(
-        [frobnicate], "unknown-operator",
-        [onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, ["N", 4])],
-        [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, ["N", 4])],
-    )
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 15), onnx.helper.make_opsetid("com.example", 1)])
-    (HERE / "unknown-operator.onnx").write_bytes(model.SerializeToString())
 
 
 if __name__ == "__main__":

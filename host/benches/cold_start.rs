@@ -24,24 +24,25 @@ mod common;
 use common::component;
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice::cache::CacheConfig;
-use sluice::engine::{Engine, EngineConfig, wit};
-use sluice::node::{Deploy, Node};
+use sluice::engine::{Engine, EngineConfig};
+use sluice::node::{ControlPlane, Deploy, Node, Settings};
 use sluice::registry::Selector;
 use sluice::store::ObjectStore;
+use sluice::tensor::{Message, NamedTensor, Tensor, TensorData};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WIDTH: usize = 16;
 
-fn input() -> wit::Message {
-    wit::Message {
+fn input() -> Message {
+    Message {
         body: None,
-        tensors: vec![wit::NamedTensor {
+        tensors: vec![NamedTensor {
             name: "features".into(),
-            tensor: wit::Tensor {
+            tensor: Tensor {
                 shape: vec![1, WIDTH as u64],
-                data: wit::TensorData::F32((0..WIDTH).map(|i| i as f32).collect()),
+                data: TensorData::F32((0..WIDTH).map(|i| i as f32).collect()),
             },
         }],
         fields: Vec::new(),
@@ -85,17 +86,17 @@ fn nodes_over_s3(c: &mut Criterion) {
         ..Deploy::default()
     };
     let deployed = runtime
-        .block_on(deployer.deploy(
+        .block_on(deployer.publish(
             "scaler",
             component("functions/standard-scaler").into(),
-            request,
+            Settings::Function(request),
             None,
         ))
         .expect("deploy");
     let artifact = format!(
         "compiled/{}/{}.cwasm",
         engine.fingerprint(),
-        deployed.version.digest.hex()
+        deployed.version.digest().hex()
     );
 
     let mut group = c.benchmark_group("first_request");
@@ -134,7 +135,7 @@ fn nodes_over_s3(c: &mut Criterion) {
     // with the default poll interval.
     let node = Node::new(engine.clone(), store.clone(), CacheConfig::default());
     runtime.block_on(call(&node));
-    let before = node.document_stats().store_requests;
+    let before = runtime.block_on(node.status(None)).store_requests;
     let start = Instant::now();
     runtime.block_on(async {
         for _ in 0..1000 {
@@ -143,7 +144,7 @@ fn nodes_over_s3(c: &mut Criterion) {
         }
     });
     let elapsed = start.elapsed();
-    let after = node.document_stats().store_requests;
+    let after = runtime.block_on(node.status(None)).store_requests;
     eprintln!(
         "store requests in 1000 warm calls over {elapsed:?} (poll interval {:?}): gets {}, revalidations {}, puts {}, lists {}, heads {}",
         CacheConfig::default().poll_interval,

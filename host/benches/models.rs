@@ -11,10 +11,10 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::cache::{CacheConfig, DocumentCache};
-use sluice::engine::wit::{NamedTensor, Tensor, TensorData};
 use sluice::inference::{Batching, Models, Push};
 use sluice::registry::{Name, Selector};
 use sluice::store::FsStore;
+use sluice::tensor::{NamedTensor, Tensor, TensorData};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;

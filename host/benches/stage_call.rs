@@ -12,7 +12,8 @@ mod common;
 
 use common::component;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sluice::engine::{Engine, EngineConfig, StageIdentity, StageLimits, StagePre, wit};
+use sluice::engine::{Engine, EngineConfig, StageIdentity, StageLimits, StagePre};
+use sluice::tensor::{Message, NamedTensor, Tensor, TensorData};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -93,13 +94,13 @@ fn scaler(c: &mut Criterion) {
         let n = kib * 1024 / 4;
         let values: Vec<f32> = (0..n).map(|i| (i % 97) as f32).collect();
         group.throughput(Throughput::Bytes((n * 4) as u64));
-        let message = wit::Message {
+        let message = Message {
             body: None,
-            tensors: vec![wit::NamedTensor {
+            tensors: vec![NamedTensor {
                 name: "features".into(),
-                tensor: wit::Tensor {
+                tensor: Tensor {
                     shape: vec![(n / WIDTH) as u64, WIDTH as u64],
-                    data: wit::TensorData::F32(values.clone()),
+                    data: TensorData::F32(values.clone()),
                 },
             }],
             fields: Vec::new(),

@@ -176,17 +176,8 @@ pub(crate) mod blocking_calls {
         }
     }
 
-    /// The calls made so far on `thread`.
-    pub(crate) fn on(thread: ThreadId) -> Vec<&'static str> {
-        CALLS.lock().map_or_else(
-            |_| Vec::new(),
-            |calls| {
-                calls
-                    .iter()
-                    .filter(|(_, t)| *t == thread)
-                    .map(|(c, _)| *c)
-                    .collect()
-            },
-        )
+    /// Every call made so far, with the thread it ran on.
+    pub(crate) fn made() -> Vec<(&'static str, ThreadId)> {
+        CALLS.lock().map(|calls| calls.clone()).unwrap_or_default()
     }
 }

@@ -43,6 +43,13 @@ async fn json_to_tensor_then_standard_scaler_over_http() {
     for (got, want) in data.iter().zip(expected) {
         assert_eq!(*got as f32, want);
     }
+    // As the README's quickstart shows: each FP32 as the shortest text that
+    // reads back to it (5.1, not 5.099999904632568).
+    assert_eq!(
+        features["tensors"][0]["data"],
+        json!([5.1, 3.5, 1.4, 0.2]),
+        "{features}"
+    );
 
     // The first stage's JSON answer is the second stage's input, as is.
     let (status, scaled) = server

@@ -493,26 +493,30 @@ async fn batched_results_equal_unbatched_results_request_by_request() {
     );
 }
 
+/// Run one of the client scripts in `tests/e2e` against model `model` of
+/// `server`; what it saw.
+async fn client_script(script: &str, address: String, model: &str) -> Value {
+    let output = tokio::process::Command::new(crate::support::python())
+        .arg(repo().join("tests/e2e").join(script))
+        .arg(address)
+        .arg(model)
+        .arg(repo().join(format!("examples/models/{model}.reference.json")))
+        .output()
+        .await
+        .expect("run the client");
+    assert!(
+        output.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("client output")
+}
+
 #[tokio::test]
 async fn the_real_triton_client_reads_metadata_and_infers_in_json_and_binary() {
     let server = Server::start();
     assert_eq!(push(&server, "iris-gbt", &[]).await.0, 201);
-    let python = crate::support::python();
-    let reference_path = repo().join("examples/models/iris-gbt.reference.json");
-    let output = tokio::process::Command::new(python)
-        .arg(repo().join("tests/e2e/oip_client.py"))
-        .arg(server.addr.to_string())
-        .arg("iris-gbt")
-        .arg(&reference_path)
-        .output()
-        .await
-        .expect("run the Triton client");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&output.stdout).expect("client output");
+    let seen = client_script("oip_client.py", server.addr.to_string(), "iris-gbt").await;
     assert_eq!(
         (&seen["live"], &seen["ready"], &seen["model_ready"]),
         (&json!(true), &json!(true), &json!(true))
@@ -538,6 +542,34 @@ async fn the_real_triton_client_reads_metadata_and_infers_in_json_and_binary() {
         seen["unknown"].as_str().unwrap().contains("not found"),
         "{seen}"
     );
+}
+
+// The KServe SDK parses the health bodies (`{"live": true}`, `{"ready":
+// true}`): an empty or plain-text body fails it where tritonclient, which
+// reads only the status, passes.
+#[tokio::test]
+async fn the_kserve_sdk_reads_health_and_infers_in_json_and_binary() {
+    let server = Server::start();
+    assert_eq!(push(&server, "iris-gbt", &[]).await.0, 201);
+    let seen = client_script("kserve_client.py", server.url(""), "iris-gbt").await;
+    assert_eq!(
+        [
+            &seen["live"],
+            &seen["ready"],
+            &seen["model_ready"],
+            &seen["unknown_ready"]
+        ],
+        [&json!(true), &json!(true), &json!(true), &json!(false)],
+        "{seen}"
+    );
+    let reference = reference("iris-gbt");
+    for run in ["binary", "json"] {
+        assert_eq!(seen["runs"][run]["id"], "kserve-1", "{seen}");
+        for (name, want) in reference["outputs"].as_object().unwrap() {
+            let got = json!({"shape": want["shape"], "data": seen["runs"][run]["outputs"][name]});
+            assert_matches("iris-gbt", &format!("kserve {run}/{name}"), &got, want);
+        }
+    }
 }
 
 #[tokio::test]
@@ -675,4 +707,30 @@ async fn a_push_over_http_records_labels_and_the_baseline_statistics() {
 /// The data directory of a server started with `Server::start`.
 fn server_data(server: &Server) -> std::path::PathBuf {
     server.log.parent().expect("log dir").join("data")
+}
+
+// tract panics on an index past a Gather's table. Run inline (small inputs
+// after a fast run) or on the pool, the panic fails that request with a
+// 500 and the node goes on serving.
+#[tokio::test]
+async fn a_panic_inside_the_model_engine_answers_500_and_the_node_serves_on() {
+    let server = Server::start();
+    assert_eq!(push(&server, "gather", &[]).await.0, 201);
+    let gather = |index: i64| json!({"inputs": [{"name": "I", "datatype": "INT64", "shape": [1], "data": [index]}]});
+    for _ in 0..20 {
+        let (status, v) = post(&server, "/v2/models/gather/infer", &gather(2)).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["outputs"][0]["data"], json!([4.0, 5.0]), "{v}");
+    }
+    let (_, now) = server.get("/v1/status").await;
+    assert!(now["model_runs"]["inline"].as_u64().unwrap() > 0, "{now}");
+    for _ in 0..3 {
+        let (status, v) = post(&server, "/v2/models/gather/infer", &gather(100)).await;
+        assert_eq!(status, 500, "{v}");
+        let error = v["error"].as_str().unwrap();
+        assert!(error.contains("the model engine (tract) panicked"), "{v}");
+    }
+    let (status, v) = post(&server, "/v2/models/gather/infer", &gather(0)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["outputs"][0]["data"], json!([0.0, 1.0]), "{v}");
 }

@@ -317,3 +317,69 @@ async fn a_version_can_set_its_own_idle_time() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(status(&server).await["functions_loaded"], 1);
 }
+
+/// `/v1/status` once `check` holds for it (within 10 s).
+async fn status_when(server: &Server, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = status(server).await;
+        if check(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_template_budget_bounds_loaded_functions_and_their_gates_go_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let capped = [("max_concurrency", "4")];
+    // Two functions, both loaded: what one template weighs.
+    let weight = {
+        let server = Server::start_on(&data, &[]);
+        for name in ["a", "b"] {
+            server.deploy(name, "guest-misbehave", &capped).await;
+            assert_eq!(server.invoke(name, "text/plain", "x").await.0, 200);
+        }
+        let now = status(&server).await;
+        assert_eq!(now["templates"]["entries"], 2, "{now}");
+        now["templates"]["bytes"].as_u64().unwrap() / 2
+    };
+
+    // A budget for one and a half: calling both keeps one loaded.
+    let budget = weight * 3 / 2;
+    let server = Server::start_on(&data, &["--template-cache-bytes", &budget.to_string()]);
+    for name in ["a", "b", "a", "b"] {
+        assert_eq!(server.invoke(name, "text/plain", "x").await.0, 200);
+    }
+    let now = status(&server).await;
+    assert_eq!(now["templates"]["entries"], 1, "{now}");
+    assert_eq!(now["templates"]["budget"], budget, "{now}");
+    assert!(
+        now["templates"]["bytes"].as_u64().unwrap() <= budget,
+        "{now}"
+    );
+    assert!(
+        now["templates"]["evictions"].as_u64().unwrap() >= 3,
+        "{now}"
+    );
+    // The evicted version's gate goes too (the idle reaper prunes it).
+    let now = status_when(&server, "one gate", |s| {
+        s["concurrency"].as_array().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(now["concurrency"][0]["function"], "b@1", "{now}");
+
+    // Deleting the loaded version drops its template and its gate at once.
+    let deleted = client()
+        .delete(server.url("/v1/functions/b/versions/1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let now = status(&server).await;
+    assert_eq!(now["templates"]["entries"], 0, "{now}");
+    assert_eq!(now["concurrency"], json!([]), "{now}");
+}

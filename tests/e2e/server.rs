@@ -103,3 +103,69 @@ async fn health_status_and_request_ids() {
     let v: serde_json::Value = response.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("POST"));
 }
+
+#[tokio::test]
+async fn with_admin_listen_the_control_plane_answers_only_on_its_own_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(&dir.path().join("data"), &["--admin-listen", "127.0.0.1:0"]);
+    let admin = format!(
+        "http://{}",
+        server.admin.expect("the control plane's address")
+    );
+    let client = crate::support::client();
+
+    // Deploys, listings and status go to the control plane's address ...
+    let deployed = client
+        .put(format!("{admin}/v1/functions/echo"))
+        .body(crate::support::component_bytes("guest-misbehave"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deployed.status(), 201);
+    let listed: serde_json::Value = client
+        .get(format!("{admin}/v1/functions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["functions"][0]["name"], "echo", "{listed}");
+    let status = client
+        .get(format!("{admin}/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200);
+
+    // ... and are not found on the data plane's, which serves calls,
+    // inference and health.
+    for (method, path) in [
+        ("GET", "/v1/status"),
+        ("GET", "/v1/functions"),
+        ("PUT", "/v1/functions/echo"),
+        ("DELETE", "/v1/functions/echo/versions/1"),
+        ("PUT", "/v1/blobs"),
+    ] {
+        let response = client
+            .request(method.parse().unwrap(), server.url(path))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{method} {path} on the data plane");
+    }
+    assert_eq!(server.invoke("echo", "text/plain", "hi").await.0, 200);
+    for path in ["/healthz", "/v2/health/live"] {
+        let response = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    // The control plane's address does not take calls.
+    let call = client
+        .post(format!("{admin}/fn/echo"))
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(call.status(), 404);
+}

@@ -69,6 +69,8 @@ pub fn sluice() -> Command {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The control plane's own address, when served with `--admin-listen`.
+    pub admin: Option<SocketAddr>,
     pub log: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
@@ -115,25 +117,30 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .expect("spawn sluice serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first line {line:?}; log: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .parse()
-            .expect("address");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut address = |prefix: &str| -> SocketAddr {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read an address line");
+            line.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "expected {prefix:?}, read {line:?}; log: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    )
+                })
+                .parse()
+                .expect("address")
+        };
+        let addr = address("listening on http://");
+        let admin = command
+            .get_args()
+            .any(|arg| arg == "--admin-listen")
+            .then(|| address("control plane on http://"));
         Self {
             child,
             addr,
+            admin,
             log,
             _dir: None,
         }
@@ -275,8 +282,8 @@ pub fn first_tensor(v: &Value) -> (&str, &str, Vec<u64>, Vec<f64>) {
     )
 }
 
-/// A Python with `tritonclient[http]` and numpy, in the test tools'
-/// virtual environment.
+/// A Python with the Triton and KServe clients (`tritonclient[http]`,
+/// `kserve`) and numpy, in the test tools' virtual environment.
 pub fn python() -> PathBuf {
     tools().join("python")
 }
@@ -318,7 +325,7 @@ fn tools() -> PathBuf {
             .iter()
             .all(|tool| venv.join("bin").join(tool).is_file())
                 && Command::new(&python)
-                    .args(["-c", "import tritonclient.http, numpy"])
+                    .args(["-c", "import tritonclient.http, kserve, numpy"])
                     .status()
                     .is_ok_and(|s| s.success())
         };
@@ -336,6 +343,7 @@ fn tools() -> PathBuf {
                     "install",
                     "-q",
                     "tritonclient[http]==2.73.0",
+                    "kserve==0.21.0",
                     "numpy",
                     "cargo-lambda==1.9.2",
                     "cfn-lint==1.58.0",

@@ -638,3 +638,141 @@ fn arrange(model: &Model, inputs: Vec<NamedTensor>) -> Result<TVec<TValue>, Infe
     }
     Ok(values)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheConfig;
+    use crate::store::FsStore;
+    use crate::tensor::TensorData;
+
+    const GRAM: &[u8] = include_bytes!("../../../examples/models/gram.onnx");
+    const GATHER: &[u8] = include_bytes!("../../../examples/models/gather.onnx");
+
+    /// A node's models over a fresh directory store, with `slots` runs at
+    /// a time, and `file` pushed as model `name`.
+    async fn models_with(
+        dir: &std::path::Path,
+        slots: usize,
+        name: &str,
+        file: &'static [u8],
+    ) -> (Models, Arc<Model>) {
+        let store = Arc::new(FsStore::open(dir).unwrap());
+        let documents = Arc::new(DocumentCache::new(store, CacheConfig::default()));
+        let models = Models::with_run_slots(documents, 64 << 20, slots);
+        let name = Name::parse(name).unwrap();
+        models
+            .push(&name, Bytes::from_static(file), Push::default(), None)
+            .await
+            .unwrap();
+        let model = models.get(&name, &Selector::Default).await.unwrap();
+        (models, model)
+    }
+
+    /// X = all ones, n × n: the gram model answers n in every cell.
+    fn ones(n: u64) -> Vec<NamedTensor> {
+        vec![NamedTensor {
+            name: "X".into(),
+            tensor: Tensor {
+                shape: vec![n, n],
+                data: TensorData::F32(vec![1.0; (n * n) as usize]),
+            },
+        }]
+    }
+
+    fn indices(i: &[i64]) -> Vec<NamedTensor> {
+        vec![NamedTensor {
+            name: "I".into(),
+            tensor: Tensor {
+                shape: vec![i.len() as u64],
+                data: TensorData::I64(i.to_vec()),
+            },
+        }]
+    }
+
+    /// Run small inputs until one stays on the async worker (the first
+    /// goes to the pool; a loaded machine may need a few to come in under
+    /// the inline threshold).
+    async fn warm_until_inline(
+        models: &Models,
+        model: &Arc<Model>,
+        input: fn() -> Vec<NamedTensor>,
+    ) {
+        for _ in 0..200 {
+            models.run(model, input()).await.unwrap();
+            if models.run_stats().inline > 0 {
+                return;
+            }
+        }
+        panic!("no small run stayed inline: {:?}", models.run_stats());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_request_keeps_its_run_slot_until_tract_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let (models, model) = models_with(dir.path(), 1, "gram", GRAM).await;
+        // About a second of one core: the deadline passes long before.
+        let run = models.run(&model, ones(2000));
+        let dropped = tokio::time::timeout(Duration::from_millis(20), run).await;
+        assert!(dropped.is_err(), "the large run finished within 20 ms");
+        assert_eq!(
+            models.run_stats().in_flight,
+            1,
+            "the slot went with the request"
+        );
+        let started = Instant::now();
+        while models.run_stats().in_flight != 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the run never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The slot came back: the next run gets it.
+        let out = models.run(&model, ones(3)).await.unwrap();
+        assert_eq!(out[0].tensor.data, TensorData::F32(vec![3.0; 9]));
+    }
+
+    #[tokio::test]
+    async fn whether_a_run_stays_inline_is_decided_by_its_own_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let (models, model) = models_with(dir.path(), 2, "gram", GRAM).await;
+        warm_until_inline(&models, &model, || ones(2)).await;
+        let before = models.run_stats();
+        // Fast runs so far, but this input is far larger than any of them:
+        // it must not block the async worker.
+        let out = models.run(&model, ones(600)).await.unwrap();
+        assert_eq!(out[0].tensor.shape, vec![600, 600]);
+        let after = models.run_stats();
+        assert_eq!(after.pooled, before.pooled + 1, "{before:?} → {after:?}");
+        assert_eq!(after.inline, before.inline, "{before:?} → {after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_inside_tract_on_the_inline_path_fails_that_run_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (models, model) = models_with(dir.path(), 1, "gather", GATHER).await;
+        warm_until_inline(&models, &model, || indices(&[0, 1, 2])).await;
+        let before = models.run_stats();
+        let err = models.run(&model, indices(&[100])).await.unwrap_err();
+        assert!(
+            matches!(&err, InferenceError::Internal(m) if m.contains("panicked")),
+            "{err}"
+        );
+        assert_eq!(
+            models.run_stats().inline,
+            before.inline + 1,
+            "the panic was not inline"
+        );
+        assert_eq!(
+            models.run_stats().in_flight,
+            0,
+            "the panicked run kept its slot"
+        );
+        let out = models.run(&model, indices(&[2, 0])).await.unwrap();
+        assert_eq!(
+            out[0].tensor.data,
+            TensorData::F32(vec![4.0, 5.0, 0.0, 1.0])
+        );
+    }
+}

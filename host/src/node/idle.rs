@@ -72,3 +72,62 @@ impl Node {
             .retain(|key, gate| gate.busy() || self.templates.contains(key));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheConfig;
+    use crate::engine::{Engine, EngineConfig};
+    use crate::inference::Push;
+    use crate::observe::blocking_calls;
+    use crate::registry::{Name, Selector};
+    use crate::store::FsStore;
+    use bytes::Bytes;
+
+    // One worker thread: anything run inline by the node runs on this
+    // test's thread.
+    #[tokio::test(flavor = "current_thread")]
+    async fn status_and_unloading_make_their_blocking_calls_off_the_async_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(EngineConfig {
+            pooling: Some(false),
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let store = Arc::new(FsStore::open(dir.path()).unwrap());
+        let node = Node::new(engine, store, CacheConfig::default());
+        let name = Name::parse("gather").unwrap();
+        let file = include_bytes!("../../../examples/models/gather.onnx");
+        node.models
+            .push(&name, Bytes::from_static(file), Push::default(), None)
+            .await
+            .unwrap();
+        node.models.get(&name, &Selector::Default).await.unwrap();
+
+        let status = node.status(None).await;
+        assert!(status.resident_bytes.is_some_and(|b| b > 0));
+        let policy = IdlePolicy {
+            functions: None,
+            models: Some(Duration::ZERO),
+        };
+        assert_eq!(node.evict_idle(policy).await, (0, 1));
+
+        let calls = blocking_calls::made();
+        let worker = std::thread::current().id();
+        let inline: Vec<&str> = calls
+            .iter()
+            .filter(|(_, thread)| *thread == worker)
+            .map(|(call, _)| *call)
+            .collect();
+        assert!(
+            inline.is_empty(),
+            "blocking calls on the async worker: {inline:?}"
+        );
+        for call in ["resident", "release_free_memory"] {
+            assert!(
+                calls.iter().any(|(c, _)| *c == call),
+                "{call} was never made"
+            );
+        }
+    }
+}

@@ -9,10 +9,10 @@
 //! writers never silently overwrite each other.
 //!
 //! ```text
-//! blobs/sha256/<hex>                          component (later: model) bytes
+//! blobs/sha256/<hex>                          component and model files, baselines
 //! compiled/<engine-fingerprint>/<hex>.cwasm   precompiled components (a cache)
-//! functions/<name>/versions/<n>.json          immutable version records
-//! functions/<name>/aliases.json               live versions and aliases (CAS-updated)
+//! <kind>/<name>/versions/<n>.json             immutable version records (functions, models)
+//! <kind>/<name>/aliases.json                  live versions and aliases (CAS-updated)
 //! ```
 
 mod fs;
