@@ -823,13 +823,11 @@ mod tests {
         let listed = reader
             .versions(&name)
             .await
-            .err()
-            .expect("listing reports it");
+            .expect_err("listing reports it");
         let resolved = reader
             .resolve(&name, &Selector::Version(1))
             .await
-            .err()
-            .expect("resolve reports it");
+            .expect_err("resolve reports it");
         for e in [&listed, &resolved] {
             assert!(
                 matches!(e, RegistryError::BadRecord { key, .. } if key == "notes/f/versions/1.json"),
