@@ -9,7 +9,8 @@ cd "$(dirname "$0")/../.."
 duration="${1:-10}"
 command -v wrk >/dev/null || { echo "http_load needs wrk: apt-get install wrk" >&2; exit 1; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
-cargo build --release -p sluice -q
+# The test suite's build (one feature set): `sluice` with no rebuild after a test run.
+cargo test --release --workspace --no-run -q 2>/dev/null
 sluice="$CARGO_TARGET_DIR/release/sluice"
 work="$(mktemp -d)"
 wasm="$(RUST_LOG=warn "$sluice" build functions/json-to-tensor 2>/dev/null | cut -f2)"

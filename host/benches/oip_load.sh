@@ -14,7 +14,8 @@ venv="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 # uvicorn[standard]: httptools and uvloop, as FastAPI deployments run it.
 "$venv/bin/pip" install -q -r examples/models/requirements.txt fastapi "uvicorn[standard]"
-cargo build --release -p sluice -q
+# The test suite's build (one feature set): `sluice` with no rebuild after a test run.
+cargo test --release --workspace --no-run -q 2>/dev/null
 sluice="$CARGO_TARGET_DIR/release/sluice"
 model=examples/models/digits-mlp.onnx
 work="$(mktemp -d)"
