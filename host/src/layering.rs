@@ -8,6 +8,7 @@ const LAYERS: &[&str] = &[
     "lambda",
     "http",
     "node",
+    "pipeline",
     "engine",
     "inference",
     "registry",

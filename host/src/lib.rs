@@ -7,7 +7,7 @@
 //! ```text
 //! front doors   cli (the binary) → lambda → http
 //! service       node: the control-plane service and the data-plane calls
-//! mechanisms    engine → inference → registry
+//! mechanisms    pipeline → engine → inference → registry
 //! foundations   cache → store · tensor · observe · toolchain
 //! ```
 //!
@@ -16,6 +16,7 @@
 //! - [`lambda`]: the same routes answering AWS Lambda events.
 //! - [`node`]: the runtime core (publish, list, alias, rollback, delete;
 //!   invoke, infer) every front door goes through.
+//! - [`pipeline`]: pipeline manifests and versions (the node runs them).
 //! - [`engine`]: wasmtime, the capability worlds, the sandbox of one call,
 //!   the WIT edge.
 //! - [`inference`]: ONNX models run natively by tract, the tract edge.
@@ -39,6 +40,7 @@ pub mod inference;
 pub mod lambda;
 pub mod node;
 pub mod observe;
+pub mod pipeline;
 pub mod registry;
 pub mod store;
 pub mod tensor;

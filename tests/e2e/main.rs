@@ -10,6 +10,7 @@ mod invoke;
 mod lambda;
 mod models;
 mod nodes;
+mod pipelines;
 mod s3;
 mod sandbox;
 mod scale;

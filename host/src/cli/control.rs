@@ -1,5 +1,5 @@
-//! Commands on what a node serves: deploy, functions, models, alias,
-//! rollback. Each is parsed into a [`Request`], which calls the
+//! Commands on what a node serves: deploy, functions, models, pipelines,
+//! alias, rollback. Each is parsed into a [`Request`], which calls the
 //! control-plane service, on the embedded store (an in-process node) or on
 //! a running node (`--server`) alike, and prints the answer (`print.rs`).
 
@@ -19,11 +19,13 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct DeployArgs {
-    /// The component (.wasm) to upload.
+    /// The component (.wasm) to upload, or a pipeline manifest (.toml:
+    /// every pipeline in it, each under its own name).
     file: PathBuf,
-    /// The function's name: 1-63 of a-z, 0-9, '.', '_', '-'.
+    /// The function's name: 1-63 of a-z, 0-9, '.', '_', '-' (for a
+    /// manifest: deploy only the pipeline of this name).
     #[arg(long)]
-    name: String,
+    name: Option<String>,
     /// A configuration entry the stage reads through `config` (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
@@ -137,6 +139,37 @@ pub enum ModelsCommand {
 }
 
 #[derive(Subcommand)]
+pub enum PipelinesCommand {
+    /// List pipelines.
+    Ls(TargetArgs),
+    /// List the versions and aliases of one pipeline.
+    Versions {
+        /// The pipeline.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Show the steps of the version an unqualified call runs (or of VERSION).
+    Show {
+        /// The pipeline.
+        name: String,
+        /// A version number (default: `stable`, else `latest`).
+        version: Option<u64>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete one version of a pipeline (refused while an alias other than `latest` points at it).
+    Rm {
+        /// The pipeline.
+        name: String,
+        /// The version to delete.
+        version: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum AliasCommand {
     /// Point ALIAS of NAME at VERSION, e.g. `sluice alias set scaler stable 3`.
     Set {
@@ -151,8 +184,11 @@ pub enum AliasCommand {
         #[arg(long, value_parser = parse_expect)]
         expect: Option<Expect>,
         /// NAME is a model, not a function.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pipeline")]
         model: bool,
+        /// NAME is a pipeline, not a function.
+        #[arg(long)]
+        pipeline: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -161,8 +197,11 @@ pub enum AliasCommand {
         /// The function.
         name: String,
         /// NAME is a model, not a function.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pipeline")]
         model: bool,
+        /// NAME is a pipeline, not a function.
+        #[arg(long)]
+        pipeline: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -173,8 +212,11 @@ pub enum AliasCommand {
         /// The alias.
         alias: String,
         /// NAME is a model, not a function.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pipeline")]
         model: bool,
+        /// NAME is a pipeline, not a function.
+        #[arg(long)]
+        pipeline: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -188,14 +230,21 @@ pub struct RollbackArgs {
     #[arg(long, default_value = STABLE)]
     alias: String,
     /// NAME is a model, not a function.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pipeline")]
     model: bool,
+    /// NAME is a pipeline, not a function.
+    #[arg(long)]
+    pipeline: bool,
     #[command(flatten)]
     target: TargetArgs,
 }
 
-fn kind(model: bool) -> Kind {
-    if model { Kind::Model } else { Kind::Function }
+fn kind(model: bool, pipeline: bool) -> Kind {
+    match (model, pipeline) {
+        (true, _) => Kind::Model,
+        (_, true) => Kind::Pipeline,
+        _ => Kind::Function,
+    }
 }
 
 /// A parsed control-plane command.
@@ -206,6 +255,10 @@ pub enum Request {
         artifact: Bytes,
         settings: Settings,
     },
+    /// Deploy pipelines (name, manifest as JSON), one after the other.
+    Pipelines(Vec<(String, Bytes)>),
+    /// One version's record (the default one without a number).
+    Show(Kind, String, Option<u64>),
     /// Every name of a kind.
     List(Kind),
     /// The versions of one name.
@@ -277,6 +330,14 @@ fn read_config_file(path: &PathBuf) -> Result<BTreeMap<String, String>> {
 impl DeployArgs {
     /// Where to deploy, and the request.
     pub fn request(self) -> Result<(TargetArgs, Request)> {
+        if self.file.extension().is_some_and(|e| e == "toml") {
+            return self.pipelines();
+        }
+        let Some(name) = self.name else {
+            anyhow::bail!(
+                "deploying a component needs its function's name: add --name NAME (a .toml file deploys the pipelines it lists)"
+            );
+        };
         let artifact = read(&self.file, "the component")?;
         let mut config = match &self.config_file {
             Some(path) => read_config_file(path)?,
@@ -296,11 +357,65 @@ impl DeployArgs {
             created_by: created_by(),
         });
         let request = Request::Publish {
-            name: self.name,
+            name,
             artifact,
             settings,
         };
         Ok((self.target, request))
+    }
+
+    /// The pipelines of a manifest, checked here so that mistakes show
+    /// before anything is sent.
+    fn pipelines(self) -> Result<(TargetArgs, Request)> {
+        let text = std::fs::read_to_string(&self.file)
+            .with_context(|| format!("cannot read the manifest {}", self.file.display()))?;
+        let pipelines = sluice::pipeline::parse(&text)
+            .with_context(|| format!("in {}", self.file.display()))?;
+        let mut deploys = Vec::new();
+        for pipeline in pipelines {
+            if self.name.as_ref().is_some_and(|n| *n != pipeline.name) {
+                continue;
+            }
+            let json = serde_json::to_vec(&pipeline).context("cannot encode the pipeline")?;
+            deploys.push((pipeline.name, Bytes::from(json)));
+        }
+        match (&self.name, deploys.is_empty()) {
+            (Some(name), true) => {
+                anyhow::bail!("{} has no pipeline named {name}", self.file.display())
+            }
+            (None, true) => anyhow::bail!(
+                "{} lists no [[pipeline]]; write one (see the README's Pipelines section)",
+                self.file.display()
+            ),
+            _ => Ok((self.target, Request::Pipelines(deploys))),
+        }
+    }
+}
+
+impl PipelinesCommand {
+    /// Where to look, and the request.
+    pub fn request(self) -> Result<(TargetArgs, Request)> {
+        Ok(match self {
+            Self::Ls(target) => (target, Request::List(Kind::Pipeline)),
+            Self::Versions { name, target } => (target, Request::Versions(Kind::Pipeline, name)),
+            Self::Show {
+                name,
+                version,
+                target,
+            } => (target, Request::Show(Kind::Pipeline, name, version)),
+            Self::Rm {
+                name,
+                version,
+                target,
+            } => (
+                target,
+                Request::Delete {
+                    kind: Kind::Pipeline,
+                    name,
+                    version,
+                },
+            ),
+        })
     }
 }
 
@@ -393,11 +508,12 @@ impl AliasCommand {
                 version,
                 expect,
                 model,
+                pipeline,
                 target,
             } => (
                 target,
                 Request::SetAlias {
-                    kind: kind(model),
+                    kind: kind(model, pipeline),
                     name,
                     alias,
                     version,
@@ -407,17 +523,19 @@ impl AliasCommand {
             Self::Ls {
                 name,
                 model,
+                pipeline,
                 target,
-            } => (target, Request::Aliases(kind(model), name)),
+            } => (target, Request::Aliases(kind(model, pipeline), name)),
             Self::Rm {
                 name,
                 alias,
                 model,
+                pipeline,
                 target,
             } => (
                 target,
                 Request::RemoveAlias {
-                    kind: kind(model),
+                    kind: kind(model, pipeline),
                     name,
                     alias,
                 },
@@ -430,7 +548,7 @@ impl RollbackArgs {
     /// Where to roll back, and the request.
     pub fn request(self) -> Result<(TargetArgs, Request)> {
         let request = Request::Rollback {
-            kind: kind(self.model),
+            kind: kind(self.model, self.pipeline),
             name: self.name,
             alias: self.alias,
         };
@@ -465,6 +583,38 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
                 .await;
             bar.finish_and_clear();
             print::published(&published?);
+        }
+        Request::Pipelines(deploys) => {
+            for (name, manifest) in deploys {
+                let settings = Settings::Pipeline {
+                    created_by: created_by(),
+                };
+                print::published(&plane.publish(&name, manifest, settings, None).await?);
+            }
+        }
+        Request::Show(kind, name, version) => {
+            let number = match version {
+                Some(n) => n,
+                None => {
+                    let listing = plane.show(kind, &name).await?;
+                    listing.head.default_version().unwrap_or_default()
+                }
+            };
+            match plane.version(kind, &name, number).await? {
+                sluice::node::Version::Pipeline(p) => {
+                    println!(
+                        "{} version {} (budget {} ms)",
+                        p.name,
+                        p.version,
+                        p.pipeline.budget_ms()
+                    );
+                    print::steps(&p);
+                }
+                other => print::published(&sluice::node::Published {
+                    version: other,
+                    created: false,
+                }),
+            }
         }
         Request::List(kind) => print::summaries(kind, &plane.list(kind).await?),
         Request::Versions(kind, name) => print::versions(&plane.show(kind, &name).await?),

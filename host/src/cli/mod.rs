@@ -40,9 +40,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node: the data plane (`POST /fn/NAME[@VERSION|@ALIAS]`, `/v2/...` inference) and the control plane (`/v1/...`), together or apart (--admin-listen).
+    /// Run a node: the data plane (`POST /fn/NAME[@VERSION|@ALIAS]`, `POST /p/PIPELINE`, `/v2/...` inference) and the control plane (`/v1/...`), together or apart (--admin-listen).
     Serve(args::ServeArgs),
-    /// Upload a component as a new version of a function.
+    /// Upload a component as a new version of a function, or deploy the pipelines of a manifest (.toml).
     Deploy(control::DeployArgs),
     /// Call a function once and print its response.
     Invoke(invoke::InvokeArgs),
@@ -52,10 +52,13 @@ enum Command {
     /// Push, list and inspect ONNX models.
     #[command(subcommand)]
     Models(control::ModelsCommand),
-    /// Point, list or remove a function's (or with --model, a model's) aliases (`stable`, `canary`, ...).
+    /// List and inspect deployed pipelines (deploy them with `sluice deploy pipeline.toml`).
+    #[command(subcommand)]
+    Pipelines(control::PipelinesCommand),
+    /// Point, list or remove a function's (or with --model a model's, --pipeline a pipeline's) aliases (`stable`, `canary`, ...).
     #[command(subcommand)]
     Alias(control::AliasCommand),
-    /// Move a function's (or with --model, a model's) alias (default `stable`) back to its previous version.
+    /// Move a function's (or with --model a model's, --pipeline a pipeline's) alias (default `stable`) back to its previous version.
     Rollback(control::RollbackArgs),
     /// Build stage crates into wasm32-wasip2 components.
     Build(build::BuildArgs),
@@ -115,6 +118,7 @@ async fn run(command: Command, started: std::time::Instant) -> Result<ExitCode> 
         Command::Deploy(args) => args.request()?,
         Command::Functions(command) => command.request()?,
         Command::Models(command) => command.request()?,
+        Command::Pipelines(command) => command.request()?,
         Command::Alias(command) => command.request()?,
         Command::Rollback(args) => args.request()?,
     };

@@ -11,6 +11,7 @@ pub fn published(published: &Published) {
         (false, _) => "unchanged:",
         (true, Kind::Function) => "deployed",
         (true, Kind::Model) => "pushed",
+        (true, Kind::Pipeline) => "deployed pipeline",
     };
     match v {
         Version::Function(f) => println!(
@@ -36,6 +37,37 @@ pub fn published(published: &Published) {
                 }
             }
         }
+        Version::Pipeline(p) => {
+            println!("{what} {} version {}", p.name, p.version);
+            steps(p);
+        }
+    }
+}
+
+/// A pipeline's steps with what each runs (the version pinned at deploy,
+/// or the alias it follows).
+pub fn steps(p: &sluice::pipeline::PipelineVersion) {
+    for step in &p.pipeline.steps {
+        let (kind, target) = step.target();
+        let (name, _) = step.name_and_selector();
+        let runs = match (step.follow, p.pinned.get(&step.name)) {
+            (false, Some(v)) => format!("{name}@{v}"),
+            _ => format!("{target} (follows)"),
+        };
+        let kind = match kind {
+            sluice::pipeline::StepKind::Function => "function",
+            sluice::pipeline::StepKind::Model => "model",
+        };
+        let after = p.pipeline.parents(step);
+        println!(
+            "  {:<16} {kind:<8} {runs:<32} after {}",
+            step.name,
+            if after.is_empty() {
+                "the request".to_string()
+            } else {
+                after.join(", ")
+            }
+        );
     }
 }
 
@@ -50,6 +82,9 @@ pub fn summaries(kind: Kind, list: &[Summary]) {
                 println!(
                     "no models pushed; push one with `sluice models push FILE.onnx --name NAME`"
                 )
+            }
+            Kind::Pipeline => {
+                println!("no pipelines deployed; deploy one with `sluice deploy pipeline.toml`")
             }
         }
     }
@@ -117,6 +152,19 @@ pub fn versions(listing: &Listing) {
                     inputs.join(" ")
                 );
             }
+            Version::Pipeline(p) => println!(
+                "{:<5} {:<16} {}  {} step(s)  by {}{}",
+                p.version,
+                aliases.join(","),
+                p.created_at,
+                p.pipeline.steps.len(),
+                p.created_by,
+                p.pipeline
+                    .description
+                    .as_ref()
+                    .map(|d| format!("  — {d}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 }

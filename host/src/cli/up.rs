@@ -1,12 +1,14 @@
 //! `sluice up`: build the stage crates a `sluice.toml` lists, deploy them
-//! to the embedded store with their config, serve, and print a working
-//! `curl` line for each example request in the manifest.
+//! to the embedded store with their config, push its models, deploy its
+//! pipelines, serve, and print a working `curl` line for each example
+//! request in the manifest.
 
 use super::args::ServeArgs;
 use super::serve::{local_node, serve_node};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
+use sluice::inference::Push;
 use sluice::node::{ControlPlane, Deploy, Settings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,8 +28,22 @@ pub struct UpArgs {
 struct Manifest {
     #[serde(default, rename = "function")]
     functions: Vec<FunctionEntry>,
+    #[serde(default, rename = "model")]
+    models: Vec<ModelEntry>,
+    /// Read again by `sluice::pipeline::parse`, which checks them.
+    #[serde(default, rename = "pipeline")]
+    pipelines: Vec<toml::Value>,
     #[serde(default, rename = "example")]
     examples: Vec<Example>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    name: String,
+    /// The ONNX file, relative to the manifest.
+    file: PathBuf,
+    description: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -51,7 +67,10 @@ struct FunctionEntry {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Example {
-    function: String,
+    /// A function to call (`/fn/...`) ...
+    function: Option<String>,
+    /// ... or a pipeline (`/p/...`).
+    pipeline: Option<String>,
     #[serde(default = "json")]
     content_type: String,
     body: String,
@@ -72,6 +91,14 @@ fn load(path: &Path) -> Result<(PathBuf, Manifest)> {
     let manifest: Manifest = toml::from_str(&text)
         .with_context(|| format!("{} is not a valid sluice.toml", path.display()))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for e in &manifest.examples {
+        if e.function.is_some() == e.pipeline.is_some() {
+            bail!(
+                "an [[example]] in {} names exactly one of `function` or `pipeline`",
+                path.display()
+            );
+        }
+    }
     for f in &manifest.functions {
         if f.build.is_some() == f.wasm.is_some() {
             bail!(
@@ -86,6 +113,17 @@ fn load(path: &Path) -> Result<(PathBuf, Manifest)> {
 
 pub async fn run(args: UpArgs) -> Result<()> {
     let (dir, manifest) = load(&args.manifest)?;
+    let manifest_path = if args.manifest.is_dir() {
+        args.manifest.join("sluice.toml")
+    } else {
+        args.manifest.clone()
+    };
+    let pipelines = if manifest.pipelines.is_empty() {
+        Vec::new()
+    } else {
+        let text = std::fs::read_to_string(&manifest_path)?;
+        sluice::pipeline::parse(&text).with_context(|| format!("in {}", manifest_path.display()))?
+    };
     let crates: Vec<PathBuf> = manifest
         .functions
         .iter()
@@ -150,13 +188,63 @@ pub async fn run(args: UpArgs) -> Result<()> {
         );
     }
 
+    let created_by = || std::env::var("USER").unwrap_or_else(|_| "sluice-up".into());
+    for m in &manifest.models {
+        let file = dir.join(&m.file);
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let settings = Settings::Model(Push {
+            description: m.description.clone(),
+            created_by: created_by(),
+            ..Push::default()
+        });
+        let pushed = node
+            .publish(&m.name, bytes.into(), settings, None)
+            .await
+            .with_context(|| format!("cannot push model `{}` from {}", m.name, file.display()))?;
+        let verb = if pushed.created {
+            "pushed"
+        } else {
+            "up to date:"
+        };
+        eprintln!(
+            "{verb} model {} version {}",
+            m.name,
+            pushed.version.number()
+        );
+    }
+    for p in pipelines {
+        let name = p.name.clone();
+        let manifest = serde_json::to_vec(&p).context("cannot encode the pipeline")?;
+        let settings = Settings::Pipeline {
+            created_by: created_by(),
+        };
+        let deployed = node
+            .publish(&name, manifest.into(), settings, None)
+            .await
+            .with_context(|| format!("cannot deploy pipeline `{name}`"))?;
+        let verb = if deployed.created {
+            "deployed"
+        } else {
+            "up to date:"
+        };
+        eprintln!(
+            "{verb} pipeline {name} version {}",
+            deployed.version.number()
+        );
+    }
+
     let examples = manifest.examples;
     serve_node(node, &args.serve, move |addr| {
         println!("\ntry:");
         for e in &examples {
+            let route = match (&e.function, &e.pipeline) {
+                (Some(f), _) => format!("fn/{f}"),
+                (None, Some(p)) => format!("p/{p}"),
+                (None, None) => continue,
+            };
             println!(
-                "  curl -s http://{addr}/fn/{} -H 'content-type: {}' -d '{}'",
-                e.function,
+                "  curl -s http://{addr}/{route} -H 'content-type: {}' -d '{}'",
                 e.content_type,
                 e.body.replace('\'', r"'\''")
             );

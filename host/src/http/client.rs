@@ -239,6 +239,7 @@ impl ControlPlane for Client {
         let (created_by, content_type) = match &settings {
             Settings::Function(d) => (d.created_by.clone(), "application/wasm"),
             Settings::Model(p) => (p.created_by.clone(), "application/octet-stream"),
+            Settings::Pipeline { created_by } => (created_by.clone(), "application/toml"),
         };
         let query = query::write(&settings).map_err(ClientError::Invalid)?;
         let request = self

@@ -90,6 +90,11 @@ async fn publish(
             query::read_push(params, created_by).map(Settings::Model),
             state.http.max_model_bytes,
         ),
+        // A manifest: small, and no settings beside it.
+        Kind::Pipeline => (
+            query::read_pipeline(params, created_by),
+            state.http.max_body_bytes,
+        ),
     };
     let settings = settings.map_err(|e| fail(ApiError::bad_request(e)))?;
     let bytes = read_body(body, limit, state.http.body_timeout)
@@ -115,10 +120,12 @@ pub(super) fn published_json(published: &Published) -> Value {
     let mut body = json!({
         "name": v.name(),
         "version": v.number(),
-        "digest": v.digest(),
-        "size": v.size(),
         "created": published.created,
     });
+    if let (Some(digest), Some(size)) = (v.digest(), v.size()) {
+        body["digest"] = json!(digest);
+        body["size"] = json!(size);
+    }
     body[v.kind().noun()] = json!(v);
     if let Some(world) = v.world() {
         body["world"] = json!(world);

@@ -90,31 +90,39 @@ fn registry_status(e: &RegistryError) -> StatusCode {
     }
 }
 
+/// The status of a node failure; a step's failure has its cause's.
+fn node_status(e: &NodeError) -> StatusCode {
+    match e {
+        NodeError::InvalidName(_)
+        | NodeError::Refused(_)
+        | NodeError::InvalidSetting(_)
+        | NodeError::Pipeline(_) => StatusCode::BAD_REQUEST,
+        NodeError::Call(call) => match call {
+            CallError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            CallError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+            CallError::Failed(_)
+            | CallError::MemoryLimit(_)
+            | CallError::FuelExhausted(_)
+            | CallError::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        },
+        NodeError::Registry(r) | NodeError::Inference(InferenceError::Registry(r)) => {
+            registry_status(r)
+        }
+        NodeError::Inference(InferenceError::InvalidInput(_) | InferenceError::Unsupported(_)) => {
+            StatusCode::BAD_REQUEST
+        }
+        NodeError::Inference(InferenceError::Internal(_)) | NodeError::Engine(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        NodeError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        NodeError::Step { source, .. } => node_status(source),
+        NodeError::PipelineTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+    }
+}
+
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
-        let status = match &e {
-            NodeError::InvalidName(_) | NodeError::Refused(_) | NodeError::InvalidSetting(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            NodeError::Call(call) => match call {
-                CallError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-                CallError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
-                CallError::Failed(_)
-                | CallError::MemoryLimit(_)
-                | CallError::FuelExhausted(_)
-                | CallError::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            NodeError::Registry(r) | NodeError::Inference(InferenceError::Registry(r)) => {
-                registry_status(r)
-            }
-            NodeError::Inference(
-                InferenceError::InvalidInput(_) | InferenceError::Unsupported(_),
-            ) => StatusCode::BAD_REQUEST,
-            NodeError::Inference(InferenceError::Internal(_)) | NodeError::Engine(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            NodeError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        };
+        let status = node_status(&e);
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }

@@ -112,6 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 fn data_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/fn/{target}", post(invoke::invoke))
+        .route("/p/{target}", post(invoke::pipeline))
         .route("/v2", get(oip::server))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))

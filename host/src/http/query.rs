@@ -71,6 +71,8 @@ pub fn write(settings: &Settings) -> Result<Vec<(String, String)>, String> {
                 put(&format!("input_shape.{input}"), dims.join(","));
             }
         }
+        // Everything a pipeline is lives in its manifest.
+        Settings::Pipeline { .. } => {}
     }
     Ok(query)
 }
@@ -149,6 +151,19 @@ pub fn read_push(params: Vec<(String, String)>, created_by: String) -> Result<Pu
         }
     }
     Ok(p)
+}
+
+/// A pipeline deploy's query: none (the manifest is the body).
+pub fn read_pipeline(
+    params: Vec<(String, String)>,
+    created_by: String,
+) -> Result<Settings, String> {
+    match params.first() {
+        Some((key, _)) => Err(format!(
+            "unknown query parameter `{key}`; a pipeline's settings are in its manifest (the body)"
+        )),
+        None => Ok(Settings::Pipeline { created_by }),
+    }
 }
 
 /// A version number in a path.

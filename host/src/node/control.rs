@@ -8,6 +8,7 @@
 use super::{FunctionVersion, Node, NodeError};
 use crate::engine::{StageLimits, World};
 use crate::inference::{ModelVersion, Push};
+use crate::pipeline::PipelineVersion;
 use crate::registry::{Head, Name, Record, Selector, now_rfc3339};
 use crate::store::{Digest, Progress};
 use bytes::Bytes;
@@ -21,17 +22,20 @@ pub enum Kind {
     Function,
     /// ONNX models (`sluice models push`).
     Model,
+    /// Step graphs (`sluice deploy pipeline.toml`).
+    Pipeline,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 2] = [Kind::Function, Kind::Model];
+    pub const ALL: [Kind; 3] = [Kind::Function, Kind::Model, Kind::Pipeline];
 
     /// What users call one: `function`.
     pub fn noun(self) -> &'static str {
         match self {
             Self::Function => FunctionVersion::NOUN,
             Self::Model => ModelVersion::NOUN,
+            Self::Pipeline => PipelineVersion::NOUN,
         }
     }
 
@@ -40,6 +44,7 @@ impl Kind {
         match self {
             Self::Function => FunctionVersion::KIND,
             Self::Model => ModelVersion::KIND,
+            Self::Pipeline => PipelineVersion::KIND,
         }
     }
 }
@@ -78,6 +83,11 @@ pub enum Settings {
     Function(Deploy),
     /// An ONNX file, pushed as a model.
     Model(Push),
+    /// A pipeline manifest (TOML or JSON), deployed as a pipeline.
+    Pipeline {
+        /// Who deploys.
+        created_by: String,
+    },
 }
 
 impl Settings {
@@ -86,6 +96,7 @@ impl Settings {
         match self {
             Self::Function(_) => Kind::Function,
             Self::Model(_) => Kind::Model,
+            Self::Pipeline { .. } => Kind::Pipeline,
         }
     }
 }
@@ -98,6 +109,14 @@ pub enum Version {
     Function(FunctionVersion),
     /// A model version.
     Model(ModelVersion),
+    /// A pipeline version.
+    Pipeline(PipelineVersion),
+}
+
+impl From<PipelineVersion> for Version {
+    fn from(v: PipelineVersion) -> Self {
+        Self::Pipeline(v)
+    }
 }
 
 impl From<FunctionVersion> for Version {
@@ -118,6 +137,7 @@ impl Version {
         match self {
             Self::Function(_) => Kind::Function,
             Self::Model(_) => Kind::Model,
+            Self::Pipeline(_) => Kind::Pipeline,
         }
     }
 
@@ -126,6 +146,7 @@ impl Version {
         Ok(match kind {
             Kind::Function => Self::Function(serde_json::from_value(json)?),
             Kind::Model => Self::Model(serde_json::from_value(json)?),
+            Kind::Pipeline => Self::Pipeline(serde_json::from_value(json)?),
         })
     }
 
@@ -134,6 +155,7 @@ impl Version {
         match self {
             Self::Function(v) => &v.name,
             Self::Model(v) => &v.name,
+            Self::Pipeline(v) => &v.name,
         }
     }
 
@@ -142,22 +164,25 @@ impl Version {
         match self {
             Self::Function(v) => v.version,
             Self::Model(v) => v.version,
+            Self::Pipeline(v) => v.version,
         }
     }
 
-    /// The digest of the stored artifact.
-    pub fn digest(&self) -> &Digest {
+    /// The digest of the stored artifact (a pipeline is its record).
+    pub fn digest(&self) -> Option<&Digest> {
         match self {
-            Self::Function(v) => &v.digest,
-            Self::Model(v) => &v.digest,
+            Self::Function(v) => Some(&v.digest),
+            Self::Model(v) => Some(&v.digest),
+            Self::Pipeline(_) => None,
         }
     }
 
     /// The artifact's size in bytes.
-    pub fn size(&self) -> u64 {
+    pub fn size(&self) -> Option<u64> {
         match self {
-            Self::Function(v) => v.size,
-            Self::Model(v) => v.size,
+            Self::Function(v) => Some(v.size),
+            Self::Model(v) => Some(v.size),
+            Self::Pipeline(_) => None,
         }
     }
 
@@ -165,7 +190,7 @@ impl Version {
     pub fn world(&self) -> Option<World> {
         match self {
             Self::Function(v) => Some(v.world),
-            Self::Model(_) => None,
+            Self::Model(_) | Self::Pipeline(_) => None,
         }
     }
 }
@@ -281,6 +306,10 @@ macro_rules! on_registry {
                 let $registry = $node.models.registry();
                 $body
             }
+            Kind::Pipeline => {
+                let $registry = &$node.pipelines;
+                $body
+            }
         }
     };
 }
@@ -305,6 +334,10 @@ impl ControlPlane for Node {
                     version: version.into(),
                     created,
                 }
+            }
+            Settings::Pipeline { created_by } => {
+                let manifest = crate::pipeline::parse_one(&artifact)?;
+                self.deploy_pipeline(&name, manifest, created_by).await?
             }
         };
         let v = &published.version;
@@ -387,6 +420,7 @@ impl ControlPlane for Node {
                 self.prune_gates();
             }
             Kind::Model => self.models.forget(&name, version),
+            Kind::Pipeline => self.forget_plan(&name, version),
         }
         tracing::info!(kind = kind.noun(), %name, version, "version deleted");
         Ok(())

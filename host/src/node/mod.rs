@@ -20,6 +20,7 @@ mod control;
 mod function;
 mod gate;
 mod idle;
+mod pipeline;
 mod status;
 mod templates;
 
@@ -27,12 +28,14 @@ pub use control::{ControlPlane, Deploy, Kind, Listing, Published, Settings, Summ
 pub use function::{Concurrency, FunctionVersion};
 pub use gate::GateStats;
 pub use idle::IdlePolicy;
+pub use pipeline::{PipelineRun, StepTiming};
 pub use status::Status;
 
 use crate::cache::{Cache, CacheConfig, DocumentCache};
 use crate::engine::{CallError, Engine, EngineError, StageIdentity, World, WorldError};
 use crate::inference::{InferenceError, Model, Models};
 use crate::observe::Stats;
+use crate::pipeline::{PipelineError, PipelineVersion};
 use crate::registry::{InvalidName, Name, Registry, RegistryError, Selector};
 use crate::store::{Digest, ETag, ObjectStore, StoreError};
 use crate::tensor::{Message, NamedTensor};
@@ -78,6 +81,29 @@ pub enum NodeError {
     /// The engine failed for a reason that is not the component's fault.
     #[error("engine failure: {0}")]
     Engine(String),
+    /// A pipeline manifest was refused.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// A pipeline step failed.
+    #[error("pipeline {pipeline}, step {step}: {source}")]
+    Step {
+        /// `name@version` of the pipeline.
+        pipeline: String,
+        /// The step that failed.
+        step: String,
+        /// Why.
+        source: Box<NodeError>,
+    },
+    /// A pipeline request ran out of its budget.
+    #[error("pipeline {pipeline} ran out of its {budget_ms} ms budget (timeout_ms) in step {step}")]
+    PipelineTimeout {
+        /// `name@version` of the pipeline.
+        pipeline: String,
+        /// The step that was running.
+        step: String,
+        /// The request's budget.
+        budget_ms: u64,
+    },
 }
 
 impl From<StoreError> for NodeError {
@@ -107,6 +133,9 @@ pub struct Node {
     /// templates).
     gates: DashMap<(Name, u64), Arc<gate::Gate>>,
     models: Arc<Models>,
+    pipelines: Registry<PipelineVersion>,
+    /// Plans of the pipeline versions run on this node.
+    plans: DashMap<(Name, u64), Arc<pipeline::Plan>>,
     stats: Arc<Stats>,
 }
 
@@ -118,6 +147,8 @@ impl Node {
         Self {
             functions: Registry::new(documents.clone()),
             models: Arc::new(Models::new(documents.clone(), model_bytes)),
+            pipelines: Registry::new(documents.clone()),
+            plans: DashMap::new(),
             documents,
             engine,
             templates: Cache::new(template_bytes),

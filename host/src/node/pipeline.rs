@@ -1,0 +1,652 @@
+//! Running pipelines: deploy resolves every step against the registries
+//! and pins its version; a request walks the step graph with typed
+//! messages in memory (no JSON between steps), runs independent steps
+//! concurrently, and holds the whole request to one budget: each step's
+//! deadline is the smaller of its own and what remains.
+//!
+//! A pipeline version's plan (step order, parents, merged configs) is built
+//! once per node and kept; a request pays a head lookup and the steps.
+
+use super::control::Published;
+use super::{Node, NodeError};
+use crate::engine::{CallError, StageIdentity, World};
+use crate::inference::InferenceError;
+use crate::pipeline::{OnError, Pipeline, PipelineError, PipelineVersion, StepKind, When};
+use crate::registry::{Name, RegistryError, Selector, now_rfc3339};
+use crate::store::StoreError;
+use crate::tensor::{Message, NamedTensor, Scalar};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Waits before the first retry of a step that names none.
+const DEFAULT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// A pipeline version ready to run.
+pub struct Plan {
+    /// Its record.
+    pub record: PipelineVersion,
+    /// Graph steps (indices into the manifest's steps), parents first.
+    order: Vec<usize>,
+    /// Per step: the indices of its parents.
+    parents: Vec<Vec<usize>>,
+    /// Per step: how many steps take its output.
+    consumers: Vec<usize>,
+    /// Per step: its fallback's index.
+    fallback: Vec<Option<usize>>,
+    /// The steps whose merged outputs are the answer.
+    sinks: Vec<usize>,
+    /// Per function step: the function's deploy config with the step's
+    /// overrides, merged on first use.
+    configs: Vec<OnceLock<Arc<BTreeMap<String, String>>>>,
+}
+
+impl Plan {
+    fn new(record: PipelineVersion) -> Result<Self, PipelineError> {
+        let pipeline = &record.pipeline;
+        let index: HashMap<&str, usize> = pipeline
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let at = |name: &str| index.get(name).copied().unwrap_or_default();
+        let order = pipeline.order()?.iter().map(|s| at(&s.name)).collect();
+        let parents: Vec<Vec<usize>> = pipeline
+            .steps
+            .iter()
+            .map(|s| pipeline.parents(s).into_iter().map(at).collect())
+            .collect();
+        let mut consumers = vec![0; parents.len()];
+        for p in parents.iter().flatten() {
+            consumers[*p] += 1;
+        }
+        let sinks: Vec<usize> = pipeline.sinks().iter().map(|s| at(&s.name)).collect();
+        for s in &sinks {
+            consumers[*s] += 1;
+        }
+        let fallback = pipeline
+            .steps
+            .iter()
+            .map(|s| match &s.on_error {
+                OnError::Fallback(to) => Some(at(to)),
+                _ => None,
+            })
+            .collect();
+        let configs = pipeline.steps.iter().map(|_| OnceLock::new()).collect();
+        Ok(Self {
+            record,
+            order,
+            parents,
+            consumers,
+            fallback,
+            sinks,
+            configs,
+        })
+    }
+}
+
+/// What one step did in a request.
+#[derive(Debug, Clone)]
+pub struct StepTiming {
+    /// The step's name.
+    pub step: String,
+    /// How long it took, retries and fallback included.
+    pub took: Duration,
+    /// `ran`, `skipped` (its `when` did not hold), `failed-skipped`
+    /// (`on_error = "skip"`) or `fallback` (its fallback answered).
+    pub outcome: &'static str,
+}
+
+/// A pipeline request's answer.
+#[derive(Debug)]
+pub struct PipelineRun {
+    /// `name@version` of the pipeline that ran.
+    pub pipeline: String,
+    /// The merged output of the last steps.
+    pub output: Message,
+    /// Per step, in the order they finished.
+    pub timings: Vec<StepTiming>,
+}
+
+impl Node {
+    /// Check `manifest`, resolve its steps and store it as a new version.
+    pub(super) async fn deploy_pipeline(
+        &self,
+        name: &Name,
+        manifest: Pipeline,
+        created_by: String,
+    ) -> Result<Published, NodeError> {
+        manifest.check()?;
+        if manifest.name != name.as_str() {
+            return Err(NodeError::InvalidSetting(format!(
+                "the manifest names pipeline `{}` but it is deployed as `{name}`; deploy it under its own name",
+                manifest.name
+            )));
+        }
+        let invalid = |step: &str, field: &'static str, reason: String| PipelineError::Invalid {
+            pipeline: manifest.name.clone(),
+            step: Some(step.to_string()),
+            field,
+            reason,
+        };
+        let ceiling = self.engine.config().max_memory_bytes >> 20;
+        let mut pinned = BTreeMap::new();
+        // What each model step is known to produce, for fan-in clashes.
+        let mut produces: HashMap<&str, Vec<String>> = HashMap::new();
+        for step in &manifest.steps {
+            let (target, selector) = step.name_and_selector();
+            let target = Name::parse(target)?;
+            let (kind, _) = step.target();
+            let field = match kind {
+                StepKind::Function => "function",
+                StepKind::Model => "model",
+            };
+            let unknown = |e: RegistryError| {
+                invalid(&step.name, field, format!("`{}`: {e}", step.target().1))
+            };
+            match kind {
+                StepKind::Function => {
+                    let version = self
+                        .functions
+                        .resolve_number(&target, &selector)
+                        .await
+                        .map_err(unknown)?;
+                    if let Some(mb) = step.memory_mb
+                        && !(1..=ceiling).contains(&mb)
+                    {
+                        return Err(invalid(&step.name, "memory_mb", format!("must be between 1 and this node's ceiling of {ceiling} MiB, not {mb}")).into());
+                    }
+                    pinned.insert(step.name.clone(), version);
+                }
+                StepKind::Model => {
+                    let registry = self.models.registry();
+                    let version = registry
+                        .resolve_number(&target, &selector)
+                        .await
+                        .map_err(unknown)?;
+                    let record = registry.record_of(&target, version).await?;
+                    let signature = &record.signature;
+                    for input in step.inputs.keys() {
+                        if !signature.inputs.iter().any(|s| &s.name == input) {
+                            let known: Vec<&str> =
+                                signature.inputs.iter().map(|s| s.name.as_str()).collect();
+                            return Err(invalid(&step.name, "inputs", format!(
+                                "model {target}@{version} has no input `{input}`; its inputs are {}", known.join(", ")
+                            )).into());
+                        }
+                    }
+                    for output in step.outputs.keys() {
+                        if !signature.outputs.iter().any(|s| &s.name == output) {
+                            let known: Vec<&str> =
+                                signature.outputs.iter().map(|s| s.name.as_str()).collect();
+                            return Err(invalid(&step.name, "outputs", format!(
+                                "model {target}@{version} has no output `{output}`; its outputs are {}", known.join(", ")
+                            )).into());
+                        }
+                    }
+                    let names = signature
+                        .outputs
+                        .iter()
+                        .map(|s| step.outputs.get(&s.name).unwrap_or(&s.name).clone())
+                        .collect();
+                    produces.insert(step.name.as_str(), names);
+                    pinned.insert(step.name.clone(), version);
+                }
+            }
+        }
+        for step in manifest.graph_steps() {
+            let parents = manifest.parents(step);
+            let mut from: HashMap<&str, &str> = HashMap::new();
+            for parent in &parents {
+                for tensor in produces.get(parent).into_iter().flatten() {
+                    if let Some(other) = from.insert(tensor, parent) {
+                        return Err(invalid(&step.name, "after", format!(
+                            "tensor `{tensor}` comes from both `{other}` and `{parent}`; rename one with `outputs = {{ {tensor} = \"...\" }}` on that step"
+                        )).into());
+                    }
+                }
+            }
+        }
+        let record = PipelineVersion {
+            name: name.to_string(),
+            version: 0,
+            pipeline: manifest,
+            pinned,
+            created_at: now_rfc3339(),
+            created_by,
+        };
+        let (version, created) = self.pipelines.record(name, record).await?;
+        tracing::info!(pipeline = %name, version = version.version, created, "pipeline deployed");
+        Ok(Published {
+            version: version.into(),
+            created,
+        })
+    }
+
+    /// The plan of `name`'s version `version`, built once per node.
+    async fn plan(&self, name: &Name, version: u64) -> Result<Arc<Plan>, NodeError> {
+        let key = (name.clone(), version);
+        if let Some(plan) = self.plans.get(&key) {
+            return Ok(plan.clone());
+        }
+        let record = self.pipelines.record_of(name, version).await?;
+        let plan = Arc::new(Plan::new(record)?);
+        self.plans.insert(key, plan.clone());
+        Ok(plan)
+    }
+
+    /// Forget the plan of a deleted pipeline version.
+    pub(super) fn forget_plan(&self, name: &Name, version: u64) {
+        self.plans.remove(&(name.clone(), version));
+    }
+
+    /// Run the version of pipeline `name` that `selector` picks on `input`.
+    pub async fn run_pipeline(
+        &self,
+        name: &str,
+        selector: &Selector,
+        input: Message,
+        request_id: Arc<str>,
+    ) -> Result<PipelineRun, NodeError> {
+        let name = Name::parse(name)?;
+        let version = self.pipelines.resolve_number(&name, selector).await?;
+        let plan = self.plan(&name, version).await?;
+        let pipeline = format!("{name}@{version}");
+        let deadline = Instant::now() + Duration::from_millis(plan.record.pipeline.budget_ms());
+        let steps = &plan.record.pipeline.steps;
+        let count = steps.len();
+        let mut outputs: Vec<Option<Message>> = vec![None; count];
+        let mut finished = vec![false; count];
+        let mut started = vec![false; count];
+        let mut left = plan.consumers.clone();
+        let mut timings = Vec::with_capacity(count);
+        let mut input = Some(input);
+        let roots = plan
+            .order
+            .iter()
+            .filter(|i| plan.parents[**i].is_empty())
+            .count();
+        let mut running = FuturesUnordered::new();
+        loop {
+            for &i in &plan.order {
+                if started[i] || !plan.parents[i].iter().all(|p| finished[*p]) {
+                    continue;
+                }
+                started[i] = true;
+                let message = if plan.parents[i].is_empty() {
+                    // The request goes to every root; the last one takes it.
+                    let shared = roots > 1;
+                    match (&input, shared) {
+                        (Some(m), true) => m.clone(),
+                        _ => input.take().unwrap_or_default(),
+                    }
+                } else {
+                    merge(&plan, i, &mut outputs, &mut left)?
+                };
+                let (plan, request_id) = (plan.clone(), request_id.clone());
+                let pipeline = pipeline.clone();
+                running.push(async move {
+                    let begun = Instant::now();
+                    let result = self
+                        .run_step(&plan, &pipeline, i, message, deadline, &request_id)
+                        .await;
+                    (i, begun.elapsed(), result)
+                });
+            }
+            let Some((i, took, result)) = running.next().await else {
+                break;
+            };
+            let (output, outcome) = result?;
+            tracing::debug!(pipeline = %pipeline, step = %steps[i].name, outcome, took_us = took.as_micros() as u64, "step done");
+            timings.push(StepTiming {
+                step: steps[i].name.clone(),
+                took,
+                outcome,
+            });
+            outputs[i] = Some(output);
+            finished[i] = true;
+        }
+        let output = merge_all(&plan, &plan.sinks, &mut outputs, &mut left, "the answer")?;
+        Ok(PipelineRun {
+            pipeline,
+            output,
+            timings,
+        })
+    }
+
+    /// Run step `i` on `input`: its condition, retries and what a failure
+    /// does.
+    async fn run_step(
+        &self,
+        plan: &Plan,
+        pipeline: &str,
+        i: usize,
+        input: Message,
+        deadline: Instant,
+        request_id: &Arc<str>,
+    ) -> Result<(Message, &'static str), NodeError> {
+        let step = &plan.record.pipeline.steps[i];
+        if let Some(when) = &step.when
+            && !holds(when, &input)
+        {
+            return Ok((input, "skipped"));
+        }
+        // The input is kept only when a retry, a skip or a fallback needs it.
+        let keep = step.retries > 0 || step.on_error != OnError::Fail;
+        let mut backoff = step
+            .retry_backoff_ms
+            .map_or(DEFAULT_BACKOFF, Duration::from_millis);
+        let mut input = Some(input);
+        let mut attempt = 0;
+        let failure = loop {
+            let given = match (&input, keep) {
+                (Some(m), true) => m.clone(),
+                _ => input.take().unwrap_or_default(),
+            };
+            match self
+                .run_once(plan, pipeline, i, given, deadline, request_id)
+                .await
+            {
+                Ok(output) => return Ok((output, "ran")),
+                Err(e)
+                    if attempt < step.retries
+                        && retryable(&e)
+                        && Instant::now() + backoff < deadline =>
+                {
+                    attempt += 1;
+                    tracing::info!(pipeline, step = %step.name, attempt, error = %e, "retrying step");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(e) => break e,
+            }
+        };
+        match (&step.on_error, plan.fallback[i]) {
+            (OnError::Skip, _) if !matches!(failure, NodeError::PipelineTimeout { .. }) => {
+                tracing::warn!(pipeline, step = %step.name, error = %failure, "step failed; skipped (on_error = \"skip\")");
+                Ok((input.unwrap_or_default(), "failed-skipped"))
+            }
+            (OnError::Fallback(_), Some(f)) if deadline > Instant::now() => {
+                tracing::warn!(pipeline, step = %step.name, error = %failure, fallback = %plan.record.pipeline.steps[f].name, "step failed; running its fallback");
+                let output = self
+                    .run_once(
+                        plan,
+                        pipeline,
+                        f,
+                        input.unwrap_or_default(),
+                        deadline,
+                        request_id,
+                    )
+                    .await?;
+                Ok((output, "fallback"))
+            }
+            _ => Err(failure),
+        }
+    }
+
+    /// One attempt at step `i`.
+    async fn run_once(
+        &self,
+        plan: &Plan,
+        pipeline: &str,
+        i: usize,
+        input: Message,
+        deadline: Instant,
+        request_id: &Arc<str>,
+    ) -> Result<Message, NodeError> {
+        let step = &plan.record.pipeline.steps[i];
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let timed_out = || NodeError::PipelineTimeout {
+            pipeline: pipeline.to_string(),
+            step: step.name.clone(),
+            budget_ms: plan.record.pipeline.budget_ms(),
+        };
+        if remaining.is_zero() {
+            return Err(timed_out());
+        }
+        let in_step = |e: NodeError| NodeError::Step {
+            pipeline: pipeline.to_string(),
+            step: step.name.clone(),
+            source: Box::new(e),
+        };
+        let (target, selector) = step.name_and_selector();
+        let target = Name::parse(target)?;
+        let pinned = Selector::Version(
+            plan.record
+                .pinned
+                .get(&step.name)
+                .copied()
+                .unwrap_or_default(),
+        );
+        let selector = if step.follow { selector } else { pinned };
+        match step.target().0 {
+            StepKind::Model => {
+                let own = step.timeout_ms.map_or(remaining, Duration::from_millis);
+                let run = async {
+                    let model = self.models.get(&target, &selector).await?;
+                    let inputs = model
+                        .signature()
+                        .inputs
+                        .iter()
+                        .filter_map(|spec| {
+                            let source = step.inputs.get(&spec.name).unwrap_or(&spec.name);
+                            let tensor = input.tensors.iter().find(|t| &t.name == source)?;
+                            Some(NamedTensor {
+                                name: spec.name.clone(),
+                                tensor: tensor.tensor.clone(),
+                            })
+                        })
+                        .collect();
+                    self.models.run(&model, inputs).await
+                };
+                let outputs = match tokio::time::timeout(own.min(remaining), run).await {
+                    Ok(outputs) => outputs.map_err(|e| in_step(e.into()))?,
+                    Err(_) if own >= remaining => return Err(timed_out()),
+                    Err(_) => {
+                        return Err(in_step(NodeError::Call(CallError::DeadlineExceeded(own))));
+                    }
+                };
+                let tensors = outputs
+                    .into_iter()
+                    .map(|mut t| {
+                        if let Some(name) = step.outputs.get(&t.name) {
+                            t.name = name.clone();
+                        }
+                        t
+                    })
+                    .collect();
+                Ok(Message {
+                    body: None,
+                    tensors,
+                    fields: input.fields,
+                })
+            }
+            StepKind::Function => {
+                let version = match &selector {
+                    Selector::Version(v) => *v,
+                    _ => self.pick(&target, &selector).await.map_err(in_step)?,
+                };
+                let loaded = self.load(target, version).await.map_err(in_step)?;
+                let _slot = match loaded.record.concurrency {
+                    Some(cap) => Some(
+                        self.gate(&loaded.record, cap)?
+                            .enter()
+                            .await
+                            .map_err(in_step)?,
+                    ),
+                    None => None,
+                };
+                let config = if step.config.is_empty() {
+                    loaded.config.clone()
+                } else if step.follow {
+                    Arc::new(overridden(&loaded.config, &step.config))
+                } else {
+                    plan.configs[i]
+                        .get_or_init(|| Arc::new(overridden(&loaded.config, &step.config)))
+                        .clone()
+                };
+                let mut limits = loaded.record.limits;
+                if let Some(t) = step.timeout_ms {
+                    limits.timeout_ms = t;
+                }
+                if let Some(mb) = step.memory_mb {
+                    limits.memory_bytes = mb << 20;
+                }
+                if let Some(fuel) = step.fuel {
+                    limits.fuel = fuel;
+                }
+                let budget_bound = remaining < Duration::from_millis(limits.timeout_ms);
+                limits.timeout_ms = limits.timeout_ms.min((remaining.as_millis() as u64).max(1));
+                let identity = StageIdentity {
+                    function: loaded.record.name.as_str().into(),
+                    version: loaded.record.version,
+                    request_id: request_id.clone(),
+                };
+                self.stats
+                    .invocations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let models = (loaded.record.world == World::Predictor).then(|| self.models.clone());
+                match self
+                    .engine
+                    .call(&loaded.pre, identity, config, limits, models, input)
+                    .await
+                {
+                    Ok(output) => Ok(output),
+                    Err(CallError::DeadlineExceeded(_)) if budget_bound => Err(timed_out()),
+                    Err(e) => Err(in_step(e.into())),
+                }
+            }
+        }
+    }
+}
+
+/// A function's deploy config with a step's overrides.
+fn overridden(
+    base: &BTreeMap<String, String>,
+    step: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut config = base.clone();
+    config.extend(step.iter().map(|(k, v)| (k.clone(), v.clone())));
+    config
+}
+
+/// Whether a failure may pass on another attempt: not the caller's
+/// mistakes, not a missing function or model.
+fn retryable(e: &NodeError) -> bool {
+    match e {
+        NodeError::Step { source, .. } => retryable(source),
+        NodeError::Call(call) => !matches!(call, CallError::InvalidInput(_)),
+        NodeError::Inference(InferenceError::Internal(_))
+        | NodeError::Busy { .. }
+        | NodeError::Engine(_) => true,
+        NodeError::Registry(
+            RegistryError::Store(StoreError::Unavailable { .. }) | RegistryError::Contended(_),
+        ) => true,
+        _ => false,
+    }
+}
+
+/// Whether `when` holds for `message`.
+fn holds(when: &When, message: &Message) -> bool {
+    if let Some(tensor) = &when.tensor {
+        let present = message.tensors.iter().any(|t| &t.name == tensor);
+        return when.exists.is_none_or(|e| e == present);
+    }
+    let Some(name) = &when.field else {
+        return false;
+    };
+    let value = message
+        .fields
+        .iter()
+        .find(|f| &f.name == name)
+        .map(|f| &f.value);
+    if let Some(exists) = when.exists {
+        return exists == value.is_some();
+    }
+    let Some(value) = value else { return false };
+    let equal = |want: &serde_json::Value| match (value, want) {
+        (Scalar::Bool(b), serde_json::Value::Bool(w)) => b == w,
+        (Scalar::Int(i), serde_json::Value::Number(w)) => {
+            w.as_i64() == Some(*i) || w.as_f64() == Some(*i as f64)
+        }
+        (Scalar::Float(f), serde_json::Value::Number(w)) => w.as_f64() == Some(*f),
+        (Scalar::Text(t), serde_json::Value::String(w)) => t == w,
+        _ => false,
+    };
+    match (&when.equals, &when.one_of) {
+        (Some(want), _) => equal(want),
+        (None, Some(any)) => any.iter().any(equal),
+        (None, None) => false,
+    }
+}
+
+/// The input of step `i`: its parents' outputs merged.
+fn merge(
+    plan: &Plan,
+    i: usize,
+    outputs: &mut [Option<Message>],
+    left: &mut [usize],
+) -> Result<Message, NodeError> {
+    let step = &plan.record.pipeline.steps[i].name;
+    merge_all(
+        plan,
+        &plan.parents[i],
+        outputs,
+        left,
+        &format!("step {step}"),
+    )
+}
+
+/// The outputs of `from` merged into one message (each taken, not copied,
+/// by the last step that needs it). A tensor or field that two of them
+/// carry with different values is a clash.
+fn merge_all(
+    plan: &Plan,
+    from: &[usize],
+    outputs: &mut [Option<Message>],
+    left: &mut [usize],
+    into: &str,
+) -> Result<Message, NodeError> {
+    let mut take = |p: usize| -> Message {
+        left[p] = left[p].saturating_sub(1);
+        if left[p] == 0 {
+            outputs[p].take().unwrap_or_default()
+        } else {
+            outputs[p].clone().unwrap_or_default()
+        }
+    };
+    let Some((&first, rest)) = from.split_first() else {
+        return Ok(Message::default());
+    };
+    let mut merged = take(first);
+    for &p in rest {
+        let other = take(p);
+        let clash = |what: &str, name: &str| {
+            NodeError::InvalidSetting(format!(
+                "pipeline {}: {into} receives {what} `{name}` from two steps with different values; rename one of them (`outputs` on a model step)",
+                plan.record.name
+            ))
+        };
+        for tensor in other.tensors {
+            match merged.tensors.iter().find(|t| t.name == tensor.name) {
+                Some(existing) if *existing != tensor => return Err(clash("tensor", &tensor.name)),
+                Some(_) => {}
+                None => merged.tensors.push(tensor),
+            }
+        }
+        for field in other.fields {
+            match merged.fields.iter().find(|f| f.name == field.name) {
+                Some(existing) if *existing != field => return Err(clash("field", &field.name)),
+                Some(_) => {}
+                None => merged.fields.push(field),
+            }
+        }
+        if merged.body.is_none() {
+            merged.body = other.body;
+        }
+    }
+    Ok(merged)
+}

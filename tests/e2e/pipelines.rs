@@ -1,0 +1,397 @@
+//! Pipelines: deployed as one versioned object, run by the node with
+//! messages passed in memory, under one request budget.
+
+use crate::support::{Server, client, repo, sluice};
+use serde_json::{Value, json};
+
+const IRIS: &str = r#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, "model": "gbt"}"#;
+const FIELDS: &str = "sepal_length,sepal_width,petal_length,petal_width";
+
+/// A node with `iris-features` (json-to-tensor, keeping `model`), `echo`
+/// (the misbehaving guest) and the models `iris` (logistic regression)
+/// and `iris-gbt`.
+async fn iris_node() -> Server {
+    let server = Server::start();
+    let keep = [("config.fields", FIELDS), ("config.keep", "model")];
+    server
+        .deploy("iris-features", "json-to-tensor", &keep)
+        .await;
+    server.deploy("echo", "guest-misbehave", &[]).await;
+    for (name, file) in [("iris", "iris-logreg"), ("iris-gbt", "iris-gbt")] {
+        let response = client()
+            .put(server.url(&format!("/v1/models/{name}")))
+            .body(std::fs::read(repo().join(format!("examples/models/{file}.onnx"))).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "push {name}");
+    }
+    server
+}
+
+/// PUT a pipeline manifest (TOML): (status, answer).
+async fn deploy(server: &Server, name: &str, manifest: &str) -> (u16, Value) {
+    let response = client()
+        .put(server.url(&format!("/v1/pipelines/{name}")))
+        .body(manifest.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// POST a body to a pipeline: (status, Server-Timing, answer).
+async fn call(
+    server: &Server,
+    target: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String, Value) {
+    let response = client()
+        .post(server.url(&format!("/p/{target}")))
+        .header("content-type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let timing = response
+        .headers()
+        .get("server-timing")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        timing,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn tensor<'a>(message: &'a Value, name: &str) -> &'a Value {
+    message["tensors"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == name))
+        .unwrap_or_else(|| panic!("no tensor {name} in {message}"))
+}
+
+/// What the model answers over OIP for the iris row, output by output.
+async fn direct(server: &Server, model: &str) -> Value {
+    let request = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]});
+    let response = client()
+        .post(server.url(&format!("/v2/models/{model}/infer")))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn output<'a>(oip: &'a Value, name: &str) -> &'a Value {
+    &oip["outputs"]
+        .as_array()
+        .and_then(|os| os.iter().find(|o| o["name"] == name))
+        .unwrap_or_else(|| panic!("no output {name} in {oip}"))["data"]
+}
+
+#[tokio::test]
+async fn a_sequence_of_a_function_and_a_model_answers_as_the_model_does() {
+    let server = iris_node().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+            [[pipeline]]
+            name = "iris"
+            description = "features, then the classifier"
+            timeout_ms = 5000
+
+            [[pipeline.step]]
+            name = "parse"
+            function = "iris-features"
+            config = {{ keep = "sepal_length" }}
+
+            [[pipeline.step]]
+            name = "classify"
+            model = "iris"
+            inputs = {{ X = "features" }}
+            "#
+        ),
+    )
+    .unwrap();
+    // Deployed with the CLI, as users do.
+    let out = sluice()
+        .arg("deploy")
+        .arg(&manifest)
+        .args(["--server", &server.url("")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("deployed pipeline iris version 1"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("classify") && printed.contains("iris@1"),
+        "{printed}"
+    );
+
+    let (status, timing, answer) = call(&server, "iris", "application/json", IRIS).await;
+    assert_eq!(status, 200, "{answer}");
+    let want = direct(&server, "iris").await;
+    assert_eq!(
+        tensor(&answer, "label")["data"],
+        *output(&want, "label"),
+        "{answer}"
+    );
+    assert_eq!(
+        tensor(&answer, "probabilities")["data"],
+        *output(&want, "probabilities")
+    );
+    assert!(
+        timing.contains("parse;dur=") && timing.contains("classify;dur="),
+        "{timing}"
+    );
+    // The step's config overrides the deploy's `keep` (and keeps its
+    // `fields`); fields travel through the model step.
+    assert_eq!(answer["fields"], json!({"sepal_length": 5.1}), "{answer}");
+
+    // Versions and listings as for functions and models.
+    let (status, listed) = server.get("/v1/pipelines").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["pipelines"][0]["name"], "iris", "{listed}");
+    assert_eq!(
+        call(&server, "iris@1", "application/json", IRIS).await.0,
+        200
+    );
+    let (status, _, answer) = call(&server, "nope", "application/json", IRIS).await;
+    assert_eq!(status, 404, "{answer}");
+    // A caller's mistake is a 400 naming the step.
+    let (status, _, answer) =
+        call(&server, "iris", "application/json", "{\"sepal_length\": 1}").await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("pipeline iris@1, step parse"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn branches_run_side_by_side_and_a_field_picks_which_runs() {
+    let server = iris_node().await;
+    let manifest = r#"
+        name = "both"
+        [[step]]
+        name = "parse"
+        function = "iris-features"
+        [[step]]
+        name = "logreg"
+        model = "iris"
+        inputs = { X = "features" }
+        outputs = { label = "logreg_label", probabilities = "logreg_probabilities" }
+        when = { field = "model", one_of = ["logreg", "both"] }
+        [[step]]
+        name = "gbt"
+        model = "iris-gbt"
+        after = ["parse"]
+        inputs = { X = "features" }
+        outputs = { label = "gbt_label", probabilities = "gbt_probabilities" }
+        when = { field = "model", one_of = ["gbt", "both"] }
+    "#;
+    assert_eq!(deploy(&server, "both", manifest).await.0, 201);
+    let (logreg, gbt) = (
+        direct(&server, "iris").await,
+        direct(&server, "iris-gbt").await,
+    );
+
+    let both = IRIS.replace("\"gbt\"", "\"both\"");
+    let (status, timing, answer) = call(&server, "both", "application/json", &both).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        tensor(&answer, "logreg_label")["data"],
+        *output(&logreg, "label")
+    );
+    assert_eq!(
+        tensor(&answer, "gbt_probabilities")["data"],
+        *output(&gbt, "probabilities")
+    );
+    assert!(timing.contains("desc=\"ran\""), "{timing}");
+
+    // `model = "gbt"`: the logistic regression is skipped.
+    let (status, timing, answer) = call(&server, "both", "application/json", IRIS).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(tensor(&answer, "gbt_label")["data"], *output(&gbt, "label"));
+    let names: Vec<&str> = answer["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"logreg_label"), "{answer}");
+    assert!(
+        timing.contains("logreg;dur=") && timing.contains("desc=\"skipped\""),
+        "{timing}"
+    );
+}
+
+#[tokio::test]
+async fn deploys_are_refused_naming_the_step_and_the_field() {
+    let server = iris_node().await;
+    for (manifest, expected) in [
+        (
+            "name = \"p\"\n[[step]]\nname = \"a\"\nfunction = \"missing\"\n",
+            "pipeline p, step a: `function` `missing`: function `missing` not found",
+        ),
+        (
+            "name = \"p\"\n[[step]]\nname = \"a\"\nmodel = \"iris@9\"\n",
+            "step a: `model` `iris@9`",
+        ),
+        (
+            "name = \"p\"\n[[step]]\nname = \"a\"\nmodel = \"iris\"\ninputs = { Y = \"features\" }\n",
+            "step a: `inputs` model iris@1 has no input `Y`; its inputs are X",
+        ),
+        (
+            r#"
+            name = "p"
+            [[step]]
+            name = "parse"
+            function = "iris-features"
+            [[step]]
+            name = "one"
+            model = "iris"
+            inputs = { X = "features" }
+            [[step]]
+            name = "two"
+            model = "iris-gbt"
+            after = ["parse"]
+            inputs = { X = "features" }
+            [[step]]
+            name = "join"
+            function = "echo"
+            after = ["one", "two"]
+            "#,
+            "step join: `after` tensor `label` comes from both `one` and `two`",
+        ),
+        (
+            "name = \"p\"\n[[step]]\nname = \"a\"\nfunction = \"echo\"\nafter = [\"b\"]\n[[step]]\nname = \"b\"\nfunction = \"echo\"\nafter = [\"a\"]\n",
+            "the steps a, b wait on each other in a cycle",
+        ),
+        (
+            "name = \"other\"\n[[step]]\nname = \"a\"\nfunction = \"echo\"\n",
+            "deployed as `p`",
+        ),
+    ] {
+        let (status, answer) = deploy(&server, "p", manifest).await;
+        assert_eq!(status, 400, "{manifest}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.contains(expected),
+            "{manifest}\n→ {error}\nexpected: {expected}"
+        );
+    }
+    assert_eq!(server.get("/v1/pipelines").await.1["pipelines"], json!([]));
+}
+
+#[tokio::test]
+async fn failures_skip_fall_back_or_end_the_request_within_its_budget() {
+    let server = iris_node().await;
+    // on_error = "skip": the step's input goes on.
+    let skip = "name = \"skip\"\n[[step]]\nname = \"parse\"\nfunction = \"iris-features\"\non_error = \"skip\"\n[[step]]\nname = \"echo\"\nfunction = \"echo\"\n";
+    assert_eq!(deploy(&server, "skip", skip).await.0, 201);
+    // (The echo stage answers its body with a `calls` field.)
+    let (status, timing, answer) = call(&server, "skip", "text/plain", "not json").await;
+    assert_eq!(
+        (status, &answer["fields"]),
+        (200, &json!({"calls": 1})),
+        "{answer}"
+    );
+    assert!(
+        timing.contains("parse;dur=") && timing.contains("failed-skipped"),
+        "{timing}"
+    );
+
+    // A fallback step answers in place of the one that failed.
+    let fallback = "name = \"fb\"\n[[step]]\nname = \"parse\"\nfunction = \"iris-features\"\non_error = \"rescue\"\n[[step]]\nname = \"rescue\"\nfunction = \"echo\"\n";
+    assert_eq!(deploy(&server, "fb", fallback).await.0, 201);
+    let (status, timing, answer) = call(&server, "fb", "text/plain", "not json").await;
+    assert_eq!(
+        (status, &answer["fields"]),
+        (200, &json!({"calls": 1})),
+        "{answer}"
+    );
+    assert!(timing.contains("desc=\"fallback\""), "{timing}");
+
+    // The whole request has one budget: a step that runs past it ends the
+    // request with a 504 naming the step.
+    let budget =
+        "name = \"budget\"\ntimeout_ms = 300\n[[step]]\nname = \"spin\"\nfunction = \"echo\"\n";
+    assert_eq!(deploy(&server, "budget", budget).await.0, 201);
+    let started = std::time::Instant::now();
+    let (status, _, answer) = call(&server, "budget", "text/plain", "loop").await;
+    assert_eq!(status, 504, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("pipeline budget@1 ran out of its 300 ms budget (timeout_ms) in step spin"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_pipeline_keeps_the_versions_it_was_deployed_with_unless_a_step_follows_its_alias() {
+    let server = iris_node().await;
+    server.deploy("f", "guest-misbehave", &[]).await;
+    let set_stable = |version: u64| {
+        let server = &server;
+        async move {
+            let response = client()
+                .put(server.url("/v1/functions/f/aliases/stable"))
+                .json(&json!({"version": version}))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+        }
+    };
+    set_stable(1).await;
+    let pinned = "name = \"pinned\"\n[[step]]\nname = \"f\"\nfunction = \"f@stable\"\n";
+    let follows =
+        "name = \"follows\"\n[[step]]\nname = \"f\"\nfunction = \"f@stable\"\nfollow = true\n";
+    assert_eq!(deploy(&server, "pinned", pinned).await.0, 201);
+    assert_eq!(deploy(&server, "follows", follows).await.0, 201);
+    // Version 2 of f turns JSON into a tensor instead of echoing it.
+    server
+        .deploy("f", "json-to-tensor", &[("config.fields", "a")])
+        .await;
+    set_stable(2).await;
+    let body = r#"{"a": 1}"#;
+    let (_, _, answer) = call(&server, "pinned", "application/json", body).await;
+    assert_eq!(
+        answer["fields"],
+        json!({"calls": 1}),
+        "the pinned step moved with the alias: {answer}"
+    );
+    assert_eq!(answer["tensors"], json!([]), "{answer}");
+    let (_, _, answer) = call(&server, "follows", "application/json", body).await;
+    assert_eq!(
+        tensor(&answer, "features")["data"],
+        json!([1.0]),
+        "{answer}"
+    );
+}
