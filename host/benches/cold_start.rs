@@ -96,7 +96,11 @@ fn nodes_over_s3(c: &mut Criterion) {
     let artifact = format!(
         "compiled/{}/{}.cwasm",
         engine.fingerprint(),
-        deployed.version.digest().hex()
+        deployed
+            .version
+            .digest()
+            .expect("a function version has a digest")
+            .hex()
     );
 
     let mut group = c.benchmark_group("first_request");

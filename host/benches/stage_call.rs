@@ -116,7 +116,7 @@ fn scaler(c: &mut Criterion) {
                             identity(),
                             config.clone(),
                             StageLimits::default(),
-                            None,
+                            Default::default(),
                             message.clone(),
                         )
                         .await

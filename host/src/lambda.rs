@@ -7,7 +7,8 @@
 //!   and its response goes back in the shape that event source expects.
 //! - A direct `Invoke` carries JSON naming what to run:
 //!   `{"function": "NAME[@VERSION|@ALIAS]", "input": ...}` answers with the
-//!   function's output, and `{"model": "NAME", "version": "N"?, "inputs":
+//!   function's output, `{"pipeline": "NAME[@VERSION|@ALIAS]", "input":
+//!   ...}` with the pipeline's, and `{"model": "NAME", "version": "N"?, "inputs":
 //!   [...], ...}` (an Open Inference Protocol request plus the model's
 //!   name) with the inference response. A failure is a Lambda error
 //!   (`errorType` `Sluice.NotFound`, `Sluice.BadRequest`, ...).
@@ -236,18 +237,21 @@ fn direct_target(payload: Value) -> Result<(String, Vec<u8>), Diagnostic> {
             format!("`{key}` must be a string, not {other}"),
         )),
     };
-    if let Some(function) = text(&mut fields, "function")? {
+    for (key, route) in [("function", "fn"), ("pipeline", "p")] {
+        let Some(target) = text(&mut fields, key)? else {
+            continue;
+        };
         let input = fields.remove("input").unwrap_or(Value::Null);
         if let Some(extra) = fields.keys().next() {
             return Err(diagnostic(
                 "Sluice.InvalidEvent",
                 format!(
-                    "unexpected field `{extra}`: a function invocation is {{\"function\": \"NAME\", \"input\": ...}}"
+                    "unexpected field `{extra}`: a {key} invocation is {{\"{key}\": \"NAME\", \"input\": ...}}"
                 ),
             ));
         }
         let body = serde_json::to_vec(&input).unwrap_or_default();
-        return Ok((format!("/fn/{}", escape(&function)), body));
+        return Ok((format!("/{route}/{}", escape(&target)), body));
     }
     if let Some(model) = text(&mut fields, "model")? {
         let path = match text(&mut fields, "version")? {
@@ -267,7 +271,7 @@ fn direct_target(payload: Value) -> Result<(String, Vec<u8>), Diagnostic> {
 fn invalid_direct() -> Diagnostic {
     diagnostic(
         "Sluice.InvalidEvent",
-        "this event is neither an HTTP event (API Gateway REST or HTTP API, Function URL, ALB) nor a direct invocation; invoke with {\"function\": \"NAME\", \"input\": ...} or {\"model\": \"NAME\", \"inputs\": [...]}",
+        "this event is neither an HTTP event (API Gateway REST or HTTP API, Function URL, ALB) nor a direct invocation; invoke with {\"function\": \"NAME\", \"input\": ...}, {\"pipeline\": \"NAME\", \"input\": ...} or {\"model\": \"NAME\", \"inputs\": [...]}",
     )
 }
 
@@ -327,11 +331,15 @@ mod tests {
     }
 
     #[test]
-    fn direct_invocations_name_a_function_or_a_model() {
+    fn direct_invocations_name_a_function_a_pipeline_or_a_model() {
         let (path, body) =
             direct_target(json!({"function": "iris@stable", "input": {"x": 1}})).expect("function");
         assert_eq!(path, "/fn/iris@stable");
         assert_eq!(body, br#"{"x":1}"#);
+        let (path, body) =
+            direct_target(json!({"pipeline": "iris@2", "input": {"y": 2}})).expect("pipeline");
+        assert_eq!(path, "/p/iris@2");
+        assert_eq!(body, br#"{"y":2}"#);
         let (path, body) =
             direct_target(json!({"model": "iris", "version": "2", "inputs": []})).expect("model");
         assert_eq!(path, "/v2/models/iris/versions/2/infer");
@@ -344,6 +352,7 @@ mod tests {
             json!({"input": 1}),
             json!({"function": 7}),
             json!({"function": "f", "inptu": 1}),
+            json!({"pipeline": "p", "function": "f"}),
         ] {
             let error = direct_target(bad.clone()).expect_err("refused");
             assert_eq!(error.error_type, "Sluice.InvalidEvent", "{bad}");

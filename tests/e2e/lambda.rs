@@ -108,8 +108,25 @@ fn event(name: &str) -> Value {
     serde_json::from_str(&text).expect("event JSON")
 }
 
-/// Deploy the echo stage as `echo` and the iris model as `iris` into `store`.
+/// Deploy the echo stage as `echo`, the iris model as `iris` and a
+/// pipeline `relay` (echo, then a field test that skips) into `store`.
 fn populate(store: &str, env: &[(&str, String)]) {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let relay = folder.path().join("relay.toml");
+    std::fs::write(
+        &relay,
+        r#"
+name = "relay"
+[[step]]
+name = "echo"
+function = "echo"
+[[step]]
+name = "never"
+function = "echo"
+when = { field = "calls", equals = 7 }
+"#,
+    )
+    .expect("pipeline manifest");
     for args in [
         vec![
             "deploy".to_string(),
@@ -127,6 +144,7 @@ fn populate(store: &str, env: &[(&str, String)]) {
             "--name".into(),
             "iris".into(),
         ],
+        vec!["deploy".into(), relay.display().to_string()],
     ] {
         let output = sluice()
             .args(&args)
@@ -265,6 +283,27 @@ async fn every_event_type_round_trips_through_the_binary_under_the_emulator() {
         .expect("function URL");
     assert_eq!(response.status(), 200);
     assert_iris(&response.json().await.expect("JSON"));
+    let response = client()
+        .post(emulator.url("/lambda-url/_/p/relay"))
+        .header("content-type", "text/plain")
+        .body("through a pipeline")
+        .send()
+        .await
+        .expect("function URL");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-sluice-pipeline"], "relay@1");
+    let timing = response.headers()["server-timing"]
+        .to_str()
+        .expect("text")
+        .to_string();
+    assert!(
+        timing.contains("echo;dur=")
+            && timing.contains(r#"never;dur="#)
+            && timing.contains(r#"desc="skipped""#),
+        "{timing}"
+    );
+    let message: Value = response.json().await.expect("JSON");
+    assert_eq!(echoed(&message), ("through a pipeline", 1));
 
     // Direct invocations: a function's output, or an inference response.
     let (status, error, answer) = emulator
@@ -272,6 +311,11 @@ async fn every_event_type_round_trips_through_the_binary_under_the_emulator() {
         .await;
     assert_eq!((status, error), (200, None));
     assert_eq!(echoed(&answer).0, r#"{"greeting":"hi"}"#);
+    let (status, error, answer) = emulator
+        .invoke(&json!({"pipeline": "relay", "input": {"greeting": "hi"}}))
+        .await;
+    assert_eq!((status, error), (200, None));
+    assert_eq!(echoed(&answer), (r#"{"greeting":"hi"}"#, 1));
     let (_, _, answer) = emulator
         .invoke(&json!({"model": "iris", "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}))
         .await;
@@ -282,6 +326,11 @@ async fn every_event_type_round_trips_through_the_binary_under_the_emulator() {
             json!({"function": "nope", "input": 1}),
             "Sluice.NotFound",
             "function `nope` not found",
+        ),
+        (
+            json!({"pipeline": "nope", "input": 1}),
+            "Sluice.NotFound",
+            "pipeline `nope` not found",
         ),
         (
             json!({"model": "iris", "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}),

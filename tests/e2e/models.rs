@@ -34,7 +34,7 @@ fn model_file(name: &str) -> Vec<u8> {
     std::fs::read(repo().join(format!("examples/models/{name}.onnx"))).expect("model file")
 }
 
-fn reference(name: &str) -> Value {
+pub(crate) fn reference(name: &str) -> Value {
     let text =
         std::fs::read_to_string(repo().join(format!("examples/models/{name}.reference.json")))
             .expect("reference file");
@@ -90,7 +90,7 @@ fn infer_request(reference: &Value) -> Value {
 /// Compare an output with onnxruntime's: integers equal, floats within
 /// 1e-5 relative (with a 1e-7 floor for values at zero), or 1e-4 absolute
 /// for the [`NEURAL`] models.
-fn assert_matches(model: &str, name: &str, got: &Value, want: &Value) {
+pub(crate) fn assert_matches(model: &str, name: &str, got: &Value, want: &Value) {
     assert_eq!(got["shape"], want["shape"], "{model}/{name} shape");
     let (got, want) = (
         got["data"].as_array().expect("data"),
@@ -495,12 +495,19 @@ async fn batched_results_equal_unbatched_results_request_by_request() {
 
 /// Run one of the client scripts in `tests/e2e` against model `model` of
 /// `server`; what it saw.
-async fn client_script(script: &str, address: String, model: &str) -> Value {
+/// Run a Python client script against `served` (a model or a pipeline),
+/// with the reference outputs of example model `reference`.
+pub(crate) async fn client_script(
+    script: &str,
+    address: String,
+    served: &str,
+    reference: &str,
+) -> Value {
     let output = tokio::process::Command::new(crate::support::python())
         .arg(repo().join("tests/e2e").join(script))
         .arg(address)
-        .arg(model)
-        .arg(repo().join(format!("examples/models/{model}.reference.json")))
+        .arg(served)
+        .arg(repo().join(format!("examples/models/{reference}.reference.json")))
         .output()
         .await
         .expect("run the client");
@@ -516,7 +523,13 @@ async fn client_script(script: &str, address: String, model: &str) -> Value {
 async fn the_real_triton_client_reads_metadata_and_infers_in_json_and_binary() {
     let server = Server::start();
     assert_eq!(push(&server, "iris-gbt", &[]).await.0, 201);
-    let seen = client_script("oip_client.py", server.addr.to_string(), "iris-gbt").await;
+    let seen = client_script(
+        "oip_client.py",
+        server.addr.to_string(),
+        "iris-gbt",
+        "iris-gbt",
+    )
+    .await;
     assert_eq!(
         (&seen["live"], &seen["ready"], &seen["model_ready"]),
         (&json!(true), &json!(true), &json!(true))
@@ -551,7 +564,7 @@ async fn the_real_triton_client_reads_metadata_and_infers_in_json_and_binary() {
 async fn the_kserve_sdk_reads_health_and_infers_in_json_and_binary() {
     let server = Server::start();
     assert_eq!(push(&server, "iris-gbt", &[]).await.0, 201);
-    let seen = client_script("kserve_client.py", server.url(""), "iris-gbt").await;
+    let seen = client_script("kserve_client.py", server.url(""), "iris-gbt", "iris-gbt").await;
     assert_eq!(
         [
             &seen["live"],

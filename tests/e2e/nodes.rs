@@ -453,3 +453,136 @@ async fn a_model_pushed_through_one_node_is_served_by_another_and_aliases_follow
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_pipeline_deployed_through_one_node_with_local_files_is_served_by_another() {
+    let s3 = S3Server::start();
+    let a = Server::start_s3(&s3, "pipelines", POLL_MS);
+    let b = Server::start_s3(&s3, "pipelines", POLL_MS);
+    // The manifest names its stage and model by local file: `sluice
+    // deploy` uploads them and pins the steps to those versions.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        crate::support::component("json-to-tensor"),
+        dir.path().join("features.wasm"),
+    )
+    .expect("component");
+    std::fs::copy(
+        crate::support::repo().join("examples/models/iris-logreg.onnx"),
+        dir.path().join("iris.onnx"),
+    )
+    .expect("model");
+    let manifest = dir.path().join("pipeline.toml");
+    let write = |timeout_ms: u32| {
+        std::fs::write(
+            &manifest,
+            format!(
+                r#"
+                name = "iris"
+                timeout_ms = {timeout_ms}
+                [[step]]
+                name = "parse"
+                function = "iris-features"
+                file = "features.wasm"
+                config = {{ fields = "sepal_length,sepal_width,petal_length,petal_width" }}
+                [[step]]
+                name = "classify"
+                model = "iris"
+                file = "iris.onnx"
+                inputs = {{ X = "features" }}
+                "#
+            ),
+        )
+        .expect("manifest")
+    };
+    write(5000);
+    let path = manifest.display().to_string();
+    let (ok, out) = cli(&a, &["deploy", &path]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("deployed iris-features version 1")
+            && out.contains("pushed iris version 1")
+            && out.contains("deployed pipeline iris version 1"),
+        "{out}"
+    );
+    let row =
+        r#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#;
+    let call = |node: &Server| {
+        let url = node.url("/p/iris");
+        async move {
+            let response = client()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(row)
+                .send()
+                .await
+                .expect("pipeline");
+            let status = response.status().as_u16();
+            let served = response
+                .headers()
+                .get("x-sluice-pipeline")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (
+                status,
+                served,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, served, answer) = call(&b).await;
+    assert_eq!((status, served.as_str()), (200, "iris@1"), "{answer}");
+    // The model's own answer to the row, through node A.
+    let direct: Value = client()
+        .post(a.url("/v2/models/iris/infer"))
+        .json(&json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}))
+        .send()
+        .await
+        .expect("infer")
+        .json()
+        .await
+        .expect("JSON");
+    for (i, name) in ["label", "probabilities"].iter().enumerate() {
+        let got = answer["tensors"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == *name))
+            .expect("tensor");
+        assert_eq!(
+            got["data"], direct["outputs"][i]["data"],
+            "{name}: {answer}"
+        );
+    }
+
+    // The same files again: nothing is uploaded, the same version stands.
+    let (ok, out) = cli(&a, &["deploy", &path]);
+    assert!(ok, "{out}");
+    assert!(
+        !out.contains("deployed iris-features") && !out.contains("pushed iris"),
+        "{out}"
+    );
+    assert!(out.contains("unchanged: iris version 1"), "{out}");
+    // A changed manifest is version 2, and B follows it within the interval;
+    // a rollback through B reaches A.
+    write(4000);
+    let (ok, out) = cli(&a, &["deploy", &path]);
+    assert!(
+        ok && out.contains("deployed pipeline iris version 2"),
+        "{out}"
+    );
+    let start = Instant::now();
+    while call(&b).await.1 != "iris@2" {
+        assert!(
+            start.elapsed() < FOLLOW,
+            "B still serves pipeline version 1"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (ok, out) = cli(&b, &["alias", "set", "iris", "stable", "1", "--pipeline"]);
+    assert!(ok, "{out}");
+    let start = Instant::now();
+    while call(&a).await.1 != "iris@1" {
+        assert!(start.elapsed() < FOLLOW, "A did not follow stable → 1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -13,9 +13,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sluice::http::Client;
 use sluice::inference::{Baseline, Batching, Push};
 use sluice::node::{ControlPlane, Deploy, Kind, Settings};
+use sluice::pipeline::Pipeline;
 use sluice::registry::STABLE;
+use sluice::store::Digest;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct DeployArgs {
@@ -255,8 +257,9 @@ pub enum Request {
         artifact: Bytes,
         settings: Settings,
     },
-    /// Deploy pipelines (name, manifest as JSON), one after the other.
-    Pipelines(Vec<(String, Bytes)>),
+    /// Deploy pipelines, one after the other, after uploading the files
+    /// their steps name (relative to the manifest's folder).
+    Pipelines(Vec<Pipeline>, PathBuf),
     /// One version's record (the default one without a number).
     Show(Kind, String, Option<u64>),
     /// Every name of a kind.
@@ -371,14 +374,11 @@ impl DeployArgs {
             .with_context(|| format!("cannot read the manifest {}", self.file.display()))?;
         let pipelines = sluice::pipeline::parse(&text)
             .with_context(|| format!("in {}", self.file.display()))?;
-        let mut deploys = Vec::new();
-        for pipeline in pipelines {
-            if self.name.as_ref().is_some_and(|n| *n != pipeline.name) {
-                continue;
-            }
-            let json = serde_json::to_vec(&pipeline).context("cannot encode the pipeline")?;
-            deploys.push((pipeline.name, Bytes::from(json)));
-        }
+        let deploys: Vec<Pipeline> = pipelines
+            .into_iter()
+            .filter(|p| self.name.as_ref().is_none_or(|n| *n == p.name))
+            .collect();
+        let folder = self.file.parent().map(PathBuf::from).unwrap_or_default();
         match (&self.name, deploys.is_empty()) {
             (Some(name), true) => {
                 anyhow::bail!("{} has no pipeline named {name}", self.file.display())
@@ -387,7 +387,7 @@ impl DeployArgs {
                 "{} lists no [[pipeline]]; write one (see the README's Pipelines section)",
                 self.file.display()
             ),
-            _ => Ok((self.target, Request::Pipelines(deploys))),
+            _ => Ok((self.target, Request::Pipelines(deploys, folder))),
         }
     }
 }
@@ -568,6 +568,62 @@ pub async fn run(target: TargetArgs, request: Request) -> Result<()> {
     }
 }
 
+/// Upload the component or model each step's `file` holds, unless a
+/// version of that function or model already holds it (same digest), and
+/// pin the step to that version.
+async fn upload_step_files<P: ControlPlane>(
+    plane: &P,
+    pipeline: &mut Pipeline,
+    folder: &Path,
+) -> Result<()> {
+    for step in &mut pipeline.steps {
+        let Some(file) = step.file.take() else {
+            continue;
+        };
+        let path = folder.join(&file);
+        let bytes = read(&path, &format!("step {}'s file", step.name))?;
+        let digest = Digest::of(&bytes);
+        let (kind, slot) = match (&mut step.function, &mut step.model) {
+            (Some(function), _) => (Kind::Function, function),
+            (None, Some(model)) => (Kind::Model, model),
+            (None, None) => continue,
+        };
+        let name = slot.clone();
+        let exists = plane.list(kind).await?.iter().any(|s| s.name == name);
+        let held = match exists {
+            true => plane
+                .show(kind, &name)
+                .await?
+                .versions
+                .iter()
+                .rev()
+                .find(|v| v.digest() == Some(&digest))
+                .map(|v| v.number()),
+            false => None,
+        };
+        let version = match held {
+            Some(version) => version,
+            None => {
+                let settings = match kind {
+                    Kind::Model => Settings::Model(Push {
+                        created_by: created_by(),
+                        ..Push::default()
+                    }),
+                    _ => Settings::Function(Deploy {
+                        created_by: created_by(),
+                        ..Deploy::default()
+                    }),
+                };
+                let published = plane.publish(&name, bytes, settings, None).await?;
+                print::published(&published);
+                published.version.number()
+            }
+        };
+        *slot = format!("{name}@{version}");
+    }
+    Ok(())
+}
+
 /// Call the control plane and print what it answers.
 async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
     match request {
@@ -584,12 +640,18 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
             bar.finish_and_clear();
             print::published(&published?);
         }
-        Request::Pipelines(deploys) => {
-            for (name, manifest) in deploys {
+        Request::Pipelines(deploys, folder) => {
+            for mut pipeline in deploys {
+                upload_step_files(plane, &mut pipeline, &folder).await?;
+                let manifest =
+                    serde_json::to_vec(&pipeline).context("cannot encode the pipeline")?;
                 let settings = Settings::Pipeline {
                     created_by: created_by(),
                 };
-                print::published(&plane.publish(&name, manifest, settings, None).await?);
+                let published = plane
+                    .publish(&pipeline.name, manifest.into(), settings, None)
+                    .await?;
+                print::published(&published);
             }
         }
         Request::Show(kind, name, version) => {

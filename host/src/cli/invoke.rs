@@ -1,5 +1,6 @@
-//! `sluice invoke`: call a function once and print its answer, through a
-//! running node (`--server`) or in process on the embedded store.
+//! `sluice invoke`: call a function or a pipeline once and print its
+//! answer, through a running node (`--server`) or in process on the
+//! embedded store.
 
 use super::args::{DataArgs, TargetArgs};
 use super::serve::{cli_engine, local_node};
@@ -14,16 +15,19 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct InvokeArgs {
-    /// The function: NAME (its `stable` alias if set, else `latest`),
-    /// NAME@VERSION or NAME@ALIAS.
-    target_function: String,
+    /// The function (or, with --pipeline, the pipeline): NAME (its
+    /// `stable` alias if set, else `latest`), NAME@VERSION or NAME@ALIAS.
+    target: String,
+    /// TARGET is a pipeline (what `POST /p/NAME` runs), not a function.
+    #[arg(long)]
+    pipeline: bool,
     /// The request body: a literal string, @FILE, or - for stdin.
     #[arg(long, short = 'd', default_value = "")]
     data: String,
     /// The body's media type.
     #[arg(long, short = 't', default_value = "application/json")]
     content_type: String,
-    /// A running node's URL; without it the function runs in-process on the embedded store.
+    /// A running node's URL; without it the call runs in-process on the embedded store.
     #[arg(long, env = "SLUICE_SERVER")]
     server: Option<String>,
     /// Directory of the embedded store (when no --server).
@@ -52,23 +56,23 @@ fn body(data: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// Call the function; the exit code says whether the call succeeded.
+/// Make the call; the exit code says whether it succeeded.
 pub async fn run(args: InvokeArgs) -> Result<ExitCode> {
     let body = body(&args.data)?;
     let target = TargetArgs {
-        server: args.server,
+        server: args.server.clone(),
         data: DataArgs {
-            data: args.data_dir,
-            store: args.store,
+            data: args.data_dir.clone(),
+            store: args.store.clone(),
         },
     };
     let (ok, output) = match &target.server {
         Some(url) => {
             Client::new(url)?
-                .invoke(&args.target_function, &args.content_type, body)
+                .invoke(args.pipeline, &args.target, &args.content_type, body)
                 .await?
         }
-        None => in_process(&target, &args.target_function, &args.content_type, body).await?,
+        None => in_process(&target, &args, body).await?,
     };
     use std::io::Write;
     let mut stdout = std::io::stdout();
@@ -83,22 +87,27 @@ pub async fn run(args: InvokeArgs) -> Result<ExitCode> {
     })
 }
 
-/// Run the function in this process, answering exactly what a node would.
+/// Make the call in this process, answering exactly what a node would.
 async fn in_process(
     target: &TargetArgs,
-    function: &str,
-    content_type: &str,
+    args: &InvokeArgs,
     body: Vec<u8>,
 ) -> Result<(bool, Vec<u8>)> {
     let node = local_node(&target.data, cli_engine(), Default::default()).await?;
     let request_id = sluice::observe::request_id(None);
-    let (name, selector) = Selector::split(function)
-        .with_context(|| format!("`{function}` is not NAME, NAME@VERSION or NAME@ALIAS"))?;
+    let (name, selector) = Selector::split(&args.target)
+        .with_context(|| format!("`{}` is not NAME, NAME@VERSION or NAME@ALIAS", args.target))?;
     let result = async {
-        let input = decode_request(Some(content_type), body)?;
-        let (_, output) = node
-            .invoke(name, &selector, input, request_id.clone())
-            .await?;
+        let input = decode_request(Some(&args.content_type), body)?;
+        let output = if args.pipeline {
+            node.run_pipeline(name, &selector, input, request_id.clone())
+                .await?
+                .output
+        } else {
+            node.invoke(name, &selector, input, request_id.clone())
+                .await?
+                .1
+        };
         encode_response(output)
     }
     .await;

@@ -2,10 +2,9 @@
 //! a deadline, a memory cap and optionally a fuel budget, with every way it
 //! can fail turned into a [`CallError`] the HTTP layer maps to a status.
 
-use super::host::{MemoryLimitExceeded, StageIdentity, StagePre, StageState, wit};
+use super::host::{MemoryLimitExceeded, Reach, StageIdentity, StagePre, StageState, wit};
 use super::output::CapturedOutput;
 use super::{EPOCH_TICK, Engine};
-use crate::inference::Models;
 use crate::tensor::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -80,7 +79,7 @@ impl Engine {
         identity: StageIdentity,
         config: Arc<BTreeMap<String, String>>,
         limits: StageLimits,
-        models: Option<Arc<Models>>,
+        reach: Reach,
         input: Message,
     ) -> Result<Message, CallError> {
         let stdout = CapturedOutput::new(OUTPUT_CAPACITY);
@@ -89,7 +88,7 @@ impl Engine {
             identity.clone(),
             config,
             limits.memory_bytes,
-            models,
+            reach,
             stdout.clone(),
             stderr.clone(),
         );
@@ -158,7 +157,7 @@ impl Engine {
             identity,
             Arc::default(),
             StageLimits::default().memory_bytes,
-            None,
+            Reach::default(),
             output.clone(),
             output,
         );

@@ -9,7 +9,7 @@
 //! never a trap.
 
 use super::output::CapturedOutput;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
@@ -66,6 +66,49 @@ pub struct StageIdentity {
     pub request_id: Arc<str>,
 }
 
+/// What a call may reach besides its input and config.
+#[derive(Clone, Default)]
+pub struct Reach {
+    /// The node's models: predictor stages only.
+    pub models: Option<Arc<Models>>,
+    /// A pipeline step's grant: the only models and tables it may use.
+    /// `None` for a function called on its own (its world decides).
+    pub grant: Option<Arc<Grant>>,
+}
+
+/// The models and feature tables a pipeline step's manifest grants it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Whose grant it is, for errors: `pipeline P, step S`.
+    pub holder: String,
+    /// Model names (any version of each).
+    pub models: BTreeSet<String>,
+    /// Feature table names.
+    pub tables: BTreeSet<String>,
+}
+
+impl Grant {
+    /// Why `name` of `kind` (`model`, `table`) is out of this grant, if it is.
+    pub fn refuses(&self, kind: &str, name: &str) -> Option<String> {
+        let (granted, field) = match kind {
+            "model" => (&self.models, "models"),
+            _ => (&self.tables, "tables"),
+        };
+        if granted.contains(name) {
+            return None;
+        }
+        let list = if granted.is_empty() {
+            "none".to_string()
+        } else {
+            granted.iter().cloned().collect::<Vec<_>>().join(", ")
+        };
+        Some(format!(
+            "{kind} `{name}` is not granted to {} (it may use: {list}); add it to the step's `{field} = [...]` and redeploy the pipeline",
+            self.holder
+        ))
+    }
+}
+
 /// Log records a single call may emit before the rest are dropped.
 const MAX_LOG_RECORDS: u32 = 1000;
 /// Longest log message kept; longer ones are cut.
@@ -80,8 +123,8 @@ pub struct StageState {
     config: Arc<BTreeMap<String, String>>,
     identity: StageIdentity,
     log_records: u32,
-    /// The node's models, for predictor stages only.
-    models: Option<Arc<Models>>,
+    /// Models and the step's grant.
+    reach: Reach,
     /// wasi-nn's state, made on the stage's first wasi-nn call.
     nn: Option<WasiNnCtx>,
 }
@@ -91,7 +134,7 @@ impl StageState {
         identity: StageIdentity,
         config: Arc<BTreeMap<String, String>>,
         memory_bytes: u64,
-        models: Option<Arc<Models>>,
+        reach: Reach,
         stdout: CapturedOutput,
         stderr: CapturedOutput,
     ) -> Self {
@@ -111,7 +154,7 @@ impl StageState {
             config,
             identity,
             log_records: 0,
-            models,
+            reach,
             nn: None,
         }
     }
@@ -189,7 +232,7 @@ pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Stage
     wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |state: &mut StageState| {
         let nn = state
             .nn
-            .get_or_insert_with(|| super::wasi_nn::context(state.models.clone()));
+            .get_or_insert_with(|| super::wasi_nn::context(state.reach.clone()));
         WasiNnView::new(&mut state.table, nn)
     })?;
     Ok(linker)
@@ -288,11 +331,20 @@ impl inference::HostModel for StageState {
         name: String,
         version: Option<String>,
     ) -> wasmtime::Result<Result<Resource<ModelHandle>, inference::InferenceError>> {
-        let Some(models) = self.models.clone() else {
+        let Some(models) = self.reach.models.clone() else {
             return Ok(Err(inference::InferenceError::NotAvailable(
                 "models are only available to predictor stages".into(),
             )));
         };
+        if let Some(refused) = self
+            .reach
+            .grant
+            .as_ref()
+            .and_then(|g| g.refuses("model", &name))
+        {
+            tracing::warn!(model = %name, "{refused}");
+            return Ok(Err(inference::InferenceError::NotFound(refused)));
+        }
         let selector = match version.as_deref().map(Selector::parse).transpose() {
             Ok(selector) => selector.unwrap_or(Selector::Default),
             Err(e) => return Ok(Err(inference::InferenceError::InvalidInput(e.to_string()))),
@@ -336,7 +388,7 @@ impl inference::HostModel for StageState {
         inputs: Vec<types::NamedTensor>,
     ) -> wasmtime::Result<Result<Vec<types::NamedTensor>, inference::InferenceError>> {
         let plan = self.table.get(&model)?.0.clone();
-        let Some(models) = self.models.clone() else {
+        let Some(models) = self.reach.models.clone() else {
             return Ok(Err(inference::InferenceError::NotAvailable(
                 "models are only available to predictor stages".into(),
             )));
@@ -362,6 +414,15 @@ impl features::Host for StageState {
         _entities: Vec<String>,
         _names: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Vec<Option<types::Scalar>>>, features::FeatureError>> {
+        if let Some(refused) = self
+            .reach
+            .grant
+            .as_ref()
+            .and_then(|g| g.refuses("table", &table))
+        {
+            tracing::warn!(%table, "{refused}");
+            return Ok(Err(features::FeatureError::NotFound(refused)));
+        }
         tracing::debug!(%table, "stage asked for features; {NO_FEATURES}");
         Ok(Err(features::FeatureError::NotAvailable(
             NO_FEATURES.into(),

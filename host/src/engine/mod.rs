@@ -23,7 +23,7 @@ mod wasi_nn;
 pub mod worlds;
 
 pub use call::{CallError, StageLimits};
-pub use host::{StageIdentity, StagePre};
+pub use host::{Grant, Reach, StageIdentity, StagePre};
 pub use worlds::{World, WorldError};
 
 use sha2::{Digest, Sha256};

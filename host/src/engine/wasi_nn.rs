@@ -16,6 +16,7 @@
 //! engine with `block_in_place`, which hands the worker's other tasks to
 //! another thread for the duration, so HTTP handling never stalls.
 
+use super::host::Reach;
 use crate::inference::{Model, Models};
 use crate::registry::{Name, Selector};
 use crate::tensor::{NamedTensor, Tensor, TensorData};
@@ -34,9 +35,9 @@ use wasmtime_wasi_nn::{
 pub use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
 
 /// The wasi-nn state of one call; made on the stage's first wasi-nn call.
-pub(super) fn context(models: Option<Arc<Models>>) -> WasiNnCtx {
+pub(super) fn context(reach: Reach) -> WasiNnCtx {
     let graphs = NodeGraphs {
-        models,
+        reach,
         loaded: FrozenMap::new(),
     };
     WasiNnCtx::new([Backend::from(RegistryOnly)], Registry::from(graphs))
@@ -44,7 +45,7 @@ pub(super) fn context(models: Option<Arc<Models>>) -> WasiNnCtx {
 
 /// The graphs one call has loaded by name, resolved on first use.
 struct NodeGraphs {
-    models: Option<Arc<Models>>,
+    reach: Reach,
     /// Append-only: `GraphRegistry::get` hands out references while later
     /// names are still being added.
     loaded: FrozenMap<String, Box<Graph>>,
@@ -53,11 +54,20 @@ struct NodeGraphs {
 impl NodeGraphs {
     fn resolve(&self, target: &str) -> Result<Arc<Model>, String> {
         let models = self
+            .reach
             .models
             .as_ref()
             .ok_or("models are only available to predictor stages")?;
         let (name, selector) = Selector::split(target).map_err(|e| e.to_string())?;
         let name = Name::parse(name).map_err(|e| e.to_string())?;
+        if let Some(refused) = self
+            .reach
+            .grant
+            .as_ref()
+            .and_then(|g| g.refuses("model", name.as_str()))
+        {
+            return Err(refused);
+        }
         wait(models.get(&name, &selector))?.map_err(|e| e.to_string())
     }
 }
@@ -71,7 +81,7 @@ impl GraphRegistry for NodeGraphs {
             Ok(model) => {
                 let graph = ModelGraph {
                     model,
-                    models: self.models.clone()?,
+                    models: self.reach.models.clone()?,
                 };
                 let graph = Graph::from(Box::new(graph) as Box<dyn BackendGraph>);
                 Some(self.loaded.insert(target.to_string(), Box::new(graph)))

@@ -174,16 +174,19 @@ impl Client {
         Ok(stored.digest)
     }
 
-    /// `POST /fn/{target}`: whether the call succeeded, and the answer.
+    /// `POST /fn/{target}` (or `/p/{target}`, a pipeline): whether the
+    /// call succeeded, and the answer.
     pub async fn invoke(
         &self,
+        pipeline: bool,
         target: &str,
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<(bool, Vec<u8>), ClientError> {
+        let route = if pipeline { "p" } else { "fn" };
         let response = self
             .http
-            .post(self.url(&format!("/fn/{target}")))
+            .post(self.url(&format!("/{route}/{target}")))
             .header("content-type", content_type)
             .body(body)
             .send()

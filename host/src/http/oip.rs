@@ -5,18 +5,25 @@
 //! `{version}` in a path is a version number or an alias; without it the
 //! model's default alias (`stable`, else `latest`) is used. Errors are
 //! `{"error": "..."}` with the matching 4xx/5xx.
+//!
+//! A name that is no model but a pipeline serves the pipeline as a model:
+//! the request's tensors are its input message, the answer's tensors its
+//! outputs, and its metadata the signature recorded at deploy (the inputs
+//! of its first model steps, the outputs of its last). A model and a
+//! pipeline of the same name: the model is served.
 
 use super::oip_binary;
 use super::tensor_json::{self, TensorJson};
-use super::{ApiError, AppState, read_body};
-use crate::inference::Model;
-use crate::registry::Selector;
-use crate::tensor::NamedTensor;
-use axum::Json;
+use super::{ApiError, AppState, RequestId, read_body};
+use crate::inference::{InferenceError, Model};
+use crate::node::{NodeError, Plan};
+use crate::registry::{RegistryError, Selector};
+use crate::tensor::{Message, NamedTensor, Signature};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -50,23 +57,78 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn find(state: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Model>, ApiError> {
+/// What `/v2/models/{name}` serves.
+enum Served {
+    Model(Arc<Model>),
+    Pipeline(Arc<Plan>),
+}
+
+impl Served {
+    fn name(&self) -> &str {
+        match self {
+            Self::Model(m) => &m.record.name,
+            Self::Pipeline(p) => &p.record.name,
+        }
+    }
+
+    fn version(&self) -> u64 {
+        match self {
+            Self::Model(m) => m.record.version,
+            Self::Pipeline(p) => p.record.version,
+        }
+    }
+
+    fn noun(&self) -> &'static str {
+        match self {
+            Self::Model(_) => "model",
+            Self::Pipeline(_) => "pipeline",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        match self {
+            Self::Model(m) => &m.record.signature,
+            Self::Pipeline(p) => &p.record.signature,
+        }
+    }
+
+    fn metadata(&self) -> Value {
+        let platform = match self {
+            Self::Model(_) => "onnx_tract",
+            Self::Pipeline(_) => "sluice_pipeline",
+        };
+        json!({
+            "name": self.name(),
+            "versions": [self.version().to_string()],
+            "platform": platform,
+            "inputs": self.signature().inputs,
+            "outputs": self.signature().outputs,
+        })
+    }
+}
+
+/// The model `name` (at `version`), else the pipeline of that name.
+async fn find(state: &AppState, name: &str, version: Option<&str>) -> Result<Served, ApiError> {
     let selector = match version {
         Some(v) => Selector::parse(v).map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => Selector::Default,
     };
-    Ok(state.node.model(name, &selector).await?)
-}
-
-fn metadata(model: &Model) -> Value {
-    let r = &model.record;
-    json!({
-        "name": r.name,
-        "versions": [r.version.to_string()],
-        "platform": "onnx_tract",
-        "inputs": r.signature.inputs,
-        "outputs": r.signature.outputs,
-    })
+    let missing = |e: &NodeError| {
+        matches!(
+            e,
+            NodeError::Inference(InferenceError::Registry(RegistryError::NotFound { .. }))
+                | NodeError::Registry(RegistryError::NotFound { .. })
+        )
+    };
+    match state.node.model(name, &selector).await {
+        Ok(model) => Ok(Served::Model(model)),
+        Err(no_model) if missing(&no_model) => match state.node.pipeline(name, &selector).await {
+            Ok(plan) => Ok(Served::Pipeline(plan)),
+            Err(e) if missing(&e) => Err(no_model.into()),
+            Err(e) => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `GET /v2/models/{model}`.
@@ -74,8 +136,7 @@ pub async fn model_metadata(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let model = find(&state, &name, None).await?;
-    Ok(Json(metadata(&model)).into_response())
+    Ok(Json(find(&state, &name, None).await?.metadata()).into_response())
 }
 
 /// `GET /v2/models/{model}/versions/{version}`.
@@ -83,15 +144,15 @@ pub async fn version_metadata(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let model = find(&state, &name, Some(&version)).await?;
-    Ok(Json(metadata(&model)).into_response())
+    Ok(Json(find(&state, &name, Some(&version)).await?.metadata()).into_response())
 }
 
-fn model_ready_body(model: &Model) -> Response {
-    Json(json!({ "name": model.record.name, "ready": true })).into_response()
+fn model_ready_body(served: &Served) -> Response {
+    Json(json!({ "name": served.name(), "ready": true })).into_response()
 }
 
-/// `GET /v2/models/{model}/ready`: loads the model if needed, then
+/// `GET /v2/models/{model}/ready`: loads the model (or the pipeline's
+/// plan) if needed, then
 /// `{"name": ..., "ready": true}`.
 pub async fn model_ready(
     State(state): State<Arc<AppState>>,
@@ -113,26 +174,29 @@ pub async fn version_ready(
 /// `POST /v2/models/{model}/infer`.
 pub async fn infer(
     State(state): State<Arc<AppState>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(&state, &name, None, &headers, body).await
+    run(&state, request_id, &name, None, &headers, body).await
 }
 
 /// `POST /v2/models/{model}/versions/{version}/infer`.
 pub async fn infer_version(
     State(state): State<Arc<AppState>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(&state, &name, Some(&version), &headers, body).await
+    run(&state, request_id, &name, Some(&version), &headers, body).await
 }
 
 /// Parse, run, encode.
 async fn run(
     state: &AppState,
+    request_id: Arc<str>,
     name: &str,
     version: Option<&str>,
     headers: &HeaderMap,
@@ -140,11 +204,26 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, state.http.max_body_bytes, state.http.body_timeout).await?;
     let mut request = InferRequest::parse(headers, &bytes)?;
-    let model = find(state, name, version).await?;
-    request.check_outputs(&model)?;
+    let served = find(state, name, version).await?;
+    request.check_outputs(&served)?;
     let inputs = std::mem::take(&mut request.inputs);
-    let outputs = state.node.infer(&model, inputs).await?;
-    request.answer(&model, &outputs)
+    let outputs = match &served {
+        Served::Model(model) => state.node.infer(model, inputs).await?,
+        Served::Pipeline(plan) => {
+            let input = Message {
+                tensors: inputs,
+                ..Message::default()
+            };
+            let selector = Selector::Version(plan.record.version);
+            state
+                .node
+                .run_pipeline(&plan.record.name, &selector, input, request_id)
+                .await?
+                .output
+                .tensors
+        }
+    };
+    request.answer(&served, &outputs)
 }
 
 /// An inference request, parsed: JSON header, inputs (JSON data or raw
@@ -224,9 +303,13 @@ impl InferRequest {
         })
     }
 
-    /// Refuse outputs the model does not have, naming the ones it has.
-    fn check_outputs(&self, model: &Model) -> Result<(), ApiError> {
-        let known = &model.signature().outputs;
+    /// Refuse outputs the model does not have, naming the ones it has (a
+    /// pipeline ending in a function step declares none: not checked).
+    fn check_outputs(&self, served: &Served) -> Result<(), ApiError> {
+        let known = &served.signature().outputs;
+        if known.is_empty() {
+            return Ok(());
+        }
         if let Some(wanted) = &self.outputs
             && let Some((unknown, _)) = wanted
                 .iter()
@@ -234,7 +317,9 @@ impl InferRequest {
         {
             let names: Vec<&str> = known.iter().map(|o| o.name.as_str()).collect();
             return Err(ApiError::bad_request(format!(
-                "the model has no output `{unknown}`; its outputs are {}",
+                "{} {} has no output `{unknown}`; its outputs are {}",
+                served.noun(),
+                served.name(),
                 names.join(", ")
             )));
         }
@@ -242,7 +327,7 @@ impl InferRequest {
     }
 
     /// The response: JSON, or a JSON header and the binary outputs.
-    fn answer(self, model: &Model, outputs: &[NamedTensor]) -> Result<Response, ApiError> {
+    fn answer(self, served: &Served, outputs: &[NamedTensor]) -> Result<Response, ApiError> {
         let mut binary = bytes::BytesMut::new();
         let mut encoded = Vec::with_capacity(outputs.len());
         for output in outputs {
@@ -263,8 +348,8 @@ impl InferRequest {
             encoded.push(json);
         }
         let response = InferResponse {
-            model_name: &model.record.name,
-            model_version: model.record.version.to_string(),
+            model_name: served.name(),
+            model_version: served.version().to_string(),
             outputs: encoded,
             id: self.id,
             parameters: self.parameters,

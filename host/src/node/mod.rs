@@ -28,11 +28,13 @@ pub use control::{ControlPlane, Deploy, Kind, Listing, Published, Settings, Summ
 pub use function::{Concurrency, FunctionVersion};
 pub use gate::GateStats;
 pub use idle::IdlePolicy;
-pub use pipeline::{PipelineRun, StepTiming};
+pub use pipeline::{PipelineRun, Plan, StepTiming};
 pub use status::Status;
 
 use crate::cache::{Cache, CacheConfig, DocumentCache};
-use crate::engine::{CallError, Engine, EngineError, StageIdentity, World, WorldError};
+use crate::engine::{
+    CallError, Engine, EngineError, Grant, Reach, StageIdentity, World, WorldError,
+};
 use crate::inference::{InferenceError, Model, Models};
 use crate::observe::Stats;
 use crate::pipeline::{PipelineError, PipelineVersion};
@@ -242,12 +244,20 @@ impl Node {
                 identity,
                 loaded.config.clone(),
                 loaded.record.limits,
-                // Only predictor stages can reach models.
-                (loaded.record.world == World::Predictor).then(|| self.models.clone()),
+                self.reach(&loaded.record, None),
                 input,
             )
             .await?;
         Ok((loaded.record.clone(), output))
+    }
+
+    /// What a call of `record` may reach: models for predictor stages
+    /// only, narrowed to a pipeline step's `grant`.
+    fn reach(&self, record: &FunctionVersion, grant: Option<Arc<Grant>>) -> Reach {
+        Reach {
+            models: (record.world == World::Predictor).then(|| self.models.clone()),
+            grant,
+        }
     }
 
     /// The model `selector` picks for `name`, its plan loaded.

@@ -9,12 +9,12 @@
 
 use super::control::Published;
 use super::{Node, NodeError};
-use crate::engine::{CallError, StageIdentity, World};
+use crate::engine::{CallError, Grant, StageIdentity, World};
 use crate::inference::InferenceError;
-use crate::pipeline::{OnError, Pipeline, PipelineError, PipelineVersion, StepKind, When};
+use crate::pipeline::{OnError, Pipeline, PipelineError, PipelineVersion, Step, StepKind, When};
 use crate::registry::{Name, RegistryError, Selector, now_rfc3339};
 use crate::store::StoreError;
-use crate::tensor::{Message, NamedTensor, Scalar};
+use crate::tensor::{Message, NamedTensor, Scalar, Signature, TensorSpec, shape_text};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +38,9 @@ pub struct Plan {
     fallback: Vec<Option<usize>>,
     /// The steps whose merged outputs are the answer.
     sinks: Vec<usize>,
+    /// Per step: what its stage may use (nothing beyond its grant, even
+    /// when a followed alias moves to a stage of another world).
+    grants: Vec<Arc<Grant>>,
     /// Per function step: the function's deploy config with the step's
     /// overrides, merged on first use.
     configs: Vec<OnceLock<Arc<BTreeMap<String, String>>>>,
@@ -75,6 +78,17 @@ impl Plan {
                 _ => None,
             })
             .collect();
+        let grants = pipeline
+            .steps
+            .iter()
+            .map(|s| {
+                Arc::new(Grant {
+                    holder: format!("pipeline {}, step {}", record.name, s.name),
+                    models: s.models.iter().cloned().collect(),
+                    tables: s.tables.iter().cloned().collect(),
+                })
+            })
+            .collect();
         let configs = pipeline.steps.iter().map(|_| OnceLock::new()).collect();
         Ok(Self {
             record,
@@ -83,6 +97,7 @@ impl Plan {
             consumers,
             fallback,
             sinks,
+            grants,
             configs,
         })
     }
@@ -120,6 +135,15 @@ impl Node {
         created_by: String,
     ) -> Result<Published, NodeError> {
         manifest.check()?;
+        if let Some(step) = manifest.steps.iter().find(|s| s.file.is_some()) {
+            return Err(PipelineError::Invalid {
+                pipeline: manifest.name.clone(),
+                step: Some(step.name.clone()),
+                field: "file",
+                reason: "a local file is uploaded by `sluice deploy FILE.toml`, which then pins the step to its version; a manifest sent to the API names functions and models that exist".into(),
+            }
+            .into());
+        }
         if manifest.name != name.as_str() {
             return Err(NodeError::InvalidSetting(format!(
                 "the manifest names pipeline `{}` but it is deployed as `{name}`; deploy it under its own name",
@@ -134,8 +158,10 @@ impl Node {
         };
         let ceiling = self.engine.config().max_memory_bytes >> 20;
         let mut pinned = BTreeMap::new();
-        // What each model step is known to produce, for fan-in clashes.
-        let mut produces: HashMap<&str, Vec<String>> = HashMap::new();
+        // Each model step's signature, its tensors renamed as the message
+        // has them: what it is known to take and produce (for fan-in
+        // clashes and the pipeline's own signature).
+        let mut specs: HashMap<&str, Signature> = HashMap::new();
         for step in &manifest.steps {
             let (target, selector) = step.name_and_selector();
             let target = Name::parse(target)?;
@@ -159,6 +185,10 @@ impl Node {
                     {
                         return Err(invalid(&step.name, "memory_mb", format!("must be between 1 and this node's ceiling of {ceiling} MiB, not {mb}")).into());
                     }
+                    let world = self.functions.record_of(&target, version).await?.world;
+                    self.check_grant(step, world)
+                        .await
+                        .map_err(|(field, reason)| invalid(&step.name, field, reason))?;
                     pinned.insert(step.name.clone(), version);
                 }
                 StepKind::Model => {
@@ -187,12 +217,23 @@ impl Node {
                             )).into());
                         }
                     }
-                    let names = signature
-                        .outputs
-                        .iter()
-                        .map(|s| step.outputs.get(&s.name).unwrap_or(&s.name).clone())
-                        .collect();
-                    produces.insert(step.name.as_str(), names);
+                    // The model's tensors as the message names them.
+                    let renamed = |specs: &[TensorSpec], to: &BTreeMap<String, String>| {
+                        specs
+                            .iter()
+                            .map(|s| TensorSpec {
+                                name: to.get(&s.name).unwrap_or(&s.name).clone(),
+                                ..s.clone()
+                            })
+                            .collect::<Vec<_>>()
+                    };
+                    specs.insert(
+                        step.name.as_str(),
+                        Signature {
+                            inputs: renamed(&signature.inputs, &step.inputs),
+                            outputs: renamed(&signature.outputs, &step.outputs),
+                        },
+                    );
                     pinned.insert(step.name.clone(), version);
                 }
             }
@@ -201,7 +242,8 @@ impl Node {
             let parents = manifest.parents(step);
             let mut from: HashMap<&str, &str> = HashMap::new();
             for parent in &parents {
-                for tensor in produces.get(parent).into_iter().flatten() {
+                for tensor in specs.get(parent).into_iter().flat_map(|s| &s.outputs) {
+                    let tensor = tensor.name.as_str();
                     if let Some(other) = from.insert(tensor, parent) {
                         return Err(invalid(&step.name, "after", format!(
                             "tensor `{tensor}` comes from both `{other}` and `{parent}`; rename one with `outputs = {{ {tensor} = \"...\" }}` on that step"
@@ -209,12 +251,68 @@ impl Node {
                     }
                 }
             }
+            // Where every parent is a model step, its outputs are known:
+            // a model step must find each of its inputs among them.
+            let known = !parents.is_empty() && parents.iter().all(|p| specs.contains_key(p));
+            if let (true, Some(own)) = (known, specs.get(step.name.as_str())) {
+                let produced: Vec<&TensorSpec> =
+                    parents.iter().flat_map(|p| &specs[p].outputs).collect();
+                for input in &own.inputs {
+                    let listed = || {
+                        produced
+                            .iter()
+                            .map(|o| format!("{} {} {}", o.name, o.datatype, shape_text(&o.shape)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    match produced.iter().find(|o| o.name == input.name) {
+                        None => {
+                            return Err(invalid(&step.name, "inputs", format!(
+                                "the model needs tensor `{}` and no step before it produces one (they produce {}); map it with `inputs = {{ MODEL_INPUT = \"TENSOR\" }}`",
+                                input.name, listed()
+                            )).into());
+                        }
+                        Some(o)
+                            if o.datatype != input.datatype
+                                || o.shape.len() != input.shape.len() =>
+                        {
+                            return Err(invalid(&step.name, "inputs", format!(
+                                "the model takes `{}` as {} {} but the step before it produces {} {}",
+                                input.name, input.datatype, shape_text(&input.shape), o.datatype, shape_text(&o.shape)
+                            )).into());
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        let mut signature = Signature::default();
+        for root in manifest
+            .graph_steps()
+            .filter(|s| manifest.parents(s).is_empty())
+        {
+            for spec in specs.get(root.name.as_str()).map_or(&[][..], |s| &s.inputs) {
+                if !signature.inputs.iter().any(|s| s.name == spec.name) {
+                    signature.inputs.push(spec.clone());
+                }
+            }
+        }
+        for sink in manifest.sinks() {
+            for spec in specs
+                .get(sink.name.as_str())
+                .map_or(&[][..], |s| &s.outputs)
+            {
+                if !signature.outputs.iter().any(|s| s.name == spec.name) {
+                    signature.outputs.push(spec.clone());
+                }
+            }
         }
         let record = PipelineVersion {
             name: name.to_string(),
             version: 0,
-            pipeline: manifest,
             pinned,
+            signature,
+            pipeline: manifest,
             created_at: now_rfc3339(),
             created_by,
         };
@@ -224,6 +322,54 @@ impl Node {
             version: version.into(),
             created,
         })
+    }
+
+    /// A function step's grant against what its stage's world reaches:
+    /// a predictor must be granted the models it loads, a featurizer the
+    /// tables it reads, and nothing else may be granted either. Granted
+    /// models must exist.
+    async fn check_grant(&self, step: &Step, world: World) -> Result<(), (&'static str, String)> {
+        let function = step.target().1;
+        for (field, granted, reaches) in [
+            ("models", &step.models, World::Predictor),
+            ("tables", &step.tables, World::Featurizer),
+        ] {
+            match (world == reaches, granted.is_empty()) {
+                (true, true) => {
+                    return Err((
+                        field,
+                        format!(
+                            "`{function}` is a {world} stage: list what it may use with `{field} = [\"NAME\", ...]` (it is refused everything else)"
+                        ),
+                    ));
+                }
+                (false, false) => {
+                    return Err((
+                        field,
+                        format!(
+                            "`{function}` is a {world} stage and cannot use {field}; remove `{field}`"
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for model in &step.models {
+            let name = Name::parse(model).map_err(|e| ("models", e.to_string()))?;
+            self.models
+                .registry()
+                .resolve_number(&name, &Selector::Default)
+                .await
+                .map_err(|e| ("models", format!("`{model}`: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The version of pipeline `name` that `selector` picks, ready to run.
+    pub async fn pipeline(&self, name: &str, selector: &Selector) -> Result<Arc<Plan>, NodeError> {
+        let name = Name::parse(name)?;
+        let version = self.pipelines.resolve_number(&name, selector).await?;
+        self.plan(&name, version).await
     }
 
     /// The plan of `name`'s version `version`, built once per node.
@@ -251,10 +397,8 @@ impl Node {
         input: Message,
         request_id: Arc<str>,
     ) -> Result<PipelineRun, NodeError> {
-        let name = Name::parse(name)?;
-        let version = self.pipelines.resolve_number(&name, selector).await?;
-        let plan = self.plan(&name, version).await?;
-        let pipeline = format!("{name}@{version}");
+        let plan = self.pipeline(name, selector).await?;
+        let pipeline = format!("{}@{}", plan.record.name, plan.record.version);
         let deadline = Instant::now() + Duration::from_millis(plan.record.pipeline.budget_ms());
         let steps = &plan.record.pipeline.steps;
         let count = steps.len();
@@ -508,10 +652,10 @@ impl Node {
                 self.stats
                     .invocations
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let models = (loaded.record.world == World::Predictor).then(|| self.models.clone());
+                let reach = self.reach(&loaded.record, Some(plan.grants[i].clone()));
                 match self
                     .engine
-                    .call(&loaded.pre, identity, config, limits, models, input)
+                    .call(&loaded.pre, identity, config, limits, reach, input)
                     .await
                 {
                     Ok(output) => Ok(output),

@@ -64,9 +64,22 @@ pub struct Step {
     /// `NAME@ALIAS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// A local file with the step's component (`.wasm`) or model
+    /// (`.onnx`), relative to the manifest: `sluice deploy` uploads it when
+    /// no version of the function or model holds it yet, and pins the step
+    /// to the version that does. Read only by the CLI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Config values that override the function's deploy config.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// The models this step's stage may load (a predictor function's
+    /// grant; any version of each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// The feature tables this step's stage may read (a featurizer's grant).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
     /// Model input ← the message's tensor, where names differ.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, String>,
@@ -374,12 +387,21 @@ impl Pipeline {
                 ),
             ));
         }
+        if step.file.is_some() && (selector != Selector::Default || step.follow) {
+            return Err(self.invalid(
+                Some(step),
+                "file",
+                format!("the step runs the version holding this file: name the {field} without a version or alias (`{name}`), and no `follow`"),
+            ));
+        }
         let is_model = step.model.is_some();
         if is_model {
             for (field, set) in [
                 ("config", !step.config.is_empty()),
                 ("memory_mb", step.memory_mb.is_some()),
                 ("fuel", step.fuel.is_some()),
+                ("models", !step.models.is_empty()),
+                ("tables", !step.tables.is_empty()),
             ] {
                 if set {
                     return Err(self.invalid(
@@ -397,6 +419,19 @@ impl Pipeline {
                 if set {
                     return Err(self.invalid(Some(step), field, "renames a model's tensors; a function step reads and writes the message itself".into()));
                 }
+            }
+        }
+        for (field, names) in [("models", &step.models), ("tables", &step.tables)] {
+            for granted in names {
+                Name::parse(granted).map_err(|e| {
+                    self.invalid(
+                        Some(step),
+                        field,
+                        format!(
+                            "`{granted}`: {e} (grant plain names; the stage picks the version)"
+                        ),
+                    )
+                })?;
             }
         }
         if step.retries > MAX_RETRIES {

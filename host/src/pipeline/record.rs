@@ -4,6 +4,7 @@
 
 use super::Pipeline;
 use crate::registry::Record;
+use crate::tensor::Signature;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -19,6 +20,12 @@ pub struct PipelineVersion {
     /// Step name → the version of its function or model resolved at
     /// deploy (steps with `follow` resolve at each request instead).
     pub pinned: BTreeMap<String, u64>,
+    /// What the pipeline takes and answers, where its steps say: the inputs
+    /// of its first steps and the outputs of its last ones that are model
+    /// steps (function steps declare none). Served as the pipeline's Open
+    /// Inference Protocol metadata.
+    #[serde(default)]
+    pub signature: Signature,
     /// When it was deployed (RFC 3339, UTC).
     pub created_at: String,
     /// Who deployed it.

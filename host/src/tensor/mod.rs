@@ -175,7 +175,7 @@ pub struct TensorSpec {
 }
 
 /// What a model takes and produces.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature {
     /// The inputs, in the model's order.
     pub inputs: Vec<TensorSpec>,
