@@ -433,3 +433,30 @@ async fn a_cold_start_from_s3_loads_precompiled_artifacts_and_a_bad_store_is_an_
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn the_image_pipeline_classifies_a_png_through_a_function_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store").display().to_string();
+    crate::image::deploy(dir.path(), &["--store", &store]);
+    let emulator = Emulator::start(dir.path());
+    let _function = Running(emulator.function(dir.path(), &store, &[]));
+    for image in ["upright.png", "flipped.png"] {
+        let response = client()
+            .post(emulator.url("/lambda-url/_/p/image-classify"))
+            .header("content-type", "image/png")
+            .body(std::fs::read(crate::image::image_path(image)).expect("image"))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("function URL");
+        assert_eq!(response.status(), 200, "{image}");
+        assert_eq!(response.headers()["x-sluice-pipeline"], "image-classify@1");
+        let answer: Value = response.json().await.expect("JSON");
+        crate::image::assert_top_k(
+            image,
+            &crate::image::tensor(&answer, "labels")["data"],
+            &crate::image::tensor(&answer, "scores")["data"],
+        );
+    }
+}

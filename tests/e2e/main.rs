@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod deploy;
+mod image;
 mod infra;
 mod invoke;
 mod lambda;

@@ -44,6 +44,9 @@ struct ModelEntry {
     /// The ONNX file, relative to the manifest.
     file: PathBuf,
     description: Option<String>,
+    /// Input shapes to pin, as `--input-shape` takes them: `{ x = "1,3,48,192" }`.
+    #[serde(default)]
+    input_shapes: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -73,7 +76,10 @@ struct Example {
     pipeline: Option<String>,
     #[serde(default = "json")]
     content_type: String,
-    body: String,
+    /// The request body ...
+    body: Option<String>,
+    /// ... or a file holding it, relative to the manifest.
+    file: Option<String>,
 }
 
 fn json() -> String {
@@ -95,6 +101,12 @@ fn load(path: &Path) -> Result<(PathBuf, Manifest)> {
         if e.function.is_some() == e.pipeline.is_some() {
             bail!(
                 "an [[example]] in {} names exactly one of `function` or `pipeline`",
+                path.display()
+            );
+        }
+        if e.body.is_some() == e.file.is_some() {
+            bail!(
+                "an [[example]] in {} gives exactly one of `body` (the text) or `file` (a file holding it)",
                 path.display()
             );
         }
@@ -193,9 +205,20 @@ pub async fn run(args: UpArgs) -> Result<()> {
         let file = dir.join(&m.file);
         let bytes =
             std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let input_shapes = m
+            .input_shapes
+            .iter()
+            .map(|(name, dims)| {
+                let dims = sluice::tensor::parse_shape(dims).map_err(|e| {
+                    anyhow::anyhow!("model `{}`: input_shapes `{name}`: {e}", m.name)
+                })?;
+                Ok((name.clone(), dims))
+            })
+            .collect::<Result<_>>()?;
         let settings = Settings::Model(Push {
             description: m.description.clone(),
             created_by: created_by(),
+            input_shapes,
             ..Push::default()
         });
         let pushed = node
@@ -235,6 +258,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
 
     let examples = manifest.examples;
+    let folder = dir.clone();
     serve_node(node, &args.serve, move |addr| {
         println!("\ntry:");
         for e in &examples {
@@ -243,10 +267,14 @@ pub async fn run(args: UpArgs) -> Result<()> {
                 (None, Some(p)) => format!("p/{p}"),
                 (None, None) => continue,
             };
+            let data = match (&e.body, &e.file) {
+                (Some(body), _) => format!("-d '{}'", body.replace('\'', r"'\''")),
+                (None, Some(file)) => format!("--data-binary @{}", folder.join(file).display()),
+                (None, None) => continue,
+            };
             println!(
-                "  curl -s http://{addr}/{route} -H 'content-type: {}' -d '{}'",
-                e.content_type,
-                e.body.replace('\'', r"'\''")
+                "  curl -s http://{addr}/{route} -H 'content-type: {}' {data}",
+                e.content_type
             );
         }
         println!("  curl -s http://{addr}/v1/functions\n\nCtrl-C to stop.");

@@ -1,0 +1,264 @@
+//! The image-classification example (`examples/image-classify`) end to end:
+//! `sluice up` and its curl lines, the preprocessing stage's exact tensor,
+//! and the pipeline called as a model by tritonclient. (Under the Lambda
+//! emulator: `lambda.rs`.)
+
+use crate::support::{client, component, python, repo, sluice};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// What `make_example.py` recorded for each image: the preprocessed
+/// tensor's sha256 and onnxruntime's top-k on it.
+pub(crate) fn expected(image: &str) -> Value {
+    let path = repo().join("examples/image-classify/expected.json");
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    all[image].clone()
+}
+
+pub(crate) fn image_path(image: &str) -> PathBuf {
+    repo().join("examples/image-classify").join(image)
+}
+
+/// A `labels`/`scores` answer against the reference: labels equal, scores
+/// within 1e-4 (the CNN runs on tract here and on onnxruntime there; a JPEG
+/// also decodes a little differently: 1e-3).
+pub(crate) fn assert_top_k(image: &str, labels: &Value, scores: &Value) {
+    let want = expected(image);
+    assert_eq!(*labels, want["labels"], "{image}");
+    let tolerance = if want["exact"] == true { 1e-4 } else { 1e-3 };
+    let (got, want) = (
+        scores.as_array().unwrap(),
+        want["scores"].as_array().unwrap(),
+    );
+    assert_eq!(got.len(), want.len(), "{image}");
+    for (g, w) in got.iter().zip(want) {
+        let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+        assert!(
+            (g - w).abs() <= tolerance,
+            "{image}: {g} vs onnxruntime {w}"
+        );
+    }
+}
+
+/// A message answer's tensor by name.
+pub(crate) fn tensor<'a>(message: &'a Value, name: &str) -> &'a Value {
+    message["tensors"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == name))
+        .unwrap_or_else(|| panic!("no tensor {name} in {message}"))
+}
+
+/// Deploy the example's pipeline with the CLI to `target` (e.g. `--store
+/// DIR`): the model pushed with its input shape pinned, then a manifest
+/// naming the stages by local file, written into `dir`.
+pub(crate) fn deploy(dir: &Path, target: &[&str]) {
+    for (package, file) in [
+        ("image-preprocess", "preprocess.wasm"),
+        ("top-k", "top-k.wasm"),
+    ] {
+        std::fs::copy(component(package), dir.join(file)).unwrap();
+    }
+    let manifest = dir.join("image-classify.toml");
+    std::fs::write(
+        &manifest,
+        r#"
+        name = "image-classify"
+        timeout_ms = 5000
+        [[step]]
+        name = "preprocess"
+        function = "image-preprocess"
+        file = "preprocess.wasm"
+        [[step]]
+        name = "classify"
+        model = "text-direction"
+        outputs = { "save_infer_model/scale_0.tmp_1" = "probabilities" }
+        [[step]]
+        name = "top"
+        function = "top-k"
+        file = "top-k.wasm"
+        config = { labels = "0,180", k = "2" }
+        "#,
+    )
+    .unwrap();
+    let model = repo().join("examples/models/text-direction.onnx");
+    let push = [
+        "models",
+        "push",
+        model.to_str().unwrap(),
+        "--name",
+        "text-direction",
+        "--input-shape",
+        "x=1,3,48,192",
+    ];
+    let deploy = ["deploy", manifest.to_str().unwrap()];
+    for args in [&push[..], &deploy[..]] {
+        let output = sluice().args(args).args(target).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Kills `sluice up` on drop.
+struct Up(std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_image_example_classifies_over_its_curl_lines_and_over_the_open_inference_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Up(sluice()
+        .args([
+            "up",
+            "examples/image-classify",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let mut curls = Vec::new();
+    for line in BufReader::new(up.0.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.trim_start().starts_with("curl") {
+            curls.push(line.trim().to_string());
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    // The printed curl lines work as printed: one per image.
+    let mut addr = String::new();
+    for image in ["upright.png", "upright.jpg"] {
+        let curl = curls
+            .iter()
+            .find(|c| c.contains(image) && c.contains("/p/image-classify"))
+            .unwrap_or_else(|| panic!("no curl line for {image}: {curls:?}"));
+        let output = std::process::Command::new("sh")
+            .args(["-c", &format!("{curl} -f")])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{curl}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_top_k(
+            image,
+            &tensor(&answer, "labels")["data"],
+            &tensor(&answer, "scores")["data"],
+        );
+        addr = curl
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap()
+            .to_string();
+    }
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    // Upside down is 180; the stage's tensor is the generator's, bit for bit.
+    for image in ["upright.png", "flipped.png"] {
+        let bytes = std::fs::read(image_path(image)).unwrap();
+        let response = client()
+            .post(url("/p/image-classify"))
+            .header("content-type", "image/png")
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let timing = response.headers()["server-timing"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        for step in ["preprocess", "classify", "top"] {
+            assert!(timing.contains(&format!("{step};dur=")), "{timing}");
+        }
+        let answer: Value = response.json().await.unwrap();
+        assert_top_k(
+            image,
+            &tensor(&answer, "labels")["data"],
+            &tensor(&answer, "scores")["data"],
+        );
+
+        let preprocessed: Value = client()
+            .post(url("/fn/image-preprocess"))
+            .header("content-type", "image/png")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let x = tensor(&preprocessed, "x");
+        assert_eq!(x["shape"], json!([1, 3, 48, 192]));
+        let le: Vec<u8> = x["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|v| (v.as_f64().unwrap() as f32).to_le_bytes())
+            .collect();
+        assert_eq!(
+            sluice::store::Digest::of(&le).hex(),
+            expected(image)["tensor_sha256"],
+            "{image}: the stage's tensor differs from make_example.py's"
+        );
+    }
+    // Not an image: the caller's mistake, named.
+    let response = client()
+        .post(url("/p/image-classify"))
+        .header("content-type", "image/png")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("step preprocess")
+            && error["error"]
+                .as_str()
+                .unwrap()
+                .contains("not a PNG or JPEG"),
+        "{error}"
+    );
+
+    // tritonclient: each file as a UINT8 tensor named `image`.
+    let output = tokio::process::Command::new(python())
+        .arg(repo().join("tests/e2e/image_client.py"))
+        .arg(&addr)
+        .arg("image-classify")
+        .args(["upright.png", "flipped.png", "upright.jpg"].map(image_path))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen["ready"], true, "{seen}");
+    assert_eq!(seen["metadata"]["platform"], "sluice_pipeline");
+    for image in ["upright.png", "flipped.png", "upright.jpg"] {
+        let answer = &seen["answers"][image];
+        assert_top_k(image, &answer["labels"], &answer["scores"]);
+    }
+}
