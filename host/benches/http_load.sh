@@ -6,6 +6,7 @@
 #   host/benches/http_load.sh [SECONDS]       (needs wrk: apt-get install wrk)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source host/benches/wrk_row.sh
 duration="${1:-10}"
 command -v wrk >/dev/null || { echo "http_load needs wrk: apt-get install wrk" >&2; exit 1; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
@@ -31,11 +32,5 @@ curl -sf -X POST -H 'content-type: application/json' --data "$(sed -n "s/^wrk.bo
 echo "| connections | requests/s | p50 | p99 |"
 echo "|---|---|---|---|"
 for connections in 1 16 64; do
-  threads=$((connections < 2 ? 1 : 2))
-  out="$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" http://127.0.0.1:18080/fn/iris)"
-  rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
-  p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
-  p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
-  errors="$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)"
-  echo "| $connections | $rps | $p50 | $p99 |${errors:+ $errors}"
+  echo "| $connections | $(wrk_row "$connections" "$duration" "$work/post.lua" http://127.0.0.1:18080/fn/iris)"
 done

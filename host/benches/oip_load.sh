@@ -6,6 +6,7 @@
 #   host/benches/oip_load.sh [SECONDS] [sluice|fastapi]   (needs wrk: apt-get install wrk)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source host/benches/wrk_row.sh
 duration="${1:-10}"
 only="${2:-}"   # `sluice` to skip the baseline
 command -v wrk >/dev/null || { echo "oip_load needs wrk: apt-get install wrk" >&2; exit 1; }
@@ -44,12 +45,6 @@ for server in "sluice 18081" "fastapi 18082"; do
   set -- $server
   [ -z "$only" ] || [ "$only" = "$1" ] || continue
   for connections in 1 16 64; do
-    threads=$((connections < 2 ? 1 : 2))
-    out="$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" "http://127.0.0.1:$2/v2/models/mlp/infer")"
-    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
-    p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
-    p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
-    errors="$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)"
-    echo "| $1 | $connections | $rps | $p50 | $p99 |${errors:+ $errors}"
+    echo "| $1 | $connections | $(wrk_row "$connections" "$duration" "$work/post.lua" "http://127.0.0.1:$2/v2/models/mlp/infer")"
   done
 done

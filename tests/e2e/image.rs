@@ -6,7 +6,7 @@
 use crate::support::{client, component, python, repo, sluice};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 /// What `make_example.py` recorded for each image: the preprocessed
@@ -50,51 +50,34 @@ pub(crate) fn tensor<'a>(message: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no tensor {name} in {message}"))
 }
 
-/// Deploy the example's pipeline with the CLI to `target` (e.g. `--store
-/// DIR`): the model pushed with its input shape pinned, then a manifest
-/// naming the stages by local file, written into `dir`.
-pub(crate) fn deploy(dir: &Path, target: &[&str]) {
-    for (package, file) in [
-        ("image-preprocess", "preprocess.wasm"),
-        ("top-k", "top-k.wasm"),
-    ] {
-        std::fs::copy(component(package), dir.join(file)).unwrap();
-    }
-    let manifest = dir.join("image-classify.toml");
-    std::fs::write(
-        &manifest,
-        r#"
-        name = "image-classify"
-        timeout_ms = 5000
-        [[step]]
-        name = "preprocess"
-        function = "image-preprocess"
-        file = "preprocess.wasm"
-        [[step]]
-        name = "classify"
-        model = "text-direction"
-        outputs = { "save_infer_model/scale_0.tmp_1" = "probabilities" }
-        [[step]]
-        name = "top"
-        function = "top-k"
-        file = "top-k.wasm"
-        config = { labels = "0,180", k = "2" }
-        "#,
-    )
-    .unwrap();
+/// Deploy the example to `target` (e.g. `--store DIR`) with the CLI: its
+/// stages, its model with the input shape pinned, then the pipeline from
+/// the example's own sluice.toml.
+pub(crate) fn deploy(target: &[&str]) {
     let model = repo().join("examples/models/text-direction.onnx");
-    let push = [
-        "models",
-        "push",
-        model.to_str().unwrap(),
-        "--name",
-        "text-direction",
-        "--input-shape",
-        "x=1,3,48,192",
+    let manifest = repo().join("examples/image-classify/sluice.toml");
+    let (preprocess, top_k) = (component("image-preprocess"), component("top-k"));
+    let steps: [Vec<&str>; 4] = [
+        vec![
+            "deploy",
+            preprocess.to_str().unwrap(),
+            "--name",
+            "image-preprocess",
+        ],
+        vec!["deploy", top_k.to_str().unwrap(), "--name", "top-k"],
+        vec![
+            "models",
+            "push",
+            model.to_str().unwrap(),
+            "--name",
+            "text-direction",
+            "--input-shape",
+            "x=1,3,48,192",
+        ],
+        vec!["deploy", manifest.to_str().unwrap()],
     ];
-    let deploy = ["deploy", manifest.to_str().unwrap()];
-    for args in [&push[..], &deploy[..]] {
-        let output = sluice().args(args).args(target).output().unwrap();
+    for args in steps {
+        let output = sluice().args(&args).args(target).output().unwrap();
         assert!(
             output.status.success(),
             "{args:?}: {}",

@@ -438,7 +438,7 @@ async fn a_cold_start_from_s3_loads_precompiled_artifacts_and_a_bad_store_is_an_
 async fn the_image_pipeline_classifies_a_png_through_a_function_url() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store").display().to_string();
-    crate::image::deploy(dir.path(), &["--store", &store]);
+    crate::image::deploy(&["--store", &store]);
     let emulator = Emulator::start(dir.path());
     let _function = Running(emulator.function(dir.path(), &store, &[]));
     for image in ["upright.png", "flipped.png"] {

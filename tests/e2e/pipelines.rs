@@ -734,3 +734,32 @@ async fn sluice_invoke_runs_a_pipeline_in_process_after_deploying_its_local_file
     let (ok, out, _) = run(&["invoke", "iris", "-d", IRIS]);
     assert!(!ok && out.contains("function `iris` not found"), "{out}");
 }
+
+#[tokio::test]
+async fn a_step_past_its_own_deadline_falls_back_within_the_budget() {
+    let server = iris_node().await;
+    server.deploy("pass", "guest-pass-through", &[]).await;
+    // `spin` has 200 ms of the request's 5 s; past them its fallback answers.
+    let manifest = r#"
+        name = "slow"
+        timeout_ms = 5000
+        [[step]]
+        name = "spin"
+        function = "echo"
+        timeout_ms = 200
+        on_error = "rescue"
+        [[step]]
+        name = "rescue"
+        function = "pass"
+    "#;
+    assert_eq!(deploy(&server, "slow", manifest).await.0, 201);
+    let (status, timing, answer) = call(&server, "slow", "text/plain", "loop").await;
+    assert_eq!(status, 200, "{answer}");
+    // Its own deadline ended `spin` (the budget running out would be a
+    // 504); the pass-through answers the request's own body.
+    assert_eq!(answer, Value::String("loop".into()), "{answer}");
+    assert!(
+        timing.contains("spin;dur=") && timing.contains("desc=\"fallback\""),
+        "{timing}"
+    );
+}

@@ -37,10 +37,26 @@ use wasmtime::component::{Component, Linker};
 /// stage never holds a worker thread for longer than one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Bytes of a released memory or table slot reset with a memset and kept
-/// resident rather than returned to the kernel; measured in
-/// `benches/stage_call.rs` (see BENCHMARKS.md).
-const KEEP_RESIDENT: usize = 64 << 10;
+/// Bytes of a released memory or table slot kept resident and reset in
+/// place rather than returned to the kernel. With `PAGEMAP_SCAN` (Linux
+/// 6.7+) only the pages the stage dirtied are reset, so this can cover a
+/// Rust stage's 1 MiB shadow stack and first heap pages: no `madvise`, no
+/// TLB shootdown and no page faults per request. Without it the reset is a
+/// memset of the whole resident part, so only 64 KiB stay. Measured in
+/// `benches/stage_call.rs` and `benches/pipelines.rs` (see BENCHMARKS.md).
+fn keep_resident() -> usize {
+    if pagemap_scan() { 2 << 20 } else { 64 << 10 }
+}
+
+/// Whether the kernel has the `PAGEMAP_SCAN` ioctl (Linux 6.7 and later).
+fn pagemap_scan() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || numbers.next().and_then(|n| n.parse::<u32>().ok());
+    matches!((next(), next()), (Some(major), Some(minor)) if (major, minor) >= (6, 7))
+}
 
 /// Node-wide engine settings. The defaults suit a small node; each is a
 /// `sluice serve` flag.
@@ -199,9 +215,12 @@ fn build(config: &EngineConfig, pooling: bool) -> Result<wasmtime::Engine, Engin
             .total_stacks(slots)
             .max_memory_size(config.max_memory_bytes as usize)
             // Keep a released slot's first pages resident: the next request
-            // reuses them with a memset instead of page faults.
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
+            // reuses them after a reset of the dirty ones, instead of page
+            // faults (without PAGEMAP_SCAN the reset is a memset of the
+            // whole resident part).
+            .linear_memory_keep_resident(keep_resident())
+            .table_keep_resident(keep_resident())
+            .pagemap_scan(wasmtime::Enabled::Auto);
         wasm.allocation_strategy(pool);
     }
     wasmtime::Engine::new(&wasm).map_err(|e| EngineError::Config(format!("{e:#}")))

@@ -444,7 +444,6 @@ impl Node {
                 break;
             };
             let (output, outcome) = result?;
-            tracing::debug!(pipeline = %pipeline, step = %steps[i].name, outcome, took_us = took.as_micros() as u64, "step done");
             timings.push(StepTiming {
                 step: steps[i].name.clone(),
                 took,
@@ -454,6 +453,20 @@ impl Node {
             finished[i] = true;
         }
         let output = merge_all(&plan, &plan.sinks, &mut outputs, &mut left, "the answer")?;
+        if tracing::enabled!(tracing::Level::INFO) {
+            let steps: Vec<String> = timings
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}={:.3}ms/{}",
+                        t.step,
+                        t.took.as_secs_f64() * 1e3,
+                        t.outcome
+                    )
+                })
+                .collect();
+            tracing::info!(pipeline = %pipeline, steps = %steps.join(" "), "pipeline ran");
+        }
         Ok(PipelineRun {
             pipeline,
             output,
