@@ -9,7 +9,11 @@
 //!   in WASM) on a PNG, through the node;
 //! - `image/native/{image}`: the same work as one native program: the two
 //!   stages' own Rust code compiled natively, tract called directly on a
-//!   plan optimised once.
+//!   plan optimised once;
+//! - `image/preprocess-{wasm,native}/{image}`: the first stage alone, as a
+//!   component through the node and as native Rust; `image/model-{node,
+//!   native}/{image}`: the CNN alone on the preprocessed tensor, through the
+//!   node's model engine and as tract's plan called directly.
 //!
 //! Everything runs in process on a store in a temporary directory.
 //! Run with `cargo bench -p sluice --bench pipelines`.
@@ -214,6 +218,66 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("native", image), &bytes, |b, bytes| {
             b.iter(|| black_box(native(bytes)))
         });
+        // The first stage alone, as a component and natively: where the
+        // pipeline's time beyond the native program goes.
+        group.bench_with_input(
+            BenchmarkId::new("preprocess-wasm", image),
+            &bytes,
+            |b, bytes| {
+                b.to_async(&runtime).iter(|| async {
+                    let out = node
+                        .invoke(
+                            "image-preprocess",
+                            &Selector::Default,
+                            image_message(bytes),
+                            "bench".into(),
+                        )
+                        .await
+                        .expect("preprocess");
+                    black_box(out)
+                })
+            },
+        );
+        // The model alone on the preprocessed tensor: through the node's
+        // model engine, and tract's plan called directly.
+        let x = image_preprocess::preprocess(&bytes, &settings).expect("preprocess");
+        let model = runtime
+            .block_on(node.model("text-direction", &Selector::Default))
+            .expect("model");
+        let input = vec![NamedTensor {
+            name: "x".into(),
+            tensor: Tensor {
+                shape: vec![1, 3, 48, 192],
+                data: TensorData::F32(x.into_vec::<f32>().expect("f32")),
+            },
+        }];
+        group.bench_with_input(BenchmarkId::new("model-node", image), &input, |b, input| {
+            b.to_async(&runtime)
+                .iter(|| async { black_box(node.infer(&model, input.clone()).await.expect("run")) })
+        });
+        group.bench_with_input(
+            BenchmarkId::new("model-native", image),
+            &input,
+            |b, input| {
+                b.iter(|| {
+                    let TensorData::F32(data) = &input[0].tensor.data else {
+                        unreachable!("an f32 input")
+                    };
+                    let x = tract_ndarray::Array4::from_shape_vec((1, 3, 48, 192), data.clone())
+                        .expect("shape");
+                    black_box(plan.run(tvec!(x.into_tensor().into())).expect("run"))
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("preprocess-native", image),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| {
+                    black_box(image_preprocess::preprocess(bytes, &settings).expect("preprocess"))
+                })
+            },
+        );
     }
     group.finish();
 }
