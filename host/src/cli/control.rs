@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 #[derive(Args)]
 pub struct DeployArgs {
     /// The component (.wasm) to upload, or a pipeline manifest (.toml:
-    /// every pipeline in it, each under its own name).
+    /// every pipeline in it, each under its own name; a step's `file` is
+    /// uploaded unless a version already holds it, and the step pinned).
     file: PathBuf,
     /// The function's name: 1-63 of a-z, 0-9, '.', '_', '-' (for a
     /// manifest: deploy only the pipeline of this name).

@@ -42,9 +42,9 @@ struct Cli {
 enum Command {
     /// Run a node: the data plane (`POST /fn/NAME[@VERSION|@ALIAS]`, `POST /p/PIPELINE`, `/v2/...` inference) and the control plane (`/v1/...`), together or apart (--admin-listen).
     Serve(args::ServeArgs),
-    /// Upload a component as a new version of a function, or deploy the pipelines of a manifest (.toml).
+    /// Upload a component as a new version of a function, or deploy the pipelines of a manifest (.toml), uploading the files its steps name.
     Deploy(control::DeployArgs),
-    /// Call a function once and print its response.
+    /// Call a function (or, with --pipeline, a pipeline) once and print its response.
     Invoke(invoke::InvokeArgs),
     /// List and inspect deployed functions.
     #[command(subcommand)]
