@@ -140,6 +140,10 @@ pub struct Model {
     /// worker: a run at least that large has finished within
     /// [`INLINE_BELOW`] (0 until one has).
     inline_below_elements: AtomicU64,
+    /// Inputs with fewer elements than this run in place on their worker
+    /// thread (`block_in_place`): a run at least that large has finished
+    /// within [`IN_PLACE_BELOW`] (0 until one has).
+    in_place_below_elements: AtomicU64,
 }
 
 impl Weigh for Model {
@@ -309,6 +313,7 @@ pub struct Models {
     slots: usize,
     batches: Arc<BatchStats>,
     inline_runs: AtomicU64,
+    in_place_runs: AtomicU64,
     pooled_runs: AtomicU64,
 }
 
@@ -317,6 +322,9 @@ pub struct Models {
 pub struct RunStats {
     /// Runs made on the async worker (small inputs known to be fast).
     pub inline: u64,
+    /// Runs made in place on their worker thread, its other tasks handed
+    /// to another thread (inputs known to finish within milliseconds).
+    pub in_place: u64,
     /// Runs sent to the blocking pool.
     pub pooled: u64,
     /// Runs in tract right now (at most one per core).
@@ -350,6 +358,7 @@ impl Models {
             slots,
             batches: Arc::default(),
             inline_runs: AtomicU64::new(0),
+            in_place_runs: AtomicU64::new(0),
             pooled_runs: AtomicU64::new(0),
         }
     }
@@ -359,6 +368,7 @@ impl Models {
         use std::sync::atomic::Ordering::Relaxed;
         RunStats {
             inline: self.inline_runs.load(Relaxed),
+            in_place: self.in_place_runs.load(Relaxed),
             pooled: self.pooled_runs.load(Relaxed),
             in_flight: (self.slots - self.runs.available_permits()) as u64,
         }
@@ -495,6 +505,7 @@ impl Models {
                             input_types,
                             batcher,
                             inline_below_elements: AtomicU64::new(0),
+                            in_place_below_elements: AtomicU64::new(0),
                         })
                     }
                     .boxed()
@@ -541,20 +552,28 @@ impl Models {
             .map_err(|e| InferenceError::Internal(e.to_string()))?;
         let plan = model.plan.clone();
         let elements: u64 = values.iter().map(|v| v.len() as u64).sum();
-        // A hop to the blocking pool costs ~20 µs: more than a small model
-        // takes. An input no larger than one already seen to finish within
-        // `INLINE_BELOW` stays on the async worker; anything larger (or the
-        // first run) goes to the pool, decided for this input's size.
-        let inline = elements < model.inline_below_elements.load(Ordering::Relaxed);
         let timed = move |values| {
             let _slot = slot;
             let started = Instant::now();
             let outputs = plan.run(values);
             (outputs, started.elapsed())
         };
-        let (outputs, took) = if inline {
+        // Placed by the size of this input against sizes seen to finish in
+        // time: a hop to the blocking pool costs ~20 µs and, on a busy
+        // machine, a wake-up of another thread; more than a small model
+        // takes. The first run of any size goes to the pool.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let (outputs, took) = if elements < model.inline_below_elements.load(Ordering::Relaxed) {
             self.inline_runs.fetch_add(1, Ordering::Relaxed);
             timed(values)
+        } else if multi_thread && elements < model.in_place_below_elements.load(Ordering::Relaxed) {
+            // This thread runs it; tokio moves the worker's other tasks to
+            // another thread meanwhile, so HTTP handling goes on. The run
+            // cannot be abandoned by a deadline, hence only runs known to
+            // take milliseconds.
+            self.in_place_runs.fetch_add(1, Ordering::Relaxed);
+            tokio::task::block_in_place(move || timed(values))
         } else {
             self.pooled_runs.fetch_add(1, Ordering::Relaxed);
             // The slot travels with the run: a request dropped meanwhile
@@ -563,14 +582,15 @@ impl Models {
                 .await
                 .map_err(|e| InferenceError::Internal(e.to_string()))?
         };
-        if took < INLINE_BELOW {
-            model
-                .inline_below_elements
-                .fetch_max(elements + 1, Ordering::Relaxed);
-        } else {
-            model
-                .inline_below_elements
-                .fetch_min(elements, Ordering::Relaxed);
+        for (threshold, limit) in [
+            (&model.inline_below_elements, INLINE_BELOW),
+            (&model.in_place_below_elements, IN_PLACE_BELOW),
+        ] {
+            if took < limit {
+                threshold.fetch_max(elements + 1, Ordering::Relaxed);
+            } else {
+                threshold.fetch_min(elements, Ordering::Relaxed);
+            }
         }
         outputs
     }
@@ -578,6 +598,9 @@ impl Models {
 
 /// Runs that finish faster than this may stay on the async worker.
 const INLINE_BELOW: Duration = Duration::from_micros(100);
+/// Runs that finish faster than this may run in place on their worker
+/// thread: the most a deadline can be overrun by.
+const IN_PLACE_BELOW: Duration = Duration::from_millis(20);
 
 /// Batching needs every input and output to lead with a dynamic batch
 /// dimension.
@@ -746,6 +769,30 @@ mod tests {
         let after = models.run_stats();
         assert_eq!(after.pooled, before.pooled + 1, "{before:?} → {after:?}");
         assert_eq!(after.inline, before.inline, "{before:?} → {after:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_known_to_take_milliseconds_run_in_place_and_longer_ones_in_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (models, model) = models_with(dir.path(), 2, "gram", GRAM).await;
+        // Too slow to stay inline, fast enough to run in place: the first
+        // goes to the pool, the next ones (same size) in place.
+        for _ in 0..50 {
+            models.run(&model, ones(120)).await.unwrap();
+            if models.run_stats().in_place > 0 {
+                break;
+            }
+        }
+        let before = models.run_stats();
+        assert!(before.in_place > 0, "no run went in place: {before:?}");
+        assert_eq!(before.inline, 0, "{before:?}");
+        // Far larger than any run seen: the pool, where a deadline can
+        // leave it behind.
+        let out = models.run(&model, ones(600)).await.unwrap();
+        assert_eq!(out[0].tensor.shape, vec![600, 600]);
+        let after = models.run_stats();
+        assert_eq!(after.pooled, before.pooled + 1, "{before:?} → {after:?}");
+        assert_eq!(after.in_place, before.in_place, "{before:?} → {after:?}");
     }
 
     #[tokio::test]
