@@ -28,6 +28,11 @@ const DEFAULT_BACKOFF: Duration = Duration::from_millis(10);
 pub struct Plan {
     /// Its record.
     pub record: PipelineVersion,
+    /// `name@version`, as answers and errors name it.
+    label: String,
+    /// Per step: its function or model and what picks the version (the
+    /// pinned one, or the alias a `follow` step tracks).
+    targets: Vec<(Name, Selector)>,
     /// Graph steps (indices into the manifest's steps), parents first.
     order: Vec<usize>,
     /// Per step: the indices of its parents.
@@ -89,8 +94,21 @@ impl Plan {
                 })
             })
             .collect();
+        let targets = pipeline
+            .steps
+            .iter()
+            .map(|s| {
+                let (name, selector) = s.name_and_selector();
+                let pinned =
+                    Selector::Version(record.pinned.get(&s.name).copied().unwrap_or_default());
+                Ok((Name::parse(name)?, if s.follow { selector } else { pinned }))
+            })
+            .collect::<Result<_, crate::registry::InvalidName>>()
+            .map_err(|e| PipelineError::Manifest(e.to_string()))?;
         let configs = pipeline.steps.iter().map(|_| OnceLock::new()).collect();
         Ok(Self {
+            label: format!("{}@{}", record.name, record.version),
+            targets,
             record,
             order,
             parents,
@@ -199,21 +217,18 @@ impl Node {
                         .map_err(unknown)?;
                     let record = registry.record_of(&target, version).await?;
                     let signature = &record.signature;
-                    for input in step.inputs.keys() {
-                        if !signature.inputs.iter().any(|s| &s.name == input) {
-                            let known: Vec<&str> =
-                                signature.inputs.iter().map(|s| s.name.as_str()).collect();
-                            return Err(invalid(&step.name, "inputs", format!(
-                                "model {target}@{version} has no input `{input}`; its inputs are {}", known.join(", ")
-                            )).into());
-                        }
-                    }
-                    for output in step.outputs.keys() {
-                        if !signature.outputs.iter().any(|s| &s.name == output) {
-                            let known: Vec<&str> =
-                                signature.outputs.iter().map(|s| s.name.as_str()).collect();
-                            return Err(invalid(&step.name, "outputs", format!(
-                                "model {target}@{version} has no output `{output}`; its outputs are {}", known.join(", ")
+                    for (field, renamed, specs) in [
+                        ("inputs", &step.inputs, &signature.inputs),
+                        ("outputs", &step.outputs, &signature.outputs),
+                    ] {
+                        if let Some(unknown) = renamed
+                            .keys()
+                            .find(|n| !specs.iter().any(|s| &s.name == *n))
+                        {
+                            let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                            let noun = field.trim_end_matches('s');
+                            return Err(invalid(&step.name, field, format!(
+                                "model {target}@{version} has no {noun} `{unknown}`; its {field} are {}", known.join(", ")
                             )).into());
                         }
                     }
@@ -398,7 +413,6 @@ impl Node {
         request_id: Arc<str>,
     ) -> Result<PipelineRun, NodeError> {
         let plan = self.pipeline(name, selector).await?;
-        let pipeline = format!("{}@{}", plan.record.name, plan.record.version);
         let deadline = Instant::now() + Duration::from_millis(plan.record.pipeline.budget_ms());
         let steps = &plan.record.pipeline.steps;
         let count = steps.len();
@@ -408,11 +422,12 @@ impl Node {
         let mut left = plan.consumers.clone();
         let mut timings = Vec::with_capacity(count);
         let mut input = Some(input);
-        let roots = plan
+        let mut roots_left = plan
             .order
             .iter()
             .filter(|i| plan.parents[**i].is_empty())
             .count();
+        let (plan, request_id) = (&*plan, &request_id);
         let mut running = FuturesUnordered::new();
         loop {
             for &i in &plan.order {
@@ -422,21 +437,17 @@ impl Node {
                 started[i] = true;
                 let message = if plan.parents[i].is_empty() {
                     // The request goes to every root; the last one takes it.
-                    let shared = roots > 1;
-                    match (&input, shared) {
+                    roots_left -= 1;
+                    match (&input, roots_left > 0) {
                         (Some(m), true) => m.clone(),
                         _ => input.take().unwrap_or_default(),
                     }
                 } else {
-                    merge(&plan, i, &mut outputs, &mut left)?
+                    merge(plan, i, &mut outputs, &mut left)?
                 };
-                let (plan, request_id) = (plan.clone(), request_id.clone());
-                let pipeline = pipeline.clone();
                 running.push(async move {
                     let begun = Instant::now();
-                    let result = self
-                        .run_step(&plan, &pipeline, i, message, deadline, &request_id)
-                        .await;
+                    let result = self.run_step(plan, i, message, deadline, request_id).await;
                     (i, begun.elapsed(), result)
                 });
             }
@@ -452,7 +463,7 @@ impl Node {
             outputs[i] = Some(output);
             finished[i] = true;
         }
-        let output = merge_all(&plan, &plan.sinks, &mut outputs, &mut left, "the answer")?;
+        let output = merge_all(plan, &plan.sinks, &mut outputs, &mut left, "the answer")?;
         if tracing::enabled!(tracing::Level::INFO) {
             let steps: Vec<String> = timings
                 .iter()
@@ -465,10 +476,10 @@ impl Node {
                     )
                 })
                 .collect();
-            tracing::info!(pipeline = %pipeline, steps = %steps.join(" "), "pipeline ran");
+            tracing::info!(pipeline = %plan.label, steps = %steps.join(" "), "pipeline ran");
         }
         Ok(PipelineRun {
-            pipeline,
+            pipeline: plan.label.clone(),
             output,
             timings,
         })
@@ -479,7 +490,6 @@ impl Node {
     async fn run_step(
         &self,
         plan: &Plan,
-        pipeline: &str,
         i: usize,
         input: Message,
         deadline: Instant,
@@ -503,10 +513,7 @@ impl Node {
                 (Some(m), true) => m.clone(),
                 _ => input.take().unwrap_or_default(),
             };
-            match self
-                .run_once(plan, pipeline, i, given, deadline, request_id)
-                .await
-            {
+            match self.run_once(plan, i, given, deadline, request_id).await {
                 Ok(output) => return Ok((output, "ran")),
                 Err(e)
                     if attempt < step.retries
@@ -514,7 +521,7 @@ impl Node {
                         && Instant::now() + backoff < deadline =>
                 {
                     attempt += 1;
-                    tracing::info!(pipeline, step = %step.name, attempt, error = %e, "retrying step");
+                    tracing::info!(pipeline = %plan.label, step = %step.name, attempt, error = %e, "retrying step");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                 }
@@ -523,20 +530,13 @@ impl Node {
         };
         match (&step.on_error, plan.fallback[i]) {
             (OnError::Skip, _) if !matches!(failure, NodeError::PipelineTimeout { .. }) => {
-                tracing::warn!(pipeline, step = %step.name, error = %failure, "step failed; skipped (on_error = \"skip\")");
+                tracing::warn!(pipeline = %plan.label, step = %step.name, error = %failure, "step failed; skipped (on_error = \"skip\")");
                 Ok((input.unwrap_or_default(), "failed-skipped"))
             }
             (OnError::Fallback(_), Some(f)) if deadline > Instant::now() => {
-                tracing::warn!(pipeline, step = %step.name, error = %failure, fallback = %plan.record.pipeline.steps[f].name, "step failed; running its fallback");
+                tracing::warn!(pipeline = %plan.label, step = %step.name, error = %failure, fallback = %plan.record.pipeline.steps[f].name, "step failed; running its fallback");
                 let output = self
-                    .run_once(
-                        plan,
-                        pipeline,
-                        f,
-                        input.unwrap_or_default(),
-                        deadline,
-                        request_id,
-                    )
+                    .run_once(plan, f, input.unwrap_or_default(), deadline, request_id)
                     .await?;
                 Ok((output, "fallback"))
             }
@@ -548,7 +548,6 @@ impl Node {
     async fn run_once(
         &self,
         plan: &Plan,
-        pipeline: &str,
         i: usize,
         input: Message,
         deadline: Instant,
@@ -557,7 +556,7 @@ impl Node {
         let step = &plan.record.pipeline.steps[i];
         let remaining = deadline.saturating_duration_since(Instant::now());
         let timed_out = || NodeError::PipelineTimeout {
-            pipeline: pipeline.to_string(),
+            pipeline: plan.label.clone(),
             step: step.name.clone(),
             budget_ms: plan.record.pipeline.budget_ms(),
         };
@@ -565,25 +564,16 @@ impl Node {
             return Err(timed_out());
         }
         let in_step = |e: NodeError| NodeError::Step {
-            pipeline: pipeline.to_string(),
+            pipeline: plan.label.clone(),
             step: step.name.clone(),
             source: Box::new(e),
         };
-        let (target, selector) = step.name_and_selector();
-        let target = Name::parse(target)?;
-        let pinned = Selector::Version(
-            plan.record
-                .pinned
-                .get(&step.name)
-                .copied()
-                .unwrap_or_default(),
-        );
-        let selector = if step.follow { selector } else { pinned };
+        let (target, selector) = &plan.targets[i];
         match step.target().0 {
             StepKind::Model => {
                 let own = step.timeout_ms.map_or(remaining, Duration::from_millis);
                 let run = async {
-                    let model = self.models.get(&target, &selector).await?;
+                    let model = self.models.get(target, selector).await?;
                     let inputs = model
                         .signature()
                         .inputs
@@ -622,11 +612,11 @@ impl Node {
                 })
             }
             StepKind::Function => {
-                let version = match &selector {
+                let version = match selector {
                     Selector::Version(v) => *v,
-                    _ => self.pick(&target, &selector).await.map_err(in_step)?,
+                    _ => self.pick(target, selector).await.map_err(in_step)?,
                 };
-                let loaded = self.load(target, version).await.map_err(in_step)?;
+                let loaded = self.load(target.clone(), version).await.map_err(in_step)?;
                 let _slot = match loaded.record.concurrency {
                     Some(cap) => Some(
                         self.gate(&loaded.record, cap)?
