@@ -1,8 +1,6 @@
 //! The `sluice` command line, on the embedded store and against a server.
 
-use crate::support::{Server, component, repo, sluice};
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use crate::support::{Server, Up, component, sluice};
 
 fn run(args: &[&str]) -> (bool, String, String) {
     let output = sluice().args(args).output().expect("run sluice");
@@ -115,34 +113,10 @@ async fn deploy_and_invoke_through_a_server() {
 /// The README's first command: `sluice up examples/quickstart`.
 #[tokio::test]
 async fn up_builds_deploys_serves_and_prints_working_curl_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = sluice()
-        .args([
-            "up",
-            "examples/quickstart",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(dir.path().join("data"))
-        .current_dir(repo())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut curls = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line.trim_start().starts_with("curl") {
-            curls.push(line.trim().to_string());
-        }
-        if line.contains("Ctrl-C") {
-            break;
-        }
-    }
+    let up = Up::start("examples/quickstart");
+    let curls = &up.curls;
     assert!(curls.len() >= 3, "{curls:?}");
-    for curl in &curls {
+    for curl in curls {
         let output = std::process::Command::new("sh")
             .args(["-c", &format!("{curl} -f")])
             .output()
@@ -154,6 +128,4 @@ async fn up_builds_deploys_serves_and_prints_working_curl_lines() {
         );
         assert!(!output.stdout.is_empty());
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -3,11 +3,9 @@
 //! and the pipeline called as a model by tritonclient. (Under the Lambda
 //! emulator: `lambda.rs`.)
 
-use crate::support::{client, component, python, repo, sluice};
+use crate::support::{Up, client, component, python, repo, sluice};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Stdio;
 
 /// What `make_example.py` recorded for each image: the preprocessed
 /// tensor's sha256 and onnxruntime's top-k on it.
@@ -86,43 +84,10 @@ pub(crate) fn deploy(target: &[&str]) {
     }
 }
 
-/// Kills `sluice up` on drop.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_image_example_classifies_over_its_curl_lines_and_over_the_open_inference_protocol() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut up = Up(sluice()
-        .args([
-            "up",
-            "examples/image-classify",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(dir.path().join("data"))
-        .current_dir(repo())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
-    let mut curls = Vec::new();
-    for line in BufReader::new(up.0.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.trim_start().starts_with("curl") {
-            curls.push(line.trim().to_string());
-        }
-        if line.contains("Ctrl-C") {
-            break;
-        }
-    }
+    let up = Up::start("examples/image-classify");
+    let curls = &up.curls;
     // The printed curl lines work as printed: one per image.
     let mut addr = String::new();
     for image in ["upright.png", "upright.jpg"] {

@@ -462,40 +462,7 @@ async fn a_pipeline_deployed_through_one_node_with_local_files_is_served_by_anot
     // The manifest names its stage and model by local file: `sluice
     // deploy` uploads them and pins the steps to those versions.
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(
-        crate::support::component("json-to-tensor"),
-        dir.path().join("features.wasm"),
-    )
-    .expect("component");
-    std::fs::copy(
-        crate::support::repo().join("examples/models/iris-logreg.onnx"),
-        dir.path().join("iris.onnx"),
-    )
-    .expect("model");
-    let manifest = dir.path().join("pipeline.toml");
-    let write = |timeout_ms: u32| {
-        std::fs::write(
-            &manifest,
-            format!(
-                r#"
-                name = "iris"
-                timeout_ms = {timeout_ms}
-                [[step]]
-                name = "parse"
-                function = "iris-features"
-                file = "features.wasm"
-                config = {{ fields = "sepal_length,sepal_width,petal_length,petal_width" }}
-                [[step]]
-                name = "classify"
-                model = "iris"
-                file = "iris.onnx"
-                inputs = {{ X = "features" }}
-                "#
-            ),
-        )
-        .expect("manifest")
-    };
-    write(5000);
+    let manifest = crate::pipelines::iris_with_files(dir.path(), 5000);
     let path = manifest.display().to_string();
     let (ok, out) = cli(&a, &["deploy", &path]);
     assert!(ok, "{out}");
@@ -564,7 +531,7 @@ async fn a_pipeline_deployed_through_one_node_with_local_files_is_served_by_anot
     assert!(out.contains("unchanged: iris version 1"), "{out}");
     // A changed manifest is version 2, and B follows it within the interval;
     // a rollback through B reaches A.
-    write(4000);
+    crate::pipelines::iris_with_files(dir.path(), 4000);
     let (ok, out) = cli(&a, &["deploy", &path]);
     assert!(
         ok && out.contains("deployed pipeline iris version 2"),

@@ -96,6 +96,45 @@ fn output<'a>(oip: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no output {name} in {oip}"))["data"]
 }
 
+/// The iris pipeline (json-to-tensor, then the logistic regression) as a
+/// manifest naming its component and model by local file, written into
+/// `dir` with the files beside it; rewriting it with another budget makes
+/// a new version of the same pipeline.
+pub(crate) fn iris_with_files(dir: &std::path::Path, timeout_ms: u32) -> std::path::PathBuf {
+    std::fs::copy(
+        crate::support::component("json-to-tensor"),
+        dir.join("features.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("examples/models/iris-logreg.onnx"),
+        dir.join("iris.onnx"),
+    )
+    .unwrap();
+    let manifest = dir.join("pipeline.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"
+            name = "iris"
+            timeout_ms = {timeout_ms}
+            [[step]]
+            name = "parse"
+            function = "iris-features"
+            file = "features.wasm"
+            config = {{ fields = "{FIELDS}" }}
+            [[step]]
+            name = "classify"
+            model = "iris"
+            file = "iris.onnx"
+            inputs = {{ X = "features" }}
+            "#
+        ),
+    )
+    .unwrap();
+    manifest
+}
+
 #[tokio::test]
 async fn a_sequence_of_a_function_and_a_model_answers_as_the_model_does() {
     let server = iris_node().await;
@@ -665,36 +704,7 @@ async fn tritonclient_calls_a_pipeline_like_a_model() {
 #[tokio::test]
 async fn sluice_invoke_runs_a_pipeline_in_process_after_deploying_its_local_files() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        crate::support::component("json-to-tensor"),
-        dir.path().join("features.wasm"),
-    )
-    .unwrap();
-    std::fs::copy(
-        repo().join("examples/models/iris-logreg.onnx"),
-        dir.path().join("iris.onnx"),
-    )
-    .unwrap();
-    let manifest = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"
-            name = "iris"
-            [[step]]
-            name = "parse"
-            function = "iris-features"
-            file = "features.wasm"
-            config = {{ fields = "{FIELDS}" }}
-            [[step]]
-            name = "classify"
-            model = "iris"
-            file = "iris.onnx"
-            inputs = {{ X = "features" }}
-            "#
-        ),
-    )
-    .unwrap();
+    let manifest = iris_with_files(dir.path(), 10_000);
     let data = dir.path().join("data");
     let run = |args: &[&str]| {
         let out = sluice()

@@ -358,3 +358,48 @@ fn tools() -> PathBuf {
     })
     .clone()
 }
+
+/// `sluice up EXAMPLE` (a folder of the repository) on a free port with
+/// its own data folder, read until it serves; killed on drop.
+pub struct Up {
+    child: Child,
+    _data: tempfile::TempDir,
+    /// The `curl` lines it printed to try.
+    pub curls: Vec<String>,
+}
+
+impl Up {
+    pub fn start(example: &str) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut child = sluice()
+            .args(["up", example, "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path().join("data"))
+            .current_dir(repo())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sluice up");
+        let mut curls = Vec::new();
+        for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+            let line = line.expect("a line");
+            if line.trim_start().starts_with("curl") {
+                curls.push(line.trim().to_string());
+            }
+            if line.contains("Ctrl-C") {
+                break;
+            }
+        }
+        Self {
+            child,
+            _data: data,
+            curls,
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

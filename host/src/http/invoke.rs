@@ -4,6 +4,7 @@
 use super::message::{decode_request, encode_response};
 use super::{ApiError, AppState, RequestId, read_body};
 use crate::registry::Selector;
+use crate::tensor::Message;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -19,23 +20,11 @@ pub async fn invoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     let fail = |e: ApiError, stage: Option<String>| e.in_stage(stage).with_request_id(&request_id);
-    let (name, selector) = Selector::split(&target).map_err(|e| {
-        fail(
-            ApiError::bad_request(format!(
-                "`{target}` is not NAME, NAME@VERSION or NAME@ALIAS: {e}"
-            )),
-            None,
-        )
-    })?;
+    let (name, selector) = split(&target).map_err(|e| fail(e, None))?;
     let stage_hint = Some(target.clone());
-    let bytes = read_body(body, state.http.max_body_bytes, state.http.body_timeout)
+    let input = read_message(&state, &headers, body)
         .await
         .map_err(|e| fail(e, stage_hint.clone()))?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let input =
-        decode_request(content_type, Vec::from(bytes)).map_err(|e| fail(e, stage_hint.clone()))?;
 
     let (record, output) = state
         .node
@@ -64,18 +53,8 @@ pub async fn pipeline(
         e.in_stage(Some(target.clone()))
             .with_request_id(&request_id)
     };
-    let (name, selector) = Selector::split(&target).map_err(|e| {
-        fail(ApiError::bad_request(format!(
-            "`{target}` is not NAME, NAME@VERSION or NAME@ALIAS: {e}"
-        )))
-    })?;
-    let bytes = read_body(body, state.http.max_body_bytes, state.http.body_timeout)
-        .await
-        .map_err(fail)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let input = decode_request(content_type, Vec::from(bytes)).map_err(fail)?;
+    let (name, selector) = split(&target).map_err(fail)?;
+    let input = read_message(&state, &headers, body).await.map_err(fail)?;
     let run = state
         .node
         .run_pipeline(name, &selector, input, request_id.clone())
@@ -102,4 +81,26 @@ pub async fn pipeline(
         headers.insert("x-sluice-pipeline", value);
     }
     Ok(response)
+}
+
+/// `NAME[@VERSION|@ALIAS]` from the path.
+fn split(target: &str) -> Result<(&str, Selector), ApiError> {
+    Selector::split(target).map_err(|e| {
+        ApiError::bad_request(format!(
+            "`{target}` is not NAME, NAME@VERSION or NAME@ALIAS: {e}"
+        ))
+    })
+}
+
+/// The request body, within the node's size and time limits, as a message.
+async fn read_message(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Message, ApiError> {
+    let bytes = read_body(body, state.http.max_body_bytes, state.http.body_timeout).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    decode_request(content_type, Vec::from(bytes))
 }
