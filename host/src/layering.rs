@@ -11,6 +11,7 @@ const LAYERS: &[&str] = &[
     "pipeline",
     "engine",
     "inference",
+    "features",
     "registry",
     "cache",
     "store",

@@ -7,7 +7,7 @@
 //! ```text
 //! front doors   cli (the binary) → lambda → http
 //! service       node: the control-plane service and the data-plane calls
-//! mechanisms    pipeline → engine → inference → registry
+//! mechanisms    pipeline → engine → inference → features → registry
 //! foundations   cache → store · tensor · observe · toolchain
 //! ```
 //!
@@ -20,6 +20,8 @@
 //! - [`engine`]: wasmtime, the capability worlds, the sandbox of one call,
 //!   the WIT edge.
 //! - [`inference`]: ONNX models run natively by tract, the tract edge.
+//! - [`features`]: feature tables in the object store: ingestion, online
+//!   lookups through the cache, point-in-time export.
 //! - [`registry`]: immutable, numbered versions, aliases and rollback of
 //!   any kind of record.
 //! - [`cache`]: the in-memory cache in front of the store (and of loaded
@@ -35,6 +37,7 @@
 
 pub mod cache;
 pub mod engine;
+pub mod features;
 pub mod http;
 pub mod inference;
 pub mod lambda;

@@ -42,6 +42,8 @@ pub struct CacheConfig {
     /// Bytes of function templates kept loaded (measured by the size of
     /// their compiled code).
     pub template_bytes: u64,
+    /// Bytes of feature tables' online partitions kept decoded.
+    pub feature_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -59,6 +61,8 @@ impl Default for CacheConfig {
             // few hundred functions, while a node that serves thousands
             // keeps only the ones in use instead of running out of memory.
             template_bytes: 1 << 30,
+            // The online snapshot of tables with millions of entities.
+            feature_bytes: 2 << 30,
         }
     }
 }

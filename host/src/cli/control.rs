@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use sluice::features::Format;
 use sluice::http::Client;
 use sluice::inference::{Baseline, Batching, Push};
 use sluice::node::{ControlPlane, Deploy, Kind, Settings};
@@ -295,10 +296,16 @@ pub enum Request {
         name: String,
         version: u64,
     },
+    /// Ingest a file into a feature table.
+    Ingest {
+        table: String,
+        file: PathBuf,
+        format: Format,
+    },
 }
 
 /// Who the CLI acts as.
-fn created_by() -> String {
+pub fn created_by() -> String {
     std::env::var("USER").unwrap_or_else(|_| "anonymous".into())
 }
 
@@ -713,6 +720,29 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
         } => {
             plane.delete(kind, &name, version).await?;
             println!("deleted {} {name} version {version}", kind.noun());
+        }
+        Request::Ingest {
+            table,
+            file,
+            format,
+        } => {
+            let opened = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let size = opened.metadata().await.map(|m| m.len()).unwrap_or_default();
+            let bar = progress_bar(size as usize);
+            if let Ok(style) = ProgressStyle::with_template(
+                "ingesting {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            let reader = bar.wrap_async_read(opened);
+            let ingested = plane
+                .ingest(&table, format, Box::new(tokio::io::BufReader::new(reader)))
+                .await;
+            bar.finish_and_clear();
+            let ingested = ingested.with_context(|| format!("ingesting {}", file.display()))?;
+            print::ingested(&ingested);
         }
     }
     Ok(())

@@ -11,6 +11,7 @@
 mod args;
 mod build;
 mod control;
+mod features;
 mod invoke;
 mod print;
 mod serve;
@@ -55,6 +56,10 @@ enum Command {
     /// List and inspect deployed pipelines (deploy them with `sluice deploy pipeline.toml`).
     #[command(subcommand)]
     Pipelines(control::PipelinesCommand),
+    /// Feature tables: apply schemas, ingest rows, read online values,
+    /// export point-in-time training sets.
+    #[command(subcommand, visible_alias = "tables")]
+    Features(features::FeaturesCommand),
     /// Point, list or remove a function's (or with --model a model's, --pipeline a pipeline's) aliases (`stable`, `canary`, ...).
     #[command(subcommand)]
     Alias(control::AliasCommand),
@@ -110,6 +115,7 @@ async fn run(command: Command, started: std::time::Instant) -> Result<ExitCode> 
         Command::Invoke(args) => return invoke::run(args).await,
         Command::Build(args) => return build::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Up(args) => return up::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Features(command) => return command.run().await.map(|()| ExitCode::SUCCESS),
         Command::Lambda(args) => {
             return serve::lambda(args, started)
                 .await

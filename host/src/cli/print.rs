@@ -12,6 +12,7 @@ pub fn published(published: &Published) {
         (true, Kind::Function) => "deployed",
         (true, Kind::Model) => "pushed",
         (true, Kind::Pipeline) => "deployed pipeline",
+        (true, Kind::Table) => "applied table",
     };
     match v {
         Version::Function(f) => println!(
@@ -41,6 +42,48 @@ pub fn published(published: &Published) {
             println!("{what} {} version {}", p.name, p.version);
             steps(p);
         }
+        Version::Table(t) => {
+            let shares = if t.data == t.version {
+                "new, empty data".to_string()
+            } else {
+                format!("data of version {}", t.data)
+            };
+            println!("{what} {} version {} ({shares})", t.name, t.version);
+            schema(&t.table);
+        }
+    }
+}
+
+/// What an ingest committed.
+pub fn ingested(i: &sluice::features::Ingested) {
+    let c = &i.committed;
+    println!(
+        "ingested {} rows into {} version {} ({} segment(s)); {} entities updated, {} late row(s) kept in the history only; {} entities online",
+        c.rows, i.table, i.version, c.segments, c.updated, c.late, c.entities
+    );
+}
+
+/// A table's columns and settings.
+pub fn schema(t: &sluice::features::Table) {
+    let key: Vec<String> = t
+        .entity
+        .iter()
+        .map(|k| format!("{} ({})", k.name, k.ty))
+        .collect();
+    let ttl = t
+        .ttl_ms
+        .map(|ms| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string())
+        .unwrap_or_else(|| "none".into());
+    println!(
+        "  key {}  time {}{}  ttl {ttl}  freshness {} ms  {} partitions",
+        key.join(", "),
+        t.timestamp,
+        t.created.as_ref().map(|c| format!(" (ties: {c})")).unwrap_or_default(),
+        t.freshness_ms,
+        t.partitions
+    );
+    for f in &t.features {
+        println!("  {:<32} {}", f.name, f.ty);
     }
 }
 
@@ -85,6 +128,9 @@ pub fn summaries(kind: Kind, list: &[Summary]) {
             }
             Kind::Pipeline => {
                 println!("no pipelines deployed; deploy one with `sluice deploy pipeline.toml`")
+            }
+            Kind::Table => {
+                println!("no feature tables; apply one with `sluice features apply table.toml`")
             }
         }
     }
@@ -164,6 +210,15 @@ pub fn versions(listing: &Listing) {
                     .as_ref()
                     .map(|d| format!("  — {d}"))
                     .unwrap_or_default()
+            ),
+            Version::Table(t) => println!(
+                "{:<5} {:<16} {}  {} feature(s)  data v{}  by {}",
+                t.version,
+                aliases.join(","),
+                t.created_at,
+                t.table.features.len(),
+                t.data,
+                t.created_by
             ),
         }
     }

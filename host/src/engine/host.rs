@@ -4,9 +4,8 @@
 //! `log` and `config` are served here; `inference` hands predictor stages
 //! registry models run by the node's model engine (a `model` resource is a
 //! handle on a shared plan); `wasi:nn` reaches the same models
-//! (`wasi_nn.rs`). `features` is declared by the contract but not
-//! served by this node yet: it answers with a typed `not-available` error,
-//! never a trap.
+//! (`wasi_nn.rs`); `features` reads the node's feature tables (online
+//! snapshot, through the cache) for featurizer stages.
 
 use super::output::CapturedOutput;
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,6 +43,7 @@ pub(super) mod wit {
 }
 
 use super::wasi_nn::{WasiNnCtx, WasiNnView};
+use crate::features::{FeatureError, FeatureStore, Value};
 use crate::inference::{InferenceError, Models};
 use crate::registry::{Name, RegistryError, Selector};
 use gen_::sluice::pipeline::{config, features, inference, log, types};
@@ -71,6 +71,8 @@ pub struct StageIdentity {
 pub struct Reach {
     /// The node's models: predictor stages only.
     pub models: Option<Arc<Models>>,
+    /// The node's feature tables: featurizer stages only.
+    pub features: Option<Arc<FeatureStore>>,
     /// A pipeline step's grant: the only models and tables it may use.
     /// `None` for a function called on its own (its world decides).
     pub grant: Option<Arc<Grant>>,
@@ -305,8 +307,6 @@ impl config::Host for StageState {
     }
 }
 
-const NO_FEATURES: &str = "this node does not serve feature tables yet";
-
 impl inference::Host for StageState {}
 
 /// A model failure as the guest sees it; host faults are logged here.
@@ -411,9 +411,10 @@ impl features::Host for StageState {
     async fn get(
         &mut self,
         table: String,
-        _entities: Vec<String>,
-        _names: Vec<String>,
+        entities: Vec<String>,
+        names: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Vec<Option<types::Scalar>>>, features::FeatureError>> {
+        use features::FeatureError as Wit;
         if let Some(refused) = self
             .reach
             .grant
@@ -421,11 +422,46 @@ impl features::Host for StageState {
             .and_then(|g| g.refuses("table", &table))
         {
             tracing::warn!(%table, "{refused}");
-            return Ok(Err(features::FeatureError::NotFound(refused)));
+            return Ok(Err(Wit::NotFound(refused)));
         }
-        tracing::debug!(%table, "stage asked for features; {NO_FEATURES}");
-        Ok(Err(features::FeatureError::NotAvailable(
-            NO_FEATURES.into(),
-        )))
+        let Some(store) = self.reach.features.clone() else {
+            return Ok(Err(Wit::NotAvailable(
+                "only featurizer stages read feature tables".into(),
+            )));
+        };
+        if entities.is_empty() || names.is_empty() {
+            return Ok(Err(Wit::InvalidInput(
+                "name at least one entity and one feature".into(),
+            )));
+        }
+        let lookup = match store.lookup(&table, &entities, &names).await {
+            Ok(lookup) => lookup,
+            Err(e) => {
+                let message = e.to_string();
+                return Ok(Err(match e {
+                    FeatureError::Registry(RegistryError::NotFound { .. })
+                    | FeatureError::Registry(RegistryError::VersionNotFound { .. })
+                    | FeatureError::Registry(RegistryError::AliasNotFound { .. })
+                    | FeatureError::UnknownFeature { .. } => Wit::NotFound(message),
+                    e if e.is_input() => Wit::InvalidInput(message),
+                    _ => Wit::Internal(message),
+                }));
+            }
+        };
+        Ok(Ok(lookup
+            .entities
+            .into_iter()
+            .map(|entity| entity.values.into_iter().map(scalar).collect())
+            .collect()))
     }
+}
+
+fn scalar(value: Value) -> Option<types::Scalar> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(b) => types::Scalar::Bool(b),
+        Value::Int(i) => types::Scalar::Int(i),
+        Value::Float(f) => types::Scalar::Float(f),
+        Value::Text(s) => types::Scalar::Text(s.into()),
+    })
 }

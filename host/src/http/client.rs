@@ -3,6 +3,7 @@
 //! plane's invocation. The CLI uses it with `--server`.
 
 use super::query;
+use crate::features::{Format, Ingested};
 use crate::inference::Baseline;
 use crate::node::{ControlPlane, Kind, Listing, Published, Settings, Summary, Version};
 use crate::registry::Head;
@@ -174,6 +175,25 @@ impl Client {
         Ok(stored.digest)
     }
 
+    /// `POST /v1/features/{table}/lookup`: one JSON object per key.
+    pub async fn lookup(
+        &self,
+        table: &str,
+        keys: &[String],
+        features: &[String],
+    ) -> Result<Vec<Value>, ClientError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            results: Vec<Value>,
+        }
+        let request = self
+            .http
+            .post(self.url(&format!("/v1/features/{table}/lookup")))
+            .json(&serde_json::json!({ "entities": keys, "features": features }));
+        let answer: Answer = self.json(request).await?;
+        Ok(answer.results)
+    }
+
     /// `POST /fn/{target}` (or `/p/{target}`, a pipeline): whether the
     /// call succeeded, and the answer.
     pub async fn invoke(
@@ -242,7 +262,9 @@ impl ControlPlane for Client {
         let (created_by, content_type) = match &settings {
             Settings::Function(d) => (d.created_by.clone(), "application/wasm"),
             Settings::Model(p) => (p.created_by.clone(), "application/octet-stream"),
-            Settings::Pipeline { created_by } => (created_by.clone(), "application/toml"),
+            Settings::Pipeline { created_by } | Settings::Table { created_by, .. } => {
+                (created_by.clone(), "application/toml")
+            }
         };
         let query = query::write(&settings).map_err(ClientError::Invalid)?;
         let request = self
@@ -333,5 +355,33 @@ impl ControlPlane for Client {
         let url = self.url(&format!("/v1/{}/{name}/versions/{version}", kind.plural()));
         self.send(self.http.delete(url)).await?;
         Ok(())
+    }
+
+    async fn ingest(
+        &self,
+        table: &str,
+        format: Format,
+        file: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Result<Ingested, ClientError> {
+        // Streamed: a file larger than memory goes through as it is read.
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let request = self
+            .http
+            .post(self.url(&format!("/v1/features/{table}/ingest")))
+            .header("content-type", format.media_type())
+            .body(body);
+        self.json(request).await
+    }
+
+    async fn append(
+        &self,
+        table: &str,
+        rows: Vec<serde_json::Value>,
+    ) -> Result<Ingested, ClientError> {
+        let request = self
+            .http
+            .post(self.url(&format!("/v1/features/{table}")))
+            .json(&rows);
+        self.json(request).await
     }
 }

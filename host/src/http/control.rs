@@ -11,7 +11,7 @@
 //! | `PUT` / `DELETE /v1/{kind}/{name}/aliases/{alias}` | move / remove an alias |
 //! | `POST /v1/{kind}/{name}/rollback[?alias=A]` | roll an alias back |
 //!
-//! and `PUT /v1/blobs`, `GET /v1/status`. Each handler parses, calls the
+//! and `PUT /v1/blobs`, `GET /v1/status`, feature ingestion (`features.rs`). Each handler parses, calls the
 //! node's [`ControlPlane`] and encodes; `client.rs` speaks the same shapes.
 
 use super::{ApiError, AppState, RequestId, query, read_body};
@@ -30,7 +30,8 @@ use std::sync::Arc;
 pub fn routes() -> Router<Arc<AppState>> {
     let mut router = Router::new()
         .route("/v1/blobs", put(put_blob))
-        .route("/v1/status", get(status));
+        .route("/v1/status", get(status))
+        .merge(super::features::control_routes());
     for kind in Kind::ALL {
         let base = format!("/v1/{}", kind.plural());
         router = router.merge(
@@ -93,6 +94,10 @@ async fn publish(
         // A manifest: small, and no settings beside it.
         Kind::Pipeline => (
             query::read_pipeline(params, created_by),
+            state.http.max_body_bytes,
+        ),
+        Kind::Table => (
+            query::read_table(params, created_by),
             state.http.max_body_bytes,
         ),
     };

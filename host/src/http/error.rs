@@ -2,6 +2,7 @@
 //! shape, `{"error": ..., "stage": ..., "request_id": ...}`.
 
 use crate::engine::CallError;
+use crate::features::FeatureError;
 use crate::inference::InferenceError;
 use crate::node::NodeError;
 use crate::registry::RegistryError;
@@ -90,6 +91,19 @@ fn registry_status(e: &RegistryError) -> StatusCode {
     }
 }
 
+/// The status of a feature-store failure.
+fn feature_status(e: &FeatureError) -> StatusCode {
+    match e {
+        FeatureError::Registry(r) => registry_status(r),
+        FeatureError::Store(s) => registry_status(&RegistryError::Store(s.clone())),
+        FeatureError::Breaking { .. } => StatusCode::CONFLICT,
+        FeatureError::UnknownFeature { .. } => StatusCode::NOT_FOUND,
+        e if e.is_input() => StatusCode::BAD_REQUEST,
+        FeatureError::Contended(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// The status of a node failure; a step's failure has its cause's.
 fn node_status(e: &NodeError) -> StatusCode {
     match e {
@@ -117,6 +131,7 @@ fn node_status(e: &NodeError) -> StatusCode {
         NodeError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         NodeError::Step { source, .. } => node_status(source),
         NodeError::PipelineTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        NodeError::Features(f) => feature_status(f),
     }
 }
 

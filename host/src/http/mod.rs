@@ -3,10 +3,13 @@
 //! - The **data plane** ([`data_router`]): `POST /fn/{name}[@{version}|@{alias}]`
 //!   invokes a function; the Open Inference Protocol (`/v2/...`: health,
 //!   model metadata, readiness, inference, `message.rs` / `oip.rs`);
-//!   `GET /healthz`, `GET /readyz`.
+//!   feature lookups (`GET /v1/features/{table}/{entity}`, `POST
+//!   /v1/features/{table}/lookup`, `features.rs`); `GET /healthz`,
+//!   `GET /readyz`.
 //! - The **control plane** ([`control_router`], `control.rs`): everything
 //!   that changes or reveals what the node serves, `/v1/...` (publish,
-//!   list, versions, aliases, rollback, delete, blobs, status), a thin
+//!   list, versions, aliases, rollback, delete, blobs, status, feature
+//!   ingestion), a thin
 //!   layer over the node's [`ControlPlane`](crate::node::ControlPlane).
 //!
 //! `sluice serve` serves both on one listener, or the control plane on its
@@ -21,6 +24,7 @@
 mod client;
 mod control;
 mod error;
+mod features;
 mod invoke;
 pub mod message;
 mod oip;
@@ -131,6 +135,7 @@ fn data_routes() -> Router<Arc<AppState>> {
             "/v2/models/{model}/versions/{version}/infer",
             post(oip::infer_version),
         )
+        .merge(features::data_routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
 }

@@ -73,6 +73,11 @@ pub fn write(settings: &Settings) -> Result<Vec<(String, String)>, String> {
         }
         // Everything a pipeline is lives in its manifest.
         Settings::Pipeline { .. } => {}
+        Settings::Table { new_version, .. } => {
+            if *new_version {
+                put("new_version", "true".into());
+            }
+        }
     }
     Ok(query)
 }
@@ -164,6 +169,29 @@ pub fn read_pipeline(
         )),
         None => Ok(Settings::Pipeline { created_by }),
     }
+}
+
+/// A table's settings: only `new_version`; the rest is in `table.toml`.
+pub fn read_table(params: Vec<(String, String)>, created_by: String) -> Result<Settings, String> {
+    let mut new_version = false;
+    for (key, value) in params {
+        match key.as_str() {
+            "new_version" => {
+                new_version = value
+                    .parse()
+                    .map_err(|_| format!("`new_version` must be true or false, got `{value}`"))?
+            }
+            _ => {
+                return Err(format!(
+                    "unknown query parameter `{key}`; a table's settings are in table.toml (the body), except `new_version`"
+                ));
+            }
+        }
+    }
+    Ok(Settings::Table {
+        new_version,
+        created_by,
+    })
 }
 
 /// A version number in a path.

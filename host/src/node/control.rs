@@ -7,6 +7,7 @@
 
 use super::{FunctionVersion, Node, NodeError};
 use crate::engine::{StageLimits, World};
+use crate::features::{Format, Ingested, TableVersion};
 use crate::inference::{ModelVersion, Push};
 use crate::pipeline::PipelineVersion;
 use crate::registry::{Head, Name, Record, Selector, now_rfc3339};
@@ -24,11 +25,13 @@ pub enum Kind {
     Model,
     /// Step graphs (`sluice deploy pipeline.toml`).
     Pipeline,
+    /// Feature table schemas (`sluice features apply table.toml`).
+    Table,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 3] = [Kind::Function, Kind::Model, Kind::Pipeline];
+    pub const ALL: [Kind; 4] = [Kind::Function, Kind::Model, Kind::Pipeline, Kind::Table];
 
     /// What users call one: `function`.
     pub fn noun(self) -> &'static str {
@@ -36,6 +39,7 @@ impl Kind {
             Self::Function => FunctionVersion::NOUN,
             Self::Model => ModelVersion::NOUN,
             Self::Pipeline => PipelineVersion::NOUN,
+            Self::Table => TableVersion::NOUN,
         }
     }
 
@@ -45,6 +49,7 @@ impl Kind {
             Self::Function => FunctionVersion::KIND,
             Self::Model => ModelVersion::KIND,
             Self::Pipeline => PipelineVersion::KIND,
+            Self::Table => TableVersion::KIND,
         }
     }
 }
@@ -88,6 +93,14 @@ pub enum Settings {
         /// Who deploys.
         created_by: String,
     },
+    /// A feature table's schema (`table.toml`), applied as a table.
+    Table {
+        /// Start a new version with empty data even when the schema is
+        /// compatible; needed when it is not.
+        new_version: bool,
+        /// Who applies it.
+        created_by: String,
+    },
 }
 
 impl Settings {
@@ -97,6 +110,7 @@ impl Settings {
             Self::Function(_) => Kind::Function,
             Self::Model(_) => Kind::Model,
             Self::Pipeline { .. } => Kind::Pipeline,
+            Self::Table { .. } => Kind::Table,
         }
     }
 }
@@ -111,6 +125,14 @@ pub enum Version {
     Model(ModelVersion),
     /// A pipeline version.
     Pipeline(PipelineVersion),
+    /// A feature table version.
+    Table(TableVersion),
+}
+
+impl From<TableVersion> for Version {
+    fn from(v: TableVersion) -> Self {
+        Self::Table(v)
+    }
 }
 
 impl From<PipelineVersion> for Version {
@@ -138,6 +160,7 @@ impl Version {
             Self::Function(_) => Kind::Function,
             Self::Model(_) => Kind::Model,
             Self::Pipeline(_) => Kind::Pipeline,
+            Self::Table(_) => Kind::Table,
         }
     }
 
@@ -147,6 +170,7 @@ impl Version {
             Kind::Function => Self::Function(serde_json::from_value(json)?),
             Kind::Model => Self::Model(serde_json::from_value(json)?),
             Kind::Pipeline => Self::Pipeline(serde_json::from_value(json)?),
+            Kind::Table => Self::Table(serde_json::from_value(json)?),
         })
     }
 
@@ -156,6 +180,7 @@ impl Version {
             Self::Function(v) => &v.name,
             Self::Model(v) => &v.name,
             Self::Pipeline(v) => &v.name,
+            Self::Table(v) => &v.name,
         }
     }
 
@@ -165,15 +190,17 @@ impl Version {
             Self::Function(v) => v.version,
             Self::Model(v) => v.version,
             Self::Pipeline(v) => v.version,
+            Self::Table(v) => v.version,
         }
     }
 
-    /// The digest of the stored artifact (a pipeline is its record).
+    /// The digest of the stored artifact (a pipeline or table is its
+    /// record).
     pub fn digest(&self) -> Option<&Digest> {
         match self {
             Self::Function(v) => Some(&v.digest),
             Self::Model(v) => Some(&v.digest),
-            Self::Pipeline(_) => None,
+            Self::Pipeline(_) | Self::Table(_) => None,
         }
     }
 
@@ -182,7 +209,7 @@ impl Version {
         match self {
             Self::Function(v) => Some(v.size),
             Self::Model(v) => Some(v.size),
-            Self::Pipeline(_) => None,
+            Self::Pipeline(_) | Self::Table(_) => None,
         }
     }
 
@@ -190,7 +217,7 @@ impl Version {
     pub fn world(&self) -> Option<World> {
         match self {
             Self::Function(v) => Some(v.world),
-            Self::Model(_) | Self::Pipeline(_) => None,
+            Self::Model(_) | Self::Pipeline(_) | Self::Table(_) => None,
         }
     }
 }
@@ -291,6 +318,24 @@ pub trait ControlPlane: Send + Sync {
     /// Delete a version (refused while an alias other than `latest`
     /// points at it).
     async fn delete(&self, kind: Kind, name: &str, version: u64) -> Result<(), Self::Error>;
+
+    /// Ingest a file of rows into a feature table's current version, all
+    /// or nothing, streamed (the file may be larger than memory).
+    async fn ingest(
+        &self,
+        table: &str,
+        format: Format,
+        file: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Result<Ingested, Self::Error>;
+
+    /// Append rows (JSON objects keyed by column name) to a feature table;
+    /// answered once they are durable, joined with other appends arriving
+    /// at the same time into one commit.
+    async fn append(
+        &self,
+        table: &str,
+        rows: Vec<serde_json::Value>,
+    ) -> Result<Ingested, Self::Error>;
 }
 
 /// Run `$body` with `$registry` bound to the registry of `$kind`: the
@@ -308,6 +353,10 @@ macro_rules! on_registry {
             }
             Kind::Pipeline => {
                 let $registry = &$node.pipelines;
+                $body
+            }
+            Kind::Table => {
+                let $registry = $node.features.registry();
                 $body
             }
         }
@@ -338,6 +387,25 @@ impl ControlPlane for Node {
             Settings::Pipeline { created_by } => {
                 let manifest = crate::pipeline::parse_one(&artifact)?;
                 self.deploy_pipeline(&name, manifest, created_by).await?
+            }
+            Settings::Table {
+                new_version,
+                created_by,
+            } => {
+                let text = std::str::from_utf8(&artifact).map_err(|_| {
+                    NodeError::InvalidSetting("table.toml is not UTF-8 text".into())
+                })?;
+                let (version, created) = self.features.apply(text, new_version, created_by).await?;
+                if version.name != name.as_str() {
+                    return Err(NodeError::InvalidSetting(format!(
+                        "the schema names table `{}`, not `{name}`; apply it under its own name",
+                        version.name
+                    )));
+                }
+                Published {
+                    version: version.into(),
+                    created,
+                }
             }
         };
         let v = &published.version;
@@ -421,9 +489,31 @@ impl ControlPlane for Node {
             }
             Kind::Model => self.models.forget(&name, version),
             Kind::Pipeline => self.forget_plan(&name, version),
+            // Its data stays: later versions may share it.
+            Kind::Table => {}
         }
         tracing::info!(kind = kind.noun(), %name, version, "version deleted");
         Ok(())
+    }
+
+    async fn ingest(
+        &self,
+        table: &str,
+        format: Format,
+        file: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    ) -> Result<Ingested, NodeError> {
+        // Parsing is blocking work: it reads the stream through a bridge on
+        // a blocking thread.
+        let reader = tokio_util::io::SyncIoBridge::new(file);
+        Ok(self.features.ingest(table, format, Box::new(reader)).await?)
+    }
+
+    async fn append(
+        &self,
+        table: &str,
+        rows: Vec<serde_json::Value>,
+    ) -> Result<Ingested, NodeError> {
+        Ok(self.features.append(table, &rows).await?)
     }
 }
 

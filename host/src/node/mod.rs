@@ -35,6 +35,7 @@ use crate::cache::{Cache, CacheConfig, DocumentCache};
 use crate::engine::{
     CallError, Engine, EngineError, Grant, Reach, StageIdentity, World, WorldError,
 };
+use crate::features::{FeatureError, FeatureStore, Lookup};
 use crate::inference::{InferenceError, Model, Models};
 use crate::observe::Stats;
 use crate::pipeline::{PipelineError, PipelineVersion};
@@ -86,6 +87,9 @@ pub enum NodeError {
     /// A pipeline manifest was refused.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A feature table could not be applied, written or read.
+    #[error(transparent)]
+    Features(#[from] FeatureError),
     /// A pipeline step failed.
     #[error("pipeline {pipeline}, step {step}: {source}")]
     Step {
@@ -138,15 +142,18 @@ pub struct Node {
     pipelines: Registry<PipelineVersion>,
     /// Plans of the pipeline versions run on this node.
     plans: DashMap<(Name, u64), Arc<pipeline::Plan>>,
+    features: Arc<FeatureStore>,
     stats: Arc<Stats>,
 }
 
 impl Node {
     /// A node over `store`, with caches configured by `cache`.
     pub fn new(engine: Engine, store: Arc<dyn ObjectStore>, cache: CacheConfig) -> Self {
-        let (model_bytes, template_bytes) = (cache.model_bytes, cache.template_bytes);
+        let (model_bytes, template_bytes, feature_bytes) =
+            (cache.model_bytes, cache.template_bytes, cache.feature_bytes);
         let documents = Arc::new(DocumentCache::new(store, cache));
         Self {
+            features: Arc::new(FeatureStore::new(documents.clone(), feature_bytes)),
             functions: Registry::new(documents.clone()),
             models: Arc::new(Models::new(documents.clone(), model_bytes)),
             pipelines: Registry::new(documents.clone()),
@@ -256,8 +263,26 @@ impl Node {
     fn reach(&self, record: &FunctionVersion, grant: Option<Arc<Grant>>) -> Reach {
         Reach {
             models: (record.world == World::Predictor).then(|| self.models.clone()),
+            features: (record.world == World::Featurizer).then(|| self.features.clone()),
             grant,
         }
+    }
+
+    /// Read `names` (all when empty) of the entities `keys` from a feature
+    /// table (`TABLE` or `TABLE@VERSION`).
+    pub async fn lookup(
+        &self,
+        table: &str,
+        keys: &[impl AsRef<str>],
+        names: &[impl AsRef<str>],
+    ) -> Result<Lookup, NodeError> {
+        Ok(self.features.lookup(table, keys, names).await?)
+    }
+
+    /// The feature store, for what runs beside a node rather than through
+    /// it (point-in-time export, compaction).
+    pub fn features(&self) -> &Arc<FeatureStore> {
+        &self.features
     }
 
     /// The model `selector` picks for `name`, its plan loaded.

@@ -13,6 +13,7 @@
 //! compiled/<engine-fingerprint>/<hex>.cwasm   precompiled components (a cache)
 //! <kind>/<name>/versions/<n>.json             immutable version records (functions, models)
 //! <kind>/<name>/aliases.json                  live versions and aliases (CAS-updated)
+//! features/<table>/data/<gen>/...             feature segments and their manifest (see `features`)
 //! ```
 
 mod fs;
@@ -312,14 +313,15 @@ pub async fn open(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
 }
 
 /// Check a key is a relative path of plain segments, so no backend can be
-/// steered outside its root.
+/// steered outside its root. `=` is allowed for Hive-style partition
+/// folders (`event_date=2026-12-01`).
 pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
     let plain = |segment: &str| {
         !segment.is_empty()
             && !segment.starts_with('.')
             && segment
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                .all(|b| b.is_ascii_alphanumeric() || b"._-=".contains(&b))
     };
     if key.split('/').all(plain) {
         Ok(())

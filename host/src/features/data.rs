@@ -1,0 +1,447 @@
+//! A table's data in the object store: immutable Parquet segments and one
+//! small manifest, changed only by compare-and-swap, that names the ones
+//! readers see.
+//!
+//! ```text
+//! features/<table>/data/<gen>/manifest.json                            segments and online partitions (CAS)
+//! features/<table>/data/<gen>/history/event_date=<YYYY-MM-DD>/<id>.parquet   every row, by event date
+//! features/<table>/data/<gen>/online/p<i>-<digest>.parquet              latest row per entity, sorted by key
+//! ```
+//!
+//! `<gen>` is the data generation: the table version that started it (a
+//! breaking schema change starts a new one). The history is plain
+//! Hive-partitioned Parquet, so Spark, DuckDB or Athena read it directly.
+//! A segment written by an ingest that never committed is named by no
+//! manifest and never read; `sluice features compact` sweeps such files.
+
+use super::FeatureError;
+use super::row::{Row, event_date};
+use super::schema::Table;
+use super::segment;
+use crate::cache::{Cache, Weigh};
+use crate::registry::now_rfc3339;
+use futures::FutureExt;
+use crate::store::{ETag, ObjectStore, PutMode, StoreError};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Attempts at landing a commit against concurrent writers.
+const COMMIT_ATTEMPTS: u32 = 64;
+
+/// One history segment, as the manifest names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Its store key.
+    pub key: String,
+    /// The event date of its rows.
+    pub date: String,
+    /// How many rows.
+    pub rows: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// The earliest event time in it, epoch milliseconds.
+    pub min_ts: i64,
+    /// The latest event time in it.
+    pub max_ts: i64,
+}
+
+/// One online partition: the latest row of each entity that hashes to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Online {
+    /// Its store key.
+    pub key: String,
+    /// How many entities.
+    pub rows: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// The one mutable document of a data generation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// How many online partitions (fixed for the generation).
+    pub partitions: u32,
+    /// Each partition's current object (`None` until a row lands in it).
+    pub online: Vec<Option<Online>>,
+    /// The history, in commit order.
+    pub segments: Vec<Segment>,
+    /// Rows ever committed.
+    pub rows: u64,
+    /// Commits so far.
+    pub commits: u64,
+    /// When it last changed.
+    pub updated_at: String,
+}
+
+impl Manifest {
+    /// Entities in the online snapshot.
+    pub fn entities(&self) -> u64 {
+        self.online.iter().flatten().map(|o| o.rows).sum()
+    }
+}
+
+/// Where one data generation of a table lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// The table.
+    pub table: String,
+    /// The data generation.
+    pub generation: u64,
+}
+
+impl Location {
+    fn root(&self) -> String {
+        format!("features/{}/data/{}", self.table, self.generation)
+    }
+
+    /// The manifest's key.
+    pub fn manifest(&self) -> String {
+        format!("{}/manifest.json", self.root())
+    }
+
+    fn history(&self, date: &str, id: &str) -> String {
+        format!("{}/history/event_date={date}/{id}.parquet", self.root())
+    }
+
+    fn online(&self, partition: usize, id: &str) -> String {
+        format!("{}/online/p{partition}-{id}.parquet", self.root())
+    }
+
+    /// The prefix of every object of the generation.
+    pub fn prefix(&self) -> String {
+        format!("{}/", self.root())
+    }
+}
+
+/// Which online partition `key` belongs to (FNV-1a: stable across
+/// processes and releases, unlike std's hasher).
+pub fn partition_of(key: &str, partitions: u32) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % partitions.max(1) as u64) as usize
+}
+
+/// The manifest of `location` and its tag, or an empty one.
+pub async fn read_manifest(
+    store: &dyn ObjectStore,
+    location: &Location,
+    partitions: u32,
+) -> Result<(Manifest, Option<ETag>), FeatureError> {
+    let key = location.manifest();
+    match store.get(&key).await? {
+        None => Ok((
+            Manifest {
+                partitions,
+                online: vec![None; partitions as usize],
+                ..Manifest::default()
+            },
+            None,
+        )),
+        Some(object) => {
+            let manifest: Manifest =
+                serde_json::from_slice(&object.bytes).map_err(|e| FeatureError::Corrupt {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
+            Ok((manifest, Some(object.etag)))
+        }
+    }
+}
+
+/// Rows of one ingest, ready to commit: history segments already written,
+/// and per online partition the latest row of each entity it touched.
+pub struct Staged {
+    /// Written history segments, in order.
+    pub segments: Vec<Segment>,
+    /// Partition → entity → its latest row in this ingest.
+    pub latest: Vec<HashMap<Box<str>, Row>>,
+    /// Rows read.
+    pub rows: u64,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// Rows added to the history.
+    pub rows: u64,
+    /// History segments added.
+    pub segments: usize,
+    /// Entities whose online value changed.
+    pub updated: u64,
+    /// Rows older than the online value of their entity: in the history
+    /// only.
+    pub late: u64,
+    /// Entities in the online snapshot after the commit.
+    pub entities: u64,
+}
+
+/// A unique id for one writer's objects; it starts with the time it was
+/// made (hex nanoseconds), which tells a sweep how old an unnamed object is.
+pub fn writer_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{nanos:x}-{:x}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Encode `rows` (all of one event date) and write them as a new history
+/// segment.
+pub async fn write_segment(
+    store: &dyn ObjectStore,
+    location: &Location,
+    table: &Table,
+    date: String,
+    rows: Vec<Row>,
+) -> Result<Segment, FeatureError> {
+    let (min_ts, max_ts) = rows
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r.ts), hi.max(r.ts)));
+    let count = rows.len() as u64;
+    let table = table.clone();
+    let bytes = tokio::task::spawn_blocking(move || segment::encode(&table, &rows))
+        .await
+        .map_err(|e| FeatureError::Internal(e.to_string()))?
+        .map_err(FeatureError::Internal)?;
+    let key = location.history(&date, &writer_id());
+    let size = bytes.len() as u64;
+    store.put(&key, bytes, PutMode::IfAbsent).await?;
+    Ok(Segment {
+        key,
+        date,
+        rows: count,
+        bytes: size,
+        min_ts,
+        max_ts,
+    })
+}
+
+/// Split rows by event date.
+pub fn by_date(rows: Vec<Row>) -> Vec<(String, Vec<Row>)> {
+    let mut dates: HashMap<String, Vec<Row>> = HashMap::new();
+    for row in rows {
+        dates.entry(event_date(row.ts)).or_default().push(row);
+    }
+    let mut out: Vec<_> = dates.into_iter().collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Make `staged` visible: merge its latest rows into the online partitions
+/// and name its segments in the manifest, in one compare-and-swap; on a
+/// lost race, merge again against the winner's manifest. Nothing is visible
+/// until the swap lands.
+pub async fn commit(
+    store: &Arc<dyn ObjectStore>,
+    location: &Location,
+    table: &Table,
+    staged: &Staged,
+    partitions: &Partitions,
+) -> Result<(Committed, Manifest), FeatureError> {
+    let key = location.manifest();
+    for _ in 0..COMMIT_ATTEMPTS {
+        let (mut manifest, etag) = read_manifest(store.as_ref(), location, table.partitions).await?;
+        let mut report = Committed {
+            rows: staged.rows,
+            segments: staged.segments.len(),
+            ..Committed::default()
+        };
+        for (partition, latest) in staged.latest.iter().enumerate() {
+            if latest.is_empty() {
+                continue;
+            }
+            let current = match manifest.online.get(partition).cloned().flatten() {
+                Some(online) => partitions.load(table, &online).await?,
+                None => Arc::new(Partition(Vec::new())),
+            };
+            let (merged, updated, late) = merge(&current.0, latest);
+            report.updated += updated;
+            report.late += late;
+            if updated == 0 {
+                continue;
+            }
+            let table = table.clone();
+            let rows = merged.len() as u64;
+            let bytes = tokio::task::spawn_blocking(move || segment::encode(&table, &merged))
+                .await
+                .map_err(|e| FeatureError::Internal(e.to_string()))?
+                .map_err(FeatureError::Internal)?;
+            let object = location.online(partition, &writer_id());
+            let size = bytes.len() as u64;
+            store.put(&object, bytes, PutMode::IfAbsent).await?;
+            manifest.online[partition] = Some(Online {
+                key: object,
+                rows,
+                bytes: size,
+            });
+        }
+        manifest.segments.extend(staged.segments.iter().cloned());
+        manifest.rows += staged.rows;
+        manifest.commits += 1;
+        manifest.updated_at = now_rfc3339();
+        report.entities = manifest.entities();
+        let bytes = Bytes::from(serde_json::to_vec(&manifest).map_err(|e| FeatureError::Internal(e.to_string()))?);
+        let mode = etag.map_or(PutMode::IfAbsent, PutMode::IfMatch);
+        match store.put(&key, bytes, mode).await {
+            Ok(_) => return Ok((report, manifest)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FeatureError::Contended(location.table.clone()))
+}
+
+/// Merge the latest rows of an ingest into a sorted partition: a row
+/// replaces its entity's value only if it is newer ([`Row::supersedes`]),
+/// so late rows never overwrite fresher ones. Returns the merged partition
+/// (sorted by key), how many entities changed and how many rows were late.
+fn merge(current: &[Row], latest: &HashMap<Box<str>, Row>) -> (Vec<Row>, u64, u64) {
+    let mut incoming: Vec<&Row> = latest.values().collect();
+    incoming.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut out = Vec::with_capacity(current.len() + incoming.len());
+    let (mut updated, mut late) = (0, 0);
+    let mut old = current.iter().peekable();
+    for row in incoming {
+        while let Some(o) = old.next_if(|o| o.key < row.key) {
+            out.push(o.clone());
+        }
+        match old.next_if(|o| o.key == row.key) {
+            Some(o) if !row.supersedes(o) => {
+                late += 1;
+                out.push(o.clone());
+            }
+            _ => {
+                updated += 1;
+                out.push(row.clone());
+            }
+        }
+    }
+    out.extend(old.cloned());
+    (out, updated, late)
+}
+
+/// One online partition in memory: rows sorted by key.
+pub struct Partition(pub Vec<Row>);
+
+impl Weigh for Partition {
+    fn weight(&self) -> u64 {
+        self.0.iter().map(|r| r.weight() as u64).sum::<u64>() + 64
+    }
+}
+
+impl Partition {
+    /// The row of `key`, if the partition holds one.
+    pub fn find(&self, key: &str) -> Option<&Row> {
+        find(&self.0, key)
+    }
+}
+
+/// Decoded online partitions, shared by every reader on the node: a
+/// partition object never changes, so a cached one never goes stale; a
+/// new snapshot is a new object.
+pub struct Partitions {
+    store: Arc<dyn ObjectStore>,
+    cache: Cache<String, Partition, FeatureError>,
+}
+
+impl Partitions {
+    /// A cache of up to `budget` bytes of decoded partitions.
+    pub fn new(store: Arc<dyn ObjectStore>, budget: u64) -> Self {
+        Self {
+            store,
+            cache: Cache::new(budget),
+        }
+    }
+
+    /// The partition `online` names, decoded with `table`'s schema (one
+    /// load per object however many ask at once).
+    pub async fn load(&self, table: &Table, online: &Online) -> Result<Arc<Partition>, FeatureError> {
+        let key = online.key.clone();
+        self.cache
+            .get_or_load(&online.key, |_, _| true, |_| {
+                let (store, table) = (self.store.clone(), table.clone());
+                async move {
+                    let object = store.get(&key).await?.ok_or_else(|| FeatureError::Corrupt {
+                        key: key.clone(),
+                        reason: "the manifest names it but it is gone".into(),
+                    })?;
+                    let rows = tokio::task::spawn_blocking(move || segment::decode_all(&table, object.bytes))
+                        .await
+                        .map_err(|e| FeatureError::Internal(e.to_string()))?
+                        .map_err(|reason| FeatureError::Corrupt { key, reason })?;
+                    Ok(Partition(rows))
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    /// The counters of the cache.
+    pub fn stats(&self) -> crate::cache::CacheStats {
+        self.cache.stats()
+    }
+}
+
+/// Find `key` in a partition sorted by key.
+pub fn find<'a>(partition: &'a [Row], key: &str) -> Option<&'a Row> {
+    partition
+        .binary_search_by(|r| r.key.as_ref().cmp(key))
+        .ok()
+        .map(|i| &partition[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::row::Value;
+
+    fn row(key: &str, ts: i64, created: Option<i64>, v: i64) -> Row {
+        Row {
+            key: key.into(),
+            ts,
+            created,
+            values: vec![Value::Int(v)].into(),
+        }
+    }
+
+    #[test]
+    fn merge_keeps_the_newest_and_counts_late_rows() {
+        let current = vec![row("a", 10, None, 1), row("c", 10, Some(5), 1)];
+        let latest: HashMap<Box<str>, Row> = [
+            row("a", 5, None, 2),      // late
+            row("b", 1, None, 2),      // new entity
+            row("c", 10, Some(6), 2),  // same time, created later: wins
+        ]
+        .into_iter()
+        .map(|r| (r.key.clone(), r))
+        .collect();
+        let (merged, updated, late) = merge(&current, &latest);
+        let values: Vec<_> = merged.iter().map(|r| (r.key.as_ref(), r.values[0].clone())).collect();
+        assert_eq!(
+            values,
+            [("a", Value::Int(1)), ("b", Value::Int(2)), ("c", Value::Int(2))]
+        );
+        assert_eq!((updated, late), (2, 1));
+        assert_eq!(find(&merged, "b").unwrap().ts, 1);
+        assert!(find(&merged, "z").is_none());
+    }
+
+    #[test]
+    fn partitions_are_stable() {
+        // Fixed values: changing the hash would strand every stored table.
+        assert_eq!(partition_of("u42", 8), partition_of("u42", 8));
+        assert_eq!(partition_of("", 8), (0xcbf2_9ce4_8422_2325u64 % 8) as usize);
+        assert!((0..1000).map(|i| partition_of(&format!("u{i}"), 8)).collect::<std::collections::BTreeSet<_>>().len() == 8);
+    }
+}
