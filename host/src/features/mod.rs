@@ -16,6 +16,8 @@ mod schema;
 mod segment;
 mod source;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 pub use data::{Committed, Manifest, Segment};
 pub use export::{Exported, FeatureSpec, OutputFormat};
