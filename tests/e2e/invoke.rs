@@ -233,7 +233,7 @@ async fn missing_models_and_feature_tables_are_reported_to_the_stage() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         v["fields"]["status"],
-        "not-available: this node does not serve feature tables yet"
+        "error: feature not found: table `customers` not found; list them with `sluice tables ls`"
     );
 }
 

@@ -302,6 +302,11 @@ pub enum Request {
         file: PathBuf,
         format: Format,
     },
+    /// Compact a feature table.
+    Compact {
+        table: String,
+        grace: std::time::Duration,
+    },
 }
 
 /// Who the CLI acts as.
@@ -743,6 +748,10 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
             bar.finish_and_clear();
             let ingested = ingested.with_context(|| format!("ingesting {}", file.display()))?;
             print::ingested(&ingested);
+        }
+        Request::Compact { table, grace } => {
+            let compacted = plane.compact(&table, grace).await?;
+            print::compacted(&compacted);
         }
     }
     Ok(())

@@ -74,6 +74,20 @@ pub enum FeaturesCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Merge a table's small history segments (of one event date) into
+    /// larger ones, and delete objects no reader needs: replaced segments
+    /// and online snapshots once older than --grace, files of ingests that
+    /// failed once a day old.
+    Compact {
+        /// The table (TABLE or TABLE@VERSION).
+        table: String,
+        /// How long replaced objects stay for readers of older manifests;
+        /// longer than your longest export.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// List tables.
     Ls(TargetArgs),
     /// List the versions and aliases of one table.
@@ -115,7 +129,8 @@ impl FeaturesCommand {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("cannot read {}", file.display()))?;
                 // Checked here too, so mistakes show before anything is sent.
-                let table = Table::parse(&text).with_context(|| format!("in {}", file.display()))?;
+                let table =
+                    Table::parse(&text).with_context(|| format!("in {}", file.display()))?;
                 let request = Request::Publish {
                     name: table.name,
                     artifact: text.into(),
@@ -143,7 +158,14 @@ impl FeaturesCommand {
                         )
                     })?,
                 };
-                (target, Request::Ingest { table, file, format })
+                (
+                    target,
+                    Request::Ingest {
+                        table,
+                        file,
+                        format,
+                    },
+                )
             }
             Self::Get {
                 table,
@@ -158,6 +180,11 @@ impl FeaturesCommand {
                 timestamp_column,
                 data,
             } => return export(data, entities, features, out, timestamp_column).await,
+            Self::Compact {
+                table,
+                grace,
+                target,
+            } => (target, Request::Compact { table, grace }),
             Self::Ls(target) => (target, Request::List(Kind::Table)),
             Self::Versions { name, target } => (target, Request::Versions(Kind::Table, name)),
             Self::Show {

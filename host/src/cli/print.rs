@@ -54,6 +54,21 @@ pub fn published(published: &Published) {
     }
 }
 
+/// What a compaction did.
+pub fn compacted(c: &sluice::features::Compacted) {
+    println!(
+        "compacted {} (data {}): {} → {} history segments, {} rows rewritten; swept {} objects ({} bytes), {} replaced kept for the grace period",
+        c.table,
+        c.generation,
+        c.segments_before,
+        c.segments_after,
+        c.rows_merged,
+        c.swept,
+        c.swept_bytes,
+        c.retired_kept
+    );
+}
+
 /// What an ingest committed.
 pub fn ingested(i: &sluice::features::Ingested) {
     let c = &i.committed;
@@ -78,7 +93,10 @@ pub fn schema(t: &sluice::features::Table) {
         "  key {}  time {}{}  ttl {ttl}  freshness {} ms  {} partitions",
         key.join(", "),
         t.timestamp,
-        t.created.as_ref().map(|c| format!(" (ties: {c})")).unwrap_or_default(),
+        t.created
+            .as_ref()
+            .map(|c| format!(" (ties: {c})"))
+            .unwrap_or_default(),
         t.freshness_ms,
         t.partitions
     );

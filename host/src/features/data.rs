@@ -12,7 +12,8 @@
 //! breaking schema change starts a new one). The history is plain
 //! Hive-partitioned Parquet, so Spark, DuckDB or Athena read it directly.
 //! A segment written by an ingest that never committed is named by no
-//! manifest and never read; `sluice features compact` sweeps such files.
+//! manifest and never read; `sluice features compact` (`compact.rs`)
+//! merges small segments and sweeps such files.
 
 use super::FeatureError;
 use super::row::{Row, event_date};
@@ -20,15 +21,15 @@ use super::schema::Table;
 use super::segment;
 use crate::cache::{Cache, Weigh};
 use crate::registry::now_rfc3339;
-use futures::FutureExt;
 use crate::store::{ETag, ObjectStore, PutMode, StoreError};
 use bytes::Bytes;
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Attempts at landing a commit against concurrent writers.
-const COMMIT_ATTEMPTS: u32 = 64;
+pub(super) const COMMIT_ATTEMPTS: u32 = 64;
 
 /// One history segment, as the manifest names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,21 @@ pub struct Manifest {
     pub commits: u64,
     /// When it last changed.
     pub updated_at: String,
+    /// Objects compaction replaced, deleted by a sweep after the grace
+    /// period (readers of an older manifest may still read them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<Retired>,
+}
+
+/// An object no longer named, kept until no reader can need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    /// Its store key.
+    pub key: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// When it was retired, epoch milliseconds.
+    pub at_ms: i64,
 }
 
 impl Manifest {
@@ -205,9 +221,9 @@ pub async fn write_segment(
     date: String,
     rows: Vec<Row>,
 ) -> Result<Segment, FeatureError> {
-    let (min_ts, max_ts) = rows
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r.ts), hi.max(r.ts)));
+    let (min_ts, max_ts) = rows.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
+        (lo.min(r.ts), hi.max(r.ts))
+    });
     let count = rows.len() as u64;
     let table = table.clone();
     let bytes = tokio::task::spawn_blocking(move || segment::encode(&table, &rows))
@@ -251,7 +267,8 @@ pub async fn commit(
 ) -> Result<(Committed, Manifest), FeatureError> {
     let key = location.manifest();
     for _ in 0..COMMIT_ATTEMPTS {
-        let (mut manifest, etag) = read_manifest(store.as_ref(), location, table.partitions).await?;
+        let (mut manifest, etag) =
+            read_manifest(store.as_ref(), location, table.partitions).await?;
         let mut report = Committed {
             rows: staged.rows,
             segments: staged.segments.len(),
@@ -291,7 +308,9 @@ pub async fn commit(
         manifest.commits += 1;
         manifest.updated_at = now_rfc3339();
         report.entities = manifest.entities();
-        let bytes = Bytes::from(serde_json::to_vec(&manifest).map_err(|e| FeatureError::Internal(e.to_string()))?);
+        let bytes = Bytes::from(
+            serde_json::to_vec(&manifest).map_err(|e| FeatureError::Internal(e.to_string()))?,
+        );
         let mode = etag.map_or(PutMode::IfAbsent, PutMode::IfMatch);
         match store.put(&key, bytes, mode).await {
             Ok(_) => return Ok((report, manifest)),
@@ -366,24 +385,38 @@ impl Partitions {
 
     /// The partition `online` names, decoded with `table`'s schema (one
     /// load per object however many ask at once).
-    pub async fn load(&self, table: &Table, online: &Online) -> Result<Arc<Partition>, FeatureError> {
+    pub async fn load(
+        &self,
+        table: &Table,
+        online: &Online,
+    ) -> Result<Arc<Partition>, FeatureError> {
         let key = online.key.clone();
         self.cache
-            .get_or_load(&online.key, |_, _| true, |_| {
-                let (store, table) = (self.store.clone(), table.clone());
-                async move {
-                    let object = store.get(&key).await?.ok_or_else(|| FeatureError::Corrupt {
-                        key: key.clone(),
-                        reason: "the manifest names it but it is gone".into(),
-                    })?;
-                    let rows = tokio::task::spawn_blocking(move || segment::decode_all(&table, object.bytes))
+            .get_or_load(
+                &online.key,
+                |_, _| true,
+                |_| {
+                    let (store, table) = (self.store.clone(), table.clone());
+                    async move {
+                        let object =
+                            store
+                                .get(&key)
+                                .await?
+                                .ok_or_else(|| FeatureError::Corrupt {
+                                    key: key.clone(),
+                                    reason: "the manifest names it but it is gone".into(),
+                                })?;
+                        let rows = tokio::task::spawn_blocking(move || {
+                            segment::decode_all(&table, object.bytes)
+                        })
                         .await
                         .map_err(|e| FeatureError::Internal(e.to_string()))?
                         .map_err(|reason| FeatureError::Corrupt { key, reason })?;
-                    Ok(Partition(rows))
-                }
-                .boxed()
-            })
+                        Ok(Partition(rows))
+                    }
+                    .boxed()
+                },
+            )
             .await
     }
 
@@ -419,18 +452,25 @@ mod tests {
     fn merge_keeps_the_newest_and_counts_late_rows() {
         let current = vec![row("a", 10, None, 1), row("c", 10, Some(5), 1)];
         let latest: HashMap<Box<str>, Row> = [
-            row("a", 5, None, 2),      // late
-            row("b", 1, None, 2),      // new entity
-            row("c", 10, Some(6), 2),  // same time, created later: wins
+            row("a", 5, None, 2),     // late
+            row("b", 1, None, 2),     // new entity
+            row("c", 10, Some(6), 2), // same time, created later: wins
         ]
         .into_iter()
         .map(|r| (r.key.clone(), r))
         .collect();
         let (merged, updated, late) = merge(&current, &latest);
-        let values: Vec<_> = merged.iter().map(|r| (r.key.as_ref(), r.values[0].clone())).collect();
+        let values: Vec<_> = merged
+            .iter()
+            .map(|r| (r.key.as_ref(), r.values[0].clone()))
+            .collect();
         assert_eq!(
             values,
-            [("a", Value::Int(1)), ("b", Value::Int(2)), ("c", Value::Int(2))]
+            [
+                ("a", Value::Int(1)),
+                ("b", Value::Int(2)),
+                ("c", Value::Int(2))
+            ]
         );
         assert_eq!((updated, late), (2, 1));
         assert_eq!(find(&merged, "b").unwrap().ts, 1);
@@ -442,6 +482,12 @@ mod tests {
         // Fixed values: changing the hash would strand every stored table.
         assert_eq!(partition_of("u42", 8), partition_of("u42", 8));
         assert_eq!(partition_of("", 8), (0xcbf2_9ce4_8422_2325u64 % 8) as usize);
-        assert!((0..1000).map(|i| partition_of(&format!("u{i}"), 8)).collect::<std::collections::BTreeSet<_>>().len() == 8);
+        assert!(
+            (0..1000)
+                .map(|i| partition_of(&format!("u{i}"), 8))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                == 8
+        );
     }
 }

@@ -39,7 +39,9 @@ impl std::str::FromStr for FeatureSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         let (table, features) = s.split_once(':').unwrap_or((s, ""));
         if table.is_empty() {
-            return Err(format!("`{s}`: write TABLE:feature,feature (or TABLE for all)"));
+            return Err(format!(
+                "`{s}`: write TABLE:feature,feature (or TABLE for all)"
+            ));
         }
         Ok(Self {
             table: table.to_string(),
@@ -112,7 +114,9 @@ impl FeatureStore {
         let mut csv = csv::Reader::from_reader(entities);
         let header: Vec<String> = csv
             .headers()
-            .map_err(|e| FeatureError::BadInput(format!("the entity file's header cannot be read: {e}")))?
+            .map_err(|e| {
+                FeatureError::BadInput(format!("the entity file's header cannot be read: {e}"))
+            })?
             .iter()
             .map(|h| h.trim().to_string())
             .collect();
@@ -136,9 +140,11 @@ impl FeatureStore {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                parse_time(r.get(ts_at).unwrap_or_default()).map_err(|reason| FeatureError::BadRow {
-                    row: i as u64 + 1,
-                    reason: format!("`{timestamp_column}`: {reason}"),
+                parse_time(r.get(ts_at).unwrap_or_default()).map_err(|reason| {
+                    FeatureError::BadRow {
+                        row: i as u64 + 1,
+                        reason: format!("`{timestamp_column}`: {reason}"),
+                    }
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -218,11 +224,13 @@ impl FeatureStore {
             spec.features
                 .iter()
                 .map(|f| {
-                    table.feature_index(f).ok_or_else(|| FeatureError::UnknownFeature {
-                        table: table.name.clone(),
-                        feature: f.clone(),
-                        available: feature_list(&table),
-                    })
+                    table
+                        .feature_index(f)
+                        .ok_or_else(|| FeatureError::UnknownFeature {
+                            table: table.name.clone(),
+                            feature: f.clone(),
+                            available: feature_list(&table),
+                        })
                 })
                 .collect::<Result<_, _>>()?
         };
@@ -288,12 +296,12 @@ impl FeatureStore {
                 continue;
             }
             report.segments_read += 1;
-            let object = runtime
-                .block_on(store.get(&segment.key))?
-                .ok_or_else(|| FeatureError::Corrupt {
+            let object = runtime.block_on(store.get(&segment.key))?.ok_or_else(|| {
+                FeatureError::Corrupt {
                     key: segment.key.clone(),
                     reason: "the manifest names it but it is gone".into(),
-                })?;
+                }
+            })?;
             let rows = super::segment::decode_all(table, object.bytes).map_err(|reason| {
                 FeatureError::Corrupt {
                     key: segment.key.clone(),
@@ -368,11 +376,19 @@ fn write_csv(
 ) -> Result<(), FeatureError> {
     let failed = |e: csv::Error| FeatureError::BadInput(format!("cannot write the export: {e}"));
     let mut csv = csv::Writer::from_writer(out);
-    csv.write_record(header.iter().map(String::as_str).chain(names.iter().map(|(n, _)| *n)))
-        .map_err(failed)?;
+    csv.write_record(
+        header
+            .iter()
+            .map(String::as_str)
+            .chain(names.iter().map(|(n, _)| *n)),
+    )
+    .map_err(failed)?;
     for (i, record) in records.iter().enumerate() {
         let values = cells(i);
-        let features = values.iter().zip(names).map(|(v, (_, ty))| csv_cell(v, *ty));
+        let features = values
+            .iter()
+            .zip(names)
+            .map(|(v, (_, ty))| csv_cell(v, *ty));
         csv.write_record(record.iter().map(String::from).chain(features))
             .map_err(failed)?;
     }

@@ -2,13 +2,15 @@
 //! (`schema.rs`), rows and values (`row.rs`), Parquet segments
 //! (`segment.rs`), the files users ingest (`source.rs`), the manifest and
 //! its compare-and-swap commits (`data.rs`), point-in-time export
-//! (`export.rs`) and streaming appends (`stream.rs`).
+//! (`export.rs`), streaming appends (`stream.rs`) and compaction
+//! (`compact.rs`).
 //!
 //! Online reads go through two caches: a *view* per table (its schema
 //! version and manifest, re-read once older than the table's freshness
 //! interval) and the decoded online partitions, which never change once
 //! written. A lookup is a hash, two cache hits and a binary search.
 
+mod compact;
 mod data;
 mod export;
 mod row;
@@ -19,6 +21,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+pub use compact::{Compacted, DEFAULT_GRACE};
 pub use data::{Committed, Manifest, Segment};
 pub use export::{Exported, FeatureSpec, OutputFormat};
 pub use row::{Rfc3339, Value};
@@ -288,7 +291,9 @@ impl FeatureStore {
         };
         let key = table.to_string();
         self.views
-            .get_or_load(&key, fresh, |stale| self.load_view(key.clone(), stale).boxed())
+            .get_or_load(&key, fresh, |stale| {
+                self.load_view(key.clone(), stale).boxed()
+            })
             .await
     }
 
@@ -309,7 +314,8 @@ impl FeatureStore {
             // Unchanged manifests cost a conditional read, not a download.
             if let Some(stale) = stale.filter(|s| s.location == location)
                 && let Some(etag) = &stale.etag
-                && let Revalidated::Unchanged = store.get_if_changed(&location.manifest(), etag).await?
+                && let Revalidated::Unchanged =
+                    store.get_if_changed(&location.manifest(), etag).await?
             {
                 return Ok(View {
                     version,
@@ -339,6 +345,24 @@ impl FeatureStore {
         names: &[impl AsRef<str>],
     ) -> Result<Lookup, FeatureError> {
         let view = self.view(table).await?;
+        match self.read(&view, keys, names).await {
+            // A sweep deleted a partition this view still names: a newer
+            // manifest names its successor.
+            Err(FeatureError::Corrupt { .. }) => {
+                self.views.remove(&table.to_string());
+                let view = self.view(table).await?;
+                self.read(&view, keys, names).await
+            }
+            read => read,
+        }
+    }
+
+    async fn read(
+        &self,
+        view: &View,
+        keys: &[impl AsRef<str>],
+        names: &[impl AsRef<str>],
+    ) -> Result<Lookup, FeatureError> {
         let schema = &view.version.table;
         let columns: Vec<usize> = if names.is_empty() {
             (0..schema.features.len()).collect()
@@ -385,7 +409,10 @@ impl FeatureStore {
             });
         }
         Ok(Lookup {
-            features: columns.iter().map(|&c| schema.features[c].clone()).collect(),
+            features: columns
+                .iter()
+                .map(|&c| schema.features[c].clone())
+                .collect(),
             version: view.version.clone(),
             entities,
         })
@@ -547,8 +574,14 @@ impl FeatureStore {
 
     async fn commit(&self, view: &View, staged: Staged) -> Result<Ingested, FeatureError> {
         let store = self.documents.store();
-        match data::commit(store, &view.location, &view.version.table, &staged, &self.partitions)
-            .await
+        match data::commit(
+            store,
+            &view.location,
+            &view.version.table,
+            &staged,
+            &self.partitions,
+        )
+        .await
         {
             Ok((committed, manifest)) => {
                 // This node reads its own writes at once.

@@ -46,7 +46,11 @@ impl Value {
             ColumnType::I64 => Self::Int(text.trim().parse().map_err(|_| wrong())?),
             ColumnType::F32 | ColumnType::F64 => {
                 let f: f64 = text.trim().parse().map_err(|_| wrong())?;
-                Self::Float(if ty == ColumnType::F32 { f as f32 as f64 } else { f })
+                Self::Float(if ty == ColumnType::F32 {
+                    f as f32 as f64
+                } else {
+                    f
+                })
             }
             ColumnType::Bool => match text.trim() {
                 "true" | "True" | "TRUE" | "1" => Self::Bool(true),
@@ -185,7 +189,9 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
         return Ok(ms);
     }
     parse_rfc3339(text).ok_or_else(|| {
-        format!("`{text}` is not a time: write RFC 3339 (2026-12-01T10:00:00Z) or epoch milliseconds")
+        format!(
+            "`{text}` is not a time: write RFC 3339 (2026-12-01T10:00:00Z) or epoch milliseconds"
+        )
     })
 }
 
@@ -400,14 +406,20 @@ impl Cell<'_> {
 /// Build a row of `table` from the cells a source gives for each column,
 /// asked by its position in [`Table::columns`]; the error names the column
 /// and says why.
-pub fn build_row<'a>(table: &Table, mut cell: impl FnMut(usize) -> Cell<'a>) -> Result<Row, String> {
+pub fn build_row<'a>(
+    table: &Table,
+    mut cell: impl FnMut(usize) -> Cell<'a>,
+) -> Result<Row, String> {
     let mut parts = Vec::with_capacity(table.entity.len());
     for (i, column) in table.entity.iter().enumerate() {
         let c = cell(i);
         if c.is_missing() {
             return Err(format!("the key column `{}` is missing", column.name));
         }
-        parts.push(c.key_part().map_err(|e| format!("`{}`: {e}", column.name))?);
+        parts.push(
+            c.key_part()
+                .map_err(|e| format!("`{}`: {e}", column.name))?,
+        );
     }
     let parts: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
     let key = key_text(table, &parts)?;
@@ -415,9 +427,14 @@ pub fn build_row<'a>(table: &Table, mut cell: impl FnMut(usize) -> Cell<'a>) -> 
     let ts = cell(at);
     at += 1;
     if ts.is_missing() {
-        return Err(format!("the timestamp column `{}` is missing", table.timestamp));
+        return Err(format!(
+            "the timestamp column `{}` is missing",
+            table.timestamp
+        ));
     }
-    let ts = ts.time().map_err(|e| format!("`{}`: {e}", table.timestamp))?;
+    let ts = ts
+        .time()
+        .map_err(|e| format!("`{}`: {e}", table.timestamp))?;
     let created = match &table.created {
         None => None,
         Some(name) => {
@@ -434,7 +451,11 @@ pub fn build_row<'a>(table: &Table, mut cell: impl FnMut(usize) -> Cell<'a>) -> 
         .features
         .iter()
         .enumerate()
-        .map(|(i, f)| cell(at + i).value(f.ty).map_err(|e| format!("`{}`: {e}", f.name)))
+        .map(|(i, f)| {
+            cell(at + i)
+                .value(f.ty)
+                .map_err(|e| format!("`{}`: {e}", f.name))
+        })
         .collect::<Result<Box<[_]>, _>>()?;
     Ok(Row {
         key,
@@ -460,11 +481,25 @@ mod tests {
     fn times_in_every_accepted_form() {
         assert_eq!(parse_time("0").unwrap(), 0);
         assert_eq!(parse_time("1764583200000").unwrap(), 1_764_583_200_000);
-        assert_eq!(parse_time("2025-12-01T10:00:00Z").unwrap(), 1_764_583_200_000);
-        assert_eq!(parse_time("2025-12-01T11:00:00+01:00").unwrap(), 1_764_583_200_000);
-        assert_eq!(parse_time("2025-12-01 10:00:00.25Z").unwrap(), 1_764_583_200_250);
+        assert_eq!(
+            parse_time("2025-12-01T10:00:00Z").unwrap(),
+            1_764_583_200_000
+        );
+        assert_eq!(
+            parse_time("2025-12-01T11:00:00+01:00").unwrap(),
+            1_764_583_200_000
+        );
+        assert_eq!(
+            parse_time("2025-12-01 10:00:00.25Z").unwrap(),
+            1_764_583_200_250
+        );
         assert_eq!(parse_time("1969-12-31T23:59:59Z").unwrap(), -1000);
-        for bad in ["yesterday", "2025-13-01T00:00:00Z", "2025-02-30T00:00:00Z", "2025-12-01"] {
+        for bad in [
+            "yesterday",
+            "2025-13-01T00:00:00Z",
+            "2025-02-30T00:00:00Z",
+            "2025-12-01",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
     }
@@ -484,8 +519,15 @@ mod tests {
     fn cells_parse_by_type() {
         assert_eq!(Value::parse("3", ColumnType::I64), Ok(Value::Int(3)));
         assert_eq!(Value::parse("", ColumnType::I64), Ok(Value::Null));
-        assert_eq!(Value::parse("0.1", ColumnType::F32), Ok(Value::Float(0.1f32 as f64)));
-        assert!(Value::parse("3.5", ColumnType::I64).unwrap_err().contains("not an i64"));
+        assert_eq!(
+            Value::parse("0.1", ColumnType::F32),
+            Ok(Value::Float(0.1f32 as f64))
+        );
+        assert!(
+            Value::parse("3.5", ColumnType::I64)
+                .unwrap_err()
+                .contains("not an i64")
+        );
         assert!(Value::parse("yes", ColumnType::Bool).is_err());
     }
 }

@@ -175,15 +175,12 @@ impl Table {
         }
         let mut features = Vec::new();
         for (name, ty) in &file.features {
-            let ty = ty
-                .as_str()
-                .and_then(ColumnType::parse)
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "feature `{name}` has type {ty:?}; use {}",
-                        ColumnType::NAMES
-                    ))
-                })?;
+            let ty = ty.as_str().and_then(ColumnType::parse).ok_or_else(|| {
+                invalid(format!(
+                    "feature `{name}` has type {ty:?}; use {}",
+                    ColumnType::NAMES
+                ))
+            })?;
             features.push(Feature {
                 name: name.clone(),
                 ty,
@@ -417,10 +414,16 @@ mod tests {
     #[test]
     fn bad_schemas_say_what_is_wrong() {
         let cases = [
-            (USER_STATS.replace("\"i64\"", "\"int\""), "use f32, f64, i64"),
+            (
+                USER_STATS.replace("\"i64\"", "\"int\""),
+                "use f32, f64, i64",
+            ),
             (USER_STATS.replace("\"7d\"", "\"seven days\""), "`ttl`"),
             (USER_STATS.replace("country", "user_id"), "named twice"),
-            (USER_STATS.replace("\"user_stats\"", "\"User Stats\""), "`name`"),
+            (
+                USER_STATS.replace("\"user_stats\"", "\"User Stats\""),
+                "`name`",
+            ),
             (USER_STATS.replace("ttl", "tll"), "unknown field"),
         ];
         for (text, expected) in cases {
@@ -435,7 +438,12 @@ mod tests {
         let added = Table::parse(&format!("{USER_STATS}\nnew_one = \"bool\"")).unwrap();
         assert_eq!(added.breaks(&old), None);
         let removed = Table::parse(&USER_STATS.replace("country = \"string\"", "")).unwrap();
-        assert!(removed.breaks(&old).unwrap().contains("`country` is removed"));
+        assert!(
+            removed
+                .breaks(&old)
+                .unwrap()
+                .contains("`country` is removed")
+        );
         let retyped = Table::parse(&USER_STATS.replace("\"f64\"", "\"f32\"")).unwrap();
         assert!(retyped.breaks(&old).unwrap().contains("from f64 to f32"));
     }

@@ -63,7 +63,9 @@ fn schema(table: &Table) -> Arc<Schema> {
 pub fn encode(table: &Table, rows: &[Row]) -> Result<Bytes, String> {
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (i, key) in table.entity.iter().enumerate() {
-        let parts = rows.iter().map(|r| key_parts(&r.key).nth(i).unwrap_or_default());
+        let parts = rows
+            .iter()
+            .map(|r| key_parts(&r.key).nth(i).unwrap_or_default());
         columns.push(match key.ty {
             ColumnType::I64 => {
                 let mut b = Int64Builder::with_capacity(rows.len());
@@ -137,7 +139,8 @@ pub fn encode(table: &Table, rows: &[Row]) -> Result<Bytes, String> {
         .set_compression(Compression::SNAPPY)
         .build();
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props)).map_err(|e| e.to_string())?;
+    let mut writer =
+        ArrowWriter::try_new(&mut out, schema, Some(props)).map_err(|e| e.to_string())?;
     writer.write(&batch).map_err(|e| e.to_string())?;
     writer.close().map_err(|e| e.to_string())?;
     Ok(Bytes::from(out))

@@ -55,8 +55,7 @@ impl Format {
 }
 
 /// The media types [`Format::of_media_type`] accepts, for error messages.
-pub const MEDIA_TYPES: &str =
-    "text/csv, application/x-ndjson or application/vnd.apache.parquet";
+pub const MEDIA_TYPES: &str = "text/csv, application/x-ndjson or application/vnd.apache.parquet";
 
 /// Read every row of `reader` in `format`, calling `each` with the row's
 /// number (from 1, not counting a header) and the row; stops at the first

@@ -41,12 +41,16 @@ pub(super) async fn append(
     let key = (view.version.name.clone(), view.version.version);
     let (reply, answer) = oneshot::channel();
     let flush = {
-        let mut entry = store.streams.pending.entry(key.clone()).or_insert_with(|| Pending {
-            view: view.clone(),
-            rows: Vec::new(),
-            waiting: Vec::new(),
-            full: Arc::new(Notify::new()),
-        });
+        let mut entry = store
+            .streams
+            .pending
+            .entry(key.clone())
+            .or_insert_with(|| Pending {
+                view: view.clone(),
+                rows: Vec::new(),
+                waiting: Vec::new(),
+                full: Arc::new(Notify::new()),
+            });
         let first = entry.waiting.is_empty();
         entry.rows.extend(rows);
         entry.waiting.push(reply);

@@ -28,7 +28,11 @@ const TABLE: &str = r#"
     x = "f64"
 "#;
 
-async fn ingest_csv(store: &FeatureStore, table: &str, csv: &str) -> Result<Ingested, FeatureError> {
+async fn ingest_csv(
+    store: &FeatureStore,
+    table: &str,
+    csv: &str,
+) -> Result<Ingested, FeatureError> {
     let reader = std::io::Cursor::new(csv.as_bytes().to_vec());
     store.ingest(table, Format::Csv, Box::new(reader)).await
 }
@@ -145,7 +149,10 @@ async fn point_in_time_export_matches_a_hand_written_table() {
         batch.column_by_name("n").unwrap(),
     );
     let n: Vec<Option<i64>> = n.iter().collect();
-    assert_eq!(n, [Some(3), None, Some(0), Some(1), None, Some(10), None, None]);
+    assert_eq!(
+        n,
+        [Some(3), None, Some(0), Some(1), None, Some(10), None, None]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,11 +162,40 @@ async fn a_malformed_row_rejects_the_whole_ingest_and_names_it() {
     store.apply(TABLE, false, "test".into()).await.unwrap();
     let good = format!("u1,{},,1,0.5\n", at(0));
     let cases = [
-        (format!("user_id,event_ts,created_ts,n,x\n{good}u2,{},,one,0.5\n", at(1)), 2, "`n`: `one` is not an i64"),
-        (format!("user_id,event_ts,created_ts,n,x\n{good}{good},{},,1,0.5\n", at(1)), 3, "key column `user_id` is missing"),
-        (format!("user_id,event_ts,created_ts,n,x\n{good}u2,noon,,1,0.5\n"), 2, "`event_ts`: `noon` is not a time"),
-        (format!("user_id,event_ts,created_ts,n,x\n{good}u2,{},,1\n", at(1)), 2, "has 4 fields where the header has 5"),
-        (format!("user_id,event_ts,created_ts,n,x\n{good}u2,{},,1,1e999x\n", at(1)), 2, "`x`: `1e999x` is not an f64"),
+        (
+            format!(
+                "user_id,event_ts,created_ts,n,x\n{good}u2,{},,one,0.5\n",
+                at(1)
+            ),
+            2,
+            "`n`: `one` is not an i64",
+        ),
+        (
+            format!(
+                "user_id,event_ts,created_ts,n,x\n{good}{good},{},,1,0.5\n",
+                at(1)
+            ),
+            3,
+            "key column `user_id` is missing",
+        ),
+        (
+            format!("user_id,event_ts,created_ts,n,x\n{good}u2,noon,,1,0.5\n"),
+            2,
+            "`event_ts`: `noon` is not a time",
+        ),
+        (
+            format!("user_id,event_ts,created_ts,n,x\n{good}u2,{},,1\n", at(1)),
+            2,
+            "has 4 fields where the header has 5",
+        ),
+        (
+            format!(
+                "user_id,event_ts,created_ts,n,x\n{good}u2,{},,1,1e999x\n",
+                at(1)
+            ),
+            2,
+            "`x`: `1e999x` is not an f64",
+        ),
     ];
     for (csv, row, reason) in cases {
         let e = ingest_csv(&store, "user_stats", &csv).await.unwrap_err();
@@ -170,12 +206,21 @@ async fn a_malformed_row_rejects_the_whole_ingest_and_names_it() {
         assert!(e.to_string().contains(reason), "{e}");
         assert!(e.to_string().contains("nothing was ingested"), "{e}");
     }
-    let e = ingest_csv(&store, "user_stats", "user_id,event_ts,nn\n").await.unwrap_err();
-    assert!(e.to_string().contains("column `nn` is not in table `user_stats`"), "{e}");
+    let e = ingest_csv(&store, "user_stats", "user_id,event_ts,nn\n")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("column `nn` is not in table `user_stats`"),
+        "{e}"
+    );
     // Nothing applied, nothing left behind.
     let keys = store.documents.store().list("features/").await.unwrap();
     assert!(keys.is_empty(), "{keys:?}");
-    let lookup = store.lookup("user_stats", &["u1"], &[] as &[&str]).await.unwrap();
+    let lookup = store
+        .lookup("user_stats", &["u1"], &[] as &[&str])
+        .await
+        .unwrap();
     assert_eq!(lookup.entities[0].ts, None);
     // JSON lines: the same checks.
     let jsonl = format!(
@@ -184,7 +229,11 @@ async fn a_malformed_row_rejects_the_whole_ingest_and_names_it() {
         at(1)
     );
     let e = store
-        .ingest("user_stats", Format::Jsonl, Box::new(std::io::Cursor::new(jsonl.into_bytes())))
+        .ingest(
+            "user_stats",
+            Format::Jsonl,
+            Box::new(std::io::Cursor::new(jsonl.into_bytes())),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, FeatureError::BadRow { row: 2, .. }), "{e}");
@@ -223,8 +272,16 @@ async fn online_reads_honour_the_ttl_and_answer_unknown_entities_with_nulls() {
     assert_eq!(json["user_id"], "fresh");
     assert_eq!(json["features"]["n"], 1);
     assert_eq!(json["event_ts"], Rfc3339(now - 60_000).to_string());
-    let e = store.lookup("user_stats", &["fresh"], &["nope"]).await.err().unwrap();
-    assert!(e.to_string().contains("has no feature `nope`; its features: n, x"), "{e}");
+    let e = store
+        .lookup("user_stats", &["fresh"], &["nope"])
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string()
+            .contains("has no feature `nope`; its features: n, x"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -244,19 +301,36 @@ async fn two_nodes_ingesting_at_once_both_land_and_each_sees_the_other() {
         csv
     };
     // B reads before A writes: its view is then at most 200 ms stale.
-    assert_eq!(b.lookup("user_stats", &["a7"], &["n"]).await.unwrap().entities[0].ts, None);
+    assert_eq!(
+        b.lookup("user_stats", &["a7"], &["n"])
+            .await
+            .unwrap()
+            .entities[0]
+            .ts,
+        None
+    );
     let (rows_a, rows_b) = (rows("a"), rows("b"));
     let (ra, rb) = tokio::join!(
         ingest_csv(&a, "user_stats", &rows_a),
         ingest_csv(&b, "user_stats", &rows_b)
     );
-    assert_eq!(ra.unwrap().committed.rows + rb.unwrap().committed.rows, 4000);
+    assert_eq!(
+        ra.unwrap().committed.rows + rb.unwrap().committed.rows,
+        4000
+    );
     let view = a.load_view("user_stats".into(), None).await.unwrap();
     assert_eq!((view.manifest.rows, view.manifest.entities()), (4000, 4000));
     // B sees A's rows once its view is older than the freshness interval.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let lookup = b.lookup("user_stats", &["a7", "b1999"], &["n"]).await.unwrap();
-    let values: Vec<_> = lookup.entities.iter().map(|e| e.values[0].clone()).collect();
+    let lookup = b
+        .lookup("user_stats", &["a7", "b1999"], &["n"])
+        .await
+        .unwrap();
+    let values: Vec<_> = lookup
+        .entities
+        .iter()
+        .map(|e| e.values[0].clone())
+        .collect();
     assert_eq!(values, [Value::Int(7), Value::Int(1999)]);
 }
 
@@ -268,19 +342,33 @@ async fn breaking_changes_need_a_new_version_which_starts_empty() {
     assert!(created);
     assert!(!store.apply(TABLE, false, "test".into()).await.unwrap().1);
     let now = row::now_ms();
-    ingest_csv(&store, "user_stats", &format!("user_id,event_ts,n\nu1,{now},5\n"))
-        .await
-        .unwrap();
+    ingest_csv(
+        &store,
+        "user_stats",
+        &format!("user_id,event_ts,n\nu1,{now},5\n"),
+    )
+    .await
+    .unwrap();
     // Adding a feature keeps the data.
     let added = format!("{TABLE}\ncountry = \"string\"");
     let (v2, _) = store.apply(&added, false, "test".into()).await.unwrap();
     assert_eq!((v2.version, v2.data), (2, v1.data));
-    let lookup = store.lookup("user_stats", &["u1"], &["n", "country"]).await.unwrap();
+    let lookup = store
+        .lookup("user_stats", &["u1"], &["n", "country"])
+        .await
+        .unwrap();
     assert_eq!(lookup.entities[0].values, [Value::Int(5), Value::Null]);
     // Retyping is refused, then accepted as a new, empty version.
     let retyped = added.replace("n = \"i64\"", "n = \"f64\"");
-    let e = store.apply(&retyped, false, "test".into()).await.unwrap_err();
-    assert!(e.to_string().contains("feature `n` changes type from i64 to f64"), "{e}");
+    let e = store
+        .apply(&retyped, false, "test".into())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("feature `n` changes type from i64 to f64"),
+        "{e}"
+    );
     assert!(e.to_string().contains("--new-version"), "{e}");
     let (v3, _) = store.apply(&retyped, true, "test".into()).await.unwrap();
     assert_eq!((v3.version, v3.data), (3, 3));
@@ -305,16 +393,140 @@ async fn streamed_appends_join_one_commit_and_answer_once_durable() {
         }
     });
     let results = futures::future::join_all(appends).await;
-    let commits: std::collections::BTreeSet<u64> =
-        results.iter().map(|r| r.as_ref().unwrap().committed.rows).collect();
+    let commits: std::collections::BTreeSet<u64> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().committed.rows)
+        .collect();
     // Joined: fewer commits than requests, every row durable.
     let view = store.load_view("user_stats".into(), None).await.unwrap();
     assert_eq!(view.manifest.rows, 20);
-    assert!(view.manifest.commits < 20, "{} commits", view.manifest.commits);
+    assert!(
+        view.manifest.commits < 20,
+        "{} commits",
+        view.manifest.commits
+    );
     assert!(commits.iter().all(|rows| *rows >= 1));
     let lookup = store.lookup("user_stats", &["s19"], &["n"]).await.unwrap();
     assert_eq!(lookup.entities[0].values, [Value::Int(19)]);
     let bad = serde_json::json!({"user_id": "s1", "event_ts": now, "n": "x"});
     let e = store.append("user_stats", &[bad]).await.unwrap_err();
     assert!(e.to_string().starts_with("row 1: `n`"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_merges_small_segments_and_sweeps_what_no_reader_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = store_at(dir.path());
+    let store = feature_store(objects.clone());
+    store.apply(TABLE, false, "test".into()).await.unwrap();
+    for i in 0..5 {
+        let csv = format!(
+            "user_id,event_ts,n,x\nu{i},{},{i},0.5\nu1,{},{i},1.5\n",
+            at(i),
+            at(i + 1)
+        );
+        ingest_csv(&store, "user_stats", &csv).await.unwrap();
+    }
+    // Another date: a single segment, left alone.
+    let other = format!("user_id,event_ts,n,x\nu9,{},9,9.5\n", at(-60));
+    ingest_csv(&store, "user_stats", &other).await.unwrap();
+    // Files of ingests that never committed: one written long ago, one
+    // just now (an ingest that may still be running).
+    let history = "features/user_stats/data/1/history/event_date=2026-01-01";
+    let old_orphan = format!("{history}/10-1-0.parquet");
+    let young_orphan = format!("{history}/{}.parquet", data::writer_id());
+    for key in [&old_orphan, &young_orphan] {
+        objects
+            .put(
+                key,
+                bytes::Bytes::from_static(b"x"),
+                crate::store::PutMode::IfAbsent,
+            )
+            .await
+            .unwrap();
+    }
+
+    let export = || {
+        let entities = format!(
+            "user_id,timestamp\nu1,{}\nu1,{}\nu3,{}\nu9,{}\nu4,{}\n",
+            at(3),
+            at(30),
+            at(30),
+            at(0),
+            at(2)
+        );
+        let mut out = Vec::new();
+        let runtime = tokio::runtime::Handle::current();
+        let specs = vec!["user_stats:n,x".parse().unwrap()];
+        tokio::task::block_in_place(|| {
+            store.export(
+                &runtime,
+                entities.as_bytes(),
+                &specs,
+                "timestamp",
+                OutputFormat::Csv,
+                &mut out,
+            )
+        })
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let before = export();
+    let online_before = store
+        .lookup("user_stats", &["u1", "u3", "u9"], &["n"])
+        .await
+        .unwrap();
+
+    let report = store.compact("user_stats", Duration::ZERO).await.unwrap();
+    assert_eq!((report.segments_before, report.segments_after), (6, 2));
+    assert_eq!(report.rows_merged, 10);
+    assert_eq!(report.retired_kept, 0);
+    assert_eq!(export(), before);
+    assert!(before.contains(&format!("u1,{},4,1.5", at(30))), "{before}");
+    let online_after = store
+        .lookup("user_stats", &["u1", "u3", "u9"], &["n"])
+        .await
+        .unwrap();
+    assert_eq!(online_after.entities, online_before.entities);
+
+    // What is left: the manifest, what it names, and the young orphan.
+    let (manifest, _) = data::read_manifest(
+        objects.as_ref(),
+        &Location {
+            table: "user_stats".into(),
+            generation: 1,
+        },
+        8,
+    )
+    .await
+    .unwrap();
+    assert!(manifest.retired.is_empty());
+    let mut expected: Vec<String> = manifest
+        .segments
+        .iter()
+        .map(|s| s.key.clone())
+        .chain(manifest.online.iter().flatten().map(|o| o.key.clone()))
+        .chain([
+            "features/user_stats/data/1/manifest.json".to_string(),
+            young_orphan.clone(),
+        ])
+        .collect();
+    expected.sort();
+    let mut left = objects.list("features/user_stats/data/1/").await.unwrap();
+    left.sort();
+    assert_eq!(left, expected);
+    // Old orphan, 5 replaced segments and the superseded online partitions.
+    assert!(report.swept >= 6, "{report:?}");
+
+    // Compacting again has nothing to merge; a grace period keeps what a
+    // compaction replaces.
+    let csv = format!("user_id,event_ts,n,x\nu7,{},7,7.5\n", at(50));
+    ingest_csv(&store, "user_stats", &csv).await.unwrap();
+    let report = store
+        .compact("user_stats", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!((report.segments_before, report.segments_after), (3, 2));
+    assert_eq!(report.retired_kept, 2);
+    assert_eq!(report.swept, 0);
 }

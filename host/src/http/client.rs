@@ -3,7 +3,7 @@
 //! plane's invocation. The CLI uses it with `--server`.
 
 use super::query;
-use crate::features::{Format, Ingested};
+use crate::features::{Compacted, Format, Ingested};
 use crate::inference::Baseline;
 use crate::node::{ControlPlane, Kind, Listing, Published, Settings, Summary, Version};
 use crate::registry::Head;
@@ -382,6 +382,14 @@ impl ControlPlane for Client {
             .http
             .post(self.url(&format!("/v1/features/{table}")))
             .json(&rows);
+        self.json(request).await
+    }
+
+    async fn compact(&self, table: &str, grace: Duration) -> Result<Compacted, ClientError> {
+        let request = self
+            .http
+            .post(self.url(&format!("/v1/features/{table}/compact")))
+            .query(&[("grace", humantime::format_duration(grace).to_string())]);
         self.json(request).await
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! | route | |
 //! |---|---|
+//! | `POST /v1/features/{table}/compact[?grace=1h]` | merge small history segments; sweep what no reader needs |
 //! | `POST /v1/features/{table}/ingest` | a CSV, JSON-lines or Parquet file (by `Content-Type` or `?format=`), streamed; all rows or none |
 //! | `POST /v1/features/{table}` | streaming rows: a JSON array of objects (or `{"rows": [...]}`), answered once durable |
 //!
@@ -20,7 +21,7 @@
 //! never an error.
 
 use super::{ApiError, AppState, read_body};
-use crate::features::{Format, MEDIA_TYPES};
+use crate::features::{DEFAULT_GRACE, Format, MEDIA_TYPES};
 use crate::node::ControlPlane;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -47,6 +48,7 @@ pub fn control_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/features/{table}/ingest", post(ingest))
         .route("/v1/features/{table}", post(append))
+        .route("/v1/features/{table}/compact", post(compact))
 }
 
 /// `?features=a,b` (absent: all).
@@ -119,7 +121,11 @@ async fn many(
             .map(|n| n.as_str().map(String::from))
             .collect::<Option<_>>()
             .ok_or_else(|| ApiError::bad_request("`features` must be an array of names"))?,
-        Some(_) => return Err(ApiError::bad_request("`features` must be an array of names")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`features` must be an array of names",
+            ));
+        }
     };
     let lookup = state.node.lookup(&table, &keys, &names).await?;
     let results: Vec<Value> = lookup.entities.iter().map(|e| lookup.to_json(e)).collect();
@@ -184,7 +190,9 @@ async fn ingest(
     let format = format.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("send the file with Content-Type {MEDIA_TYPES}, or say ?format=csv|jsonl|parquet"),
+            format!(
+                "send the file with Content-Type {MEDIA_TYPES}, or say ?format=csv|jsonl|parquet"
+            ),
         )
     })?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
@@ -204,9 +212,17 @@ async fn append(
         Ok(Value::Array(rows)) => rows,
         Ok(Value::Object(mut object)) => match object.remove("rows") {
             Some(Value::Array(rows)) => rows,
-            _ => return Err(ApiError::bad_request("the body's `rows` must be an array of row objects")),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "the body's `rows` must be an array of row objects",
+                ));
+            }
         },
-        Ok(_) => return Err(ApiError::bad_request("the body must be an array of row objects")),
+        Ok(_) => {
+            return Err(ApiError::bad_request(
+                "the body must be an array of row objects",
+            ));
+        }
         Err(e) => {
             return Err(ApiError::bad_request(format!(
                 "the body must be JSON (an array of row objects): {e}"
@@ -218,4 +234,30 @@ async fn append(
     }
     let ingested = state.node.append(&table, rows).await?;
     Ok((StatusCode::CREATED, Json(ingested)).into_response())
+}
+
+/// `POST /v1/features/{table}/compact[?grace=1h]`: merge small segments
+/// and sweep objects no reader needs; replaced ones are kept for `grace`.
+async fn compact(
+    State(state): State<Arc<AppState>>,
+    Path(table): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let mut grace = DEFAULT_GRACE;
+    for (key, value) in &params {
+        match key.as_str() {
+            "grace" => {
+                grace = humantime::parse_duration(value).map_err(|e| {
+                    ApiError::bad_request(format!("`grace` = `{value}`: {e} (write e.g. 1h, 10m)"))
+                })?
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{key}`; a compaction takes `grace`"
+                )));
+            }
+        }
+    }
+    let compacted = state.node.compact(&table, grace).await?;
+    Ok(Json(compacted).into_response())
 }

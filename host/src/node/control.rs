@@ -7,7 +7,7 @@
 
 use super::{FunctionVersion, Node, NodeError};
 use crate::engine::{StageLimits, World};
-use crate::features::{Format, Ingested, TableVersion};
+use crate::features::{Compacted, Format, Ingested, TableVersion};
 use crate::inference::{ModelVersion, Push};
 use crate::pipeline::PipelineVersion;
 use crate::registry::{Head, Name, Record, Selector, now_rfc3339};
@@ -15,6 +15,7 @@ use crate::store::{Digest, Progress};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A kind of registry object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -336,6 +337,10 @@ pub trait ControlPlane: Send + Sync {
         table: &str,
         rows: Vec<serde_json::Value>,
     ) -> Result<Ingested, Self::Error>;
+
+    /// Merge a feature table's small history segments and delete objects
+    /// no reader needs, keeping replaced ones for `grace` first.
+    async fn compact(&self, table: &str, grace: Duration) -> Result<Compacted, Self::Error>;
 }
 
 /// Run `$body` with `$registry` bound to the registry of `$kind`: the
@@ -505,7 +510,10 @@ impl ControlPlane for Node {
         // Parsing is blocking work: it reads the stream through a bridge on
         // a blocking thread.
         let reader = tokio_util::io::SyncIoBridge::new(file);
-        Ok(self.features.ingest(table, format, Box::new(reader)).await?)
+        Ok(self
+            .features
+            .ingest(table, format, Box::new(reader))
+            .await?)
     }
 
     async fn append(
@@ -514,6 +522,10 @@ impl ControlPlane for Node {
         rows: Vec<serde_json::Value>,
     ) -> Result<Ingested, NodeError> {
         Ok(self.features.append(table, &rows).await?)
+    }
+
+    async fn compact(&self, table: &str, grace: Duration) -> Result<Compacted, NodeError> {
+        Ok(self.features.compact(table, grace).await?)
     }
 }
 
