@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod deploy;
+mod features;
 mod image;
 mod infra;
 mod invoke;

