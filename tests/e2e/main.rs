@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod deploy;
 mod features;
+mod fraud;
 mod image;
 mod infra;
 mod invoke;

@@ -1,5 +1,6 @@
 //! `sluice up`: build the stage crates a `sluice.toml` lists, deploy them
-//! to the embedded store with their config, push its models, deploy its
+//! to the embedded store with their config, push its models, apply its
+//! feature tables (ingesting their files into empty ones), deploy its
 //! pipelines, serve, and print a working `curl` line for each example
 //! request in the manifest.
 
@@ -8,6 +9,7 @@ use super::serve::{local_node, serve_node};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
+use sluice::features::{Format, Table};
 use sluice::inference::Push;
 use sluice::node::{ControlPlane, Deploy, Settings};
 use std::collections::BTreeMap;
@@ -30,6 +32,8 @@ struct Manifest {
     functions: Vec<FunctionEntry>,
     #[serde(default, rename = "model")]
     models: Vec<ModelEntry>,
+    #[serde(default, rename = "table")]
+    tables: Vec<TableEntry>,
     /// Read again by `sluice::pipeline::parse`, which checks them.
     #[serde(default, rename = "pipeline")]
     pipelines: Vec<toml::Value>,
@@ -47,6 +51,17 @@ struct ModelEntry {
     /// Input shapes to pin, as `--input-shape` takes them: `{ x = "1,3,48,192" }`.
     #[serde(default)]
     input_shapes: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableEntry {
+    /// The table.toml, relative to the manifest.
+    file: PathBuf,
+    /// Files of rows (CSV, JSON lines, Parquet) ingested when the table has
+    /// no data yet, relative to the manifest.
+    #[serde(default)]
+    data: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +251,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
             pushed.version.number()
         );
     }
+    for t in &manifest.tables {
+        apply_table(&node, &dir, t, created_by()).await?;
+    }
     for p in pipelines {
         let name = p.name.clone();
         let manifest = serde_json::to_vec(&p).context("cannot encode the pipeline")?;
@@ -280,4 +298,66 @@ pub async fn run(args: UpArgs) -> Result<()> {
         println!("  curl -s http://{addr}/v1/functions\n\nCtrl-C to stop.");
     })
     .await
+}
+
+/// Apply a table's schema and, when it has no data yet, ingest its files
+/// (so a second `sluice up` does not ingest them twice).
+async fn apply_table(
+    node: &sluice::node::Node,
+    dir: &Path,
+    entry: &TableEntry,
+    created_by: String,
+) -> Result<()> {
+    let file = dir.join(&entry.file);
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let table = Table::parse(&text).with_context(|| format!("in {}", file.display()))?;
+    let settings = Settings::Table {
+        new_version: false,
+        created_by,
+    };
+    let applied = node
+        .publish(&table.name, text.into(), settings, None)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot apply table `{}` from {}",
+                table.name,
+                file.display()
+            )
+        })?;
+    let verb = if applied.created {
+        "applied"
+    } else {
+        "up to date:"
+    };
+    eprintln!(
+        "{verb} table {} version {}",
+        table.name,
+        applied.version.number()
+    );
+    if node.features().view(&table.name).await?.manifest.rows > 0 {
+        return Ok(());
+    }
+    for data in &entry.data {
+        let path = dir.join(data);
+        let format = Format::of_path(&path)
+            .with_context(|| format!("{}: name a .csv, .jsonl or .parquet file", path.display()))?;
+        let opened = tokio::fs::File::open(&path)
+            .await
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let ingested = node
+            .ingest(
+                &table.name,
+                format,
+                Box::new(tokio::io::BufReader::new(opened)),
+            )
+            .await
+            .with_context(|| format!("ingesting {}", path.display()))?;
+        eprintln!(
+            "ingested {} rows into {} ({} entities online)",
+            ingested.committed.rows, table.name, ingested.committed.entities
+        );
+    }
+    Ok(())
 }
