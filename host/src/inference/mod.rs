@@ -776,9 +776,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (models, model) = models_with(dir.path(), 2, "gram", GRAM).await;
         // Too slow to stay inline, fast enough to run in place: the first
-        // goes to the pool, the next ones (same size) in place.
+        // goes to the pool, the next ones (same size) in place. 300³
+        // multiply-adds cannot finish within the 100 µs inline limit on any
+        // CPU (120³ did, once, on a CI machine) and take a few milliseconds.
         for _ in 0..50 {
-            models.run(&model, ones(120)).await.unwrap();
+            models.run(&model, ones(300)).await.unwrap();
             if models.run_stats().in_place > 0 {
                 break;
             }
