@@ -5,7 +5,6 @@ use super::FeatureError;
 use super::row::{Cell, Row, build_row, positions};
 use super::schema::Table;
 use super::segment;
-use bytes::Bytes;
 use std::io::Read;
 
 /// The format of an ingested file.
@@ -121,11 +120,15 @@ pub fn read(
             Ok(number)
         }
         Format::Parquet => {
-            let mut bytes = Vec::new();
-            reader
-                .read_to_end(&mut bytes)
+            // Parquet is read from its footer back, so a stream (an HTTP
+            // body) is spooled to an unnamed temporary file first: memory
+            // stays bounded by a row group however large the file.
+            let mut spool = tempfile::tempfile().map_err(|e| {
+                FeatureError::Internal(format!("cannot create a temporary file: {e}"))
+            })?;
+            std::io::copy(&mut reader, &mut spool)
                 .map_err(|e| FeatureError::BadInput(format!("the file cannot be read: {e}")))?;
-            read_parquet(table, Bytes::from(bytes), each)
+            read_parquet(table, spool, each)
         }
     }
 }

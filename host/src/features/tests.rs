@@ -530,3 +530,71 @@ async fn compaction_merges_small_segments_and_sweeps_what_no_reader_needs() {
     assert_eq!(report.retired_kept, 2);
     assert_eq!(report.swept, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parquet_ingests_stream_through_and_a_broken_file_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = feature_store(store_at(dir.path()));
+    store.apply(TABLE, false, "test".into()).await.unwrap();
+    // Within the TTL, and all of one event date.
+    let now = row::now_ms();
+    let start = now - now.rem_euclid(86_400_000).min(600_000);
+    let csv = format!(
+        "user_id,event_ts,created_ts,n,x\nu1,{},,1,0.5\nu2,{},{},2,\nu1,{},,3,1.5\n",
+        start,
+        start + 1,
+        start + 2,
+        start + 5
+    );
+    ingest_csv(&store, "user_stats", &csv).await.unwrap();
+    // The history segment the ingest wrote is itself a Parquet file with
+    // the table's columns: ingest it into a twin table, a few bytes at a
+    // time as an HTTP body arrives.
+    let date = dir
+        .path()
+        .join("features/user_stats/data/1/history")
+        .join(format!("event_date={}", row::event_date(start)));
+    let segments: Vec<_> = std::fs::read_dir(&date).unwrap().collect();
+    assert_eq!(segments.len(), 1, "{date:?}");
+    let parquet = std::fs::read(segments[0].as_ref().unwrap().path()).unwrap();
+    let twin = TABLE.replace("\"user_stats\"", "\"twin\"");
+    store.apply(&twin, false, "test".into()).await.unwrap();
+    struct Trickle(std::io::Cursor<Vec<u8>>);
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.read(&mut buf[..n])
+        }
+    }
+    let ingested = store
+        .ingest(
+            "twin",
+            Format::Parquet,
+            Box::new(Trickle(std::io::Cursor::new(parquet.clone()))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (ingested.committed.rows, ingested.committed.entities),
+        (3, 2)
+    );
+    let keys = ["u1", "u2"];
+    let names: [&str; 0] = [];
+    let (a, b) = (
+        store.lookup("user_stats", &keys, &names).await.unwrap(),
+        store.lookup("twin", &keys, &names).await.unwrap(),
+    );
+    assert_eq!(a.entities, b.entities);
+    assert_eq!(b.entities[0].values, [Value::Int(3), Value::Float(1.5)]);
+    assert_eq!(b.entities[1].values, [Value::Int(2), Value::Null]);
+
+    // Cut short, the file has no footer: refused, the twin unchanged.
+    let cut = parquet[..parquet.len() / 2].to_vec();
+    let e = store
+        .ingest("twin", Format::Parquet, Box::new(std::io::Cursor::new(cut)))
+        .await
+        .unwrap_err();
+    assert!(e.is_input(), "{e}");
+    let after = store.view("twin").await.unwrap();
+    assert_eq!((after.manifest.rows, after.manifest.commits), (3, 1));
+}
