@@ -22,7 +22,7 @@ mod stream;
 mod tests;
 
 pub use compact::{Compacted, DEFAULT_GRACE};
-pub use data::{Committed, Manifest, Segment};
+pub use data::{Committed, Manifest, Segment, partition_of};
 pub use export::{Exported, FeatureSpec, OutputFormat};
 pub use row::{Rfc3339, Value};
 pub use schema::{ColumnType, Feature, KeyColumn, Table, TableVersion};
