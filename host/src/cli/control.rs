@@ -743,7 +743,12 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
             }
             let reader = bar.wrap_async_read(opened);
             let ingested = plane
-                .ingest(&table, format, Box::new(tokio::io::BufReader::new(reader)))
+                .ingest(
+                    &table,
+                    format,
+                    // Large reads: each one is a hop to tokio's blocking pool.
+                    Box::new(tokio::io::BufReader::with_capacity(1 << 20, reader)),
+                )
                 .await;
             bar.finish_and_clear();
             let ingested = ingested.with_context(|| format!("ingesting {}", file.display()))?;

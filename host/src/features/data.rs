@@ -22,6 +22,7 @@ use super::segment;
 use crate::cache::{Cache, Weigh};
 use crate::registry::now_rfc3339;
 use crate::store::{ETag, ObjectStore, PutMode, StoreError};
+use arrow_array::RecordBatch;
 use bytes::Bytes;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -174,10 +175,181 @@ pub async fn read_manifest(
 pub struct Staged {
     /// Written history segments, in order.
     pub segments: Vec<Segment>,
-    /// Partition → entity → its latest row in this ingest.
-    pub latest: Vec<HashMap<Box<str>, Row>>,
+    /// The latest row of each entity in this ingest.
+    pub latest: Latest,
     /// Rows read.
     pub rows: u64,
+}
+
+/// The latest row of each entity seen, per online partition.
+#[derive(Default)]
+pub struct Latest(Vec<HashMap<Box<str>, Row>>);
+
+impl Latest {
+    /// Nothing seen yet, for a table of `partitions` online partitions.
+    pub fn new(partitions: u32) -> Self {
+        Self((0..partitions.max(1)).map(|_| HashMap::new()).collect())
+    }
+
+    /// Keep `row` if it is its entity's newest so far ([`Row::supersedes`]).
+    pub fn offer(&mut self, row: Row) {
+        let at = partition_of(&row.key, self.0.len() as u32);
+        let partition = &mut self.0[at];
+        match partition.get_mut(&row.key) {
+            Some(held) if row.supersedes(held) => *held = row,
+            Some(_) => {}
+            None => {
+                partition.insert(row.key.clone(), row);
+            }
+        }
+    }
+}
+
+/// A history segment encoded, not yet stored.
+pub struct Encoded {
+    date: String,
+    bytes: Bytes,
+    rows: u64,
+    min_ts: i64,
+    max_ts: i64,
+}
+
+/// Rows of one segment file at most.
+const SEGMENT_ROWS: u64 = 1 << 20;
+/// Encoded bytes an ingest holds in open segments before it finishes the
+/// biggest: bounds its memory whatever the file's size and date order.
+const OPEN_BYTES: usize = 64 << 20;
+
+/// Rows of one event date, gathered into an Arrow batch.
+pub struct Batch {
+    /// The event date (`YYYY-MM-DD`).
+    pub date: String,
+    /// The rows.
+    pub batch: RecordBatch,
+    /// Their earliest and latest event time.
+    pub time_range: (i64, i64),
+}
+
+/// The history segments one ingest is writing, a file per event date.
+/// Blocking.
+pub struct OpenSegments {
+    table: Table,
+    open: HashMap<String, Open>,
+}
+
+struct Open {
+    writer: segment::Writer,
+    rows: u64,
+    min_ts: i64,
+    max_ts: i64,
+}
+
+impl Open {
+    fn finish(self, date: String) -> Result<Encoded, FeatureError> {
+        Ok(Encoded {
+            date,
+            bytes: self.writer.finish().map_err(FeatureError::Internal)?,
+            rows: self.rows,
+            min_ts: self.min_ts,
+            max_ts: self.max_ts,
+        })
+    }
+}
+
+impl OpenSegments {
+    /// Nothing written yet.
+    pub fn new(table: Table) -> Self {
+        Self {
+            table,
+            open: HashMap::new(),
+        }
+    }
+
+    /// Encode `batch` into its date's segment; returns the segments
+    /// finished meanwhile (full, or the biggest when the open ones hold
+    /// too much).
+    pub fn write(&mut self, batch: Batch) -> Result<Vec<Encoded>, FeatureError> {
+        let open = match self.open.entry(batch.date.clone()) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(Open {
+                writer: segment::Writer::new(&self.table).map_err(FeatureError::Internal)?,
+                rows: 0,
+                min_ts: i64::MAX,
+                max_ts: i64::MIN,
+            }),
+        };
+        open.writer
+            .write(&batch.batch)
+            .map_err(FeatureError::Internal)?;
+        open.rows += batch.batch.num_rows() as u64;
+        open.min_ts = open.min_ts.min(batch.time_range.0);
+        open.max_ts = open.max_ts.max(batch.time_range.1);
+        let mut finished = Vec::new();
+        if open.rows >= SEGMENT_ROWS {
+            finished.extend(self.finish_one(&batch.date)?);
+        }
+        while self.open.values().map(|o| o.writer.size()).sum::<usize>() > OPEN_BYTES {
+            let Some(biggest) = self
+                .open
+                .iter()
+                .max_by_key(|(_, o)| o.writer.size())
+                .map(|(d, _)| d.clone())
+            else {
+                break;
+            };
+            finished.extend(self.finish_one(&biggest)?);
+        }
+        Ok(finished)
+    }
+
+    fn finish_one(&mut self, date: &str) -> Result<Option<Encoded>, FeatureError> {
+        self.open
+            .remove_entry(date)
+            .map(|(date, open)| open.finish(date))
+            .transpose()
+    }
+
+    /// Finish every open segment, in date order.
+    pub fn finish(self) -> Result<Vec<Encoded>, FeatureError> {
+        let mut open: Vec<_> = self.open.into_iter().collect();
+        open.sort_by(|a, b| a.0.cmp(&b.0));
+        open.into_iter()
+            .map(|(date, open)| open.finish(date))
+            .collect()
+    }
+}
+
+/// Encode `rows` (all of one event date) as one history segment. Blocking.
+fn encode_segment(table: &Table, date: String, rows: &[Row]) -> Result<Encoded, FeatureError> {
+    let (min_ts, max_ts) = rows.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
+        (lo.min(r.ts), hi.max(r.ts))
+    });
+    Ok(Encoded {
+        date,
+        bytes: segment::encode(table, rows).map_err(FeatureError::Internal)?,
+        rows: rows.len() as u64,
+        min_ts,
+        max_ts,
+    })
+}
+
+/// Store an encoded segment under a new key of `location`'s history.
+pub async fn put_segment(
+    store: &dyn ObjectStore,
+    location: &Location,
+    encoded: Encoded,
+) -> Result<Segment, FeatureError> {
+    let key = location.history(&encoded.date, &writer_id());
+    let bytes = encoded.bytes.len() as u64;
+    store.put(&key, encoded.bytes, PutMode::IfAbsent).await?;
+    Ok(Segment {
+        key,
+        date: encoded.date,
+        rows: encoded.rows,
+        bytes,
+        min_ts: encoded.min_ts,
+        max_ts: encoded.max_ts,
+    })
 }
 
 /// What a commit did.
@@ -221,26 +393,11 @@ pub async fn write_segment(
     date: String,
     rows: Vec<Row>,
 ) -> Result<Segment, FeatureError> {
-    let (min_ts, max_ts) = rows.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
-        (lo.min(r.ts), hi.max(r.ts))
-    });
-    let count = rows.len() as u64;
     let table = table.clone();
-    let bytes = tokio::task::spawn_blocking(move || segment::encode(&table, &rows))
+    let encoded = tokio::task::spawn_blocking(move || encode_segment(&table, date, &rows))
         .await
-        .map_err(|e| FeatureError::Internal(e.to_string()))?
-        .map_err(FeatureError::Internal)?;
-    let key = location.history(&date, &writer_id());
-    let size = bytes.len() as u64;
-    store.put(&key, bytes, PutMode::IfAbsent).await?;
-    Ok(Segment {
-        key,
-        date,
-        rows: count,
-        bytes: size,
-        min_ts,
-        max_ts,
-    })
+        .map_err(|e| FeatureError::Internal(e.to_string()))??;
+    put_segment(store, location, encoded).await
 }
 
 /// Split rows by event date.
@@ -274,7 +431,7 @@ pub async fn commit(
             segments: staged.segments.len(),
             ..Committed::default()
         };
-        for (partition, latest) in staged.latest.iter().enumerate() {
+        for (partition, latest) in staged.latest.0.iter().enumerate() {
             if latest.is_empty() {
                 continue;
             }
@@ -390,13 +547,13 @@ impl Partitions {
         table: &Table,
         online: &Online,
     ) -> Result<Arc<Partition>, FeatureError> {
-        let key = online.key.clone();
         self.cache
             .get_or_load(
                 &online.key,
                 |_, _| true,
                 |_| {
                     let (store, table) = (self.store.clone(), table.clone());
+                    let key = online.key.clone();
                     async move {
                         let object =
                             store

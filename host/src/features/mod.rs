@@ -39,10 +39,10 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Rows per history segment an ingest writes (per event date).
-const SEGMENT_ROWS: usize = 128 * 1024;
-/// Rows an ingest holds in memory across dates before writing the biggest.
-const BUFFERED_ROWS: usize = 4 * SEGMENT_ROWS;
+/// Rows of one event date an ingest's parser hands to its encoder at once.
+const BATCH_ROWS: usize = 8 * 1024;
+/// Rows the parser holds across dates before handing over the biggest.
+const BUFFERED_ROWS: usize = 64 * 1024;
 
 /// Why a feature-store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -155,13 +155,21 @@ pub struct Entity {
 pub struct Lookup {
     /// The schema version read.
     pub version: Arc<TableVersion>,
-    /// The features, in the order returned.
-    pub features: Vec<Feature>,
+    /// The returned features' positions in the schema, in the order
+    /// returned.
+    columns: Vec<usize>,
     /// One per requested entity, in order.
     pub entities: Vec<Entity>,
 }
 
 impl Lookup {
+    /// The features, in the order returned.
+    pub fn features(&self) -> impl Iterator<Item = &Feature> {
+        self.columns
+            .iter()
+            .map(|&c| &self.version.table.features[c])
+    }
+
     /// One entity as the HTTP API answers it: the key columns, `features`
     /// (null where missing or expired) and the event time.
     pub fn to_json(&self, entity: &Entity) -> serde_json::Value {
@@ -177,8 +185,7 @@ impl Lookup {
             out.insert(column.name.clone(), value);
         }
         let features = self
-            .features
-            .iter()
+            .features()
             .zip(&entity.values)
             .map(|(f, v)| (f.name.clone(), v.to_json()))
             .collect();
@@ -381,20 +388,30 @@ impl FeatureStore {
                 .collect::<Result<_, _>>()?
         };
         let oldest = schema.ttl_ms.map(|ttl| row::now_ms() - ttl as i64);
+        // Each partition is fetched from the cache once per call, however
+        // many of the keys hash to it.
+        let mut loaded: Vec<(usize, Option<Arc<data::Partition>>)> = Vec::new();
         let mut entities = Vec::with_capacity(keys.len());
         for key in keys {
             let parts: Vec<&str> = row::key_parts(key.as_ref()).collect();
             let key = row::key_text(schema, &parts).map_err(FeatureError::BadInput)?;
             let partition = data::partition_of(&key, view.manifest.partitions);
-            let found = match view.manifest.online.get(partition).cloned().flatten() {
-                Some(online) => {
-                    let rows = self.partitions.load(schema, &online).await?;
-                    rows.find(&key)
-                        .filter(|r| oldest.is_none_or(|oldest| r.ts >= oldest))
-                        .map(|r| (r.ts, columns.iter().map(|&c| cell(r, c)).collect()))
+            let rows = match loaded.iter().find(|(p, _)| *p == partition) {
+                Some((_, rows)) => rows.clone(),
+                None => {
+                    let rows = match view.manifest.online.get(partition).and_then(Option::as_ref) {
+                        Some(online) => Some(self.partitions.load(schema, online).await?),
+                        None => None,
+                    };
+                    loaded.push((partition, rows.clone()));
+                    rows
                 }
-                None => None,
             };
+            let found = rows.as_deref().and_then(|rows| {
+                rows.find(&key)
+                    .filter(|r| oldest.is_none_or(|oldest| r.ts >= oldest))
+                    .map(|r| (r.ts, columns.iter().map(|&c| cell(r, c)).collect()))
+            });
             entities.push(match found {
                 Some((ts, values)) => Entity {
                     key: key.into(),
@@ -409,11 +426,8 @@ impl FeatureStore {
             });
         }
         Ok(Lookup {
-            features: columns
-                .iter()
-                .map(|&c| schema.features[c].clone())
-                .collect(),
             version: view.version.clone(),
+            columns,
             entities,
         })
     }
@@ -430,35 +444,54 @@ impl FeatureStore {
     ) -> Result<Ingested, FeatureError> {
         let view = self.writable(table).await?;
         let schema = view.version.table.clone();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Vec<Row>)>(2);
+        // Three stages at once: one thread parses, gathers rows column by
+        // column and keeps the latest of each entity; another encodes and
+        // compresses; this task stores finished segments.
+        let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<data::Batch>(4);
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<data::Encoded>(2);
         let reading = {
             let schema = schema.clone();
             tokio::task::spawn_blocking(move || {
-                let mut staging = Staging::new(schema.partitions);
+                let mut gather = Gather::new(&schema);
+                let mut failed = None;
                 let rows = source::read(&schema, format, reader, |row| {
-                    if let Some(full) = staging.add(row) {
+                    match gather.add(row) {
                         // The receiver stops only when a write failed.
-                        let _ = tx.blocking_send(full);
+                        Ok(Some(full)) => drop(batch_tx.blocking_send(full)),
+                        Ok(None) => {}
+                        Err(e) => failed = Some(e),
                     }
                 })?;
-                for rest in staging.drain() {
-                    let _ = tx.blocking_send(rest);
+                if let Some(e) = failed {
+                    return Err(e);
                 }
-                Ok::<_, FeatureError>((staging.latest, rows))
+                for rest in gather.drain()? {
+                    let _ = batch_tx.blocking_send(rest);
+                }
+                Ok::<_, FeatureError>((rows, gather.latest))
+            })
+        };
+        let encoding = {
+            let mut open = data::OpenSegments::new(schema.clone());
+            tokio::task::spawn_blocking(move || {
+                let stopped = || FeatureError::Internal("the segment writer stopped".into());
+                while let Some(batch) = batch_rx.blocking_recv() {
+                    for encoded in open.write(batch)? {
+                        done_tx.blocking_send(encoded).map_err(|_| stopped())?;
+                    }
+                }
+                for encoded in open.finish()? {
+                    done_tx.blocking_send(encoded).map_err(|_| stopped())?;
+                }
+                Ok(())
             })
         };
         let mut segments = Vec::new();
         let mut failure = None;
-        while let Some((date, rows)) = rx.recv().await {
-            match data::write_segment(
-                self.documents.store().as_ref(),
-                &view.location,
-                &schema,
-                date,
-                rows,
-            )
-            .await
-            {
+        while let Some(encoded) = done_rx.recv().await {
+            let stored =
+                data::put_segment(self.documents.store().as_ref(), &view.location, encoded).await;
+            match stored {
                 Ok(segment) => segments.push(segment),
                 Err(e) => {
                     failure = Some(e);
@@ -466,18 +499,17 @@ impl FeatureStore {
                 }
             }
         }
-        drop(rx);
-        let read = reading
-            .await
-            .map_err(|e| FeatureError::Internal(e.to_string()))
-            .and_then(|r| r);
-        let staged = match (read, failure) {
-            (Ok((latest, rows)), None) => Staged {
+        drop(done_rx);
+        let encoded = joined(encoding.await);
+        let read = joined(reading.await);
+        // The parser's error comes first: a bad row stops the others.
+        let staged = match (read, encoded, failure) {
+            (Ok((rows, latest)), Ok(()), None) => Staged {
                 segments,
                 latest,
                 rows,
             },
-            (Err(e), _) | (_, Some(e)) => {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Some(e)) => {
                 self.discard(&segments).await;
                 return Err(e);
             }
@@ -529,14 +561,12 @@ impl FeatureStore {
     async fn commit_rows(&self, view: &View, rows: Vec<Row>) -> Result<Ingested, FeatureError> {
         let schema = &view.version.table;
         let count = rows.len() as u64;
-        let mut staging = Staging::new(schema.partitions);
-        let mut segments = Vec::new();
-        for row in rows {
-            staging.add_latest(&row);
-            segments.push(row);
+        let mut latest = data::Latest::new(schema.partitions);
+        for row in &rows {
+            latest.offer(row.clone());
         }
         let mut written = Vec::new();
-        for (date, rows) in data::by_date(segments) {
+        for (date, rows) in data::by_date(rows) {
             match data::write_segment(
                 self.documents.store().as_ref(),
                 &view.location,
@@ -555,7 +585,7 @@ impl FeatureStore {
         }
         let staged = Staged {
             segments: written,
-            latest: staging.latest,
+            latest,
             rows: count,
         };
         self.commit(view, staged).await
@@ -616,6 +646,14 @@ impl FeatureStore {
     }
 }
 
+/// The result of a blocking task that may have failed.
+fn joined<T>(
+    task: Result<Result<T, FeatureError>, tokio::task::JoinError>,
+) -> Result<T, FeatureError> {
+    task.map_err(|e| FeatureError::Internal(e.to_string()))
+        .and_then(|r| r)
+}
+
 /// `TABLE` or `TABLE@VERSION|ALIAS`, checked.
 fn target(text: &str) -> Result<(Name, Selector), FeatureError> {
     let invalid = |e: crate::registry::InvalidName| FeatureError::BadInput(e.to_string());
@@ -636,63 +674,72 @@ fn feature_list(table: &Table) -> String {
         .join(", ")
 }
 
-/// Rows of one ingest on their way to segments: buffered per event date
-/// (bounded), and the latest row of each entity per online partition.
-struct Staging {
-    dates: HashMap<String, Vec<Row>>,
+/// Rows of one ingest on their way to segments: gathered column by column
+/// per event day (bounded), and the latest row of each entity.
+struct Gather {
+    table: Table,
+    days: HashMap<i64, segment::Columns>,
     buffered: usize,
-    latest: Vec<HashMap<Box<str>, Row>>,
-    partitions: u32,
+    latest: data::Latest,
 }
 
-impl Staging {
-    fn new(partitions: u32) -> Self {
+const DAY_MS: i64 = 86_400_000;
+
+impl Gather {
+    fn new(table: &Table) -> Self {
         Self {
-            dates: HashMap::new(),
+            table: table.clone(),
+            days: HashMap::new(),
             buffered: 0,
-            latest: (0..partitions).map(|_| HashMap::new()).collect(),
-            partitions,
+            latest: data::Latest::new(table.partitions),
         }
     }
 
-    fn add_latest(&mut self, row: &Row) {
-        let partition = &mut self.latest[data::partition_of(&row.key, self.partitions)];
-        match partition.get_mut(&row.key) {
-            Some(held) if !row.supersedes(held) => {}
-            Some(held) => *held = row.clone(),
-            None => {
-                partition.insert(row.key.clone(), row.clone());
-            }
-        }
-    }
-
-    /// Add a row; returns a full date's rows to write, if one filled up.
-    fn add(&mut self, row: Row) -> Option<(String, Vec<Row>)> {
-        self.add_latest(&row);
-        let date = row::event_date(row.ts);
-        let rows = self.dates.entry(date.clone()).or_default();
-        rows.push(row);
+    /// Add a row; returns a day's batch to encode, if one filled up.
+    fn add(&mut self, row: Row) -> Result<Option<data::Batch>, FeatureError> {
+        let day = row.ts.div_euclid(DAY_MS);
+        let columns = self
+            .days
+            .entry(day)
+            .or_insert_with(|| segment::Columns::new(&self.table, BATCH_ROWS));
+        columns.push(&row);
+        let full = columns.len() >= BATCH_ROWS;
+        self.latest.offer(row);
         self.buffered += 1;
-        let full = if rows.len() >= SEGMENT_ROWS {
-            Some(date)
+        let full = if full {
+            Some(day)
         } else if self.buffered >= BUFFERED_ROWS {
-            self.dates
+            self.days
                 .iter()
-                .max_by_key(|(_, rows)| rows.len())
-                .map(|(d, _)| d.clone())
+                .max_by_key(|(_, columns)| columns.len())
+                .map(|(d, _)| *d)
         } else {
             None
         };
-        let date = full?;
-        let rows = self.dates.remove(&date)?;
-        self.buffered -= rows.len();
-        Some((date, rows))
+        full.map(|day| self.take(day))
+            .transpose()
+            .map(Option::flatten)
     }
 
-    fn drain(&mut self) -> Vec<(String, Vec<Row>)> {
-        self.buffered = 0;
-        let mut rest: Vec<_> = self.dates.drain().collect();
-        rest.sort_by(|a, b| a.0.cmp(&b.0));
-        rest
+    fn take(&mut self, day: i64) -> Result<Option<data::Batch>, FeatureError> {
+        let Some(mut columns) = self.days.remove(&day) else {
+            return Ok(None);
+        };
+        self.buffered -= columns.len();
+        let time_range = columns.time_range();
+        Ok(Some(data::Batch {
+            date: row::event_date(day * DAY_MS),
+            batch: columns.finish().map_err(FeatureError::Internal)?,
+            time_range,
+        }))
+    }
+
+    /// Every day's rows left, in date order.
+    fn drain(&mut self) -> Result<Vec<data::Batch>, FeatureError> {
+        let mut days: Vec<i64> = self.days.keys().copied().collect();
+        days.sort_unstable();
+        days.into_iter()
+            .filter_map(|day| self.take(day).transpose())
+            .collect()
     }
 }

@@ -61,102 +61,216 @@ fn schema(table: &Table) -> Arc<Schema> {
 
 /// Encode `rows` (read with `table`'s schema) as one Parquet file.
 pub fn encode(table: &Table, rows: &[Row]) -> Result<Bytes, String> {
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (i, key) in table.entity.iter().enumerate() {
-        let parts = rows
+    let mut writer = Writer::new(table)?;
+    writer.write(&batch(table, rows)?)?;
+    writer.finish()
+}
+
+/// A Parquet file being written: rows go in as they come, encoded and
+/// compressed at once (a tenth of their size in memory as rows), and the
+/// file is finished when it is big enough or the input ends.
+pub struct Writer {
+    inner: ArrowWriter<Vec<u8>>,
+}
+
+/// Rows per row group: small enough that a writer's unfinished group stays
+/// a few megabytes, large enough for good compression.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+impl Writer {
+    /// A new, empty file of `table`'s segments.
+    pub fn new(table: &Table) -> Result<Self, String> {
+        // Dictionaries pay off for repeated text (categories); keys, times
+        // and numbers are left plain: hashing every value into a
+        // dictionary, which Parquet abandons once it grows, cost an ingest
+        // a fifth of its time.
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        let unique = table
+            .entity
             .iter()
-            .map(|r| key_parts(&r.key).nth(i).unwrap_or_default());
-        columns.push(match key.ty {
-            ColumnType::I64 => {
-                let mut b = Int64Builder::with_capacity(rows.len());
-                for p in parts {
-                    b.append_option(p.parse::<i64>().ok());
-                }
-                Arc::new(b.finish())
-            }
-            _ => {
-                let mut b = StringBuilder::new();
-                for p in parts {
-                    b.append_value(p);
-                }
-                Arc::new(b.finish())
-            }
-        });
-    }
-    let mut ts = TimestampMillisecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-    for r in rows {
-        ts.append_value(r.ts);
-    }
-    columns.push(Arc::new(ts.finish()));
-    if table.created.is_some() {
-        let mut b = TimestampMillisecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-        for r in rows {
-            b.append_option(r.created);
+            .map(|k| k.name.as_str())
+            .chain([table.timestamp.as_str()])
+            .chain(table.created.as_deref())
+            .chain(
+                table
+                    .features
+                    .iter()
+                    .filter(|f| f.ty != ColumnType::String)
+                    .map(|f| f.name.as_str()),
+            );
+        for name in unique {
+            props = props.set_column_dictionary_enabled(name.into(), false);
         }
-        columns.push(Arc::new(b.finish()));
+        let inner = ArrowWriter::try_new(Vec::new(), schema(table), Some(props.build()))
+            .map_err(|e| e.to_string())?;
+        Ok(Self { inner })
     }
-    for (i, f) in table.features.iter().enumerate() {
-        let values = rows.iter().map(|r| r.values.get(i).unwrap_or(&Value::Null));
-        columns.push(match f.ty {
-            ColumnType::F32 => {
-                let mut b = Float32Builder::with_capacity(rows.len());
-                values.for_each(|v| b.append_option(float(v).map(|f| f as f32)));
-                Arc::new(b.finish())
-            }
-            ColumnType::F64 => {
-                let mut b = Float64Builder::with_capacity(rows.len());
-                values.for_each(|v| b.append_option(float(v)));
-                Arc::new(b.finish())
-            }
-            ColumnType::I64 => {
-                let mut b = Int64Builder::with_capacity(rows.len());
-                values.for_each(|v| b.append_option(matches!(v, Value::Int(_)).then(|| int_of(v))));
-                Arc::new(b.finish())
-            }
-            ColumnType::Bool => {
-                let mut b = BooleanBuilder::with_capacity(rows.len());
-                values.for_each(|v| {
-                    b.append_option(match v {
-                        Value::Bool(x) => Some(*x),
-                        _ => None,
-                    })
-                });
-                Arc::new(b.finish())
-            }
-            ColumnType::String => {
-                let mut b = StringBuilder::new();
-                values.for_each(|v| match v {
-                    Value::Text(s) => b.append_value(s),
-                    _ => b.append_null(),
-                });
-                Arc::new(b.finish())
-            }
-        });
-    }
-    let schema = schema(table);
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut out = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut out, schema, Some(props)).map_err(|e| e.to_string())?;
-    writer.write(&batch).map_err(|e| e.to_string())?;
-    writer.close().map_err(|e| e.to_string())?;
-    Ok(Bytes::from(out))
-}
 
-fn float(v: &Value) -> Option<f64> {
-    match v {
-        Value::Float(f) => Some(*f),
-        _ => None,
+    /// Append a batch of the table's segment schema ([`Columns`]).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        self.inner.write(batch).map_err(|e| e.to_string())
+    }
+
+    /// Bytes held: the file so far and its unfinished row group.
+    pub fn size(&self) -> usize {
+        self.inner.inner().len() + self.inner.memory_size()
+    }
+
+    /// The finished file.
+    pub fn finish(self) -> Result<Bytes, String> {
+        self.inner
+            .into_inner()
+            .map(Bytes::from)
+            .map_err(|e| e.to_string())
     }
 }
 
-fn int_of(v: &Value) -> i64 {
-    match v {
-        Value::Int(i) => *i,
-        _ => 0,
+/// `rows` as one Arrow batch of `table`'s segment schema.
+fn batch(table: &Table, rows: &[Row]) -> Result<RecordBatch, String> {
+    let mut columns = Columns::new(table, rows.len());
+    rows.iter().for_each(|r| columns.push(r));
+    columns.finish()
+}
+
+/// Rows gathered column by column into one Arrow batch of a table's
+/// segment schema.
+pub struct Columns {
+    table: Table,
+    keys: Vec<Builder>,
+    ts: TimestampMillisecondBuilder,
+    created: Option<TimestampMillisecondBuilder>,
+    features: Vec<Builder>,
+    rows: usize,
+    min_ts: i64,
+    max_ts: i64,
+}
+
+/// One column's builder, by type.
+enum Builder {
+    F32(Float32Builder),
+    F64(Float64Builder),
+    I64(Int64Builder),
+    Bool(BooleanBuilder),
+    Text(StringBuilder),
+}
+
+impl Builder {
+    fn new(ty: ColumnType, capacity: usize) -> Self {
+        match ty {
+            ColumnType::F32 => Self::F32(Float32Builder::with_capacity(capacity)),
+            ColumnType::F64 => Self::F64(Float64Builder::with_capacity(capacity)),
+            ColumnType::I64 => Self::I64(Int64Builder::with_capacity(capacity)),
+            ColumnType::Bool => Self::Bool(BooleanBuilder::with_capacity(capacity)),
+            ColumnType::String => Self::Text(StringBuilder::with_capacity(capacity, capacity * 8)),
+        }
+    }
+
+    /// Append `value`; one of another type (never made by a checked row)
+    /// is stored as null.
+    fn push(&mut self, value: &Value) {
+        match (self, value) {
+            (Self::F32(b), Value::Float(f)) => b.append_value(*f as f32),
+            (Self::F64(b), Value::Float(f)) => b.append_value(*f),
+            (Self::I64(b), Value::Int(i)) => b.append_value(*i),
+            (Self::Bool(b), Value::Bool(x)) => b.append_value(*x),
+            (Self::Text(b), Value::Text(s)) => b.append_value(s),
+            (Self::F32(b), _) => b.append_null(),
+            (Self::F64(b), _) => b.append_null(),
+            (Self::I64(b), _) => b.append_null(),
+            (Self::Bool(b), _) => b.append_null(),
+            (Self::Text(b), _) => b.append_null(),
+        }
+    }
+
+    /// A key part, as its column's type.
+    fn push_key(&mut self, part: &str) {
+        match self {
+            Self::I64(b) => b.append_option(part.parse::<i64>().ok()),
+            Self::Text(b) => b.append_value(part),
+            // Keys are strings or i64 (checked at apply).
+            other => other.push(&Value::Null),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::F32(b) => Arc::new(b.finish()),
+            Self::F64(b) => Arc::new(b.finish()),
+            Self::I64(b) => Arc::new(b.finish()),
+            Self::Bool(b) => Arc::new(b.finish()),
+            Self::Text(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+impl Columns {
+    /// Empty columns of `table`, with room for `capacity` rows.
+    pub fn new(table: &Table, capacity: usize) -> Self {
+        let time = || TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC");
+        Self {
+            keys: table
+                .entity
+                .iter()
+                .map(|k| Builder::new(k.ty, capacity))
+                .collect(),
+            ts: time(),
+            created: table.created.as_ref().map(|_| time()),
+            features: table
+                .features
+                .iter()
+                .map(|f| Builder::new(f.ty, capacity))
+                .collect(),
+            table: table.clone(),
+            rows: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+        }
+    }
+
+    /// Append a row checked against the table.
+    pub fn push(&mut self, row: &Row) {
+        if let [key] = self.keys.as_mut_slice() {
+            key.push_key(&row.key);
+        } else {
+            for (key, part) in self.keys.iter_mut().zip(key_parts(&row.key)) {
+                key.push_key(part);
+            }
+        }
+        self.ts.append_value(row.ts);
+        if let Some(created) = &mut self.created {
+            created.append_option(row.created);
+        }
+        for (i, feature) in self.features.iter_mut().enumerate() {
+            feature.push(row.values.get(i).unwrap_or(&Value::Null));
+        }
+        self.rows += 1;
+        self.min_ts = self.min_ts.min(row.ts);
+        self.max_ts = self.max_ts.max(row.ts);
+    }
+
+    /// Rows gathered.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// The earliest and latest event time gathered.
+    pub fn time_range(&self) -> (i64, i64) {
+        (self.min_ts, self.max_ts)
+    }
+
+    /// The batch, leaving the columns empty.
+    pub fn finish(&mut self) -> Result<RecordBatch, String> {
+        let mut columns: Vec<ArrayRef> = self.keys.iter_mut().map(Builder::finish).collect();
+        columns.push(Arc::new(self.ts.finish()));
+        if let Some(created) = &mut self.created {
+            columns.push(Arc::new(created.finish()));
+        }
+        columns.extend(self.features.iter_mut().map(Builder::finish));
+        self.rows = 0;
+        (self.min_ts, self.max_ts) = (i64::MAX, i64::MIN);
+        RecordBatch::try_new(schema(&self.table), columns).map_err(|e| e.to_string())
     }
 }
 

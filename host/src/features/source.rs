@@ -62,7 +62,7 @@ pub const MEDIA_TYPES: &str = "text/csv, application/x-ndjson or application/vnd
 pub fn read(
     table: &Table,
     format: Format,
-    mut reader: impl Read,
+    mut reader: impl Read + Send,
     mut each: impl FnMut(Row),
 ) -> Result<u64, FeatureError> {
     let bad = |row: u64, reason: String| FeatureError::BadRow { row, reason };
@@ -78,22 +78,30 @@ pub fn read(
                 .clone();
             let names: Vec<&str> = header.iter().map(str::trim).collect();
             let at = check_columns(table, &names)?;
-            let mut record = csv::StringRecord::new();
-            let mut number = 0;
-            loop {
-                match csv.read_record(&mut record) {
-                    Ok(false) => return Ok(number),
-                    Ok(true) => {}
-                    Err(e) => return Err(bad(number + 1, csv_error(e))),
+            // Records are split on a thread of their own and checked on
+            // this one, so the two halves of the work overlap; chunks of
+            // records go back and forth to be reused.
+            let (full_tx, full_rx) = std::sync::mpsc::sync_channel(4);
+            let (empty_tx, empty_rx) = std::sync::mpsc::channel();
+            std::thread::scope(|scope| {
+                scope.spawn(move || split_records(&mut csv, &full_tx, &empty_rx));
+                let mut number = 0;
+                for chunk in full_rx {
+                    let records: Vec<csv::StringRecord> =
+                        chunk.map_err(|(row, reason)| bad(row, reason))?;
+                    for record in &records {
+                        number += 1;
+                        let row = build_row(table, |c| match at[c] {
+                            Some(i) => Cell::Text(record.get(i).unwrap_or_default()),
+                            None => Cell::Absent,
+                        })
+                        .map_err(|reason| bad(number, reason))?;
+                        each(row);
+                    }
+                    let _ = empty_tx.send(records);
                 }
-                number += 1;
-                let row = build_row(table, |c| match at[c] {
-                    Some(i) => Cell::Text(record.get(i).unwrap_or_default()),
-                    None => Cell::Absent,
-                })
-                .map_err(|reason| bad(number, reason))?;
-                each(row);
-            }
+                Ok(number)
+            })
         }
         Format::Jsonl => {
             let mut number = 0;
@@ -187,6 +195,45 @@ fn check_columns(table: &Table, names: &[&str]) -> Result<Vec<Option<usize>>, Fe
         }
     }
     Ok(at)
+}
+
+/// CSV records per chunk the splitter hands over.
+const CHUNK_RECORDS: usize = 1024;
+
+/// A chunk of records, or the row number of a record that cannot be read
+/// and why.
+type Chunk = Result<Vec<csv::StringRecord>, (u64, String)>;
+
+/// Read `csv`'s records into chunks (reusing those that come back on
+/// `empty`) and send them on `full`, until the input ends, a record
+/// cannot be read or the receiver is gone.
+fn split_records<R: Read>(
+    csv: &mut csv::Reader<R>,
+    full: &std::sync::mpsc::SyncSender<Chunk>,
+    empty: &std::sync::mpsc::Receiver<Vec<csv::StringRecord>>,
+) {
+    let mut number = 0u64;
+    loop {
+        let mut records = empty.try_recv().unwrap_or_default();
+        records.resize_with(CHUNK_RECORDS, csv::StringRecord::new);
+        let mut n = 0;
+        while n < CHUNK_RECORDS {
+            match csv.read_record(&mut records[n]) {
+                Ok(true) => n += 1,
+                Ok(false) => break,
+                Err(e) => {
+                    let _ = full.send(Err((number + n as u64 + 1, csv_error(e))));
+                    return;
+                }
+            }
+        }
+        number += n as u64;
+        let last = n < CHUNK_RECORDS;
+        records.truncate(n);
+        if (n > 0 && full.send(Ok(records)).is_err()) || last {
+            return;
+        }
+    }
 }
 
 fn csv_error(e: csv::Error) -> String {

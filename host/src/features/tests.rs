@@ -598,3 +598,59 @@ async fn parquet_ingests_stream_through_and_a_broken_file_applies_nothing() {
     let after = store.view("twin").await.unwrap();
     assert_eq!((after.manifest.rows, after.manifest.commits), (3, 1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_ingest_lands_whole_in_one_segment_per_date_with_the_latest_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = feature_store(store_at(dir.path()));
+    let forever = TABLE.replace("ttl = \"1h\"", "");
+    store.apply(&forever, false, "test".into()).await.unwrap();
+    // 30,000 rows over three dates, dates interleaved, 1,000 entities:
+    // several batches per date reach the encoder out of order.
+    let day = 86_400_000;
+    let today = 1_767_225_600_000; // 2026-01-01
+    let mut csv = String::from("user_id,event_ts,n,x\n");
+    for i in 0..30_000i64 {
+        let ts = today - (i % 3) * day + i;
+        csv.push_str(&format!("u{},{ts},{i},{}.5\n", i % 1000, i % 7));
+    }
+    let ingested = ingest_csv(&store, "user_stats", &csv).await.unwrap();
+    assert_eq!(
+        (ingested.committed.rows, ingested.committed.entities),
+        (30_000, 1000)
+    );
+    let view = store.view("user_stats").await.unwrap();
+    let mut dates: Vec<_> = view
+        .manifest
+        .segments
+        .iter()
+        .map(|s| {
+            assert_eq!(row::event_date(s.min_ts), s.date, "{s:?}");
+            assert_eq!(row::event_date(s.max_ts), s.date, "{s:?}");
+            (s.date.clone(), s.rows)
+        })
+        .collect();
+    dates.sort();
+    assert_eq!(
+        dates,
+        [
+            (row::event_date(today - 2 * day), 10_000),
+            (row::event_date(today - day), 10_000),
+            (row::event_date(today), 10_000),
+        ]
+    );
+    // Entity u1's rows are i = 1, 1001, ..., 29001; its newest is the
+    // latest event time among them.
+    let newest = (0..30_000i64)
+        .filter(|i| i % 1000 == 1)
+        .max_by_key(|i| today - (i % 3) * day + i)
+        .unwrap();
+    let lookup = store
+        .lookup("user_stats", &["u1"], &["n", "x"])
+        .await
+        .unwrap();
+    assert_eq!(
+        lookup.entities[0].values,
+        [Value::Int(newest), Value::Float((newest % 7) as f64 + 0.5)]
+    );
+}
