@@ -215,7 +215,11 @@ async fn get(target: TargetArgs, table: &str, keys: &[String], features: &[Strin
         None => {
             let node = local_node(&target.data, cli_engine(), Default::default()).await?;
             let lookup = node.lookup(table, keys, features).await?;
-            lookup.entities.iter().map(|e| lookup.to_json(e)).collect()
+            lookup
+                .entities
+                .iter()
+                .map(|e| serde_json::to_value(lookup.json(e)))
+                .collect::<Result<_, _>>()?
         }
     };
     for result in results {

@@ -437,9 +437,9 @@ pub async fn commit(
             }
             let current = match manifest.online.get(partition).cloned().flatten() {
                 Some(online) => partitions.load(table, &online).await?,
-                None => Arc::new(Partition(Vec::new())),
+                None => Arc::new(Partition::new(Vec::new())),
             };
-            let (merged, updated, late) = merge(&current.0, latest);
+            let (merged, updated, late) = merge(current.rows(), latest);
             report.updated += updated;
             report.late += late;
             if updated == 0 {
@@ -507,19 +507,45 @@ fn merge(current: &[Row], latest: &HashMap<Box<str>, Row>) -> (Vec<Row>, u64, u6
     (out, updated, late)
 }
 
-/// One online partition in memory: rows sorted by key.
-pub struct Partition(pub Vec<Row>);
-
-impl Weigh for Partition {
-    fn weight(&self) -> u64 {
-        self.0.iter().map(|r| r.weight() as u64).sum::<u64>() + 64
-    }
+/// One online partition in memory: rows sorted by key (as stored), and an
+/// index from key to row, so a lookup costs a few cache misses rather
+/// than one per step of a binary search.
+pub struct Partition {
+    rows: Vec<Row>,
+    index: HashMap<Box<str>, u32>,
 }
 
 impl Partition {
+    /// A partition of `rows`, sorted by key.
+    pub fn new(rows: Vec<Row>) -> Self {
+        let index = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.key.clone(), i as u32))
+            .collect();
+        Self { rows, index }
+    }
+
+    /// Its rows, sorted by key.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
     /// The row of `key`, if the partition holds one.
     pub fn find(&self, key: &str) -> Option<&Row> {
-        find(&self.0, key)
+        self.index.get(key).map(|&i| &self.rows[i as usize])
+    }
+}
+
+impl Weigh for Partition {
+    fn weight(&self) -> u64 {
+        let index = self.index.capacity() * (std::mem::size_of::<(Box<str>, u32)>() + 1);
+        self.rows
+            .iter()
+            .map(|r| 2 * r.key.len() as u64 + r.weight() as u64)
+            .sum::<u64>()
+            + index as u64
+            + 64
     }
 }
 
@@ -569,7 +595,7 @@ impl Partitions {
                         .await
                         .map_err(|e| FeatureError::Internal(e.to_string()))?
                         .map_err(|reason| FeatureError::Corrupt { key, reason })?;
-                        Ok(Partition(rows))
+                        Ok(Partition::new(rows))
                     }
                     .boxed()
                 },
@@ -581,14 +607,6 @@ impl Partitions {
     pub fn stats(&self) -> crate::cache::CacheStats {
         self.cache.stats()
     }
-}
-
-/// Find `key` in a partition sorted by key.
-pub fn find<'a>(partition: &'a [Row], key: &str) -> Option<&'a Row> {
-    partition
-        .binary_search_by(|r| r.key.as_ref().cmp(key))
-        .ok()
-        .map(|i| &partition[i])
 }
 
 #[cfg(test)]
@@ -630,8 +648,9 @@ mod tests {
             ]
         );
         assert_eq!((updated, late), (2, 1));
-        assert_eq!(find(&merged, "b").unwrap().ts, 1);
-        assert!(find(&merged, "z").is_none());
+        let partition = Partition::new(merged);
+        assert_eq!(partition.find("b").unwrap().ts, 1);
+        assert!(partition.find("z").is_none());
     }
 
     #[test]

@@ -171,32 +171,73 @@ impl Lookup {
     }
 
     /// One entity as the HTTP API answers it: the key columns, `features`
-    /// (null where missing or expired) and the event time.
-    pub fn to_json(&self, entity: &Entity) -> serde_json::Value {
-        let table = &self.version.table;
-        let mut out = serde_json::Map::new();
-        for (column, part) in table.entity.iter().zip(row::key_parts(&entity.key)) {
-            let value = match column.ty {
-                ColumnType::I64 => part
-                    .parse::<i64>()
-                    .map_or_else(|_| part.into(), serde_json::Value::from),
-                _ => part.into(),
-            };
-            out.insert(column.name.clone(), value);
+    /// (null where missing or expired) and the event time; serialized
+    /// straight from the lookup, with no JSON tree in between.
+    pub fn json<'a>(&'a self, entity: &'a Entity) -> EntityJson<'a> {
+        EntityJson {
+            lookup: self,
+            entity,
         }
-        let features = self
-            .features()
-            .zip(&entity.values)
-            .map(|(f, v)| (f.name.clone(), v.to_json()))
-            .collect();
-        out.insert("features".into(), serde_json::Value::Object(features));
-        out.insert(
-            table.timestamp.clone(),
-            entity
-                .ts
-                .map_or(serde_json::Value::Null, |ts| Rfc3339(ts).to_string().into()),
-        );
-        serde_json::Value::Object(out)
+    }
+
+    /// Every entity, in order, as [`Lookup::json`] gives them.
+    pub fn results(&self) -> impl serde::Serialize + '_ {
+        struct Results<'a>(&'a Lookup);
+        impl serde::Serialize for Results<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.entities.iter().map(|e| self.0.json(e)))
+            }
+        }
+        Results(self)
+    }
+}
+
+/// One entity of a lookup, as JSON (see [`Lookup::json`]).
+pub struct EntityJson<'a> {
+    lookup: &'a Lookup,
+    entity: &'a Entity,
+}
+
+impl serde::Serialize for EntityJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Features<'a>(&'a Lookup, &'a [Value]);
+        impl serde::Serialize for Features<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(
+                    self.0
+                        .features()
+                        .zip(self.1)
+                        .map(|(f, v)| (&f.name, Typed(f.ty, v))),
+                )
+            }
+        }
+        // f32 features print as f32 (0.1, not 0.10000000149011612).
+        struct Typed<'a>(ColumnType, &'a Value);
+        impl serde::Serialize for Typed<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match (self.0, self.1) {
+                    (ColumnType::F32, Value::Float(f)) if f.is_finite() => {
+                        s.serialize_f32(*f as f32)
+                    }
+                    (_, value) => value.serialize(s),
+                }
+            }
+        }
+        let table = &self.lookup.version.table;
+        let mut map = s.serialize_map(Some(table.entity.len() + 2))?;
+        for (column, part) in table.entity.iter().zip(row::key_parts(&self.entity.key)) {
+            match (column.ty, part.parse::<i64>()) {
+                (ColumnType::I64, Ok(n)) => map.serialize_entry(&column.name, &n)?,
+                _ => map.serialize_entry(&column.name, part)?,
+            }
+        }
+        map.serialize_entry("features", &Features(self.lookup, &self.entity.values))?;
+        match self.entity.ts {
+            Some(ts) => map.serialize_entry(&table.timestamp, &Rfc3339(ts).to_string())?,
+            None => map.serialize_entry(&table.timestamp, &())?,
+        }
+        map.end()
     }
 }
 

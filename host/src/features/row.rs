@@ -22,19 +22,6 @@ pub enum Value {
 }
 
 impl Value {
-    /// As JSON: `null` for missing (and for a NaN, which JSON cannot hold).
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            Self::Null => serde_json::Value::Null,
-            Self::Bool(b) => (*b).into(),
-            Self::Int(i) => (*i).into(),
-            Self::Float(f) => serde_json::Number::from_f64(*f)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
-            Self::Text(s) => s.as_ref().into(),
-        }
-    }
-
     /// Parse a CSV cell as `ty`; an empty cell is missing.
     pub fn parse(text: &str, ty: ColumnType) -> Result<Self, String> {
         if text.is_empty() {
@@ -92,6 +79,21 @@ impl Value {
                 Self::Text(s) => s.len(),
                 _ => 0,
             }
+    }
+}
+
+/// As JSON: `null` for missing (and for a NaN or infinity, which JSON
+/// cannot hold).
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Null => s.serialize_unit(),
+            Self::Bool(b) => s.serialize_bool(*b),
+            Self::Int(i) => s.serialize_i64(*i),
+            Self::Float(f) if f.is_finite() => s.serialize_f64(*f),
+            Self::Float(_) => s.serialize_unit(),
+            Self::Text(t) => s.serialize_str(t),
+        }
     }
 }
 

@@ -268,7 +268,7 @@ async fn online_reads_honour_the_ttl_and_answer_unknown_entities_with_nulls() {
             ("nobody", false, vec![Value::Null, Value::Null]),
         ]
     );
-    let json = lookup.to_json(&lookup.entities[1]);
+    let json = serde_json::to_value(lookup.json(&lookup.entities[1])).unwrap();
     assert_eq!(json["user_id"], "fresh");
     assert_eq!(json["features"]["n"], 1);
     assert_eq!(json["event_ts"], Rfc3339(now - 60_000).to_string());

@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::TryStreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Most entities in one lookup.
@@ -82,7 +82,7 @@ async fn one(
     let names = requested(&params)?;
     let lookup = state.node.lookup(&table, &[entity], &names).await?;
     let entity = &lookup.entities[0];
-    Ok(Json(lookup.to_json(entity)).into_response())
+    Ok(Json(lookup.json(entity)).into_response())
 }
 
 /// `POST /v1/features/{table}/lookup` with `{"entities": [...],
@@ -128,12 +128,17 @@ async fn many(
         }
     };
     let lookup = state.node.lookup(&table, &keys, &names).await?;
-    let results: Vec<Value> = lookup.entities.iter().map(|e| lookup.to_json(e)).collect();
-    Ok(Json(json!({
-        "table": lookup.version.name,
-        "version": lookup.version.version,
-        "results": results,
-    }))
+    #[derive(serde::Serialize)]
+    struct Answer<'a, R> {
+        table: &'a str,
+        version: u64,
+        results: R,
+    }
+    Ok(Json(Answer {
+        table: &lookup.version.name,
+        version: lookup.version.version,
+        results: lookup.results(),
+    })
     .into_response())
 }
 
