@@ -195,10 +195,20 @@ echo "| DuckDB 1.5.6 ASOF JOIN on Sluice's history (2 threads) | ${result% *} | 
 "$python" - "$work" <<'PY'
 import duckdb, sys
 work = sys.argv[1]
-a = duckdb.sql(f"SELECT count(f00), sum(f08), count(*) FROM '{work}/sluice-train.parquet'").fetchone()
-b = duckdb.sql(f"SELECT count(f00), sum(f08), count(*) FROM '{work}/duckdb-train.parquet'").fetchone()
+# Row by row: both keep the entity file's order.
+query = """SELECT count(*), count(f00), sum(f08), sum(f13), count_if(f16), count_if(f18 = 'DE')
+           FROM '{}'"""
+a = duckdb.sql(query.format(f"{work}/sluice-train.parquet")).fetchone()
+b = duckdb.sql(query.format(f"{work}/duckdb-train.parquet")).fetchone()
 assert a == b, (a, b)
-print(f"same export from both: {a[2]} rows, {a[0]} with values", file=sys.stderr)
+differ = duckdb.sql(f"""
+  SELECT count(*) FROM
+    (SELECT row_number() OVER () AS n, user_id, f00, f08, f15, f19 FROM '{work}/sluice-train.parquet') s
+    JOIN (SELECT row_number() OVER () AS n, user_id, f00, f08, f15, f19 FROM '{work}/duckdb-train.parquet') d USING (n)
+  WHERE s.user_id <> d.user_id OR s.f00 IS DISTINCT FROM d.f00 OR s.f08 IS DISTINCT FROM d.f08
+     OR s.f15 IS DISTINCT FROM d.f15 OR s.f19 IS DISTINCT FROM d.f19""").fetchone()[0]
+assert differ == 0, f"{differ} rows differ"
+print(f"same export from both: {a[0]} rows, {a[1]} with values, row by row", file=sys.stderr)
 PY
 if result="$(timed timeout 1800 "$python" "$here/feast_repo.py" export "$work/feast" "$data" "$work/feast-train.parquet")"; then
   echo "| Feast 0.67 get_historical_features (dask) | ${result% *} | ${result#* } |"

@@ -289,33 +289,69 @@ impl FeatureStore {
             return Ok(best);
         };
         let window_start = ttl.map_or(i64::MIN, |ttl| earliest.saturating_sub(ttl));
+        let segments: Vec<&super::Segment> = source
+            .segments
+            .iter()
+            .filter(|s| s.min_ts <= latest && s.max_ts >= window_start)
+            .collect();
+        report.segments_skipped += source.segments.len() - segments.len();
+        report.segments_read += segments.len();
+        report.scanned += segments.iter().map(|s| s.rows).sum::<u64>();
+        // Segments are fetched and decoded (only the rows of wanted
+        // entities) on DECODERS threads, and offered here in history order,
+        // so that ties go to the row written later.
         let store = self.documents.store();
-        for segment in &source.segments {
-            if segment.min_ts > latest || segment.max_ts < window_start {
-                report.segments_skipped += 1;
-                continue;
-            }
-            report.segments_read += 1;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let decode = |segment: &super::Segment| -> Result<Vec<Row>, FeatureError> {
             let object = runtime.block_on(store.get(&segment.key))?.ok_or_else(|| {
                 FeatureError::Corrupt {
                     key: segment.key.clone(),
                     reason: "the manifest names it but it is gone".into(),
                 }
             })?;
-            let rows = super::segment::decode_all(table, object.bytes).map_err(|reason| {
-                FeatureError::Corrupt {
+            super::segment::decode_wanted(table, object.bytes, |key| index.contains_key(key))
+                .map_err(|reason| FeatureError::Corrupt {
                     key: segment.key.clone(),
                     reason,
-                }
-            })?;
-            report.scanned += rows.len() as u64;
-            for row in &rows {
-                offer(row, &index, ttl, &source.columns, &mut best);
+                })
+        };
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2 * DECODERS);
+            for _ in 0..DECODERS {
+                let tx = tx.clone();
+                let (next, segments, decode) = (&next, &segments, &decode);
+                scope.spawn(move || {
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(segment) = segments.get(k) else {
+                            return;
+                        };
+                        if tx.send((k, decode(segment))).is_err() {
+                            return;
+                        }
+                    }
+                });
             }
-        }
+            drop(tx);
+            let mut decoded = std::collections::BTreeMap::new();
+            let mut expected = 0;
+            for (k, rows) in rx {
+                decoded.insert(k, rows);
+                while let Some(rows) = decoded.remove(&expected) {
+                    for row in &rows? {
+                        offer(row, &index, ttl, &source.columns, &mut best);
+                    }
+                    expected += 1;
+                }
+            }
+            Ok::<_, FeatureError>(())
+        })?;
         Ok(best)
     }
 }
+
+/// Threads that fetch and decode history segments during an export.
+const DECODERS: usize = 2;
 
 /// Offer one history row to the entity rows whose window holds it: those
 /// of its entity with time in `[row.ts, row.ts + ttl]`.

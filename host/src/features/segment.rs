@@ -277,10 +277,12 @@ impl Columns {
 /// Read every row of a Parquet file as rows of `table`, in file order;
 /// `each` gets the row's number (from 1) and the row or why it cannot be
 /// read. Columns the file lacks read as missing; columns it has beyond the
-/// table's are ignored.
+/// table's are ignored. Rows of a single-column key that `wanted` refuses
+/// are skipped (numbered all the same).
 pub fn decode<R: ChunkReader + 'static>(
     table: &Table,
     file: R,
+    wanted: impl Fn(&str) -> bool,
     mut each: impl FnMut(u64, Result<Row, String>) -> Result<(), String>,
 ) -> Result<(), String> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -299,8 +301,21 @@ pub fn decode<R: ChunkReader + 'static>(
             .into_iter()
             .map(|at| at.map(|i| Column::of(batch.column(i).as_ref())).transpose())
             .collect::<Result<_, _>>()?;
+        let single_key = match columns.as_slice() {
+            [Some(key), ..] if table.entity.len() == 1 => Some(key),
+            _ => None,
+        };
         for i in 0..batch.num_rows() {
             number += 1;
+            // Rows of unwanted entities are skipped before they are built.
+            let unwanted = match single_key.map(|key| key.cell(i)) {
+                Some(Cell::Text(key)) => !wanted(key),
+                Some(Cell::Int(key)) => !wanted(&key.to_string()),
+                _ => false,
+            };
+            if unwanted {
+                continue;
+            }
             let row = build_row(table, |c| match &columns[c] {
                 None => Cell::Absent,
                 Some(column) => column.cell(i),
@@ -313,8 +328,19 @@ pub fn decode<R: ChunkReader + 'static>(
 
 /// Decode a whole segment (one of Sluice's own) into rows.
 pub fn decode_all(table: &Table, bytes: Bytes) -> Result<Vec<Row>, String> {
+    decode_wanted(table, bytes, |_| true)
+}
+
+/// Decode the rows of a segment (one of Sluice's own) whose entity is
+/// `wanted`: with a single-column key, other rows are skipped unbuilt;
+/// with a composite key every row is returned for the caller to filter.
+pub fn decode_wanted(
+    table: &Table,
+    bytes: Bytes,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
-    decode(table, bytes, |_, row| {
+    decode(table, bytes, wanted, |_, row| {
         rows.push(row?);
         Ok(())
     })?;

@@ -149,22 +149,27 @@ pub fn read_parquet<R: parquet::file::reader::ChunkReader + 'static>(
 ) -> Result<u64, FeatureError> {
     let mut count = 0;
     let mut failure = None;
-    segment::decode(table, file, |number, row| {
-        count = number;
-        match row {
-            Ok(row) => {
-                each(row);
-                Ok(())
+    segment::decode(
+        table,
+        file,
+        |_| true,
+        |number, row| {
+            count = number;
+            match row {
+                Ok(row) => {
+                    each(row);
+                    Ok(())
+                }
+                Err(reason) => {
+                    failure = Some(FeatureError::BadRow {
+                        row: number,
+                        reason: reason.clone(),
+                    });
+                    Err(reason)
+                }
             }
-            Err(reason) => {
-                failure = Some(FeatureError::BadRow {
-                    row: number,
-                    reason: reason.clone(),
-                });
-                Err(reason)
-            }
-        }
-    })
+        },
+    )
     .map_err(|reason| failure.take().unwrap_or(FeatureError::BadInput(reason)))?;
     Ok(count)
 }
