@@ -602,7 +602,7 @@ impl FeatureStore {
     async fn commit_rows(&self, view: &View, rows: Vec<Row>) -> Result<Ingested, FeatureError> {
         let schema = &view.version.table;
         let count = rows.len() as u64;
-        let mut latest = data::Latest::new(schema.partitions);
+        let mut latest = data::Latest::default();
         for row in &rows {
             latest.offer(row.clone());
         }
@@ -732,7 +732,7 @@ impl Gather {
             table: table.clone(),
             days: HashMap::new(),
             buffered: 0,
-            latest: data::Latest::new(table.partitions),
+            latest: data::Latest::default(),
         }
     }
 

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 /// Default freshness: how stale a node's view of a table may get.
 pub const DEFAULT_FRESHNESS: Duration = Duration::from_secs(1);
-/// Default number of online partitions of a table's data.
+/// Default number of online partitions a table's data starts with (they
+/// split as it grows: `data.rs`).
 pub const DEFAULT_PARTITIONS: u32 = 8;
-/// Most online partitions a table may have.
+/// Most online partitions a table's data may start with.
 const MAX_PARTITIONS: u32 = 4096;
 /// Most feature columns of one table.
 const MAX_FEATURES: usize = 2048;
@@ -99,7 +100,8 @@ pub struct Table {
     pub ttl_ms: Option<u64>,
     /// How stale a node's view of the table may get, in milliseconds.
     pub freshness_ms: u64,
-    /// Online partitions of a new data generation.
+    /// Online partitions a new data generation starts with (they split as
+    /// it grows; changing it changes nothing for existing data).
     pub partitions: u32,
     /// The features, in declaration order.
     pub features: Vec<Feature>,
@@ -295,12 +297,6 @@ impl Table {
         }
         if self.timestamp != old.timestamp || self.created != old.created {
             return Some("the timestamp or created column changes".into());
-        }
-        if self.partitions != old.partitions {
-            return Some(format!(
-                "`partitions` changes from {} to {}",
-                old.partitions, self.partitions
-            ));
         }
         for feature in &old.features {
             match self.features.iter().find(|f| f.name == feature.name) {

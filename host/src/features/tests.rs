@@ -654,3 +654,61 @@ async fn a_large_ingest_lands_whole_in_one_segment_per_date_with_the_latest_onli
         [Value::Int(newest), Value::Float((newest % 7) as f64 + 0.5)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn online_partitions_split_as_the_table_grows_and_every_entity_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = feature_store(store_at(dir.path()));
+    let table = TABLE
+        .replace("ttl = \"1h\"", "")
+        .replace("[features]", "partitions = 2\n[features]");
+    store.apply(&table, false, "test".into()).await.unwrap();
+    let ingest = |from: i64, to: i64| {
+        let mut csv = String::from("user_id,event_ts,n,x\n");
+        for i in from..to {
+            csv.push_str(&format!("u{i},{},{i},0.5\n", 1_767_225_600_000 + i));
+        }
+        csv
+    };
+    // 8,000 entities fit in 2 partitions; 72,000 more need 32 (4k each).
+    ingest_csv(&store, "user_stats", &ingest(0, 8_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.view("user_stats").await.unwrap().manifest.partitions,
+        2
+    );
+    let ingested = ingest_csv(&store, "user_stats", &ingest(8_000, 80_000))
+        .await
+        .unwrap();
+    assert_eq!(ingested.committed.entities, 80_000);
+    let view = store.view("user_stats").await.unwrap();
+    assert_eq!(view.manifest.partitions, 32);
+    assert!(
+        view.manifest
+            .online
+            .iter()
+            .flatten()
+            .all(|o| o.rows <= 4 * 1024),
+        "{:?}",
+        view.manifest.online
+    );
+    let keys: Vec<String> = (0..80_000).step_by(997).map(|i| format!("u{i}")).collect();
+    let lookup = store.lookup("user_stats", &keys, &["n"]).await.unwrap();
+    for (key, entity) in keys.iter().zip(&lookup.entities) {
+        assert_eq!(
+            entity.values,
+            [Value::Int(key[1..].parse().unwrap())],
+            "{key}"
+        );
+    }
+    // A later small commit touches one partition of the 32.
+    ingest_csv(&store, "user_stats", &ingest(5, 6))
+        .await
+        .unwrap();
+    let after = store.view("user_stats").await.unwrap();
+    let changed = (0..32)
+        .filter(|&p| after.manifest.online[p] != view.manifest.online[p])
+        .count();
+    assert_eq!(changed, 1);
+}
