@@ -24,9 +24,14 @@ use crate::registry::now_rfc3339;
 use crate::store::{ETag, ObjectStore, PutMode, StoreError};
 use arrow_array::RecordBatch;
 use bytes::Bytes;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+
+/// A map keyed by entity key. Keys come from the table's own data, and a
+/// fast hash is much of an ingest's and a lookup's time: foldhash, seeded
+/// per process, rather than SipHash.
+type KeyMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 /// Attempts at landing a commit against concurrent writers.
@@ -183,7 +188,7 @@ pub struct Staged {
 
 /// The latest row of each entity seen.
 #[derive(Default)]
-pub struct Latest(HashMap<Box<str>, Row>);
+pub struct Latest(KeyMap<Row>);
 
 impl Latest {
     /// Keep `row` if it is its entity's newest so far ([`Row::supersedes`]).
@@ -453,35 +458,79 @@ pub async fn commit(
         while biggest > PARTITION_ROWS * factor && n * factor as u32 * 2 <= MAX_PARTITIONS {
             factor *= 2;
         }
-        let mut online = vec![None; n as usize * factor as usize];
-        for (p, incoming) in incoming.iter().enumerate() {
+        // Partitions are rewritten a few at a time: their merges and
+        // encodes run on blocking threads, their uploads overlap.
+        let rewrites = incoming.into_iter().enumerate().map(|(p, incoming)| {
             let existing = manifest.online.get(p).cloned().flatten();
-            if factor == 1 && incoming.is_empty() {
-                online[p] = existing;
-                continue;
+            let (n, factor) = (n as usize, factor as usize);
+            async move {
+                if factor == 1 && incoming.is_empty() {
+                    return Ok((vec![(p, existing)], 0, 0));
+                }
+                let current = match &existing {
+                    Some(existing) => partitions.load(table, existing).await?,
+                    None => Arc::new(Partition::new(Vec::new())),
+                };
+                let incoming: Vec<Row> = incoming.into_iter().cloned().collect();
+                let split = {
+                    let table = table.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let (merged, updated, late) = merge(current.rows(), incoming);
+                        if factor == 1 && updated == 0 {
+                            return Ok((None, updated, late));
+                        }
+                        let mut parts = vec![Vec::new(); factor];
+                        for row in merged {
+                            parts[partition_of(&row.key, (n * factor) as u32) / n].push(row);
+                        }
+                        let encoded = parts
+                            .into_iter()
+                            .enumerate()
+                            .filter(|(_, rows)| !rows.is_empty())
+                            .map(|(j, rows)| {
+                                let bytes = segment::encode(&table, &rows)?;
+                                Ok((p + j * n, rows.len() as u64, bytes))
+                            })
+                            .collect::<Result<Vec<_>, String>>()?;
+                        Ok((Some(encoded), updated, late))
+                    })
+                };
+                let (encoded, updated, late) = split
+                    .await
+                    .map_err(|e| FeatureError::Internal(e.to_string()))?
+                    .map_err(FeatureError::Internal)?;
+                let Some(encoded) = encoded else {
+                    return Ok((vec![(p, existing)], updated, late));
+                };
+                let mut written = Vec::with_capacity(encoded.len());
+                for (q, rows, bytes) in encoded {
+                    let key = location.online(q, &writer_id());
+                    let size = bytes.len() as u64;
+                    store.put(&key, bytes, PutMode::IfAbsent).await?;
+                    let online = Online {
+                        key,
+                        rows,
+                        bytes: size,
+                    };
+                    written.push((q, Some(online)));
+                }
+                Ok::<_, FeatureError>((written, updated, late))
             }
-            let current = match &existing {
-                Some(existing) => partitions.load(table, existing).await?,
-                None => Arc::new(Partition::new(Vec::new())),
-            };
-            let (merged, updated, late) = merge(current.rows(), incoming);
+            .boxed()
+        });
+        // Boxed and collected first: a lazily mapped stream of these
+        // borrowing futures trips rustc's Send inference (rust#102211).
+        let rewrites: Vec<_> = rewrites.collect();
+        let rewritten: Vec<_> = futures::stream::iter(rewrites)
+            .buffer_unordered(ONLINE_REWRITES)
+            .try_collect()
+            .await?;
+        let mut online = vec![None; n as usize * factor as usize];
+        for (written, updated, late) in rewritten {
             report.updated += updated;
             report.late += late;
-            if factor == 1 && updated == 0 {
-                online[p] = existing;
-                continue;
-            }
-            let mut parts = vec![Vec::new(); factor as usize];
-            let split = n * factor as u32;
-            for row in merged {
-                parts[partition_of(&row.key, split) / n as usize].push(row);
-            }
-            for (j, rows) in parts.into_iter().enumerate() {
-                if rows.is_empty() {
-                    continue;
-                }
-                let q = p + j * n as usize;
-                online[q] = Some(write_online(store.as_ref(), location, table, q, rows).await?);
+            for (q, partition) in written {
+                online[q] = partition;
             }
         }
         manifest.partitions = n * factor as u32;
@@ -511,41 +560,19 @@ const PARTITION_ROWS: u64 = 4 * 1024;
 /// manifest (~120 bytes a partition); past 33M entities partitions grow
 /// instead.
 const MAX_PARTITIONS: u32 = 8 * 1024;
-
-/// Encode and store one online partition.
-async fn write_online(
-    store: &dyn ObjectStore,
-    location: &Location,
-    table: &Table,
-    partition: usize,
-    rows: Vec<Row>,
-) -> Result<Online, FeatureError> {
-    let count = rows.len() as u64;
-    let table = table.clone();
-    let bytes = tokio::task::spawn_blocking(move || segment::encode(&table, &rows))
-        .await
-        .map_err(|e| FeatureError::Internal(e.to_string()))?
-        .map_err(FeatureError::Internal)?;
-    let key = location.online(partition, &writer_id());
-    let size = bytes.len() as u64;
-    store.put(&key, bytes, PutMode::IfAbsent).await?;
-    Ok(Online {
-        key,
-        rows: count,
-        bytes: size,
-    })
-}
+/// Online partitions rewritten at once by a commit.
+const ONLINE_REWRITES: usize = 4;
 
 /// Merge the latest rows of an ingest (sorted by key) into a sorted
 /// partition: a row replaces its entity's value only if it is newer
 /// ([`Row::supersedes`]), so late rows never overwrite fresher ones.
 /// Returns the merged partition (sorted by key), how many entities changed
 /// and how many rows were late.
-fn merge(current: &[Row], incoming: &[&Row]) -> (Vec<Row>, u64, u64) {
+fn merge(current: &[Row], incoming: Vec<Row>) -> (Vec<Row>, u64, u64) {
     let mut out = Vec::with_capacity(current.len() + incoming.len());
     let (mut updated, mut late) = (0, 0);
     let mut old = current.iter().peekable();
-    for &row in incoming {
+    for row in incoming {
         while let Some(o) = old.next_if(|o| o.key < row.key) {
             out.push(o.clone());
         }
@@ -556,7 +583,7 @@ fn merge(current: &[Row], incoming: &[&Row]) -> (Vec<Row>, u64, u64) {
             }
             _ => {
                 updated += 1;
-                out.push(row.clone());
+                out.push(row);
             }
         }
     }
@@ -569,7 +596,7 @@ fn merge(current: &[Row], incoming: &[&Row]) -> (Vec<Row>, u64, u64) {
 /// than one per step of a binary search.
 pub struct Partition {
     rows: Vec<Row>,
-    index: HashMap<Box<str>, u32>,
+    index: KeyMap<u32>,
 }
 
 impl Partition {
@@ -688,8 +715,11 @@ mod tests {
         latest.offer(row("c", 10, Some(6), 2)); // same time, created later: wins
         latest.offer(row("b", 1, None, 2)); // new entity
         latest.offer(row("b", 0, None, 3)); // older than the one before
-        let incoming = latest.by_partition(1);
-        let (merged, updated, late) = merge(&current, &incoming[0]);
+        let incoming = latest.by_partition(1)[0]
+            .iter()
+            .map(|&r| r.clone())
+            .collect();
+        let (merged, updated, late) = merge(&current, incoming);
         let values: Vec<_> = merged
             .iter()
             .map(|r| (r.key.as_ref(), r.values[0].clone()))
