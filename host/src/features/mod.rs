@@ -8,7 +8,8 @@
 //! Online reads go through two caches: a *view* per table (its schema
 //! version and manifest, re-read once older than the table's freshness
 //! interval) and the decoded online partitions, which never change once
-//! written. A lookup is a hash, two cache hits and a binary search.
+//! written. A lookup is a hash, two cache hits and a probe of the
+//! partition's key index.
 
 mod compact;
 mod data;
