@@ -86,7 +86,7 @@ fn nodes_over_s3(c: &mut Criterion) {
         ..Deploy::default()
     };
     let deployed = runtime
-        .block_on(deployer.publish(
+        .block_on(deployer.acting("bench").publish(
             "scaler",
             component("functions/standard-scaler").into(),
             Settings::Function(request),

@@ -75,7 +75,10 @@ fn bench(c: &mut Criterion) {
     let node = Node::new(engine, store, CacheConfig::default());
     let publish = |name: &str, artifact: Vec<u8>, settings: Settings| {
         runtime
-            .block_on(node.publish(name, artifact.into(), settings, None))
+            .block_on(
+                node.acting("bench")
+                    .publish(name, artifact.into(), settings, None),
+            )
             .unwrap_or_else(|e| panic!("publish {name}: {e}"));
     };
     let function = || {

@@ -12,6 +12,7 @@ const LAYERS: &[&str] = &[
     "engine",
     "inference",
     "features",
+    "access",
     "registry",
     "cache",
     "store",

@@ -7,7 +7,7 @@
 //! ```text
 //! front doors   cli (the binary) → lambda → http
 //! service       node: the control-plane service and the data-plane calls
-//! mechanisms    pipeline → engine → inference → features → registry
+//! mechanisms    pipeline → engine → inference → features → access → registry
 //! foundations   cache → store · tensor · observe · toolchain
 //! ```
 //!
@@ -22,6 +22,7 @@
 //! - [`inference`]: ONNX models run natively by tract, the tract edge.
 //! - [`features`]: feature tables in the object store: ingestion, online
 //!   lookups through the cache, point-in-time export.
+//! - [`access`]: API tokens and roles, the tamper-evident audit log.
 //! - [`registry`]: immutable, numbered versions, aliases and rollback of
 //!   any kind of record.
 //! - [`cache`]: the in-memory cache in front of the store (and of loaded
@@ -35,6 +36,7 @@
 //! fails on an import against this direction.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod cache;
 pub mod engine;
 pub mod features;

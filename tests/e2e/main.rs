@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod cli;
 mod deploy;
 mod features;

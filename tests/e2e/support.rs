@@ -48,11 +48,17 @@ pub fn component_bytes(package: &str) -> Vec<u8> {
     std::fs::read(component(package)).expect("component file")
 }
 
+/// The admin token every test node starts with (SLUICE_ADMIN_TOKEN), and
+/// that [`client`] and the CLI (SLUICE_TOKEN) send.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// The `sluice` binary under test.
 pub fn sluice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
         .env("RUST_LOG", "info,sluice::guest=debug")
+        .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SLUICE_TOKEN", ADMIN_TOKEN)
         .env_remove("SLUICE_SERVER")
         .env_remove("SLUICE_DATA")
         .env_remove("SLUICE_STORE");
@@ -242,8 +248,16 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// An HTTP client sending the admin token.
 pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        auth.parse().expect("header value"),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client")

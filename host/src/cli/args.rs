@@ -44,8 +44,37 @@ pub struct TargetArgs {
     /// command works directly on the embedded store given by --data.
     #[arg(long, env = "SLUICE_SERVER")]
     pub server: Option<String>,
+    /// The API token sent to --server (default: the file
+    /// ~/.config/sluice/token, or $XDG_CONFIG_HOME/sluice/token).
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+impl TargetArgs {
+    /// The API token: --token / SLUICE_TOKEN, else the config file's.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.trim().to_string()));
+        }
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config"))
+            });
+        let Some(file) = config.map(|c| c.join("sluice/token")) else {
+            return Ok(None);
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(text) => Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot read the token file {}: {e}",
+                file.display()
+            )),
+        }
+    }
 }
 
 #[derive(Args)]

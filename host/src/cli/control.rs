@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use sluice::access::Role;
 use sluice::features::Format;
 use sluice::http::Client;
 use sluice::inference::{Baseline, Batching, Push};
@@ -307,6 +308,120 @@ pub enum Request {
         table: String,
         grace: std::time::Duration,
     },
+    /// Create an API token.
+    CreateToken {
+        name: String,
+        role: Role,
+        prefixes: Vec<String>,
+    },
+    /// List tokens.
+    Tokens,
+    /// Revoke a token.
+    RevokeToken(String),
+    /// Print the audit log from a time on.
+    AuditLog(Option<String>),
+    /// Check the audit log's chain.
+    AuditVerify,
+}
+
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Create a token with a role (admin, deployer, invoker, viewer),
+    /// optionally limited to names starting with --prefix; prints the
+    /// token once.
+    Create {
+        /// Its name: what the audit log and `created_by` record.
+        name: String,
+        /// What it may do.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Limit it to names starting with this (repeatable).
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List tokens (never their secrets).
+    Ls(TargetArgs),
+    /// Revoke a token: refused on every node within the poll interval.
+    Revoke {
+        /// The token's name.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+fn parse_role(s: &str) -> std::result::Result<Role, String> {
+    s.parse()
+}
+
+impl TokensCommand {
+    /// Where to run, and the request.
+    pub fn request(self) -> Result<(TargetArgs, Request)> {
+        Ok(match self {
+            Self::Create {
+                name,
+                role,
+                prefixes,
+                target,
+            } => (
+                target,
+                Request::CreateToken {
+                    name,
+                    role,
+                    prefixes,
+                },
+            ),
+            Self::Ls(target) => (target, Request::Tokens),
+            Self::Revoke { name, target } => (target, Request::RevokeToken(name)),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Print the audit log, oldest first.
+    Log {
+        /// Only records from this time on: RFC 3339
+        /// (2026-12-04T10:00:00Z) or a duration back from now (1h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Check that no record was edited, removed or reordered; fails
+    /// naming the first broken one.
+    Verify(TargetArgs),
+}
+
+impl AuditCommand {
+    /// Where to run, and the request.
+    pub fn request(self) -> Result<(TargetArgs, Request)> {
+        Ok(match self {
+            Self::Log { since, target } => {
+                let since = since.map(|s| since_time(&s)).transpose()?;
+                (target, Request::AuditLog(since))
+            }
+            Self::Verify(target) => (target, Request::AuditVerify),
+        })
+    }
+}
+
+/// `--since` as RFC 3339: given so, or a duration back from now.
+fn since_time(since: &str) -> Result<String> {
+    if humantime::parse_rfc3339_weak(since).is_ok() {
+        return Ok(since.to_string());
+    }
+    let back = humantime::parse_duration(since).map_err(|_| {
+        anyhow::anyhow!(
+            "--since `{since}` is neither a time (2026-12-04T10:00:00Z) nor a duration (1h, 7d)"
+        )
+    })?;
+    let at = std::time::SystemTime::now()
+        .checked_sub(back)
+        .ok_or_else(|| anyhow::anyhow!("--since `{since}` reaches before 1970"))?;
+    Ok(humantime::format_rfc3339_seconds(at).to_string())
 }
 
 /// Who the CLI acts as.
@@ -573,12 +688,19 @@ impl RollbackArgs {
 /// HTTP, or the embedded store in process.
 pub async fn run(target: TargetArgs, request: Request) -> Result<()> {
     match &target.server {
-        Some(url) => execute(&Client::new(url)?, request).await,
+        Some(url) => execute(&Client::new(url, target.token()?.as_deref())?, request).await,
         None => {
+            // On the store directly: its credentials are the access; the
+            // audit log names the local user.
             let node = local_node(&target.data, cli_engine(), Default::default()).await?;
-            execute(&*node, request).await
+            execute(&node.acting(local_actor()), request).await
         }
     }
+}
+
+/// Who the CLI acts as on the store directly, in the audit log.
+pub fn local_actor() -> String {
+    format!("local:{}", created_by())
 }
 
 /// Upload the component or model each step's `file` holds, unless a
@@ -758,6 +880,32 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
             let compacted = plane.compact(&table, grace).await?;
             print::compacted(&compacted);
         }
+        Request::CreateToken {
+            name,
+            role,
+            prefixes,
+        } => {
+            let made = plane.create_token(&name, role, prefixes).await?;
+            eprintln!(
+                "token {} ({}) created; it is shown this once:",
+                made.info.name, made.info.role
+            );
+            println!("{}", made.token);
+        }
+        Request::Tokens => print::tokens(&plane.tokens().await?),
+        Request::RevokeToken(name) => {
+            let revoked = plane.revoke_token(&name).await?;
+            println!("revoked token {} ({})", revoked.name, revoked.role);
+        }
+        Request::AuditLog(since) => print::audit(&plane.audit_log(since.as_deref()).await?),
+        Request::AuditVerify => match plane.audit_verify().await? {
+            Ok(records) => println!("audit log intact: {records} records"),
+            Err(broken) => anyhow::bail!(
+                "the audit log is broken at record {}: it {}",
+                broken.seq,
+                broken.reason
+            ),
+        },
     }
     Ok(())
 }

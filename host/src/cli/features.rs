@@ -211,7 +211,11 @@ impl FeaturesCommand {
 
 async fn get(target: TargetArgs, table: &str, keys: &[String], features: &[String]) -> Result<()> {
     let results = match &target.server {
-        Some(url) => Client::new(url)?.lookup(table, keys, features).await?,
+        Some(url) => {
+            Client::new(url, target.token()?.as_deref())?
+                .lookup(table, keys, features)
+                .await?
+        }
         None => {
             let node = local_node(&target.data, cli_engine(), Default::default()).await?;
             let lookup = node.lookup(table, keys, features).await?;

@@ -30,6 +30,10 @@ pub struct InvokeArgs {
     /// A running node's URL; without it the call runs in-process on the embedded store.
     #[arg(long, env = "SLUICE_SERVER")]
     server: Option<String>,
+    /// The API token sent to --server, for versions that require one
+    /// (default: ~/.config/sluice/token).
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Directory of the embedded store (when no --server).
     #[arg(long, env = "SLUICE_DATA", default_value = ".sluice")]
     data_dir: PathBuf,
@@ -61,6 +65,7 @@ pub async fn run(args: InvokeArgs) -> Result<ExitCode> {
     let body = body(&args.data)?;
     let target = TargetArgs {
         server: args.server.clone(),
+        token: args.token.clone(),
         data: DataArgs {
             data: args.data_dir.clone(),
             store: args.store.clone(),
@@ -68,7 +73,7 @@ pub async fn run(args: InvokeArgs) -> Result<ExitCode> {
     };
     let (ok, output) = match &target.server {
         Some(url) => {
-            Client::new(url)?
+            Client::new(url, target.token()?.as_deref())?
                 .invoke(args.pipeline, &args.target, &args.content_type, body)
                 .await?
         }

@@ -4,7 +4,7 @@
 //!
 //! - `args.rs`: arguments shared by several commands.
 //! - `control.rs`: commands on what a node serves (deploy, functions,
-//!   models, alias, rollback), printed by `print.rs`.
+//!   models, alias, rollback, tokens, audit), printed by `print.rs`.
 //! - `invoke.rs`, `build.rs`, `up.rs`: one command each.
 //! - `serve.rs`: running a node (`serve`, `up`, `lambda`).
 
@@ -65,6 +65,12 @@ enum Command {
     Alias(control::AliasCommand),
     /// Move a function's (or with --model a model's, --pipeline a pipeline's) alias (default `stable`) back to its previous version.
     Rollback(control::RollbackArgs),
+    /// API tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Tokens(control::TokensCommand),
+    /// The audit log of every change: print it, verify its chain.
+    #[command(subcommand)]
+    Audit(control::AuditCommand),
     /// Build stage crates into wasm32-wasip2 components.
     Build(build::BuildArgs),
     /// Build, deploy and serve everything a `sluice.toml` manifest lists.
@@ -127,6 +133,8 @@ async fn run(command: Command, started: std::time::Instant) -> Result<ExitCode> 
         Command::Pipelines(command) => command.request()?,
         Command::Alias(command) => command.request()?,
         Command::Rollback(args) => args.request()?,
+        Command::Tokens(command) => command.request()?,
+        Command::Audit(command) => command.request()?,
     };
     control::run(target, request).await?;
     Ok(ExitCode::SUCCESS)

@@ -69,6 +69,41 @@ pub fn compacted(c: &sluice::features::Compacted) {
     );
 }
 
+/// Tokens, one line each: name, role, prefixes, when and by whom.
+pub fn tokens(tokens: &[sluice::access::TokenInfo]) {
+    for t in tokens {
+        let prefixes = if t.prefixes.is_empty() {
+            "*".to_string()
+        } else {
+            t.prefixes.join(",")
+        };
+        let state = t
+            .revoked_at
+            .as_ref()
+            .map_or(String::new(), |at| format!("  revoked {at}"));
+        println!(
+            "{:<20} {:<9} {:<20} created {} by {}{state}",
+            t.name, t.role, prefixes, t.created_at, t.created_by
+        );
+    }
+}
+
+/// Audit records, one line each.
+pub fn audit(records: &[sluice::access::AuditRecord]) {
+    for r in records {
+        let c = &r.change;
+        let version = c.version.map_or(String::new(), |v| format!(" v{v}"));
+        let detail = c
+            .detail
+            .as_ref()
+            .map_or(String::new(), |d| format!(" ({d})"));
+        println!(
+            "{:>6} {} {:<16} {:<12} {} {}{version}{detail}",
+            r.seq, r.at, r.actor, c.action, c.kind, c.name
+        );
+    }
+}
+
 /// What an ingest committed.
 pub fn ingested(i: &sluice::features::Ingested) {
     let c = &i.committed;

@@ -75,12 +75,40 @@ pub async fn lambda(args: NodeArgs, started: std::time::Instant) -> Result<()> {
             return Err(e);
         }
     };
+    if let Err(e) = admit_admin(&node, false).await {
+        sluice::lambda::report_init_error(&format!("{e:#}")).await;
+        return Err(e);
+    }
     let state = Arc::new(AppState {
         node,
         http: args.http(),
         conditional_writes: None,
     });
     sluice::lambda::run(http::router(state), started).await?;
+    Ok(())
+}
+
+/// Make sure an admin can reach the control plane: the token in
+/// SLUICE_ADMIN_TOKEN, or (with `generate`, on a terminal's node) a new
+/// one when the store has no admin yet, printed this once. Lambda only
+/// takes the variable: its logs are no place for a secret.
+async fn admit_admin(node: &Node, generate: bool) -> Result<()> {
+    let admin = std::env::var("SLUICE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    if admin.is_none() && !generate {
+        return Ok(());
+    }
+    let created = node
+        .admit_admin(admin.as_deref())
+        .await
+        .context("cannot set up the admin token")?;
+    if let Some(token) = created {
+        tracing::warn!("no admin token in the store: created one, printed once on stderr");
+        eprintln!(
+            "\nadmin token (shown this once; the control plane needs it: export SLUICE_TOKEN=... or save it in ~/.config/sluice/token):\n{token}\n"
+        );
+    }
     Ok(())
 }
 
@@ -123,6 +151,7 @@ pub async fn serve_node(
     };
     let addr = listener.local_addr()?;
     let conditional_writes = check_conditional_writes(&node).await;
+    admit_admin(&node, true).await?;
     tracing::info!(%addr, store = %node.store().describe(), "sluice listening");
     // Tests and scripts wait for these exact lines on stdout.
     println!("listening on http://{addr}");

@@ -5,6 +5,7 @@
 //! request in the manifest.
 
 use super::args::ServeArgs;
+use super::control::local_actor;
 use super::serve::{local_node, serve_node};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -172,6 +173,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     )
     .await?;
     node.spawn_idle_reaper(args.serve.node.idle());
+    let plane = node.acting(local_actor());
     for f in &manifest.functions {
         let wasm = match &f.wasm {
             Some(path) => dir.join(path),
@@ -194,7 +196,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             labels: Default::default(),
             created_by: std::env::var("USER").unwrap_or_else(|_| "sluice-up".into()),
         });
-        let deployed = node
+        let deployed = plane
             .publish(&f.name, bytes.into(), settings, None)
             .await
             .with_context(|| format!("cannot deploy `{}` from {}", f.name, wasm.display()))?;
@@ -236,7 +238,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             input_shapes,
             ..Push::default()
         });
-        let pushed = node
+        let pushed = plane
             .publish(&m.name, bytes.into(), settings, None)
             .await
             .with_context(|| format!("cannot push model `{}` from {}", m.name, file.display()))?;
@@ -252,7 +254,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         );
     }
     for t in &manifest.tables {
-        apply_table(&node, &dir, t, created_by()).await?;
+        apply_table(&plane, &dir, t, created_by()).await?;
     }
     for p in pipelines {
         let name = p.name.clone();
@@ -260,7 +262,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         let settings = Settings::Pipeline {
             created_by: created_by(),
         };
-        let deployed = node
+        let deployed = plane
             .publish(&name, manifest.into(), settings, None)
             .await
             .with_context(|| format!("cannot deploy pipeline `{name}`"))?;
@@ -275,6 +277,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         );
     }
 
+    drop(plane);
     let examples = manifest.examples;
     let folder = dir.clone();
     serve_node(node, &args.serve, move |addr| {
@@ -295,7 +298,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
                 e.content_type
             );
         }
-        println!("  curl -s http://{addr}/v1/functions\n\nCtrl-C to stop.");
+        println!(
+            "  curl -s http://{addr}/v1/functions -H \"authorization: Bearer $SLUICE_TOKEN\"\n\nCtrl-C to stop."
+        );
     })
     .await
 }
@@ -303,7 +308,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
 /// Apply a table's schema and, when it has no data yet, ingest its files
 /// (so a second `sluice up` does not ingest them twice).
 async fn apply_table(
-    node: &sluice::node::Node,
+    node: &sluice::node::Acting<'_>,
     dir: &Path,
     entry: &TableEntry,
     created_by: String,

@@ -3,6 +3,7 @@
 //! plane's invocation. The CLI uses it with `--server`.
 
 use super::query;
+use crate::access::{AuditRecord, Broken, NewToken, Role, TokenInfo};
 use crate::features::{Compacted, Format, Ingested};
 use crate::inference::Baseline;
 use crate::node::{ControlPlane, Kind, Listing, Published, Settings, Summary, Version};
@@ -64,9 +65,21 @@ pub struct Client {
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
 impl Client {
-    /// A client of the node at `base` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: &str) -> Result<Self, ClientError> {
+    /// A client of the node at `base` (e.g. `http://127.0.0.1:8080`),
+    /// sending `token` (its control plane needs one; the data plane, for
+    /// versions deployed to require it).
+    pub fn new(base: &str, token: Option<&str>) -> Result<Self, ClientError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| {
+                    ClientError::Invalid("the API token is not valid header text".into())
+                })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .build()
             .map_err(|e| ClientError::Invalid(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
@@ -259,20 +272,18 @@ impl ControlPlane for Client {
         {
             push.baseline = Some(Baseline::Stored(self.put_blob(stats.clone()).await?));
         }
-        let (created_by, content_type) = match &settings {
-            Settings::Function(d) => (d.created_by.clone(), "application/wasm"),
-            Settings::Model(p) => (p.created_by.clone(), "application/octet-stream"),
-            Settings::Pipeline { created_by } | Settings::Table { created_by, .. } => {
-                (created_by.clone(), "application/toml")
-            }
+        // Who publishes is the token's name, not something the request says.
+        let content_type = match &settings {
+            Settings::Function(_) => "application/wasm",
+            Settings::Model(_) => "application/octet-stream",
+            Settings::Pipeline { .. } | Settings::Table { .. } => "application/toml",
         };
         let query = query::write(&settings).map_err(ClientError::Invalid)?;
         let request = self
             .http
             .put(self.url(&format!("/v1/{}/{name}", kind.plural())))
             .query(&query)
-            .header("content-type", content_type)
-            .header("x-sluice-actor", created_by);
+            .header("content-type", content_type);
         let response = self.upload(request, artifact, progress).await?;
         let mut body: Value = response.json().await.map_err(|e| self.unreadable(e))?;
         let created = body["created"].as_bool().unwrap_or(true);
@@ -391,5 +402,88 @@ impl ControlPlane for Client {
             .post(self.url(&format!("/v1/features/{table}/compact")))
             .query(&[("grace", humantime::format_duration(grace).to_string())]);
         self.json(request).await
+    }
+
+    async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        prefixes: Vec<String>,
+    ) -> Result<NewToken, ClientError> {
+        let body = serde_json::json!({ "name": name, "role": role, "prefixes": prefixes });
+        self.json(self.http.post(self.url("/v1/tokens")).json(&body))
+            .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            tokens: Vec<TokenInfo>,
+        }
+        let answer: Answer = self.json(self.http.get(self.url("/v1/tokens"))).await?;
+        Ok(answer.tokens)
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<TokenInfo, ClientError> {
+        self.json(self.http.delete(self.url(&format!("/v1/tokens/{name}"))))
+            .await
+    }
+
+    async fn audit_log(&self, since: Option<&str>) -> Result<Vec<AuditRecord>, ClientError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            records: Vec<AuditRecord>,
+        }
+        let mut request = self.http.get(self.url("/v1/audit"));
+        if let Some(since) = since {
+            request = request.query(&[("since", since)]);
+        }
+        let answer: Answer = self.json(request).await?;
+        Ok(answer.records)
+    }
+
+    async fn audit_verify(&self) -> Result<Result<u64, Broken>, ClientError> {
+        let answer: VerifyJson = self
+            .json(self.http.get(self.url("/v1/audit/verify")))
+            .await?;
+        Ok(answer.into())
+    }
+}
+
+/// What `GET /v1/audit/verify` answers.
+#[derive(Debug, serde::Serialize, Deserialize)]
+pub(super) struct VerifyJson {
+    /// Whether the whole chain is intact.
+    pub intact: bool,
+    /// Records intact (all of them, when `intact`).
+    pub records: u64,
+    /// Where it breaks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<Broken>,
+}
+
+impl From<Result<u64, Broken>> for VerifyJson {
+    fn from(result: Result<u64, Broken>) -> Self {
+        match result {
+            Ok(records) => Self {
+                intact: true,
+                records,
+                broken: None,
+            },
+            Err(broken) => Self {
+                intact: false,
+                records: broken.seq.saturating_sub(1),
+                broken: Some(broken),
+            },
+        }
+    }
+}
+
+impl From<VerifyJson> for Result<u64, Broken> {
+    fn from(v: VerifyJson) -> Self {
+        match v.broken {
+            Some(broken) => Err(broken),
+            None => Ok(v.records),
+        }
     }
 }

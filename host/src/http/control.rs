@@ -11,26 +11,53 @@
 //! | `PUT` / `DELETE /v1/{kind}/{name}/aliases/{alias}` | move / remove an alias |
 //! | `POST /v1/{kind}/{name}/rollback[?alias=A]` | roll an alias back |
 //!
-//! and `PUT /v1/blobs`, `GET /v1/status`, feature ingestion (`features.rs`). Each handler parses, calls the
-//! node's [`ControlPlane`] and encodes; `client.rs` speaks the same shapes.
+//! and `PUT /v1/blobs`, `GET /v1/status`, feature ingestion (`features.rs`),
+//! tokens (`POST /v1/tokens`, `GET /v1/tokens`, `DELETE /v1/tokens/{name}`)
+//! and the audit log (`GET /v1/audit[?since=]`, `GET /v1/audit/verify`).
+//! Each handler parses, calls the node's [`ControlPlane`] acting for the
+//! request's token and encodes; `client.rs` speaks the same shapes.
+//!
+//! Every route needs a token ([`authorize`]): reads a viewer's, changes a
+//! deployer's, tokens and the audit log an admin's; a token limited to
+//! name prefixes reaches only those names (and lists only them).
 
+use super::client::VerifyJson;
 use super::{ApiError, AppState, RequestId, query, read_body};
-use crate::node::{ControlPlane, Kind, Published, Settings};
+use crate::access::{Identity, Need, Role};
+use crate::node::{Acting, ControlPlane, Kind, Published, Settings};
 use crate::registry::{Head, Name, STABLE};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete as delete_route, get, post, put};
 use axum::{Extension, Json, Router};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// The control plane's routes.
-pub fn routes() -> Router<Arc<AppState>> {
+/// Who sent a control-plane request: the identity of its token, set by
+/// [`authorize`].
+#[derive(Clone)]
+pub(super) struct Caller(pub Arc<Identity>);
+
+impl Caller {
+    /// The node's control plane, acting for this caller.
+    pub(super) fn on<'a>(&self, state: &'a AppState) -> Acting<'a> {
+        state.node.acting(self.0.name.as_str())
+    }
+}
+
+/// The control plane's routes, each behind [`authorize`].
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let mut router = Router::new()
         .route("/v1/blobs", put(put_blob))
         .route("/v1/status", get(status))
+        .route("/v1/tokens", get(tokens).post(create_token))
+        .route("/v1/tokens/{name}", delete_route(revoke_token))
+        .route("/v1/audit", get(audit_log))
+        .route("/v1/audit/verify", get(audit_verify))
         .merge(super::features::control_routes());
     for kind in Kind::ALL {
         let base = format!("/v1/{}", kind.plural());
@@ -50,38 +77,90 @@ pub fn routes() -> Router<Arc<AppState>> {
                 .layer(Extension(kind)),
         );
     }
-    router
+    router.route_layer(middleware::from_fn_with_state(state, authorize))
 }
 
-/// Who makes a change: the `x-sluice-actor` header, else `anonymous`.
-fn actor(headers: &HeaderMap) -> String {
-    headers
-        .get("x-sluice-actor")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .unwrap_or("anonymous")
-        .chars()
-        .take(128)
-        .collect()
+/// Let a request through only with a live token whose role and name
+/// prefixes cover it: 401 without one (or with a malformed, unknown or
+/// revoked one), 403 with one that does not cover it. Both answer before
+/// anything is looked up, so neither hints at what exists.
+async fn authorize(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let need = if path.starts_with("/v1/tokens") || path.starts_with("/v1/audit") {
+        Need::Admin
+    } else if matches!(*request.method(), Method::GET | Method::HEAD) {
+        Need::View
+    } else {
+        Need::Change
+    };
+    let name = named(path).map(str::to_string);
+    let identity = match state
+        .node
+        .access()
+        .identify(bearer(request.headers()))
+        .await
+    {
+        Ok(identity) => identity,
+        Err(e) => {
+            let mut response = ApiError::from(crate::node::NodeError::from(e)).into_response();
+            response.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+    };
+    if !identity.may(need, name.as_deref()) {
+        let refused = crate::access::AccessError::Forbidden {
+            token: identity.name.clone(),
+            role: identity.role,
+        };
+        return ApiError::from(crate::node::NodeError::from(refused)).into_response();
+    }
+    request.extensions_mut().insert(Caller(identity));
+    next.run(request).await
+}
+
+/// The token of `authorization: Bearer <token>`.
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The name a control-plane path is about: `/v1/{kind}/{name}/...`.
+fn named(path: &str) -> Option<&str> {
+    let mut segments = path.strip_prefix("/v1/")?.split('/');
+    let kind = segments.next()?;
+    let name = segments.next().filter(|n| !n.is_empty())?;
+    let about_names = Kind::ALL.iter().any(|k| k.plural() == kind) || kind == "features";
+    about_names.then_some(name)
 }
 
 /// `PUT /v1/{kind}/{name}`: the body is the artifact (a component, an ONNX
-/// file), the query its settings, the `x-sluice-actor` header who
-/// publishes. `201` with the record, or `200` with `created: false` when
-/// identical to the newest version.
+/// file), the query its settings; the token's name is who publishes.
+/// `201` with the record, or `200` with `created: false` when identical to
+/// the newest version.
 async fn publish(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let fail = |e: ApiError| e.with_request_id(&request_id);
     // Check the name and settings before reading a possibly large body.
     Name::parse(&name).map_err(|e| fail(ApiError::bad_request(e.to_string())))?;
-    let created_by = actor(&headers);
+    let created_by = caller.0.name.clone();
     let (settings, limit) = match kind {
         Kind::Function => (
             query::read_deploy(params, created_by).map(Settings::Function),
@@ -105,8 +184,8 @@ async fn publish(
     let bytes = read_body(body, limit, state.http.body_timeout)
         .await
         .map_err(fail)?;
-    let published = state
-        .node
+    let published = caller
+        .on(&state)
         .publish(&name, bytes, settings, None)
         .await
         .map_err(|e| fail(e.into()))?;
@@ -138,13 +217,16 @@ pub(super) fn published_json(published: &Published) -> Value {
     body
 }
 
-/// `GET /v1/{kind}`.
+/// `GET /v1/{kind}`: the names the caller's token reaches.
 async fn list(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
+    let mut summaries = caller.on(&state).list(kind).await?;
+    summaries.retain(|s| caller.0.covers(&s.name));
     let mut body = json!({});
-    body[kind.plural()] = json!(state.node.list(kind).await?);
+    body[kind.plural()] = json!(summaries);
     Ok(Json(body).into_response())
 }
 
@@ -164,9 +246,10 @@ pub(super) fn head_json(name: &str, head: &Head) -> Value {
 async fn show(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let listing = state.node.show(kind, &name).await?;
+    let listing = caller.on(&state).show(kind, &name).await?;
     let mut body = head_json(&name, &listing.head);
     body["versions"] = json!(listing.versions);
     Ok(Json(body).into_response())
@@ -176,10 +259,11 @@ async fn show(
 async fn version(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let version = query::read_version(&version).map_err(ApiError::bad_request)?;
-    Ok(Json(state.node.version(kind, &name, version).await?).into_response())
+    Ok(Json(caller.on(&state).version(kind, &name, version).await?).into_response())
 }
 
 /// `DELETE /v1/{kind}/{name}/versions/{n}`: refused (409) while an alias
@@ -187,10 +271,11 @@ async fn version(
 async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let version = query::read_version(&version).map_err(ApiError::bad_request)?;
-    state.node.delete(kind, &name, version).await?;
+    caller.on(&state).delete(kind, &name, version).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -201,12 +286,13 @@ async fn delete(
 async fn set_alias(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
     Path((name, alias)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (version, expect) = alias_request(&body)?;
-    let head = state
-        .node
+    let head = caller
+        .on(&state)
         .set_alias(kind, &name, &alias, version, expect)
         .await?;
     Ok(Json(head_json(&name, &head)).into_response())
@@ -240,9 +326,10 @@ fn alias_request(body: &[u8]) -> Result<(u64, Option<Option<u64>>), ApiError> {
 async fn remove_alias(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
     Path((name, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let head = state.node.remove_alias(kind, &name, &alias).await?;
+    let head = caller.on(&state).remove_alias(kind, &name, &alias).await?;
     Ok(Json(head_json(&name, &head)).into_response())
 }
 
@@ -251,6 +338,7 @@ async fn remove_alias(
 async fn rollback(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
@@ -265,7 +353,7 @@ async fn rollback(
             }
         }
     }
-    let head = state.node.rollback(kind, &name, &alias).await?;
+    let head = caller.on(&state).rollback(kind, &name, &alias).await?;
     Ok(Json(head_json(&name, &head)).into_response())
 }
 
@@ -280,4 +368,82 @@ async fn put_blob(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
 /// `GET /v1/status`: what this node is and what it has done.
 async fn status(State(state): State<Arc<AppState>>) -> Response {
     Json(state.node.status(state.conditional_writes).await).into_response()
+}
+
+/// `POST /v1/tokens` with `{"name": N, "role": R, "prefixes": [...]}`:
+/// `201` with the token, shown this once.
+async fn create_token(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewToken {
+        name: String,
+        role: String,
+        #[serde(default)]
+        prefixes: Vec<String>,
+    }
+    let request: NewToken = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"name\": \"ci\", \"role\": \"deployer\", \"prefixes\": [\"fraud-\"]}}: {e}"
+        ))
+    })?;
+    let role: Role = request.role.parse().map_err(ApiError::bad_request)?;
+    let made = caller
+        .on(&state)
+        .create_token(&request.name, role, request.prefixes)
+        .await?;
+    Ok((StatusCode::CREATED, Json(made)).into_response())
+}
+
+/// `GET /v1/tokens`: every token, without secrets.
+async fn tokens(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let tokens = caller.on(&state).tokens().await?;
+    Ok(Json(json!({ "tokens": tokens })).into_response())
+}
+
+/// `DELETE /v1/tokens/{name}`: revoke it, on every node within the poll
+/// interval.
+async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(caller.on(&state).revoke_token(&name).await?).into_response())
+}
+
+/// `GET /v1/audit[?since=RFC3339]`: the audit records, oldest first.
+async fn audit_log(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let mut since = None;
+    for (key, value) in params {
+        match key.as_str() {
+            "since" => since = Some(value),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{key}`; the audit log takes `since`"
+                )));
+            }
+        }
+    }
+    let records = caller.on(&state).audit_log(since.as_deref()).await?;
+    Ok(Json(json!({ "records": records })).into_response())
+}
+
+/// `GET /v1/audit/verify`: `{"intact": true, "records": n}`, or where the
+/// chain breaks.
+async fn audit_verify(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let verified = caller.on(&state).audit_verify().await?;
+    Ok(Json(VerifyJson::from(verified)).into_response())
 }

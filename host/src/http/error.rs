@@ -1,6 +1,7 @@
 //! The one place errors become HTTP responses: a status code and one JSON
 //! shape, `{"error": ..., "stage": ..., "request_id": ...}`.
 
+use crate::access::AccessError;
 use crate::engine::CallError;
 use crate::features::FeatureError;
 use crate::inference::InferenceError;
@@ -132,6 +133,21 @@ fn node_status(e: &NodeError) -> StatusCode {
         NodeError::Step { source, .. } => node_status(source),
         NodeError::PipelineTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         NodeError::Features(f) => feature_status(f),
+        NodeError::Access(a) => access_status(a),
+        NodeError::Audit(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The status of an access-control failure.
+pub(super) fn access_status(e: &AccessError) -> StatusCode {
+    match e {
+        AccessError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        AccessError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        AccessError::Invalid(_) => StatusCode::BAD_REQUEST,
+        AccessError::NotFound(_) => StatusCode::NOT_FOUND,
+        AccessError::Store(s) => registry_status(&RegistryError::Store(s.clone())),
+        AccessError::Contended(_) => StatusCode::SERVICE_UNAVAILABLE,
+        AccessError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

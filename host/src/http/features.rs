@@ -20,6 +20,7 @@
 //! table is its parts joined by `|`. Unknown entities answer with nulls,
 //! never an error.
 
+use super::control::Caller;
 use super::{ApiError, AppState, read_body};
 use crate::features::{DEFAULT_GRACE, Format, MEDIA_TYPES};
 use crate::node::ControlPlane;
@@ -28,7 +29,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::TryStreamExt;
 use serde_json::Value;
 use std::sync::Arc;
@@ -162,6 +163,7 @@ fn key_of(value: &Value) -> Result<String, String> {
 /// (never held whole), and the answer comes once every row is committed.
 async fn ingest(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(table): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
@@ -202,13 +204,17 @@ async fn ingest(
     })?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
-    let ingested = state.node.ingest(&table, format, Box::new(reader)).await?;
+    let ingested = caller
+        .on(&state)
+        .ingest(&table, format, Box::new(reader))
+        .await?;
     Ok((StatusCode::CREATED, Json(ingested)).into_response())
 }
 
 /// `POST /v1/features/{table}`: rows as JSON objects; `201` once durable.
 async fn append(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(table): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -237,7 +243,7 @@ async fn append(
     if rows.is_empty() {
         return Err(ApiError::bad_request("no rows to append"));
     }
-    let ingested = state.node.append(&table, rows).await?;
+    let ingested = caller.on(&state).append(&table, rows).await?;
     Ok((StatusCode::CREATED, Json(ingested)).into_response())
 }
 
@@ -245,6 +251,7 @@ async fn append(
 /// and sweep objects no reader needs; replaced ones are kept for `grace`.
 async fn compact(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(table): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
@@ -263,6 +270,6 @@ async fn compact(
             }
         }
     }
-    let compacted = state.node.compact(&table, grace).await?;
+    let compacted = caller.on(&state).compact(&table, grace).await?;
     Ok(Json(compacted).into_response())
 }

@@ -105,12 +105,12 @@ pub fn data_router(state: Arc<AppState>) -> Router {
 
 /// The control plane: what changes or reveals what the node serves.
 pub fn control_router(state: Arc<AppState>) -> Router {
-    finish(control::routes(), state)
+    finish(control::routes(state.clone()), state)
 }
 
 /// Both planes on one router (one listener, Lambda).
 pub fn router(state: Arc<AppState>) -> Router {
-    finish(data_routes().merge(control::routes()), state)
+    finish(data_routes().merge(control::routes(state.clone())), state)
 }
 
 fn data_routes() -> Router<Arc<AppState>> {

@@ -6,6 +6,7 @@
 //! and the HTTP handlers only parse, call and print or encode.
 
 use super::{FunctionVersion, Node, NodeError};
+use crate::access::{Admitted, AuditRecord, Broken, Change, NewToken, Role, TokenInfo};
 use crate::engine::{StageLimits, World};
 use crate::features::{Compacted, Format, Ingested, TableVersion};
 use crate::inference::{ModelVersion, Push};
@@ -105,6 +106,16 @@ pub enum Settings {
 }
 
 impl Settings {
+    /// Record `who` as the publisher, whatever the request said.
+    fn published_by(&mut self, who: &str) {
+        let created_by = match self {
+            Self::Function(deploy) => &mut deploy.created_by,
+            Self::Model(push) => &mut push.created_by,
+            Self::Pipeline { created_by } | Self::Table { created_by, .. } => created_by,
+        };
+        *created_by = who.to_string();
+    }
+
     /// The kind of object these settings publish.
     pub fn kind(&self) -> Kind {
         match self {
@@ -341,6 +352,87 @@ pub trait ControlPlane: Send + Sync {
     /// Merge a feature table's small history segments and delete objects
     /// no reader needs, keeping replaced ones for `grace` first.
     async fn compact(&self, table: &str, grace: Duration) -> Result<Compacted, Self::Error>;
+
+    /// Create an API token; its secret is in this answer only.
+    async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        prefixes: Vec<String>,
+    ) -> Result<NewToken, Self::Error>;
+
+    /// Every token (revoked ones too), without secrets.
+    async fn tokens(&self) -> Result<Vec<TokenInfo>, Self::Error>;
+
+    /// Revoke the live token named `name`.
+    async fn revoke_token(&self, name: &str) -> Result<TokenInfo, Self::Error>;
+
+    /// The audit log from `since` (RFC 3339), oldest first.
+    async fn audit_log(&self, since: Option<&str>) -> Result<Vec<AuditRecord>, Self::Error>;
+
+    /// Check the audit log's chain: how many records are intact, or where
+    /// it breaks.
+    async fn audit_verify(&self) -> Result<Result<u64, Broken>, Self::Error>;
+}
+
+/// The node's control plane acting for someone (a token's name, or
+/// `local:<user>` for the CLI on the store): every change it makes is
+/// recorded in the audit log under that name. The only way to change what
+/// a node serves.
+pub struct Acting<'a> {
+    node: &'a Node,
+    actor: String,
+}
+
+impl std::ops::Deref for Acting<'_> {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        self.node
+    }
+}
+
+impl Node {
+    /// The control plane, acting for `actor`.
+    pub fn acting(&self, actor: impl Into<String>) -> Acting<'_> {
+        Acting {
+            node: self,
+            actor: actor.into(),
+        }
+    }
+}
+
+impl Node {
+    /// Make sure an admin can reach the control plane ([`Access::bootstrap`](crate::access::Access::bootstrap)),
+    /// recording a new admin token in the audit log; a generated token is
+    /// returned to be shown once.
+    pub async fn admit_admin(&self, token: Option<&str>) -> Result<Option<String>, NodeError> {
+        let admitted = self.access.bootstrap(token).await?;
+        let detail = match &admitted {
+            Admitted::Already => return Ok(None),
+            Admitted::FromEnvironment => "admin, from SLUICE_ADMIN_TOKEN",
+            Admitted::Generated(_) => "admin, generated on first start",
+        };
+        self.acting("node")
+            .audited(Change::new("token.create", "token", "admin").detail(detail))
+            .await?;
+        Ok(match admitted {
+            Admitted::Generated(token) => Some(token),
+            _ => None,
+        })
+    }
+}
+
+impl Acting<'_> {
+    /// Record `change` in the audit log. The change has landed: a log
+    /// that cannot be written is an error the caller must see.
+    async fn audited(&self, change: Change) -> Result<(), NodeError> {
+        self.audit
+            .append(&self.actor, change)
+            .await
+            .map(drop)
+            .map_err(|e| NodeError::Audit(e.to_string()))
+    }
 }
 
 /// Run `$body` with `$registry` bound to the registry of `$kind`: the
@@ -369,17 +461,18 @@ macro_rules! on_registry {
 }
 
 #[async_trait::async_trait]
-impl ControlPlane for Node {
+impl ControlPlane for Acting<'_> {
     type Error = NodeError;
 
     async fn publish(
         &self,
         name: &str,
         artifact: Bytes,
-        settings: Settings,
+        mut settings: Settings,
         progress: Progress<'_>,
     ) -> Result<Published, NodeError> {
         let name = Name::parse(name)?;
+        settings.published_by(&self.actor);
         let published = match settings {
             Settings::Function(deploy) => self.deploy(&name, artifact, deploy, progress).await?,
             Settings::Model(push) => {
@@ -415,6 +508,10 @@ impl ControlPlane for Node {
         };
         let v = &published.version;
         tracing::info!(kind = v.kind().noun(), name = %name, version = v.number(), created = published.created, "published");
+        if published.created {
+            let change = Change::new("publish", v.kind().noun(), name.as_str()).version(v.number());
+            self.audited(change).await?;
+        }
         Ok(published)
     }
 
@@ -459,6 +556,10 @@ impl ControlPlane for Node {
             .set_alias(&name, &alias, version, expect)
             .await?);
         tracing::info!(kind = kind.noun(), %name, %alias, version, "alias moved");
+        let change = Change::new("alias.set", kind.noun(), name.as_str())
+            .version(version)
+            .detail(format!("{alias} → {version}"));
+        self.audited(change).await?;
         Ok(head)
     }
 
@@ -468,6 +569,8 @@ impl ControlPlane for Node {
             .remove_alias(&name, &alias)
             .await?);
         tracing::info!(kind = kind.noun(), %name, %alias, "alias removed");
+        let change = Change::new("alias.remove", kind.noun(), name.as_str()).detail(alias.as_str());
+        self.audited(change).await?;
         Ok(head)
     }
 
@@ -476,7 +579,15 @@ impl ControlPlane for Node {
         let head = on_registry!(self, kind, |registry| registry
             .rollback(&name, &alias)
             .await?);
-        tracing::info!(kind = kind.noun(), %name, %alias, version = head.aliases.get(alias.as_str()), "rolled back");
+        let now = head.aliases.get(alias.as_str()).copied();
+        tracing::info!(kind = kind.noun(), %name, %alias, version = now, "rolled back");
+        let mut change = Change::new("rollback", kind.noun(), name.as_str());
+        if let Some(version) = now {
+            change = change
+                .version(version)
+                .detail(format!("{alias} → {version}"));
+        }
+        self.audited(change).await?;
         Ok(head)
     }
 
@@ -498,7 +609,8 @@ impl ControlPlane for Node {
             Kind::Table => {}
         }
         tracing::info!(kind = kind.noun(), %name, version, "version deleted");
-        Ok(())
+        self.audited(Change::new("delete", kind.noun(), name.as_str()).version(version))
+            .await
     }
 
     async fn ingest(
@@ -510,10 +622,12 @@ impl ControlPlane for Node {
         // Parsing is blocking work: it reads the stream through a bridge on
         // a blocking thread.
         let reader = tokio_util::io::SyncIoBridge::new(file);
-        Ok(self
+        let ingested = self
             .features
             .ingest(table, format, Box::new(reader))
-            .await?)
+            .await?;
+        self.audited(ingested_change("ingest", &ingested)).await?;
+        Ok(ingested)
     }
 
     async fn append(
@@ -521,12 +635,65 @@ impl ControlPlane for Node {
         table: &str,
         rows: Vec<serde_json::Value>,
     ) -> Result<Ingested, NodeError> {
-        Ok(self.features.append(table, &rows).await?)
+        let ingested = self.features.append(table, &rows).await?;
+        self.audited(ingested_change("append", &ingested)).await?;
+        Ok(ingested)
     }
 
     async fn compact(&self, table: &str, grace: Duration) -> Result<Compacted, NodeError> {
-        Ok(self.features.compact(table, grace).await?)
+        let compacted = self.features.compact(table, grace).await?;
+        let change = Change::new("compact", TableVersion::NOUN, table).detail(format!(
+            "{} → {} segments, {} objects swept",
+            compacted.segments_before, compacted.segments_after, compacted.swept
+        ));
+        self.audited(change).await?;
+        Ok(compacted)
     }
+
+    async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        prefixes: Vec<String>,
+    ) -> Result<NewToken, NodeError> {
+        let made = self
+            .access
+            .create(name, role, prefixes, &self.actor)
+            .await?;
+        let mut detail = role.to_string();
+        if !made.info.prefixes.is_empty() {
+            detail = format!("{detail}, prefixes {}", made.info.prefixes.join(","));
+        }
+        self.audited(Change::new("token.create", "token", name).detail(detail))
+            .await?;
+        Ok(made)
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenInfo>, NodeError> {
+        Ok(self.access.list().await?)
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<TokenInfo, NodeError> {
+        let revoked = self.access.revoke(name).await?;
+        self.audited(Change::new("token.revoke", "token", name))
+            .await?;
+        Ok(revoked)
+    }
+
+    async fn audit_log(&self, since: Option<&str>) -> Result<Vec<AuditRecord>, NodeError> {
+        Ok(self.audit.log(since).await?)
+    }
+
+    async fn audit_verify(&self) -> Result<Result<u64, Broken>, NodeError> {
+        Ok(self.audit.verify().await?)
+    }
+}
+
+/// The audit record of rows written to a table.
+fn ingested_change(action: &str, ingested: &Ingested) -> Change {
+    Change::new(action, TableVersion::NOUN, &ingested.table)
+        .version(ingested.version)
+        .detail(format!("{} rows", ingested.committed.rows))
 }
 
 impl Node {

@@ -24,13 +24,16 @@ mod pipeline;
 mod status;
 mod templates;
 
-pub use control::{ControlPlane, Deploy, Kind, Listing, Published, Settings, Summary, Version};
+pub use control::{
+    Acting, ControlPlane, Deploy, Kind, Listing, Published, Settings, Summary, Version,
+};
 pub use function::{Concurrency, FunctionVersion};
 pub use gate::GateStats;
 pub use idle::IdlePolicy;
 pub use pipeline::{PipelineRun, Plan, StepTiming};
 pub use status::Status;
 
+use crate::access::{Access, AccessError, Audit};
 use crate::cache::{Cache, CacheConfig, DocumentCache};
 use crate::engine::{
     CallError, Engine, EngineError, Grant, Reach, StageIdentity, World, WorldError,
@@ -90,6 +93,12 @@ pub enum NodeError {
     /// A feature table could not be applied, written or read.
     #[error(transparent)]
     Features(#[from] FeatureError),
+    /// A token could not be created, found or revoked.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// A change landed but its audit record could not be written.
+    #[error("the change was made but its audit record could not be written: {0}")]
+    Audit(String),
     /// A pipeline step failed.
     #[error("pipeline {pipeline}, step {step}: {source}")]
     Step {
@@ -143,6 +152,8 @@ pub struct Node {
     /// Plans of the pipeline versions run on this node.
     plans: DashMap<(Name, u64), Arc<pipeline::Plan>>,
     features: Arc<FeatureStore>,
+    access: Access,
+    audit: Audit,
     stats: Arc<Stats>,
 }
 
@@ -158,6 +169,8 @@ impl Node {
             models: Arc::new(Models::new(documents.clone(), model_bytes)),
             pipelines: Registry::new(documents.clone()),
             plans: DashMap::new(),
+            access: Access::new(documents.clone()),
+            audit: Audit::new(documents.clone()),
             documents,
             engine,
             templates: Cache::new(template_bytes),
@@ -165,6 +178,11 @@ impl Node {
             gates: DashMap::new(),
             stats: Arc::default(),
         }
+    }
+
+    /// Its access control: who a token belongs to.
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// The store.
