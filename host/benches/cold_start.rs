@@ -25,7 +25,7 @@ use common::component;
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice::cache::CacheConfig;
 use sluice::engine::{Engine, EngineConfig};
-use sluice::node::{ControlPlane, Deploy, Node, Settings};
+use sluice::node::{ControlPlane, Deploy, Node, Settings, SigningKey};
 use sluice::registry::Selector;
 use sluice::store::ObjectStore;
 use sluice::tensor::{Message, NamedTensor, Tensor, TensorData};
@@ -69,7 +69,8 @@ fn nodes_over_s3(c: &mut Criterion) {
     let server = s3::S3Server::start();
     let store: Arc<dyn ObjectStore> = Arc::new(runtime.block_on(server.store("bench")));
     let engine = Engine::new(EngineConfig::default()).expect("engine");
-    let deployer = Node::new(engine.clone(), store.clone(), CacheConfig::default());
+    let deployer = Node::new(engine.clone(), store.clone(), CacheConfig::default())
+        .with_signing_key(signing());
     let list = |f: fn(usize) -> f64| {
         (0..WIDTH)
             .map(|i| f(i).to_string())
@@ -113,7 +114,8 @@ fn nodes_over_s3(c: &mut Criterion) {
                         runtime.block_on(store.delete(&artifact)).expect("delete");
                     }
                     // A fresh node: empty document and template caches.
-                    let node = Node::new(engine.clone(), store.clone(), CacheConfig::default());
+                    let node = Node::new(engine.clone(), store.clone(), CacheConfig::default())
+                        .with_signing_key(signing());
                     let start = Instant::now();
                     runtime.block_on(call(&node));
                     total += start.elapsed();
@@ -129,7 +131,8 @@ fn nodes_over_s3(c: &mut Criterion) {
         ("cache_hit", Duration::from_secs(3600)),
         ("revalidated", Duration::ZERO),
     ] {
-        let node = Node::new(engine.clone(), store.clone(), cache(poll));
+        let node =
+            Node::new(engine.clone(), store.clone(), cache(poll)).with_signing_key(signing());
         runtime.block_on(call(&node));
         group.bench_function(label, |b| b.to_async(&runtime).iter(|| call(&node)));
     }
@@ -137,7 +140,8 @@ fn nodes_over_s3(c: &mut Criterion) {
 
     // Store requests of 1,000 warm calls spread over ~3 s (3 ms apart),
     // with the default poll interval.
-    let node = Node::new(engine.clone(), store.clone(), CacheConfig::default());
+    let node = Node::new(engine.clone(), store.clone(), CacheConfig::default())
+        .with_signing_key(signing());
     runtime.block_on(call(&node));
     let before = runtime.block_on(node.status(None)).store_requests;
     let start = Instant::now();
@@ -162,3 +166,9 @@ fn nodes_over_s3(c: &mut Criterion) {
 
 criterion_group!(benches, nodes_over_s3);
 criterion_main!(benches);
+
+/// The key every node of the bench signs and verifies artifacts with, as
+/// the nodes of one store share theirs.
+fn signing() -> SigningKey {
+    SigningKey::from_secret("bench-signing-key-0123456789abcdef0123").expect("key")
+}

@@ -117,8 +117,10 @@ async fn up_builds_deploys_serves_and_prints_working_curl_lines() {
     let curls = &up.curls;
     assert!(curls.len() >= 3, "{curls:?}");
     for curl in curls {
+        // The control-plane line reads the token from SLUICE_TOKEN.
         let output = std::process::Command::new("sh")
             .args(["-c", &format!("{curl} -f")])
+            .env("SLUICE_TOKEN", crate::support::ADMIN_TOKEN)
             .output()
             .unwrap();
         assert!(

@@ -203,3 +203,59 @@ async fn a_restarted_node_keeps_functions_and_loads_precompiled_artifacts() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_forged_or_foreign_artifact_is_never_loaded_and_is_recompiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_on(&data, &[]);
+    server.deploy("keep", "guest-misbehave", &[]).await;
+    server.stop();
+    let artifact = std::fs::read_dir(data.join("compiled"))
+        .unwrap()
+        .flat_map(|fp| std::fs::read_dir(fp.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("a stored artifact");
+    let stored = std::fs::read(&artifact).unwrap();
+    let newline = stored.iter().position(|b| *b == b'\n').unwrap();
+    let header = String::from_utf8(stored[..newline].to_vec()).unwrap();
+    let digest = header.split(' ').nth(1).expect("digest").to_string();
+    // Someone with write access to the bucket: the same header shape and a
+    // digest that matches the bytes, but no signature made with the key.
+    let mut forged = format!("SLUICE-CWASM2 {digest} {}\n", "ab".repeat(32)).into_bytes();
+    forged.extend_from_slice(&stored[newline + 1..]);
+    std::fs::write(&artifact, &forged).unwrap();
+
+    let server = Server::start_on(&data, &[]);
+    assert_eq!(server.invoke("keep", "text/plain", "x").await.0, 200);
+    let (_, status) = server.get("/v1/status").await;
+    assert_eq!(status["counters"]["artifacts_loaded"], 0, "{status}");
+    assert_eq!(status["counters"]["components_compiled"], 1, "{status}");
+    assert!(
+        server
+            .log_text()
+            .contains("precompiled artifact not trusted; recompiling"),
+        "{}",
+        server.log_text()
+    );
+    server.stop();
+    // It stored a signed one again, which a node with the key loads; a node
+    // with another key does not.
+    assert_ne!(std::fs::read(&artifact).unwrap(), forged);
+    let server = Server::start_on(&data, &[]);
+    assert_eq!(server.invoke("keep", "text/plain", "x").await.0, 200);
+    let (_, status) = server.get("/v1/status").await;
+    assert_eq!(status["counters"]["artifacts_loaded"], 1, "{status}");
+    server.stop();
+    let other = Server::start_on(
+        &data,
+        &[
+            "--signing-key",
+            "another-signing-key-0123456789abcdef012345",
+        ],
+    );
+    assert_eq!(other.invoke("keep", "text/plain", "x").await.0, 200);
+    let (_, status) = other.get("/v1/status").await;
+    assert_eq!(status["counters"]["artifacts_loaded"], 0, "{status}");
+}

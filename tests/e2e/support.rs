@@ -59,6 +59,11 @@ pub fn sluice() -> Command {
         .env("RUST_LOG", "info,sluice::guest=debug")
         .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SLUICE_TOKEN", ADMIN_TOKEN)
+        // Nodes and CLI runs of a test share artifacts, as a deployment's do.
+        .env(
+            "SLUICE_SIGNING_KEY",
+            "test-signing-key-0123456789abcdef0123456789",
+        )
         .env_remove("SLUICE_SERVER")
         .env_remove("SLUICE_DATA")
         .env_remove("SLUICE_STORE");

@@ -123,8 +123,8 @@ pub enum AccessError {
     Contended(String),
 }
 
-/// `n` random bytes from the operating system.
-fn random<const N: usize>() -> [u8; N] {
+/// `N` random bytes from the operating system.
+pub fn random<const N: usize>() -> [u8; N] {
     let mut bytes = [0; N];
     // The OS generator failing is not something a caller can handle.
     getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");

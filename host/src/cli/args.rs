@@ -5,7 +5,7 @@ use clap::Args;
 use sluice::cache::CacheConfig;
 use sluice::engine::EngineConfig;
 use sluice::http::HttpConfig;
-use sluice::node::IdlePolicy;
+use sluice::node::{IdlePolicy, SigningKey};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +27,11 @@ pub struct DataArgs {
     /// AWS_PROFILE, AWS_ENDPOINT_URL_S3) or a directory. Overrides --data.
     #[arg(long, env = "SLUICE_STORE")]
     pub store: Option<String>,
+    /// The secret precompiled artifacts are signed with (32+ characters);
+    /// every node and CLI of one store needs the same to load each other's.
+    /// Default: the file ~/.config/sluice/signing-key, made on first use.
+    #[arg(long, env = "SLUICE_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
 }
 
 impl DataArgs {
@@ -35,6 +40,59 @@ impl DataArgs {
             .clone()
             .unwrap_or_else(|| self.data.display().to_string())
     }
+
+    /// The artifact signing key: --signing-key, else the user's key file
+    /// (made on first use), else one for this process alone.
+    pub fn signing_key(&self) -> anyhow::Result<SigningKey> {
+        if let Some(secret) = &self.signing_key {
+            return SigningKey::from_secret(secret)
+                .map_err(|e| anyhow::anyhow!("SLUICE_SIGNING_KEY: {e}"));
+        }
+        let Some(file) = config_dir().map(|c| c.join("sluice/signing-key")) else {
+            tracing::warn!(
+                "no SLUICE_SIGNING_KEY and no home directory: this process trusts only the artifacts it compiles"
+            );
+            return Ok(SigningKey::ephemeral());
+        };
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            return SigningKey::from_secret(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
+        }
+        let secret = SigningKey::new_secret();
+        match write_private(&file, &secret) {
+            Ok(()) => {
+                tracing::info!(file = %file.display(), "made an artifact signing key");
+                Ok(SigningKey::from_secret(&secret).map_err(anyhow::Error::msg)?)
+            }
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot save a signing key: this process trusts only the artifacts it compiles; set SLUICE_SIGNING_KEY");
+                Ok(SigningKey::ephemeral())
+            }
+        }
+    }
+}
+
+/// The user's configuration directory: $XDG_CONFIG_HOME, else ~/.config.
+pub fn config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+}
+
+/// Create `file` readable by its owner only, failing if it exists (two
+/// first runs at once: the loser reads the winner's).
+fn write_private(file: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)?;
+    out.write_all(text.as_bytes())
 }
 
 /// Which node a client command talks to.

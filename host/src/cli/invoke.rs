@@ -34,6 +34,9 @@ pub struct InvokeArgs {
     /// (default: ~/.config/sluice/token).
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The artifact signing secret (when no --server); see `sluice serve --help`.
+    #[arg(long, env = "SLUICE_SIGNING_KEY", hide_env_values = true)]
+    signing_key: Option<String>,
     /// Directory of the embedded store (when no --server).
     #[arg(long, env = "SLUICE_DATA", default_value = ".sluice")]
     data_dir: PathBuf,
@@ -69,6 +72,7 @@ pub async fn run(args: InvokeArgs) -> Result<ExitCode> {
         data: DataArgs {
             data: args.data_dir.clone(),
             store: args.store.clone(),
+            signing_key: args.signing_key.clone(),
         },
     };
     let (ok, output) = match &target.server {

@@ -20,6 +20,7 @@ pub async fn local_node(
     cache: CacheConfig,
 ) -> Result<Arc<Node>> {
     let location = data.location();
+    let signing = data.signing_key()?;
     // Both take milliseconds (the store's client and bucket check, the
     // engine's pool): side by side, for a shorter cold start.
     let (store, engine) = tokio::join!(
@@ -30,7 +31,9 @@ pub async fn local_node(
     let engine = engine
         .context("the engine's start-up task failed")?
         .context("cannot start the wasmtime engine")?;
-    Ok(Arc::new(Node::new(engine, store, cache)))
+    Ok(Arc::new(
+        Node::new(engine, store, cache).with_signing_key(signing),
+    ))
 }
 
 /// Engine settings for one-shot CLI work: no need to reserve a pool.

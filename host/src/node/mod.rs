@@ -24,6 +24,7 @@ mod pipeline;
 mod status;
 mod templates;
 
+pub use artifact::SigningKey;
 pub use control::{
     Acting, ControlPlane, Deploy, Kind, Listing, Published, Settings, Summary, Version,
 };
@@ -154,6 +155,9 @@ pub struct Node {
     features: Arc<FeatureStore>,
     access: Access,
     audit: Audit,
+    /// Signs the precompiled artifacts this node stores, and verifies the
+    /// ones it loads.
+    signing: SigningKey,
     stats: Arc<Stats>,
 }
 
@@ -170,6 +174,7 @@ impl Node {
             pipelines: Registry::new(documents.clone()),
             plans: DashMap::new(),
             access: Access::new(documents.clone()),
+            signing: SigningKey::ephemeral(),
             audit: Audit::new(documents.clone()),
             documents,
             engine,
@@ -178,6 +183,14 @@ impl Node {
             gates: DashMap::new(),
             stats: Arc::default(),
         }
+    }
+
+    /// Sign and verify precompiled artifacts with `key` (shared by every
+    /// node of a store, so they load each other's); without it a node
+    /// trusts only what it compiled itself.
+    pub fn with_signing_key(mut self, key: SigningKey) -> Self {
+        self.signing = key;
+        self
     }
 
     /// Its access control: who a token belongs to.

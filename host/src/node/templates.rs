@@ -3,7 +3,8 @@
 //! artifact for this engine when the store has a usable one, otherwise
 //! compiled from the component (and the artifact stored for the next node).
 
-use super::{Node, NodeError, artifact};
+use super::artifact::{self, SigningKey};
+use super::{Node, NodeError};
 use crate::cache::{DocumentCache, Weigh};
 use crate::engine::{Engine, EngineError, StagePre};
 use crate::observe::Stats;
@@ -41,18 +42,20 @@ impl Node {
                 |_, _| true,
                 // Called only on a miss: the hit path clones nothing.
                 |_| {
-                    let (functions, documents, engine, stats) = (
+                    let (functions, documents, engine, stats, signing) = (
                         self.functions.clone(),
                         self.documents.clone(),
                         self.engine.clone(),
                         self.stats.clone(),
+                        self.signing.clone(),
                     );
                     let load_key = key.clone();
                     async move {
                         let (name, version) = load_key;
                         let started = std::time::Instant::now();
                         let record = functions.record_of(&name, version).await?;
-                        let (pre, size) = template(&engine, &documents, &stats, &record).await?;
+                        let (pre, size) =
+                            template(&engine, &documents, &stats, &signing, &record).await?;
                         stats.cold_starts.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(function = %name, version, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "cold start: function loaded");
                         Ok(Loaded {
@@ -97,7 +100,7 @@ impl Node {
         self.documents
             .put(
                 &artifact_key(&self.engine, digest),
-                artifact::encode(cwasm),
+                artifact::encode(cwasm, &self.signing, &artifact_key(&self.engine, digest)),
                 PutMode::Overwrite,
             )
             .await?;
@@ -117,18 +120,19 @@ async fn template(
     engine: &Engine,
     documents: &DocumentCache,
     stats: &Stats,
+    signing: &SigningKey,
     record: &FunctionVersion,
 ) -> Result<(StagePre, u64), NodeError> {
     let key = artifact_key(engine, &record.digest);
     match documents.fetch(&key).await? {
-        Some(object) => match artifact::decode(&object.bytes) {
+        Some(object) => match artifact::decode(&object.bytes, signing, &key) {
             Ok(cwasm) => {
                 let size = cwasm.len() as u64;
                 let engine = engine.clone();
                 let loaded = tokio::task::spawn_blocking(move || {
-                    // SAFETY: artifacts are written only by nodes (`deploy` and
-                    // this function) into the operator's store, never by
-                    // clients, and their digest was just verified.
+                    // SAFETY: the artifact's signature was just verified: a
+                    // node holding this node's signing key compiled it from
+                    // this very component for this engine.
                     let component = unsafe { engine.deserialize(&cwasm) }?;
                     engine.prepare(&component)
                 })
@@ -146,7 +150,7 @@ async fn template(
                 }
             }
             Err(reason) => {
-                tracing::warn!(%key, %reason, "precompiled artifact corrupt; recompiling")
+                tracing::warn!(%key, %reason, "precompiled artifact not trusted; recompiling")
             }
         },
         None => {
@@ -179,7 +183,11 @@ async fn template(
     // A read-only node (e.g. a serving Lambda role) cannot store the
     // artifact; it still serves from what it compiled.
     match documents
-        .put(&key, artifact::encode(&cwasm), PutMode::Overwrite)
+        .put(
+            &key,
+            artifact::encode(&cwasm, signing, &key),
+            PutMode::Overwrite,
+        )
         .await
     {
         Ok(_) => {
