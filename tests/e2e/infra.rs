@@ -165,3 +165,69 @@ fn the_systemd_units_verify_cleanly() {
         text(&output)
     );
 }
+
+/// The manifests' safe defaults: the control plane on its own port that no
+/// Service or route exposes, secrets only by reference, the HTTP API
+/// authorized.
+#[test]
+fn the_manifests_keep_the_control_plane_private_and_secrets_out() {
+    let script = r#"
+import sys, yaml
+plain = lambda env: {e["name"]: e.get("value") for e in env}
+def container_env(pod_spec):
+    return pod_spec["containers"][0]["env"]
+docs = list(yaml.safe_load_all(open(sys.argv[1])))
+deployment = next(d for d in docs if d["kind"] == "Deployment")
+service = next(d for d in docs if d["kind"] == "Service")
+knative = yaml.safe_load(open(sys.argv[2]))
+for env in (container_env(deployment["spec"]["template"]["spec"]), container_env(knative["spec"]["template"]["spec"])):
+    values = plain(env)
+    assert values.get("SLUICE_ADMIN_LISTEN", "").endswith(":9090"), "control plane not on its own port"
+    for secret in ("SLUICE_ADMIN_TOKEN", "SLUICE_SIGNING_KEY"):
+        entry = next(e for e in env if e["name"] == secret)
+        assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], secret + " in plain env"
+assert [p.get("targetPort") for p in service["spec"]["ports"]] == ["http"], "the Service exposes more than the data plane"
+assert all(p["containerPort"] != 9090 for p in knative["spec"]["template"]["spec"]["containers"][0]["ports"])
+loader = yaml.SafeLoader
+for tag in ("!Ref", "!Sub", "!GetAtt"):
+    loader.add_constructor(tag, lambda l, n: l.construct_scalar(n))
+sam = yaml.load(open(sys.argv[3]), Loader=loader)
+function = sam["Resources"]["Sluice"]["Properties"]
+assert function["Events"]["Http"]["Properties"]["Auth"]["Authorizer"] == "AWS_IAM", "HTTP API route not authorized"
+assert function["FunctionUrlConfig"]["AuthType"] == "AWS_IAM"
+key = function["Environment"]["Variables"]["SLUICE_SIGNING_KEY"]
+assert key.startswith("{{resolve:secretsmanager:"), "signing key not from Secrets Manager"
+print("ok")
+"#;
+    let infra = repo().join("infra");
+    let check = |k8s: &Path, knative: &Path, sam: &Path| {
+        run(Command::new(python())
+            .args(["-c", script])
+            .arg(k8s)
+            .arg(knative)
+            .arg(sam))
+    };
+    let (k8s, knative, sam) = (
+        infra.join("kubernetes/sluice.yaml"),
+        infra.join("kubernetes/knative-service.yaml"),
+        infra.join("aws/template.yaml"),
+    );
+    let output = check(&k8s, &knative, &sam);
+    assert!(output.status.success(), "{}", text(&output));
+    // The check catches a control plane exposed and a route left open.
+    let dir = tempfile::tempdir().unwrap();
+    let exposed = broken(
+        dir.path(),
+        "kubernetes/sluice.yaml",
+        "targetPort: http",
+        "targetPort: admin",
+    );
+    assert!(!check(&exposed, &knative, &sam).status.success());
+    let open = broken(
+        dir.path(),
+        "aws/template.yaml",
+        "Authorizer: AWS_IAM",
+        "Authorizer: NONE",
+    );
+    assert!(!check(&k8s, &knative, &open).status.success());
+}
