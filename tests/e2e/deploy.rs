@@ -259,3 +259,39 @@ async fn a_forged_or_foreign_artifact_is_never_loaded_and_is_recompiled() {
     let (_, status) = other.get("/v1/status").await;
     assert_eq!(status["counters"]["artifacts_loaded"], 0, "{status}");
 }
+
+#[tokio::test]
+async fn secret_config_reaches_the_stage_and_never_the_api() {
+    let server = Server::start();
+    let deployed = server
+        .deploy(
+            "scaler",
+            "standard-scaler",
+            &[("config.mean", "1,2"), ("secret.std", "2,4")],
+        )
+        .await;
+    assert_eq!(
+        deployed["function"]["config"]["std"], "(secret)",
+        "{deployed}"
+    );
+    assert_eq!(deployed["function"]["config"]["mean"], "1,2");
+    // The stage reads the real value: (3 - 1) / 2 and (6 - 2) / 4.
+    let (status, scaled) = server
+        .invoke(
+            "scaler",
+            "application/vnd.sluice.message+json",
+            r#"{"tensors":[{"name":"features","datatype":"FP32","shape":[2],"data":[3,6]}]}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{scaled}");
+    assert_eq!(scaled["tensors"][0]["data"], serde_json::json!([1.0, 1.0]));
+    for path in ["/v1/functions/scaler", "/v1/functions/scaler/versions/1"] {
+        let (status, shown) = server.get(path).await;
+        assert_eq!(status, 200);
+        let text = shown.to_string();
+        assert!(
+            !text.contains("2,4") && text.contains("(secret)"),
+            "{path}: {text}"
+        );
+    }
+}

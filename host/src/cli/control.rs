@@ -37,6 +37,10 @@ pub struct DeployArgs {
     /// A JSON or TOML file of configuration entries (string values; --config wins).
     #[arg(long)]
     config_file: Option<PathBuf>,
+    /// A secret configuration entry: read by the stage like --config, never
+    /// shown by the API (repeatable).
+    #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    secrets: Vec<(String, String)>,
     /// Deadline of one call, in milliseconds (default 10000).
     #[arg(long)]
     timeout_ms: Option<u64>,
@@ -475,8 +479,11 @@ impl DeployArgs {
             None => BTreeMap::new(),
         };
         config.extend(self.config);
+        let secrets = self.secrets.iter().map(|(k, _)| k.clone()).collect();
+        config.extend(self.secrets);
         let settings = Settings::Function(Deploy {
             config,
+            secrets,
             timeout_ms: self.timeout_ms,
             memory_bytes: self.memory_mb.map(|mb| mb << 20),
             fuel: None,

@@ -186,6 +186,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
         let settings = Settings::Function(Deploy {
             config: f.config.clone(),
+            secrets: Default::default(),
             timeout_ms: f.timeout_ms,
             memory_bytes: f.memory_mb.map(|mb| mb << 20),
             fuel: None,

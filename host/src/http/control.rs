@@ -200,7 +200,7 @@ async fn publish(
 /// What a publish answers: the record under its noun, with its name,
 /// number, digest, size (and a function's world) at the top for scripts.
 pub(super) fn published_json(published: &Published) -> Value {
-    let v = &published.version;
+    let v = &published.version.clone().redacted();
     let mut body = json!({
         "name": v.name(),
         "version": v.number(),
@@ -251,7 +251,8 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let listing = caller.on(&state).show(kind, &name).await?;
     let mut body = head_json(&name, &listing.head);
-    body["versions"] = json!(listing.versions);
+    let versions: Vec<_> = listing.versions.into_iter().map(|v| v.redacted()).collect();
+    body["versions"] = json!(versions);
     Ok(Json(body).into_response())
 }
 
@@ -263,7 +264,8 @@ async fn version(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let version = query::read_version(&version).map_err(ApiError::bad_request)?;
-    Ok(Json(caller.on(&state).version(kind, &name, version).await?).into_response())
+    let record = caller.on(&state).version(kind, &name, version).await?;
+    Ok(Json(record.redacted()).into_response())
 }
 
 /// `DELETE /v1/{kind}/{name}/versions/{n}`: refused (409) while an alias

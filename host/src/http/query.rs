@@ -20,7 +20,12 @@ pub fn write(settings: &Settings) -> Result<Vec<(String, String)>, String> {
     match settings {
         Settings::Function(d) => {
             for (k, v) in &d.config {
-                put(&format!("config.{k}"), v.clone());
+                let prefix = if d.secrets.contains(k) {
+                    "secret"
+                } else {
+                    "config"
+                };
+                put(&format!("{prefix}.{k}"), v.clone());
             }
             for (k, v) in &d.labels {
                 put(&format!("label.{k}"), v.clone());
@@ -109,12 +114,17 @@ pub fn read_deploy(params: Vec<(String, String)>, created_by: String) -> Result<
             (_, Some(("config", k))) if !k.is_empty() => {
                 d.config.insert(k.to_string(), value);
             }
+            // A configuration value the API never answers.
+            (_, Some(("secret", k))) if !k.is_empty() => {
+                d.config.insert(k.to_string(), value);
+                d.secrets.insert(k.to_string());
+            }
             (_, Some(("label", k))) if !k.is_empty() => {
                 d.labels.insert(k.to_string(), value);
             }
             _ => {
                 return Err(format!(
-                    "unknown query parameter `{key}`; use config.KEY=VALUE, label.KEY=VALUE, timeout_ms, memory_mb, fuel, max_concurrency, max_queue, idle_secs or description"
+                    "unknown query parameter `{key}`; use config.KEY=VALUE, secret.KEY=VALUE, label.KEY=VALUE, timeout_ms, memory_mb, fuel, max_concurrency, max_queue, idle_secs or description"
                 ));
             }
         }
@@ -213,7 +223,12 @@ mod tests {
     #[test]
     fn what_the_client_writes_the_server_reads_back() {
         let deploy = Deploy {
-            config: [("fields".into(), "a,b".into())].into(),
+            config: [
+                ("fields".into(), "a,b".into()),
+                ("key".into(), "hunter2".into()),
+            ]
+            .into(),
+            secrets: ["key".into()].into(),
             timeout_ms: Some(1500),
             memory_bytes: Some(64 << 20),
             fuel: Some(10),

@@ -61,6 +61,8 @@ impl Kind {
 pub struct Deploy {
     /// Configuration the stage reads through `config`.
     pub config: BTreeMap<String, String>,
+    /// Keys of `config` whose values are secret: never answered by the API.
+    pub secrets: std::collections::BTreeSet<String>,
     /// Deadline of one call, in milliseconds.
     pub timeout_ms: Option<u64>,
     /// Memory cap in bytes.
@@ -222,6 +224,15 @@ impl Version {
             Self::Function(v) => Some(v.size),
             Self::Model(v) => Some(v.size),
             Self::Pipeline(_) | Self::Table(_) => None,
+        }
+    }
+
+    /// This record as the API answers it: a function's secret
+    /// configuration values hidden.
+    pub fn redacted(self) -> Self {
+        match self {
+            Self::Function(v) => Self::Function(v.redacted()),
+            other => other,
         }
     }
 
@@ -724,6 +735,7 @@ impl Node {
             description: request.description,
             labels: request.labels,
             config: request.config,
+            secrets: request.secrets,
             limits,
             concurrency,
             idle_secs: request.idle_secs,

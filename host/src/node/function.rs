@@ -4,7 +4,7 @@ use crate::engine::{StageLimits, World};
 use crate::registry::Record;
 use crate::store::Digest;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One immutable version of a function.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +32,10 @@ pub struct FunctionVersion {
     /// The deployment's configuration, read by the stage through `config`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Keys of `config` whose values are secret: stored, given to the
+    /// stage, never answered by the API ([`Self::redacted`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub secrets: BTreeSet<String>,
     /// Deadline, memory cap and fuel for each call.
     pub limits: StageLimits,
     /// At most this many calls at once, with a bounded queue in front
@@ -42,6 +46,22 @@ pub struct FunctionVersion {
     /// overriding the node's default; 0: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_secs: Option<u64>,
+}
+
+/// What the API shows of a secret configuration value.
+pub const REDACTED: &str = "(secret)";
+
+impl FunctionVersion {
+    /// This record as the API answers it: secret configuration values
+    /// replaced by [`REDACTED`].
+    pub fn redacted(mut self) -> Self {
+        for key in &self.secrets {
+            if let Some(value) = self.config.get_mut(key) {
+                *value = REDACTED.to_string();
+            }
+        }
+        self
+    }
 }
 
 /// A function's concurrency cap: `max` calls run at once, up to `queue`
