@@ -24,7 +24,8 @@ use std::sync::Arc;
 
 const RECORDS: &str = "audit/records/";
 const HEAD: &str = "audit/head.json";
-const APPEND_ATTEMPTS: usize = 16;
+/// Lost races an append or a head move may take before giving up.
+const APPEND_ATTEMPTS: usize = 256;
 
 /// What changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,10 +129,11 @@ impl Audit {
 
     /// Append a record of `change` by `actor`.
     pub async fn append(&self, actor: &str, change: Change) -> Result<AuditRecord, AccessError> {
+        let (head, _) = self.head().await?;
+        let (mut seq, mut prev) = (head.seq, head.hash);
+        // Every lost race means another record landed: catch up past it
+        // and try the next number.
         for _ in 0..APPEND_ATTEMPTS {
-            let (head, etag) = self.head().await?;
-            // Records a writer stored before it could move the head.
-            let (mut seq, mut prev) = (head.seq, head.hash);
             while let Some(after) = self.record(seq + 1).await? {
                 seq = after.seq;
                 prev = after.hash;
@@ -141,42 +143,53 @@ impl Audit {
                 at: now_rfc3339(),
                 actor: actor.into(),
                 change: change.clone(),
-                prev,
+                prev: prev.clone(),
                 hash: String::new(),
             };
             record.hash = record.digest();
             let bytes = serde_json::to_vec(&record).map_err(|e| corrupt(HEAD, e))?;
+            let key = record_key(record.seq);
             match self
                 .documents
                 .store()
-                .put(
-                    &record_key(record.seq),
-                    Bytes::from(bytes),
-                    PutMode::IfAbsent,
-                )
+                .put(&key, Bytes::from(bytes), PutMode::IfAbsent)
                 .await
             {
-                Ok(_) => {}
+                Ok(_) => {
+                    self.advance_head(&record).await?;
+                    return Ok(record);
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
-            let head = Head {
+        }
+        Err(AccessError::Contended(HEAD.into()))
+    }
+
+    /// Move the head forward to `record`, unless another writer already
+    /// moved it as far or further.
+    async fn advance_head(&self, record: &AuditRecord) -> Result<(), AccessError> {
+        for _ in 0..APPEND_ATTEMPTS {
+            let (head, etag) = self.head().await?;
+            if head.seq >= record.seq {
+                return Ok(());
+            }
+            let next = Head {
                 seq: record.seq,
                 hash: record.hash.clone(),
             };
-            let bytes = serde_json::to_vec(&head).map_err(|e| corrupt(HEAD, e))?;
+            let bytes = serde_json::to_vec(&next).map_err(|e| corrupt(HEAD, e))?;
             let mode = etag.map_or(PutMode::IfAbsent, PutMode::IfMatch);
-            // Lost: another writer moved it past this record already.
             match self
                 .documents
                 .store()
                 .put(HEAD, Bytes::from(bytes), mode)
                 .await
             {
-                Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
-            return Ok(record);
         }
         Err(AccessError::Contended(HEAD.into()))
     }
