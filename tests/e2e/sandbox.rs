@@ -96,6 +96,12 @@ async fn limits_out_of_range_are_refused_at_deploy() {
             "query parameter `timeout_ms` must be a whole number",
         ),
         ("colour", "blue", "unknown query parameter `colour`"),
+        (
+            "fuel",
+            "5",
+            "fuel must be between 1000000 and 10000000000000",
+        ),
+        ("fuel", "99999999999999999", "fuel must be between 1000000"),
     ] {
         let response = crate::support::client()
             .put(server.url("/v1/functions/x"))

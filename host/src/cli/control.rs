@@ -47,6 +47,10 @@ pub struct DeployArgs {
     /// Memory cap of one call, in MiB (default 128).
     #[arg(long)]
     memory_mb: Option<u64>,
+    /// Instructions one call may execute, on nodes that run with --fuel
+    /// (default 10000000000; 1000000 to 1000 times the default).
+    #[arg(long)]
+    fuel: Option<u64>,
     /// Most calls of this version running at once on a node (default: only
     /// the node's instance pool bounds it).
     #[arg(long)]
@@ -486,7 +490,7 @@ impl DeployArgs {
             secrets,
             timeout_ms: self.timeout_ms,
             memory_bytes: self.memory_mb.map(|mb| mb << 20),
-            fuel: None,
+            fuel: self.fuel,
             max_concurrency: self.max_concurrency,
             max_queue: self.max_queue,
             idle_secs: self.idle_secs,

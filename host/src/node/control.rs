@@ -763,6 +763,15 @@ impl Node {
                 limits.timeout_ms
             )));
         }
+        // From a million instructions (a trivial stage's start-up) to a
+        // thousand times the default.
+        if !(1_000_000..=1_000 * defaults.fuel).contains(&limits.fuel) {
+            return Err(NodeError::InvalidSetting(format!(
+                "fuel must be between 1000000 and {}, got {}",
+                1_000 * defaults.fuel,
+                limits.fuel
+            )));
+        }
         if limits.memory_bytes < (1 << 20) || limits.memory_bytes > ceiling {
             return Err(NodeError::InvalidSetting(format!(
                 "memory must be between 1 MiB and this node's ceiling of {} MiB (--max-memory-mb), got {} bytes",
