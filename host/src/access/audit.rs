@@ -311,16 +311,10 @@ fn corrupt(key: &str, e: serde_json::Error) -> AccessError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::CacheConfig;
 
     fn audit() -> (tempfile::TempDir, Audit) {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn crate::store::ObjectStore> =
-            Arc::new(crate::store::FsStore::open(dir.path()).unwrap());
-        (
-            dir,
-            Audit::new(Arc::new(DocumentCache::new(store, CacheConfig::default()))),
-        )
+        let (dir, documents) = crate::access::test_documents();
+        (dir, Audit::new(documents))
     }
 
     async fn three(audit: &Audit) {

@@ -130,3 +130,22 @@ pub fn random<const N: usize>() -> [u8; N] {
     getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
     bytes
 }
+
+/// Whether `a` and `b` are equal, in time that does not depend on where
+/// they differ: no timing hint of a near match.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A document cache over a fresh directory store, for tests.
+#[cfg(test)]
+fn test_documents() -> (
+    tempfile::TempDir,
+    std::sync::Arc<crate::cache::DocumentCache>,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: std::sync::Arc<dyn crate::store::ObjectStore> =
+        std::sync::Arc::new(crate::store::FsStore::open(dir.path()).expect("store"));
+    let documents = crate::cache::DocumentCache::new(store, crate::cache::CacheConfig::default());
+    (dir, std::sync::Arc::new(documents))
+}

@@ -1,7 +1,7 @@
 //! API tokens: random secrets shown once, stored only as salted SHA-256
 //! hashes in one compare-and-swap document (`access/tokens.json`).
 
-use super::{AccessError, Need, Role, random};
+use super::{AccessError, Need, Role, constant_time_eq, random};
 use crate::cache::{DocumentCache, DocumentPolicy};
 use crate::registry::now_rfc3339;
 use crate::store::{ETag, PutMode, StoreError};
@@ -113,14 +113,7 @@ impl Stored {
         let (Ok(salt), Ok(stored)) = (hex::decode(&self.salt), hex::decode(&self.hash)) else {
             return false;
         };
-        // Compared in constant time: no timing hint of a near match.
-        let computed = hash(&salt, token);
-        stored.len() == computed.len()
-            && stored
-                .iter()
-                .zip(computed.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        constant_time_eq(&stored, &hash(&salt, token))
     }
 
     fn live(&self) -> bool {
@@ -428,13 +421,9 @@ fn check_name(name: &str) -> Result<(), AccessError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::CacheConfig;
 
     fn access() -> (tempfile::TempDir, Access) {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn crate::store::ObjectStore> =
-            Arc::new(crate::store::FsStore::open(dir.path()).unwrap());
-        let documents = Arc::new(DocumentCache::new(store, CacheConfig::default()));
+        let (dir, documents) = crate::access::test_documents();
         (dir, Access::new(documents))
     }
 

@@ -101,14 +101,7 @@ pub fn decode(stored: &Bytes, key: &SigningKey, stored_at: &str) -> Result<Bytes
         Digest::try_from(digest.to_string()).map_err(|_| "its header names no valid digest")?;
     let expected = key.mac(&signed(stored_at, &declared));
     let given = hex::decode(mac).map_err(|_| "its signature is not hex")?;
-    // Compared in constant time.
-    let same = given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !crate::access::constant_time_eq(&given, &expected) {
         return Err(
             "its signature does not verify with this node's key (signed with another key, for another component, or forged)"
                 .into(),
