@@ -16,7 +16,7 @@
 //! merges small segments and sweeps such files.
 
 use super::FeatureError;
-use super::row::{Row, event_date};
+use super::row::{Row, RowRef, event_date};
 use super::schema::Table;
 use super::segment;
 use crate::cache::{Cache, Weigh};
@@ -192,12 +192,21 @@ pub struct Latest(KeyMap<Row>);
 
 impl Latest {
     /// Keep `row` if it is its entity's newest so far ([`Row::supersedes`]).
-    pub fn offer(&mut self, row: Row) {
-        match self.0.get_mut(&row.key) {
-            Some(held) if row.supersedes(held) => *held = row,
+    /// Copied only when kept: most rows of a large file are not.
+    pub fn offer(&mut self, row: RowRef<'_>) {
+        match self.0.get_mut(row.key) {
+            Some(held) if row.supersedes(held) => {
+                (held.ts, held.created) = (row.ts, row.created);
+                if held.values.len() == row.values.len() {
+                    // Reuses the held row's allocation.
+                    held.values.clone_from_slice(row.values);
+                } else {
+                    held.values = row.values.into();
+                }
+            }
             Some(_) => {}
             None => {
-                self.0.insert(row.key.clone(), row);
+                self.0.insert(row.key.into(), row.to_row());
             }
         }
     }
@@ -711,10 +720,10 @@ mod tests {
     fn merge_keeps_the_newest_and_counts_late_rows() {
         let current = vec![row("a", 10, None, 1), row("c", 10, Some(5), 1)];
         let mut latest = Latest::default();
-        latest.offer(row("a", 5, None, 2)); // late
-        latest.offer(row("c", 10, Some(6), 2)); // same time, created later: wins
-        latest.offer(row("b", 1, None, 2)); // new entity
-        latest.offer(row("b", 0, None, 3)); // older than the one before
+        latest.offer(row("a", 5, None, 2).view()); // late
+        latest.offer(row("c", 10, Some(6), 2).view()); // same time, created later: wins
+        latest.offer(row("b", 1, None, 2).view()); // new entity
+        latest.offer(row("b", 0, None, 3).view()); // older than the one before
         let incoming = latest.by_partition(1)[0]
             .iter()
             .map(|&r| r.clone())

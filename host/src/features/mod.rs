@@ -605,7 +605,7 @@ impl FeatureStore {
         let count = rows.len() as u64;
         let mut latest = data::Latest::default();
         for row in &rows {
-            latest.offer(row.clone());
+            latest.offer(row.view());
         }
         let mut written = Vec::new();
         for (date, rows) in data::by_date(rows) {
@@ -738,13 +738,13 @@ impl Gather {
     }
 
     /// Add a row; returns a day's batch to encode, if one filled up.
-    fn add(&mut self, row: Row) -> Result<Option<data::Batch>, FeatureError> {
+    fn add(&mut self, row: row::RowRef<'_>) -> Result<Option<data::Batch>, FeatureError> {
         let day = row.ts.div_euclid(DAY_MS);
         let columns = self
             .days
             .entry(day)
             .or_insert_with(|| segment::Columns::new(&self.table, BATCH_ROWS));
-        columns.push(&row);
+        columns.push(row);
         let full = columns.len() >= BATCH_ROWS;
         self.latest.offer(row);
         self.buffered += 1;

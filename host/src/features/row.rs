@@ -3,7 +3,7 @@
 //! which column and why.
 
 use super::schema::{ColumnType, Table};
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// A feature value. `f32` features are held as `f64` (exactly) and written
 /// back as `f32`.
@@ -130,7 +130,17 @@ impl Row {
     /// entity: a later event time, or the same one created later. A tie on
     /// both goes to `self`, the row written later.
     pub fn supersedes(&self, other: &Row) -> bool {
-        (self.ts, self.created.unwrap_or(i64::MIN)) >= (other.ts, other.created.unwrap_or(i64::MIN))
+        self.view().supersedes(other)
+    }
+
+    /// The row, borrowed.
+    pub fn view(&self) -> RowRef<'_> {
+        RowRef {
+            key: &self.key,
+            ts: self.ts,
+            created: self.created,
+            values: &self.values,
+        }
     }
 
     /// Approximate size in memory.
@@ -141,9 +151,139 @@ impl Row {
     }
 }
 
+/// A row borrowed from where it is held: a [`Row`] or a [`RowBuf`].
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    /// The entity key's text form.
+    pub key: &'a str,
+    /// Event time, epoch milliseconds.
+    pub ts: i64,
+    /// Created time, epoch milliseconds.
+    pub created: Option<i64>,
+    /// One value per feature.
+    pub values: &'a [Value],
+}
+
+impl RowRef<'_> {
+    /// See [`Row::supersedes`].
+    pub fn supersedes(&self, other: &Row) -> bool {
+        (self.ts, self.created.unwrap_or(i64::MIN)) >= (other.ts, other.created.unwrap_or(i64::MIN))
+    }
+
+    /// An owned copy.
+    pub fn to_row(self) -> Row {
+        Row {
+            key: self.key.into(),
+            ts: self.ts,
+            created: self.created,
+            values: self.values.into(),
+        }
+    }
+}
+
+/// A row being read, reused from one to the next: reading a file then
+/// allocates only for the rows it keeps (and string values).
+#[derive(Debug, Default)]
+pub struct RowBuf {
+    key: String,
+    ts: i64,
+    created: Option<i64>,
+    values: Vec<Value>,
+}
+
+impl RowBuf {
+    /// The row read last.
+    pub fn view(&self) -> RowRef<'_> {
+        RowRef {
+            key: &self.key,
+            ts: self.ts,
+            created: self.created,
+            values: &self.values,
+        }
+    }
+
+    /// Read a row of `table` from the cells a source gives for each
+    /// column, asked by its position in [`Table::columns`]; the error names
+    /// the column and says why.
+    pub fn fill<'a>(
+        &mut self,
+        table: &Table,
+        mut cell: impl FnMut(usize) -> Cell<'a>,
+    ) -> Result<(), String> {
+        let mut key_part = |i: usize| {
+            let (c, column) = (cell(i), &table.entity[i]);
+            if c.is_missing() {
+                return Err(format!("the key column `{}` is missing", column.name));
+            }
+            c.key_part().map_err(|e| format!("`{}`: {e}", column.name))
+        };
+        self.key.clear();
+        // The common single-column key borrows its cell.
+        if table.entity.len() == 1 {
+            write_key(table, &[key_part(0)?.as_ref()], &mut self.key)?;
+        } else {
+            let parts = (0..table.entity.len())
+                .map(&mut key_part)
+                .collect::<Result<Vec<_>, _>>()?;
+            let parts: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
+            write_key(table, &parts, &mut self.key)?;
+        }
+        let mut at = table.entity.len();
+        let ts = cell(at);
+        at += 1;
+        if ts.is_missing() {
+            return Err(format!(
+                "the timestamp column `{}` is missing",
+                table.timestamp
+            ));
+        }
+        self.ts = ts
+            .time()
+            .map_err(|e| format!("`{}`: {e}", table.timestamp))?;
+        self.created = match &table.created {
+            None => None,
+            Some(name) => {
+                let c = cell(at);
+                at += 1;
+                if c.is_missing() {
+                    None
+                } else {
+                    Some(c.time().map_err(|e| format!("`{name}`: {e}"))?)
+                }
+            }
+        };
+        self.values.clear();
+        for (i, f) in table.features.iter().enumerate() {
+            self.values.push(
+                cell(at + i)
+                    .value(f.ty)
+                    .map_err(|e| format!("`{}`: {e}", f.name))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// The row read last, owned.
+    pub fn into_row(self) -> Row {
+        Row {
+            key: self.key.into(),
+            ts: self.ts,
+            created: self.created,
+            values: self.values.into(),
+        }
+    }
+}
+
 /// The text form of a key from its parts, checked against the table's key
 /// columns.
 pub fn key_text(table: &Table, parts: &[&str]) -> Result<Box<str>, String> {
+    let mut text = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    write_key(table, parts, &mut text)?;
+    Ok(text.into())
+}
+
+/// [`key_text`], appended to `text`.
+fn write_key(table: &Table, parts: &[&str], text: &mut String) -> Result<(), String> {
     if parts.len() != table.entity.len() {
         return Err(format!(
             "the key has {} part(s) but table `{}` is keyed by {}",
@@ -157,7 +297,6 @@ pub fn key_text(table: &Table, parts: &[&str]) -> Result<Box<str>, String> {
                 .join(", ")
         ));
     }
-    let mut text = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for (i, (part, column)) in parts.iter().zip(&table.entity).enumerate() {
         if part.is_empty() {
             return Err(format!("the key column `{}` is empty", column.name));
@@ -170,7 +309,8 @@ pub fn key_text(table: &Table, parts: &[&str]) -> Result<Box<str>, String> {
                 let n: i64 = part.trim().parse().map_err(|_| {
                     format!("the key column `{}` is `{part}`, not an i64", column.name)
                 })?;
-                text.push_str(&n.to_string());
+                // Formatting into a String cannot fail.
+                let _ = write!(text, "{n}");
             }
             _ => {
                 if table.entity.len() > 1 && part.contains(KEY_SEPARATOR) {
@@ -183,7 +323,7 @@ pub fn key_text(table: &Table, parts: &[&str]) -> Result<Box<str>, String> {
             }
         }
     }
-    Ok(text.into())
+    Ok(())
 }
 
 /// The parts of a key's text form.
@@ -413,70 +553,11 @@ impl<'a> Cell<'a> {
     }
 }
 
-/// Build a row of `table` from the cells a source gives for each column,
-/// asked by its position in [`Table::columns`]; the error names the column
-/// and says why.
-pub fn build_row<'a>(
-    table: &Table,
-    mut cell: impl FnMut(usize) -> Cell<'a>,
-) -> Result<Row, String> {
-    let mut key_part = |i: usize| {
-        let (c, column) = (cell(i), &table.entity[i]);
-        if c.is_missing() {
-            return Err(format!("the key column `{}` is missing", column.name));
-        }
-        c.key_part().map_err(|e| format!("`{}`: {e}", column.name))
-    };
-    // The common single-column key borrows its cell: one allocation, the
-    // key's own.
-    let key = if table.entity.len() == 1 {
-        key_text(table, &[key_part(0)?.as_ref()])?
-    } else {
-        let parts = (0..table.entity.len())
-            .map(&mut key_part)
-            .collect::<Result<Vec<_>, _>>()?;
-        key_text(table, &parts.iter().map(|p| p.as_ref()).collect::<Vec<_>>())?
-    };
-    let mut at = table.entity.len();
-    let ts = cell(at);
-    at += 1;
-    if ts.is_missing() {
-        return Err(format!(
-            "the timestamp column `{}` is missing",
-            table.timestamp
-        ));
-    }
-    let ts = ts
-        .time()
-        .map_err(|e| format!("`{}`: {e}", table.timestamp))?;
-    let created = match &table.created {
-        None => None,
-        Some(name) => {
-            let c = cell(at);
-            at += 1;
-            if c.is_missing() {
-                None
-            } else {
-                Some(c.time().map_err(|e| format!("`{name}`: {e}"))?)
-            }
-        }
-    };
-    // Sized once: collecting through `Result` would grow the vector step
-    // by step, a third of an ingest's time.
-    let mut values = Vec::with_capacity(table.features.len());
-    for (i, f) in table.features.iter().enumerate() {
-        values.push(
-            cell(at + i)
-                .value(f.ty)
-                .map_err(|e| format!("`{}`: {e}", f.name))?,
-        );
-    }
-    Ok(Row {
-        key,
-        ts,
-        created,
-        values: values.into_boxed_slice(),
-    })
+/// A row of `table` from the cells a source gives: see [`RowBuf::fill`].
+pub fn build_row<'a>(table: &Table, cell: impl FnMut(usize) -> Cell<'a>) -> Result<Row, String> {
+    let mut row = RowBuf::default();
+    row.fill(table, cell)?;
+    Ok(row.into_row())
 }
 
 /// Where each of `table`'s columns is among a source's `names`.

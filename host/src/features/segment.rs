@@ -3,7 +3,7 @@
 //! reader takes users' Parquet files for ingestion, whatever integer, float,
 //! string or timestamp encoding they chose.
 
-use super::row::{Cell, Row, Value, build_row, key_parts, positions};
+use super::row::{Cell, Row, RowRef, Value, build_row, key_parts, positions};
 use super::schema::{ColumnType, Table};
 use arrow_array::builder::{
     BooleanBuilder, Float32Builder, Float64Builder, Int64Builder, StringBuilder,
@@ -130,7 +130,7 @@ impl Writer {
 /// `rows` as one Arrow batch of `table`'s segment schema.
 fn batch(table: &Table, rows: &[Row]) -> Result<RecordBatch, String> {
     let mut columns = Columns::new(table, rows.len());
-    rows.iter().for_each(|r| columns.push(r));
+    rows.iter().for_each(|r| columns.push(r.view()));
     columns.finish()
 }
 
@@ -230,11 +230,11 @@ impl Columns {
     }
 
     /// Append a row checked against the table.
-    pub fn push(&mut self, row: &Row) {
+    pub fn push(&mut self, row: RowRef<'_>) {
         if let [key] = self.keys.as_mut_slice() {
-            key.push_key(&row.key);
+            key.push_key(row.key);
         } else {
-            for (key, part) in self.keys.iter_mut().zip(key_parts(&row.key)) {
+            for (key, part) in self.keys.iter_mut().zip(key_parts(row.key)) {
                 key.push_key(part);
             }
         }

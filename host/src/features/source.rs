@@ -2,7 +2,7 @@
 //! as a stream of numbered rows, checked against the table's schema.
 
 use super::FeatureError;
-use super::row::{Cell, Row, build_row, positions};
+use super::row::{Cell, RowBuf, RowRef, positions};
 use super::schema::Table;
 use super::segment;
 use std::io::Read;
@@ -56,14 +56,14 @@ impl Format {
 /// The media types [`Format::of_media_type`] accepts, for error messages.
 pub const MEDIA_TYPES: &str = "text/csv, application/x-ndjson or application/vnd.apache.parquet";
 
-/// Read every row of `reader` in `format`, calling `each` with the row's
-/// number (from 1, not counting a header) and the row; stops at the first
-/// bad row with its number and the reason.
+/// Read every row of `reader` in `format`, calling `each` with each row
+/// in turn; stops at the first bad row with its number (from 1, not
+/// counting a header) and the reason. Returns the number of rows.
 pub fn read(
     table: &Table,
     format: Format,
     mut reader: impl Read + Send,
-    mut each: impl FnMut(Row),
+    mut each: impl FnMut(RowRef<'_>),
 ) -> Result<u64, FeatureError> {
     let bad = |row: u64, reason: String| FeatureError::BadRow { row, reason };
     match format {
@@ -71,6 +71,9 @@ pub fn read(
             let mut csv = csv::ReaderBuilder::new()
                 .has_headers(true)
                 .flexible(false)
+                // Large reads: a stream's reads may each be a hop to
+                // another thread.
+                .buffer_capacity(1 << 20)
                 .from_reader(reader);
             let header = csv
                 .headers()
@@ -78,27 +81,20 @@ pub fn read(
                 .clone();
             let names: Vec<&str> = header.iter().map(str::trim).collect();
             let at = check_columns(table, &names)?;
-            // Records are split on a thread of their own and checked on
-            // this one, so the two halves of the work overlap; chunks of
-            // records go back and forth to be reused.
+            // Records are split and parsed on a thread of their own and
+            // handed over in chunks, so that reading overlaps with what
+            // `each` does; chunks come back to be reused, so a row's
+            // buffers are allocated and freed on one thread.
             let (full_tx, full_rx) = std::sync::mpsc::sync_channel(4);
             let (empty_tx, empty_rx) = std::sync::mpsc::channel();
             std::thread::scope(|scope| {
-                scope.spawn(move || split_records(&mut csv, &full_tx, &empty_rx));
+                scope.spawn(move || parse_records(table, &at, &mut csv, &full_tx, &empty_rx));
                 let mut number = 0;
                 for chunk in full_rx {
-                    let records: Vec<csv::StringRecord> =
-                        chunk.map_err(|(row, reason)| bad(row, reason))?;
-                    for record in &records {
-                        number += 1;
-                        let row = build_row(table, |c| match at[c] {
-                            Some(i) => Cell::Text(record.get(i).unwrap_or_default()),
-                            None => Cell::Absent,
-                        })
-                        .map_err(|reason| bad(number, reason))?;
-                        each(row);
-                    }
-                    let _ = empty_tx.send(records);
+                    let rows: Vec<RowBuf> = chunk.map_err(|(row, reason)| bad(row, reason))?;
+                    number += rows.len() as u64;
+                    rows.iter().for_each(|row| each(row.view()));
+                    let _ = empty_tx.send(rows);
                 }
                 Ok(number)
             })
@@ -106,6 +102,8 @@ pub fn read(
         Format::Jsonl => {
             let mut number = 0;
             let lines = std::io::BufReader::new(reader);
+            let columns: Vec<&str> = table.columns().collect();
+            let mut row = RowBuf::default();
             for line in std::io::BufRead::lines(lines) {
                 let line = line.map_err(|e| bad(number + 1, format!("cannot be read: {e}")))?;
                 if line.trim().is_empty() {
@@ -117,13 +115,12 @@ pub fn read(
                         .map_err(|e| bad(number, format!("is not a JSON object: {e}")))?;
                 let names: Vec<&str> = object.keys().map(String::as_str).collect();
                 check_columns(table, &names).map_err(|e| bad(number, e.to_string()))?;
-                let columns: Vec<&str> = table.columns().collect();
-                let row = build_row(table, |c| match object.get(columns[c]) {
+                row.fill(table, |c| match object.get(columns[c]) {
                     Some(v) => Cell::Json(v),
                     None => Cell::Absent,
                 })
                 .map_err(|reason| bad(number, reason))?;
-                each(row);
+                each(row.view());
             }
             Ok(number)
         }
@@ -145,7 +142,7 @@ pub fn read(
 pub fn read_parquet<R: parquet::file::reader::ChunkReader + 'static>(
     table: &Table,
     file: R,
-    mut each: impl FnMut(Row),
+    mut each: impl FnMut(RowRef<'_>),
 ) -> Result<u64, FeatureError> {
     let mut count = 0;
     let mut failure = None;
@@ -157,7 +154,7 @@ pub fn read_parquet<R: parquet::file::reader::ChunkReader + 'static>(
             count = number;
             match row {
                 Ok(row) => {
-                    each(row);
+                    each(row.view());
                     Ok(())
                 }
                 Err(reason) => {
@@ -202,40 +199,49 @@ fn check_columns(table: &Table, names: &[&str]) -> Result<Vec<Option<usize>>, Fe
     Ok(at)
 }
 
-/// CSV records per chunk the splitter hands over.
-const CHUNK_RECORDS: usize = 1024;
+/// CSV rows per chunk the parser hands over.
+const CHUNK_ROWS: usize = 1024;
 
-/// A chunk of records, or the row number of a record that cannot be read
-/// and why.
-type Chunk = Result<Vec<csv::StringRecord>, (u64, String)>;
+/// A chunk of parsed rows, or the number of a row that cannot be read and
+/// why.
+type Chunk = Result<Vec<RowBuf>, (u64, String)>;
 
-/// Read `csv`'s records into chunks (reusing those that come back on
-/// `empty`) and send them on `full`, until the input ends, a record
-/// cannot be read or the receiver is gone.
-fn split_records<R: Read>(
+/// Read `csv`'s records as rows of `table` (its columns at `at` among the
+/// header's) into chunks, reusing those that come back on `empty`, and
+/// send them on `full`, until the input ends, a row is bad or the receiver
+/// is gone.
+fn parse_records<R: Read>(
+    table: &Table,
+    at: &[Option<usize>],
     csv: &mut csv::Reader<R>,
     full: &std::sync::mpsc::SyncSender<Chunk>,
-    empty: &std::sync::mpsc::Receiver<Vec<csv::StringRecord>>,
+    empty: &std::sync::mpsc::Receiver<Vec<RowBuf>>,
 ) {
     let mut number = 0u64;
+    let mut record = csv::StringRecord::new();
     loop {
-        let mut records = empty.try_recv().unwrap_or_default();
-        records.resize_with(CHUNK_RECORDS, csv::StringRecord::new);
+        let mut rows = empty.try_recv().unwrap_or_default();
+        rows.resize_with(CHUNK_ROWS, RowBuf::default);
         let mut n = 0;
-        while n < CHUNK_RECORDS {
-            match csv.read_record(&mut records[n]) {
-                Ok(true) => n += 1,
+        while n < CHUNK_ROWS {
+            let parsed = match csv.read_record(&mut record) {
                 Ok(false) => break,
-                Err(e) => {
-                    let _ = full.send(Err((number + n as u64 + 1, csv_error(e))));
-                    return;
-                }
+                Ok(true) => rows[n].fill(table, |c| match at[c] {
+                    Some(i) => Cell::Text(record.get(i).unwrap_or_default()),
+                    None => Cell::Absent,
+                }),
+                Err(e) => Err(csv_error(e)),
+            };
+            number += 1;
+            if let Err(reason) = parsed {
+                let _ = full.send(Err((number, reason)));
+                return;
             }
+            n += 1;
         }
-        number += n as u64;
-        let last = n < CHUNK_RECORDS;
-        records.truncate(n);
-        if (n > 0 && full.send(Ok(records)).is_err()) || last {
+        let last = n < CHUNK_ROWS;
+        rows.truncate(n);
+        if (n > 0 && full.send(Ok(rows)).is_err()) || last {
             return;
         }
     }
