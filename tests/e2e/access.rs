@@ -4,7 +4,7 @@
 //! record.
 
 use crate::s3::S3Server;
-use crate::support::{ADMIN_TOKEN, Server, client, sluice};
+use crate::support::{ADMIN_TOKEN, Server, client, component, repo, sluice};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -45,6 +45,7 @@ fn routes() -> Vec<(Method, &'static str, &'static str, Need)> {
             (Method::PUT, leak("/v1/{k}/f/aliases/stable"), "{}", Change),
             (Method::DELETE, leak("/v1/{k}/f/aliases/stable"), "", Change),
             (Method::POST, leak("/v1/{k}/f/rollback"), "", Change),
+            (Method::PUT, leak("/v1/{k}/f/invocation"), "{}", Change),
         ]);
     }
     routes
@@ -302,4 +303,209 @@ async fn every_change_is_audited_and_an_edited_record_is_caught() {
         broken.contains("broken at record 3") && broken.contains("edited"),
         "{broken}"
     );
+}
+
+/// Deploy `guest-misbehave` as `name` with the CLI and `--invoke`.
+fn deploy_with_cli(server: &Server, name: &str, invoke: &str) -> String {
+    let output = sluice()
+        .arg("deploy")
+        .arg(component("guest-misbehave"))
+        .args(["--name", name, "--config", &format!("run={invoke}")])
+        .args(["--invoke", invoke, "--server", &server.url("")])
+        .output()
+        .expect("sluice deploy");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+async fn set_invocation(server: &Server, path: &str, invocation: &str) -> (u16, Value) {
+    let response = client()
+        .put(server.url(path))
+        .json(&json!({ "invocation": invocation }))
+        .send()
+        .await
+        .expect("set invocation");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_name_closed_at_deploy_takes_only_tokens_that_may_invoke_it() {
+    let server = Server::start();
+    let bearer = |t: &str| format!("Bearer {t}");
+    let invoker = bearer(&create_token(&server, "app", "invoker", &["fr-"]).await);
+    let elsewhere = bearer(&create_token(&server, "other-app", "invoker", &["ops-"]).await);
+    let viewer = bearer(&create_token(&server, "dash", "viewer", &[]).await);
+    let deployer = bearer(&create_token(&server, "ci", "deployer", &[]).await);
+    let admin = bearer(ADMIN_TOKEN);
+
+    // A function closed at its first deploy is never open.
+    let printed = deploy_with_cli(&server, "fr-echo", "token");
+    assert!(
+        printed.contains("function fr-echo: invocation token"),
+        "{printed}"
+    );
+    let (_, head) = server.get("/v1/functions/fr-echo").await;
+    assert_eq!(head["invocation"], "token");
+    let cases = [
+        (None, 401),
+        (Some("Bearer not-a-token"), 401),
+        (Some(viewer.as_str()), 403),
+        (Some(elsewhere.as_str()), 403),
+        (Some(invoker.as_str()), 200),
+        (Some(deployer.as_str()), 200),
+        (Some(admin.as_str()), 200),
+    ];
+    for target in ["fr-echo", "fr-echo@1", "fr-echo@latest"] {
+        for (auth, want) in cases {
+            let path = format!("/fn/{target}");
+            let got = call(&server, &Method::POST, &path, "hi", auth).await;
+            assert_eq!(got, want, "{target} with {auth:?}");
+        }
+    }
+    let refused = reqwest::Client::new()
+        .post(server.url("/fn/fr-echo"))
+        .body("hi")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+
+    // The setting belongs to the name: a new version without --invoke and
+    // a rollback keep it closed.
+    server
+        .deploy("fr-echo", "guest-misbehave", &[("config.v", "2")])
+        .await;
+    let rolled = client()
+        .post(server.url("/v1/functions/fr-echo/rollback?alias=latest"))
+        .send()
+        .await
+        .expect("rollback");
+    assert!(rolled.status().is_success(), "{}", rolled.status());
+    assert_eq!(
+        call(&server, &Method::POST, "/fn/fr-echo", "hi", None).await,
+        401
+    );
+
+    // A model, over the Open Inference Protocol, metadata included.
+    let iris = std::fs::read(repo().join("examples/models/iris-logreg.onnx")).expect("model");
+    let pushed = client()
+        .put(server.url("/v1/models/fr-iris"))
+        .body(iris)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 201);
+    let (status, head) = set_invocation(&server, "/v1/models/fr-iris/invocation", "token").await;
+    assert_eq!(
+        (status, &head["invocation"]),
+        (200, &json!("token")),
+        "{head}"
+    );
+    let infer = json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32",
+        "data": [5.1, 3.5, 1.4, 0.2]}]})
+    .to_string();
+    for path in ["/v2/models/fr-iris", "/v2/models/fr-iris/versions/1/ready"] {
+        assert_eq!(
+            call(&server, &Method::GET, path, "", None).await,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            call(&server, &Method::GET, path, "", Some(&invoker)).await,
+            200,
+            "{path}"
+        );
+    }
+    let path = "/v2/models/fr-iris/infer";
+    assert_eq!(call(&server, &Method::POST, path, &infer, None).await, 401);
+    assert_eq!(
+        call(&server, &Method::POST, path, &infer, Some(&elsewhere)).await,
+        403
+    );
+    assert_eq!(
+        call(&server, &Method::POST, path, &infer, Some(&invoker)).await,
+        200
+    );
+
+    // A pipeline has its own setting; its steps run under it, so an open
+    // pipeline may use a closed function.
+    let manifest = "name = \"fr-p\"\n[[step]]\nname = \"a\"\nfunction = \"fr-echo\"\n";
+    let deployed = client()
+        .put(server.url("/v1/pipelines/fr-p"))
+        .body(manifest)
+        .send()
+        .await
+        .expect("pipeline");
+    assert_eq!(deployed.status(), 201);
+    assert_eq!(
+        call(&server, &Method::POST, "/p/fr-p", "hi", None).await,
+        200
+    );
+    set_invocation(&server, "/v1/pipelines/fr-p/invocation", "token").await;
+    assert_eq!(
+        call(&server, &Method::POST, "/p/fr-p", "hi", None).await,
+        401
+    );
+    assert_eq!(
+        call(&server, &Method::POST, "/p/fr-p", "hi", Some(&invoker)).await,
+        200
+    );
+
+    // Open again from the CLI; other names were never closed.
+    let printed = deploy_with_cli(&server, "fr-echo", "open");
+    assert!(
+        printed.contains("function fr-echo: invocation open"),
+        "{printed}"
+    );
+    assert_eq!(
+        call(&server, &Method::POST, "/fn/fr-echo", "hi", None).await,
+        200
+    );
+    server.deploy("echo", "guest-misbehave", &[]).await;
+    assert_eq!(
+        call(&server, &Method::POST, "/fn/echo", "hi", None).await,
+        200
+    );
+
+    // Bad settings are refused with what to write; every change is audited.
+    let (status, body) =
+        set_invocation(&server, "/v1/functions/fr-echo/invocation", "private").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`token`"),
+        "{body}"
+    );
+    let (status, _) = set_invocation(&server, "/v1/tables/t/invocation", "token").await;
+    assert_eq!(status, 400);
+    let (_, log) = server.get("/v1/audit").await;
+    let changes: Vec<(String, String)> = log["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["action"] == "invocation")
+        .map(|r| {
+            let name = r["name"].as_str().unwrap_or_default().to_string();
+            (name, r["detail"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    let want = [
+        ("fr-echo", "token"),
+        ("fr-iris", "token"),
+        ("fr-p", "token"),
+        ("fr-echo", "open"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.to_string()))
+        .collect();
+    assert_eq!(changes, want);
 }

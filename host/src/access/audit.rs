@@ -31,7 +31,7 @@ const APPEND_ATTEMPTS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     /// `publish`, `alias.set`, `alias.remove`, `rollback`, `delete`,
-    /// `ingest`, `compact`, `token.create`, `token.revoke`.
+    /// `ingest`, `compact`, `invocation`, `token.create`, `token.revoke`.
     pub action: String,
     /// `function`, `model`, `pipeline`, `table` or `token`.
     pub kind: String,

@@ -14,9 +14,9 @@ use sluice::access::Role;
 use sluice::features::Format;
 use sluice::http::Client;
 use sluice::inference::{Baseline, Batching, Push};
-use sluice::node::{ControlPlane, Deploy, Kind, Settings};
+use sluice::node::{ControlPlane, Deploy, Kind, Published, Settings};
 use sluice::pipeline::Pipeline;
-use sluice::registry::STABLE;
+use sluice::registry::{Invocation, STABLE};
 use sluice::store::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,11 @@ pub struct DeployArgs {
     /// A label recorded with the version (repeatable), e.g. --label team=risk.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     labels: Vec<(String, String)>,
+    /// Who may call it on the data plane: `open` (anyone; the default for a
+    /// new name) or `token` (an invoker, deployer or admin token covering
+    /// its name). A setting of the name: it stays until changed.
+    #[arg(long, value_name = "open|token")]
+    invoke: Option<Invocation>,
     #[command(flatten)]
     target: TargetArgs,
 }
@@ -128,6 +133,11 @@ pub enum ModelsCommand {
         /// (overrides the node's --model-idle-secs; 0: never).
         #[arg(long)]
         idle_secs: Option<u64>,
+        /// Who may call it on the data plane: `open` (anyone; the default
+        /// for a new name) or `token` (an invoker, deployer or admin token
+        /// covering its name). A setting of the name: it stays until changed.
+        #[arg(long, value_name = "open|token")]
+        invoke: Option<Invocation>,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -267,10 +277,11 @@ pub enum Request {
         name: String,
         artifact: Bytes,
         settings: Settings,
+        invocation: Option<Invocation>,
     },
     /// Deploy pipelines, one after the other, after uploading the files
     /// their steps name (relative to the manifest's folder).
-    Pipelines(Vec<Pipeline>, PathBuf),
+    Pipelines(Vec<Pipeline>, PathBuf, Option<Invocation>),
     /// One version's record (the default one without a number).
     Show(Kind, String, Option<u64>),
     /// Every name of a kind.
@@ -502,6 +513,7 @@ impl DeployArgs {
             name,
             artifact,
             settings,
+            invocation: self.invoke,
         };
         Ok((self.target, request))
     }
@@ -526,7 +538,10 @@ impl DeployArgs {
                 "{} lists no [[pipeline]]; write one (see the README's Pipelines section)",
                 self.file.display()
             ),
-            _ => Ok((self.target, Request::Pipelines(deploys, folder))),
+            _ => Ok((
+                self.target,
+                Request::Pipelines(deploys, folder, self.invoke),
+            )),
         }
     }
 }
@@ -594,6 +609,7 @@ impl ModelsCommand {
                 max_batch_size,
                 max_queue_delay_us,
                 idle_secs,
+                invoke,
                 target,
             } => {
                 let artifact = read(&file, "the model")?;
@@ -616,6 +632,7 @@ impl ModelsCommand {
                     name,
                     artifact,
                     settings,
+                    invocation: invoke,
                 };
                 (target, request)
             }
@@ -770,6 +787,31 @@ async fn upload_step_files<P: ControlPlane>(
     Ok(())
 }
 
+/// Publish with `publish`, setting `invocation` too: a closing one
+/// before, so that no version is ever open that should not be; an opening
+/// one after.
+async fn with_invocation<P: ControlPlane>(
+    plane: &P,
+    kind: Kind,
+    name: &str,
+    invocation: Option<Invocation>,
+    publish: impl Future<Output = Result<Published, P::Error>>,
+) -> Result<Published> {
+    let set = async |invocation: Invocation| -> Result<()> {
+        plane.set_invocation(kind, name, invocation).await?;
+        println!("{} {name}: invocation {invocation}", kind.noun());
+        Ok(())
+    };
+    if invocation == Some(Invocation::Token) {
+        set(Invocation::Token).await?;
+    }
+    let published = publish.await?;
+    if invocation == Some(Invocation::Open) {
+        set(Invocation::Open).await?;
+    }
+    Ok(published)
+}
+
 /// Call the control plane and print what it answers.
 async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
     match request {
@@ -777,16 +819,21 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
             name,
             artifact,
             settings,
+            invocation,
         } => {
+            let kind = settings.kind();
             let bar = progress_bar(artifact.len());
             let report = |done: u64| bar.set_position(done);
-            let published = plane
-                .publish(&name, artifact, settings, Some(&report))
-                .await;
+            let published = with_invocation(plane, kind, &name, invocation, async {
+                plane
+                    .publish(&name, artifact, settings, Some(&report))
+                    .await
+            })
+            .await;
             bar.finish_and_clear();
             print::published(&published?);
         }
-        Request::Pipelines(deploys, folder) => {
+        Request::Pipelines(deploys, folder, invocation) => {
             for mut pipeline in deploys {
                 upload_step_files(plane, &mut pipeline, &folder).await?;
                 let manifest =
@@ -794,9 +841,10 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
                 let settings = Settings::Pipeline {
                     created_by: created_by(),
                 };
-                let published = plane
-                    .publish(&pipeline.name, manifest.into(), settings, None)
-                    .await?;
+                let name = pipeline.name.clone();
+                let publish = plane.publish(&name, manifest.into(), settings, None);
+                let published =
+                    with_invocation(plane, Kind::Pipeline, &name, invocation, publish).await?;
                 print::published(&published);
             }
         }

@@ -138,6 +138,7 @@ impl FeaturesCommand {
                         new_version,
                         created_by: control::created_by(),
                     },
+                    invocation: None,
                 };
                 (target, request)
             }

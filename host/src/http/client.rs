@@ -7,7 +7,7 @@ use crate::access::{AuditRecord, Broken, NewToken, Role, TokenInfo};
 use crate::features::{Compacted, Format, Ingested};
 use crate::inference::Baseline;
 use crate::node::{ControlPlane, Kind, Listing, Published, Settings, Summary, Version};
-use crate::registry::Head;
+use crate::registry::{Head, Invocation};
 use crate::store::{Digest, Progress};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -241,6 +241,8 @@ struct HeadJson<V> {
     aliases: BTreeMap<String, u64>,
     #[serde(default)]
     history: BTreeMap<String, Vec<u64>>,
+    #[serde(default)]
+    invocation: Invocation,
 }
 
 impl From<HeadJson<u64>> for Head {
@@ -250,6 +252,7 @@ impl From<HeadJson<u64>> for Head {
             highest: h.highest,
             aliases: h.aliases,
             history: h.history,
+            invocation: h.invocation,
         }
     }
 }
@@ -317,6 +320,7 @@ impl ControlPlane for Client {
             highest: body.highest,
             aliases: body.aliases,
             history: body.history,
+            invocation: body.invocation,
         };
         Ok(Listing { head, versions })
     }
@@ -358,6 +362,23 @@ impl ControlPlane for Client {
         let url = self.url(&format!("/v1/{}/{name}/rollback", kind.plural()));
         let head: HeadJson<u64> = self
             .json(self.http.post(url).query(&[("alias", alias)]))
+            .await?;
+        Ok(head.into())
+    }
+
+    async fn set_invocation(
+        &self,
+        kind: Kind,
+        name: &str,
+        invocation: Invocation,
+    ) -> Result<Head, ClientError> {
+        let url = self.url(&format!("/v1/{}/{name}/invocation", kind.plural()));
+        let head: HeadJson<u64> = self
+            .json(
+                self.http
+                    .put(url)
+                    .json(&serde_json::json!({ "invocation": invocation })),
+            )
             .await?;
         Ok(head.into())
     }

@@ -74,6 +74,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
                     put(set_alias).delete(remove_alias),
                 )
                 .route(&format!("{base}/{{name}}/rollback"), post(rollback))
+                .route(&format!("{base}/{{name}}/invocation"), put(set_invocation))
                 .layer(Extension(kind)),
         );
     }
@@ -105,24 +106,30 @@ async fn authorize(
         .await
     {
         Ok(identity) => identity,
-        Err(e) => {
-            let mut response = ApiError::from(crate::node::NodeError::from(e)).into_response();
-            response.headers_mut().insert(
-                "www-authenticate",
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-            return response;
-        }
+        Err(e) => return refusal(e.into()),
     };
     if !identity.may(need, name.as_deref()) {
         let refused = crate::access::AccessError::Forbidden {
             token: identity.name.clone(),
             role: identity.role,
         };
-        return ApiError::from(crate::node::NodeError::from(refused)).into_response();
+        return refusal(refused.into());
     }
     request.extensions_mut().insert(Caller(identity));
     next.run(request).await
+}
+
+/// The answer to a request refused for its token: 401 with
+/// `www-authenticate: Bearer`, or 403.
+pub(super) fn refusal(e: crate::node::NodeError) -> Response {
+    let mut response = ApiError::from(e).into_response();
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            "www-authenticate",
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
 }
 
 /// The token of `authorization: Bearer <token>`.
@@ -239,6 +246,7 @@ pub(super) fn head_json(name: &str, head: &Head) -> Value {
         "highest": head.highest,
         "aliases": head.aliases,
         "history": head.history,
+        "invocation": head.invocation,
     })
 }
 
@@ -296,6 +304,33 @@ async fn set_alias(
     let head = caller
         .on(&state)
         .set_alias(kind, &name, &alias, version, expect)
+        .await?;
+    Ok(Json(head_json(&name, &head)).into_response())
+}
+
+/// `PUT /v1/{kind}/{name}/invocation` with `{"invocation": "open"|"token"}`.
+async fn set_invocation(
+    State(state): State<Arc<AppState>>,
+    Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let wrong = |e: String| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"invocation\": \"token\"}} (or \"open\"): {e}"
+        ))
+    };
+    let request: Value = serde_json::from_slice(&body).map_err(|e| wrong(e.to_string()))?;
+    let invocation = request
+        .get("invocation")
+        .and_then(Value::as_str)
+        .ok_or_else(|| wrong("`invocation` is missing".into()))?
+        .parse()
+        .map_err(wrong)?;
+    let head = caller
+        .on(&state)
+        .set_invocation(kind, &name, invocation)
         .await?;
     Ok(Json(head_json(&name, &head)).into_response())
 }

@@ -35,7 +35,7 @@ mod tensor_json;
 pub use client::{Client, ClientError};
 pub use error::ApiError;
 
-use crate::node::Node;
+use crate::node::{Kind, Node};
 use crate::observe;
 use axum::Router;
 use axum::body::Body;
@@ -100,7 +100,7 @@ pub struct RequestId(pub Arc<str>);
 
 /// The data plane: invocation, inference, health.
 pub fn data_router(state: Arc<AppState>) -> Router {
-    finish(data_routes(), state)
+    finish(data_routes(state.clone()), state)
 }
 
 /// The control plane: what changes or reveals what the node serves.
@@ -110,16 +110,28 @@ pub fn control_router(state: Arc<AppState>) -> Router {
 
 /// Both planes on one router (one listener, Lambda).
 pub fn router(state: Arc<AppState>) -> Router {
-    finish(data_routes().merge(control::routes(state.clone())), state)
+    finish(
+        data_routes(state.clone()).merge(control::routes(state.clone())),
+        state,
+    )
 }
 
-fn data_routes() -> Router<Arc<AppState>> {
+fn data_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
-        .route("/fn/{target}", post(invoke::invoke))
-        .route("/p/{target}", post(invoke::pipeline))
+        .merge(called_routes(state))
         .route("/v2", get(oip::server))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
+        .merge(features::data_routes())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+}
+
+/// Routes that call a function, pipeline or model, each behind [`admit`].
+fn called_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/fn/{target}", post(invoke::invoke))
+        .route("/p/{target}", post(invoke::pipeline))
         .route("/v2/models/{model}", get(oip::model_metadata))
         .route("/v2/models/{model}/ready", get(oip::model_ready))
         .route("/v2/models/{model}/infer", post(oip::infer))
@@ -135,9 +147,30 @@ fn data_routes() -> Router<Arc<AppState>> {
             "/v2/models/{model}/versions/{version}/infer",
             post(oip::infer_version),
         )
-        .merge(features::data_routes())
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+        .route_layer(middleware::from_fn_with_state(state, admit))
+}
+
+/// Let a call through if the name's invocation allows it
+/// ([`Node::admit_call`](crate::node::Node::admit_call)), before its body
+/// is read.
+async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let called = if let Some(target) = path.strip_prefix("/fn/") {
+        Some((Kind::Function, target))
+    } else if let Some(target) = path.strip_prefix("/p/") {
+        Some((Kind::Pipeline, target))
+    } else {
+        path.strip_prefix("/v2/models/")
+            .map(|rest| (Kind::Model, rest.split('/').next().unwrap_or(rest)))
+    };
+    if let Some((kind, target)) = called {
+        let name = target.split('@').next().unwrap_or(target);
+        let token = control::bearer(request.headers());
+        if let Err(e) = state.node.admit_call(kind, name, token).await {
+            return control::refusal(e);
+        }
+    }
+    next.run(request).await
 }
 
 /// Fallbacks, request tracking and state for a plane's routes.

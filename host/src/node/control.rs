@@ -11,7 +11,7 @@ use crate::engine::{StageLimits, World};
 use crate::features::{Compacted, Format, Ingested, TableVersion};
 use crate::inference::{ModelVersion, Push};
 use crate::pipeline::PipelineVersion;
-use crate::registry::{Head, Name, Record, Selector, now_rfc3339};
+use crate::registry::{Head, Invocation, Name, Record, Selector, now_rfc3339};
 use crate::store::{Digest, Progress};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -342,6 +342,15 @@ pub trait ControlPlane: Send + Sync {
     /// points at it).
     async fn delete(&self, kind: Kind, name: &str, version: u64) -> Result<(), Self::Error>;
 
+    /// Set who may call a function, model or pipeline on the data plane
+    /// (a name that has no versions yet may be closed before its first).
+    async fn set_invocation(
+        &self,
+        kind: Kind,
+        name: &str,
+        invocation: Invocation,
+    ) -> Result<Head, Self::Error>;
+
     /// Ingest a file of rows into a feature table's current version, all
     /// or nothing, streamed (the file may be larger than memory).
     async fn ingest(
@@ -599,6 +608,29 @@ impl ControlPlane for Acting<'_> {
                 .detail(format!("{alias} → {version}"));
         }
         self.audited(change).await?;
+        Ok(head)
+    }
+
+    async fn set_invocation(
+        &self,
+        kind: Kind,
+        name: &str,
+        invocation: Invocation,
+    ) -> Result<Head, NodeError> {
+        let name = Name::parse(name)?;
+        if kind == Kind::Table {
+            return Err(NodeError::InvalidSetting(
+                "feature tables are not called on the data plane (stages read them through `features`); set invocation on a function, model or pipeline".into(),
+            ));
+        }
+        let head = on_registry!(self, kind, |registry| registry
+            .set_invocation(&name, invocation)
+            .await?);
+        tracing::info!(kind = kind.noun(), %name, invocation = invocation.as_str(), "invocation set");
+        self.audited(
+            Change::new("invocation", kind.noun(), name.as_str()).detail(invocation.as_str()),
+        )
+        .await?;
         Ok(head)
     }
 

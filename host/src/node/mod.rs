@@ -34,7 +34,7 @@ pub use idle::IdlePolicy;
 pub use pipeline::{PipelineRun, Plan, StepTiming};
 pub use status::Status;
 
-use crate::access::{Access, AccessError, Audit};
+use crate::access::{Access, AccessError, Audit, Need};
 use crate::cache::{Cache, CacheConfig, DocumentCache};
 use crate::engine::{
     CallError, Engine, EngineError, Grant, Reach, StageIdentity, World, WorldError,
@@ -43,7 +43,7 @@ use crate::features::{FeatureError, FeatureStore, Lookup};
 use crate::inference::{InferenceError, Model, Models};
 use crate::observe::Stats;
 use crate::pipeline::{PipelineError, PipelineVersion};
-use crate::registry::{InvalidName, Name, Registry, RegistryError, Selector};
+use crate::registry::{InvalidName, Invocation, Name, Registry, RegistryError, Selector};
 use crate::store::{Digest, ETag, ObjectStore, StoreError};
 use crate::tensor::{Message, NamedTensor};
 use bytes::Bytes;
@@ -196,6 +196,40 @@ impl Node {
     /// Its access control: who a token belongs to.
     pub fn access(&self) -> &Access {
         &self.access
+    }
+
+    /// Let a data-plane call of `name` (a function, model or pipeline)
+    /// through: anyone's when its invocation is open, else only one with a
+    /// token that may invoke it ([`AccessError::Unauthenticated`] without
+    /// one, [`AccessError::Forbidden`] with one that may not). A name that
+    /// does not exist passes: the call itself answers that.
+    pub async fn admit_call(
+        &self,
+        kind: Kind,
+        name: &str,
+        token: Option<&str>,
+    ) -> Result<(), NodeError> {
+        let Ok(name) = Name::parse(name) else {
+            return Ok(());
+        };
+        let head = match kind {
+            Kind::Function => self.functions.head(&name).await?,
+            Kind::Model => self.models.registry().head(&name).await?,
+            Kind::Pipeline => self.pipelines.head(&name).await?,
+            Kind::Table => None,
+        };
+        if head.is_none_or(|(head, _)| head.invocation == Invocation::Open) {
+            return Ok(());
+        }
+        let identity = self.access.identify(token).await?;
+        if !identity.may(Need::Invoke, Some(name.as_str())) {
+            return Err(AccessError::Forbidden {
+                token: identity.name.clone(),
+                role: identity.role,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// The store.

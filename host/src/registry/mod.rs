@@ -68,6 +68,52 @@ pub struct Head {
     /// Alias → earlier targets, oldest first.
     #[serde(default)]
     pub history: BTreeMap<String, Vec<u64>>,
+    /// Who may call the name's versions on the data plane. A setting of
+    /// the name, not of a version: a rollback never reopens it.
+    #[serde(default)]
+    pub invocation: Invocation,
+}
+
+/// Who may call a function, model or pipeline on the data plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Invocation {
+    /// Anyone who reaches the node.
+    #[default]
+    Open,
+    /// Callers with a token whose role may invoke (invoker, deployer,
+    /// admin) and whose prefixes cover the name.
+    Token,
+}
+
+impl Invocation {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Token => "token",
+        }
+    }
+}
+
+impl std::fmt::Display for Invocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Invocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "open" => Ok(Self::Open),
+            "token" => Ok(Self::Token),
+            _ => Err(format!(
+                "unknown invocation `{s}`: use `open` (anyone may call) or `token` (an invoker token is needed)"
+            )),
+        }
+    }
 }
 
 impl Head {
@@ -470,6 +516,32 @@ impl<R: Record> Registry<R> {
         }
         head.point(alias.as_str(), version);
         self.swap_once(name, &etag, head, alias).await
+    }
+
+    /// Set who may call `name` on the data plane. A name without versions
+    /// gets a head of its own, so that its first version can be deployed
+    /// closed. Returns the new head.
+    pub async fn set_invocation(
+        &self,
+        name: &Name,
+        invocation: Invocation,
+    ) -> Result<Head, RegistryError> {
+        for _ in 0..DEPLOY_ATTEMPTS {
+            let (mut head, etag) = match self.head_for_update(name).await? {
+                Some((head, etag)) => (head, Some(etag)),
+                None => (Head::default(), None),
+            };
+            if head.invocation == invocation && etag.is_some() {
+                return Ok(head);
+            }
+            head.invocation = invocation;
+            match self.swap_head(name, etag.as_ref(), &head).await {
+                Ok(()) => return Ok(head),
+                Err(RegistryError::Store(StoreError::Conflict { .. })) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(RegistryError::Contended(name.to_string()))
     }
 
     /// Move `alias` back to the version it pointed at before its last move
