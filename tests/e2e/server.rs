@@ -28,6 +28,108 @@ async fn oversized_bodies_get_413() {
     assert_eq!(response.status(), 413);
 }
 
+#[tokio::test]
+async fn concurrent_uploads_past_the_in_flight_budget_get_503_and_memory_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(
+        &dir.path().join("data"),
+        &["--max-inflight-body-mb", "1024"],
+    );
+    let base = server.peak_rss();
+    // 20 uploads of 200 MiB at once against a 1 GiB budget: at most five
+    // bodies fit at a time. Each differs in its first chunk (a blob of its
+    // own) and is sent in 1 MiB chunks with its length declared.
+    const MIB: usize = 1 << 20;
+    let chunk = bytes::Bytes::from(vec![7u8; MIB]);
+    let sends = (0..20u8).map(|i| {
+        let mut first = vec![7u8; MIB];
+        first[0] = i;
+        let chunks = std::iter::once(bytes::Bytes::from(first))
+            .chain(std::iter::repeat_n(chunk.clone(), 199))
+            .map(Ok::<_, std::io::Error>);
+        let request = crate::support::client()
+            .put(server.url("/v1/blobs"))
+            .header("content-length", 200 * MIB)
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)));
+        async move {
+            let response = request.send().await.expect("an answer");
+            let retry = response.headers().get("retry-after").cloned();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, retry, body)
+        }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let refused = answers.iter().filter(|(s, ..)| *s == 503).count();
+    assert!(refused >= 1, "{answers:?}");
+    for (status, retry, body) in &answers {
+        match status {
+            503 => {
+                assert_eq!(retry.as_ref().map(|v| v.to_str().unwrap()), Some("1"));
+                let error = body["error"].as_str().unwrap_or_default();
+                assert!(error.contains("--max-inflight-body-mb"), "{body}");
+            }
+            201 => assert!(body["digest"].is_string(), "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let peak = server.peak_rss();
+    let held = peak.saturating_sub(base);
+    eprintln!(
+        "peak RSS {} MiB (at start {} MiB), {refused} of 20 uploads refused",
+        peak >> 20,
+        base >> 20
+    );
+    assert!(
+        held < (1024 + 256) << 20,
+        "the node grew by {} MiB with a 1024 MiB budget",
+        held >> 20
+    );
+    // Up, and exactly the accepted uploads are stored, whole.
+    let (status, _) = server.get("/v1/status").await;
+    assert_eq!(status, 200);
+    let stored: Vec<u64> = walk(&dir.path().join("data"))
+        .into_iter()
+        .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+        .filter(|len| *len >= MIB as u64)
+        .collect();
+    assert_eq!(stored.len(), 20 - refused, "{stored:?}");
+    assert!(
+        stored.iter().all(|len| *len == 200 * MIB as u64),
+        "{stored:?}"
+    );
+    // A body larger than the whole budget can never fit: 413 at once, not
+    // 503 (no body is sent at all).
+    let (answer, _) = raw_exchange(
+        &server,
+        format!(
+            "PUT /v1/models/huge HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+            crate::support::ADMIN_TOKEN,
+            2u64 << 30
+        )
+        .as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("larger than all this node may hold"),
+        "{answer}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 fn raw_exchange(server: &Server, request: &[u8]) -> (String, Duration) {
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream

@@ -209,6 +209,10 @@ pub struct NodeArgs {
     /// Largest model upload, in MiB.
     #[arg(long, default_value_t = HttpConfig::default().max_model_bytes >> 20)]
     max_model_mb: usize,
+    /// Bytes of request bodies held at once across all requests, in MiB:
+    /// past it a request gets 503 with Retry-After before its body is read.
+    #[arg(long, default_value_t = HttpConfig::default().inflight_body_bytes >> 20)]
+    max_inflight_body_mb: usize,
     /// Time a client has to send its request headers, in milliseconds.
     #[arg(long, default_value_t = HttpConfig::default().header_timeout.as_millis() as u64)]
     header_timeout_ms: u64,
@@ -269,6 +273,7 @@ impl NodeArgs {
             max_model_bytes: self.max_model_mb << 20,
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             body_timeout: Duration::from_millis(self.body_timeout_ms),
+            inflight_body_bytes: self.max_inflight_body_mb << 20,
         }
     }
 }

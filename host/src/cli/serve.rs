@@ -82,11 +82,7 @@ pub async fn lambda(args: NodeArgs, started: std::time::Instant) -> Result<()> {
         sluice::lambda::report_init_error(&format!("{e:#}")).await;
         return Err(e);
     }
-    let state = Arc::new(AppState {
-        node,
-        http: args.http(),
-        conditional_writes: None,
-    });
+    let state = Arc::new(AppState::new(node, args.http(), None));
     sluice::lambda::run(http::router(state), started).await?;
     Ok(())
 }
@@ -164,11 +160,7 @@ pub async fn serve_node(
         println!("control plane on http://{admin_addr}");
     }
     on_ready(addr);
-    let state = Arc::new(AppState {
-        node,
-        http: http.clone(),
-        conditional_writes,
-    });
+    let state = Arc::new(AppState::new(node, http.clone(), conditional_writes));
     let stats = state.node.stats().clone();
     let idle_exit = (args.idle_exit > 0).then(|| Duration::from_secs(args.idle_exit));
     let (stop, stopped) = tokio::sync::watch::channel(false);

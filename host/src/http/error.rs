@@ -50,6 +50,12 @@ impl ApiError {
         }
     }
 
+    /// Ask the client to retry after `secs` seconds (`Retry-After`).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)

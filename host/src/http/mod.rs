@@ -69,6 +69,10 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     /// Time allowed to send a request body.
     pub body_timeout: Duration,
+    /// Bytes of request bodies the node holds at once, across requests:
+    /// past it a request gets 503 with `Retry-After` before its body is
+    /// read.
+    pub inflight_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -79,6 +83,7 @@ impl Default for HttpConfig {
             max_model_bytes: 1 << 30,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            inflight_body_bytes: 2 << 30,
         }
     }
 }
@@ -92,6 +97,21 @@ pub struct AppState {
     /// Whether the store honours conditional writes (`None`: not checked,
     /// e.g. read-only credentials).
     pub conditional_writes: Option<bool>,
+    /// What is left of `http.inflight_body_bytes`, in KiB.
+    pub bodies: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// The state handlers share; the body budget is set from `http`.
+    pub fn new(node: Arc<Node>, http: HttpConfig, conditional_writes: Option<bool>) -> Self {
+        let kib = http.inflight_body_bytes.div_ceil(1024);
+        Self {
+            node,
+            bodies: Arc::new(tokio::sync::Semaphore::new(kib)),
+            http,
+            conditional_writes,
+        }
+    }
 }
 
 /// The request id of the request being handled, set by the middleware.
@@ -188,6 +208,7 @@ fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
                 "method not allowed here; functions are invoked with POST",
             )
         })
+        .layer(middleware::from_fn_with_state(state.clone(), hold_body))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -237,6 +258,60 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
     response
 }
 
+/// Hold a request's declared body size against the node's budget until
+/// its answer is ready: 503 with `Retry-After` when the bodies in flight
+/// would pass it, before a byte is read, so that concurrent large uploads
+/// are turned away rather than exhaust memory.
+async fn hold_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let kib = declared.div_ceil(1024);
+    if kib == 0 {
+        return next.run(request).await;
+    }
+    if declared > state.http.inflight_body_bytes as u64 {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body ({declared} bytes) is larger than all this node may hold at once ({} MiB, --max-inflight-body-mb)",
+                state.http.inflight_body_bytes >> 20
+            ),
+        )
+        .into_response();
+    }
+    let held = u32::try_from(kib)
+        .ok()
+        .and_then(|kib| state.bodies.clone().try_acquire_many_owned(kib).ok());
+    match held {
+        Some(_held) => next.run(request).await,
+        None => {
+            // Read and dropped, not held: a client that is still sending
+            // (most do not wait for an early answer) then reads the 503
+            // instead of a broken connection.
+            let mut body = request.into_body();
+            let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+            let _ = tokio::time::timeout(state.http.body_timeout, drain).await;
+            over_budget(&state)
+        }
+    }
+}
+
+fn over_budget(state: &AppState) -> Response {
+    ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "this node is holding as many request bodies as it may ({} MiB, --max-inflight-body-mb); retry shortly",
+                state.http.inflight_body_bytes >> 20
+            ),
+        )
+    .retry_after(1)
+    .into_response()
+}
+
 /// Runs `f` when dropped.
 fn scopeguard(f: impl FnOnce()) -> impl Drop {
     struct Guard<F: FnOnce()>(Option<F>);
@@ -253,8 +328,24 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
 /// Read a body under a size cap and a timeout: 413 past the cap, 408 when
 /// the client is too slow.
 pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
-    let limited = Limited::new(body, limit);
-    match tokio::time::timeout(timeout, limited.collect()).await {
+    let mut limited = Limited::new(body, limit);
+    // Frames are appended to one buffer sized by the declared length: a
+    // body is held once, not once in frames and again joined.
+    let size = axum::body::HttpBody::size_hint(&limited).lower() as usize;
+    let collect = async move {
+        let mut buffer = bytes::BytesMut::with_capacity(size.min(limit));
+        while let Some(frame) = limited.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                if buffer.is_empty() && data.len() >= size {
+                    // One frame: no copy at all.
+                    return Ok(data);
+                }
+                buffer.extend_from_slice(&data);
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(buffer.freeze())
+    };
+    match tokio::time::timeout(timeout, collect).await {
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             format!(
@@ -262,7 +353,7 @@ pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<By
                 timeout.as_secs()
             ),
         )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is larger than this node's limit of {limit} bytes"),
