@@ -958,6 +958,7 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
         }
         Request::AuditLog(since) => print::audit(&plane.audit_log(since.as_deref()).await?),
         Request::AuditVerify => match plane.audit_verify().await? {
+            Ok(1) => println!("audit log intact: 1 record"),
             Ok(records) => println!("audit log intact: {records} records"),
             Err(broken) => anyhow::bail!(
                 "the audit log is broken at record {}: it {}",
