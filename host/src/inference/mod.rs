@@ -202,9 +202,14 @@ pub fn compile(
     };
     let mut onnx = tract_onnx::onnx();
     onnx_ml::register(&mut onnx.op_register);
+    // Decoded from the bytes themselves: tract's `model_for_read` would
+    // copy the whole file first.
+    let proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(bytes)
+        .map_err(|e| unsupported("not a loadable ONNX model", e.into()))?;
     let mut model = onnx
-        .model_for_read(&mut &bytes[..])
+        .model_for_proto_model(&proto)
         .map_err(|e| unsupported("not a loadable ONNX model", e))?;
+    drop(proto);
     determine_inputs(&mut model, input_shapes)?;
     let mut typed = model.into_optimized().map_err(|e| optimise_failure(&e))?;
     heads::install(&mut typed).map_err(internal)?;
