@@ -69,9 +69,9 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     /// Time allowed to send a request body.
     pub body_timeout: Duration,
-    /// Bytes of request bodies the node holds at once, across requests:
-    /// past it a request gets 503 with `Retry-After` before its body is
-    /// read.
+    /// Bytes of request bodies the node holds at once, across requests
+    /// (by declared length): past it a request gets 503 with
+    /// `Retry-After`, its body read and dropped, never held.
     pub inflight_body_bytes: usize,
 }
 
