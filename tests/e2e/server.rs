@@ -271,3 +271,83 @@ async fn with_admin_listen_the_control_plane_answers_only_on_its_own_address() {
         .unwrap();
     assert_eq!(call.status(), 404);
 }
+
+/// Tensor JSON is decoded straight into typed elements: a 50 MB OIP JSON
+/// request costs a small multiple of its size in the node's memory, not
+/// the 20–30× of a generic JSON tree.
+#[tokio::test]
+async fn a_50_mb_oip_json_request_takes_a_small_multiple_of_its_size_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(&dir.path().join("data"), &["--max-body-bytes", "67108864"]);
+    let model = std::fs::read(crate::support::repo().join("examples/models/iris-logreg.onnx"))
+        .expect("model");
+    let pushed = crate::support::client()
+        .put(server.url("/v1/models/iris"))
+        .body(model)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 201);
+    // The reference rows and labels, tiled to 50 MB as nested rows.
+    let reference: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(crate::support::repo().join("examples/models/iris-logreg.reference.json"))
+            .expect("reference"),
+    )
+    .expect("reference JSON");
+    let rows: Vec<Vec<f64>> = reference["inputs"]["X"]["data"]
+        .as_array()
+        .expect("data")
+        .chunks(4)
+        .map(|r| r.iter().map(|v| v.as_f64().expect("float")).collect())
+        .collect();
+    let labels: Vec<i64> = reference["outputs"]["label"]["data"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .map(|v| v.as_i64().expect("label"))
+        .collect();
+    let mut data = String::new();
+    let mut n = 0;
+    while data.len() < 50_000_000 {
+        let row = &rows[n % rows.len()];
+        data.push_str(if n == 0 { "[" } else { ",[" });
+        let cells: Vec<String> = row.iter().map(|x| x.to_string()).collect();
+        data.push_str(&cells.join(","));
+        data.push(']');
+        n += 1;
+    }
+    let body = format!(
+        r#"{{"inputs":[{{"name":"X","datatype":"FP32","shape":[{n},4],"data":[{data}]}}],"outputs":[{{"name":"label"}}]}}"#
+    );
+    let size = body.len() as u64;
+    drop(data);
+
+    let before = server.peak_rss();
+    let started = Instant::now();
+    let response = crate::support::client()
+        .post(server.url("/v2/models/iris/infer"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("infer");
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.expect("JSON answer");
+    let took = started.elapsed();
+    let growth = server.peak_rss().saturating_sub(before);
+    let served = answer["outputs"][0]["data"].as_array().expect("labels");
+    assert_eq!(served.len(), n);
+    for (i, label) in served.iter().enumerate() {
+        assert_eq!(label.as_i64(), Some(labels[i % labels.len()]), "row {i}");
+    }
+    eprintln!(
+        "a {:.1} MB OIP JSON request of {n} rows: peak RSS +{:.1} MiB ({:.2}× the body), {took:.2?}",
+        size as f64 / 1e6,
+        growth as f64 / (1 << 20) as f64,
+        growth as f64 / size as f64,
+    );
+    assert!(
+        growth < 2 * size,
+        "peak RSS grew by {growth} bytes for a {size}-byte request"
+    );
+}

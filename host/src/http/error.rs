@@ -73,6 +73,11 @@ impl ApiError {
         self
     }
 
+    /// What went wrong, as the client reads it.
+    pub fn message(&self) -> &str {
+        &self.body.error
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status

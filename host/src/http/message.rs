@@ -2,15 +2,17 @@
 //! output into responses. Tensors travel as OIP JSON tensors
 //! (`tensor_json.rs`).
 
-use super::tensor_json::{self, TensorJson};
+use super::tensor_json::{self, TensorIn, TensorJson, TensorList};
 use crate::http::error::ApiError;
 use crate::tensor::{Body, Field, Message, Scalar};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use serde::Serialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// The media type of a whole message as JSON: what `POST /fn/...` answers
 /// with, and what it accepts to pass tensors and fields directly.
@@ -38,62 +40,146 @@ pub fn decode_request(content_type: Option<&str>, bytes: Vec<u8>) -> Result<Mess
             fields: Vec::new(),
         });
     }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(format!("body is not valid JSON ({MESSAGE_JSON}): {e}"))
-    })?;
-    let Value::Object(mut object) = value else {
-        return Err(ApiError::bad_request(format!(
-            "a {MESSAGE_JSON} body must be an object with `tensors` and/or `fields`"
-        )));
-    };
-    let tensors = match object.remove("tensors") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| tensor_json::decode("tensors", i, t))
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "`tensors` must be an array of {name, datatype, shape, data}",
-            ));
-        }
-    };
-    let fields = match object.remove("fields") {
-        None => Vec::new(),
-        Some(Value::Object(map)) => map
-            .into_iter()
-            .map(|(name, v)| decode_scalar(&name, v).map(|value| Field { name, value }))
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "`fields` must be an object of name → value",
-            ));
-        }
-    };
-    if let Some(unknown) = object.keys().next() {
-        return Err(ApiError::bad_request(format!(
-            "unknown key `{unknown}` in a {MESSAGE_JSON} body; expected `tensors` and `fields`"
-        )));
-    }
+    let message: MessageIn =
+        serde_json::from_slice(&bytes).map_err(|e| tensor_json::refused(e, MESSAGE_JSON))?;
     Ok(Message {
         body: None,
-        tensors,
-        fields,
+        tensors: message
+            .tensors
+            .into_iter()
+            .map(TensorIn::inline)
+            .collect::<Result<_, _>>()?,
+        fields: message
+            .fields
+            .into_iter()
+            .map(|(name, value)| Field { name, value })
+            .collect(),
     })
 }
 
-fn decode_scalar(name: &str, value: Value) -> Result<Scalar, ApiError> {
-    match value {
-        Value::Bool(b) => Ok(Scalar::Bool(b)),
-        Value::String(s) => Ok(Scalar::Text(s)),
-        Value::Number(n) => Ok(n
-            .as_i64()
-            .map(Scalar::Int)
-            .unwrap_or_else(|| Scalar::Float(n.as_f64().unwrap_or(f64::NAN)))),
-        _ => Err(ApiError::bad_request(format!(
-            "field `{name}` must be a boolean, number or string"
-        ))),
+/// A [`MESSAGE_JSON`] body as read: tensors not yet checked against their
+/// shapes.
+struct MessageIn {
+    tensors: Vec<TensorIn>,
+    fields: Vec<(String, Scalar)>,
+}
+
+impl<'de> Deserialize<'de> for MessageIn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(MessageVisitor)
+    }
+}
+
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = MessageIn;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a {MESSAGE_JSON} object with `tensors` and/or `fields`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MessageIn, A::Error> {
+        let mut message = MessageIn {
+            tensors: Vec::new(),
+            fields: Vec::new(),
+        };
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "tensors" => message.tensors = map.next_value_seed(TensorList("tensors"))?,
+                "fields" => message.fields = map.next_value_seed(ScalarMap("field"))?,
+                unknown => {
+                    return Err(de::Error::custom(format!(
+                        "unknown key `{unknown}` in a {MESSAGE_JSON} body; expected `tensors` and `fields`"
+                    )));
+                }
+            }
+        }
+        Ok(message)
+    }
+}
+
+/// A JSON object of name → boolean, number or string: message `fields`,
+/// OIP `parameters`. `.0` names an entry in errors (`field`).
+pub struct ScalarMap(pub &'static str);
+
+impl<'de> DeserializeSeed<'de> for ScalarMap {
+    type Value = Vec<(String, Scalar)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScalarMap {
+    type Value = Vec<(String, Scalar)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "an object of {} name → boolean, number or string",
+            self.0
+        )
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let value = map.next_value_seed(ScalarValue {
+                what: self.0,
+                name: &name,
+            })?;
+            entries.push((name, value));
+        }
+        Ok(entries)
+    }
+}
+
+/// One boolean, number or string: the `what` called `name`.
+pub struct ScalarValue<'a> {
+    /// What it is (`field`), for errors.
+    pub what: &'static str,
+    /// Its name.
+    pub name: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for ScalarValue<'_> {
+    type Value = Scalar;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScalarValue<'_> {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "{} `{}` as a boolean, number or string",
+            self.what, self.name
+        )
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Int(n))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Scalar, E> {
+        Ok(i64::try_from(n).map_or(Scalar::Float(n as f64), Scalar::Int))
+    }
+
+    fn visit_f64<E>(self, x: f64) -> Result<Scalar, E> {
+        Ok(Scalar::Float(x))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Text(s.to_string()))
     }
 }
 
@@ -160,7 +246,8 @@ impl<'a> MessageJson<'a> {
     }
 }
 
-struct ScalarJson<'a>(&'a Scalar);
+/// A scalar as JSON: a boolean, number or string.
+pub struct ScalarJson<'a>(pub &'a Scalar);
 
 impl Serialize for ScalarJson<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -229,7 +316,96 @@ mod tests {
         ];
         for (body, expected) in cases {
             let err = decode_request(Some(MESSAGE_JSON), body.as_bytes().to_vec()).unwrap_err();
-            assert!(format!("{err:?}").contains(expected), "{body}: {err:?}");
+            assert!(err.message().contains(expected), "{body}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn members_are_read_in_any_order_and_every_datatype_lands_in_its_vector() {
+        // `serde_json::json!` sorts keys: `data` comes before `datatype`.
+        let body = br#"{"fields":{"big":18446744073709551615,"on":true},"tensors":[
+            {"data":[[1,2],[3,4]],"datatype":"INT8","shape":[2,2],"name":"a"},
+            {"shape":[2],"data":[true,false],"name":"b","datatype":"BOOL","other":{"x":[1]}},
+            {"name":"c","datatype":"BYTES","shape":[1,1],"data":[["h\u00e9"]]},
+            {"name":"d","datatype":"FP64","shape":[0],"data":[]},
+            {"name":"e","datatype":"UINT8","shape":[3],"data":[0,[255],[[7]]]}]}"#;
+        let m = decode_request(Some(MESSAGE_JSON), body.to_vec()).unwrap();
+        let data: Vec<&TensorData> = m.tensors.iter().map(|t| &t.tensor.data).collect();
+        assert_eq!(
+            data,
+            [
+                &TensorData::I32(vec![1, 2, 3, 4]),
+                &TensorData::Bool(vec![true, false]),
+                &TensorData::String(vec!["hé".into()]),
+                &TensorData::F64(vec![]),
+                &TensorData::U8(vec![0, 255, 7]),
+            ]
+        );
+        assert_eq!(m.fields[0].value, Scalar::Float(18446744073709551615.0));
+        assert_eq!(m.fields[1].value, Scalar::Bool(true));
+    }
+
+    #[test]
+    fn hostile_tensors_are_refused_without_allocating_for_their_claims() {
+        let cases: [(&str, &str); 9] = [
+            // A shape of 2^60 elements with two values: refused on the
+            // count, nothing reserved for the claim.
+            (
+                r#"{"tensors":[{"name":"x","datatype":"FP64","shape":[1073741824,1073741824],"data":[1,2]}]}"#,
+                "tensor `x` has shape [1073741824, 1073741824] (1152921504606846976 elements) but 2 values",
+            ),
+            (
+                r#"{"tensors":[{"data":[1,null],"name":"x","datatype":"FP32","shape":[2]}]}"#,
+                "tensor `x`: data[1] = null is not an f32",
+            ),
+            (
+                r#"{"tensors":[{"name":"x","datatype":"FP32","shape":[1],"data":[1e39]}]}"#,
+                "tensor `x`: data[0] = 1e+39 is not an f32",
+            ),
+            (
+                r#"{"tensors":[{"name":"x","datatype":"INT32","shape":[2],"data":[1,2.5]}]}"#,
+                "tensor `x`: data[1] = 2.5 is not an i32",
+            ),
+            (
+                r#"{"tensors":[{"name":"x","datatype":"FP32","shape":[2],"data":[1,"2"]}]}"#,
+                r#"tensor `x`: data[1] = "2" is not an f32"#,
+            ),
+            (
+                r#"{"tensors":[{"name":"x","datatype":"FP32","shape":[-1],"data":[1]}]}"#,
+                "tensor `x`: `shape` must be an array of non-negative integers, got [-1]",
+            ),
+            (
+                r#"{"tensors":[{"name":"x","datatype":"FP32","shape":[1],"data":{"0":1}}]}"#,
+                "tensor `x`: needs a `data` array",
+            ),
+            (
+                r#"{"tensors":[{"name":"x","name":"y","datatype":"FP32","shape":[1],"data":[1]}]}"#,
+                "tensors[0] has a member twice",
+            ),
+            (
+                r#"{"tensors":[{"datatype":"FP32","shape":[1],"data":[1]}]}"#,
+                "tensors[0] needs a string `name`",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = decode_request(Some(MESSAGE_JSON), body.as_bytes().to_vec()).unwrap_err();
+            assert!(err.message().contains(expected), "{body}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_told_apart_from_json_of_the_wrong_shape() {
+        let cases = [
+            (r#"{"tensors":["#, "the body is not valid JSON"),
+            (r#"[1]"#, "invalid type: sequence, expected a"),
+            (
+                r#"{"fields":{"x":[1]}}"#,
+                "field `x` as a boolean, number or string",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = decode_request(Some(MESSAGE_JSON), body.as_bytes().to_vec()).unwrap_err();
+            assert!(err.message().contains(expected), "{body}: {err:?}");
         }
     }
 

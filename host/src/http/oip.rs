@@ -12,21 +12,25 @@
 //! of its first model steps, the outputs of its last). A model and a
 //! pipeline of the same name: the model is served.
 
+use super::message::{ScalarJson, ScalarMap, ScalarValue};
 use super::oip_binary;
-use super::tensor_json::{self, TensorJson};
+use super::tensor_json::{self, DataIn, TensorIn, TensorJson, TensorList};
 use super::{ApiError, AppState, RequestId, read_body};
 use crate::inference::{InferenceError, Model};
 use crate::node::{NodeError, Plan};
 use crate::registry::{RegistryError, Selector};
-use crate::tensor::{Message, NamedTensor, Signature};
+use crate::tensor::{Message, NamedTensor, Scalar, Signature};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
-use serde::Serialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 /// `GET /v2`: server metadata.
@@ -204,6 +208,8 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, state.http.max_body_bytes, state.http.body_timeout).await?;
     let mut request = InferRequest::parse(headers, &bytes)?;
+    // The inputs are decoded: the body's text need not live through the run.
+    drop(bytes);
     let served = find(state, name, version).await?;
     request.check_outputs(&served)?;
     let inputs = std::mem::take(&mut request.inputs);
@@ -236,9 +242,9 @@ struct InferRequest {
     /// `parameters.binary_data_output`: the default for outputs.
     all_binary: bool,
     /// Echoed back.
-    id: Option<Value>,
+    id: Option<Scalar>,
     /// Passed back.
-    parameters: Option<Value>,
+    parameters: Vec<(String, Scalar)>,
 }
 
 impl InferRequest {
@@ -258,48 +264,27 @@ impl InferRequest {
             None => bytes.len(),
         };
         let (json_part, binary_part) = bytes.split_at(json_len);
-        let mut request: serde_json::Map<String, Value> = serde_json::from_slice(json_part)
-            .map_err(|e| {
-                ApiError::bad_request(format!("the body must be an inference request object: {e}"))
-            })?;
-        let inputs = match request.remove("inputs") {
-            Some(Value::Array(list)) => inputs(list, binary_part)?,
-            _ => return Err(ApiError::bad_request("the request needs an `inputs` array")),
-        };
-        let parameters = request.remove("parameters");
-        let all_binary = parameters
-            .as_ref()
-            .and_then(|p| p.get("binary_data_output"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let outputs = match request.remove("outputs") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(outputs)) => Some(
-                outputs
-                    .iter()
-                    .map(|o| {
-                        let binary = o
-                            .get("parameters")
-                            .and_then(|p| p.get("binary_data"))
-                            .and_then(Value::as_bool)
-                            .unwrap_or(all_binary);
-                        o.get("name")
-                            .and_then(Value::as_str)
-                            .map(|n| (n.to_string(), binary))
-                            .ok_or_else(|| {
-                                ApiError::bad_request("each of `outputs` needs a `name`")
-                            })
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-            Some(_) => return Err(ApiError::bad_request("`outputs` must be an array")),
-        };
+        let request: RequestJson = serde_json::from_slice(json_part)
+            .map_err(|e| tensor_json::refused(e, "an inference request"))?;
+        let inputs = request
+            .inputs
+            .ok_or_else(|| ApiError::bad_request("the request needs an `inputs` array"))?;
+        let all_binary = flag(&request.parameters, "binary_data_output").unwrap_or(false);
+        let outputs = request.outputs.map(|outputs| {
+            outputs
+                .into_iter()
+                .map(|o| {
+                    let binary = flag(&o.parameters, "binary_data").unwrap_or(all_binary);
+                    (o.name, binary)
+                })
+                .collect()
+        });
         Ok(Self {
-            inputs,
+            inputs: with_binary_data(inputs, binary_part)?,
             outputs,
             all_binary,
-            id: request.remove("id"),
-            parameters,
+            id: request.id,
+            parameters: request.parameters,
         })
     }
 
@@ -351,8 +336,12 @@ impl InferRequest {
             model_name: served.name(),
             model_version: served.version().to_string(),
             outputs: encoded,
-            id: self.id,
-            parameters: self.parameters,
+            id: self.id.as_ref().map(ScalarJson),
+            parameters: self
+                .parameters
+                .iter()
+                .map(|(name, value)| (name.as_str(), ScalarJson(value)))
+                .collect(),
         };
         let header = serde_json::to_vec(&response)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -393,47 +382,106 @@ struct InferResponse<'a> {
     model_version: String,
     outputs: Vec<TensorJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<Value>,
+    id: Option<ScalarJson<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    parameters: BTreeMap<&'a str, ScalarJson<'a>>,
 }
 
-fn binary_size(tensor: &Value) -> Option<u64> {
-    tensor.get("parameters")?.get("binary_data_size")?.as_u64()
+/// The boolean parameter `name`, if given as one.
+fn flag(parameters: &[(String, Scalar)], name: &str) -> Option<bool> {
+    parameters.iter().rev().find_map(|(n, v)| match v {
+        Scalar::Bool(b) if n == name => Some(*b),
+        _ => None,
+    })
 }
 
-/// The request's inputs: JSON data, or raw bytes after the JSON header.
-fn inputs(list: Vec<Value>, mut binary: &[u8]) -> Result<Vec<NamedTensor>, ApiError> {
-    let mut out = Vec::with_capacity(list.len());
-    for (i, t) in list.into_iter().enumerate() {
-        let (size, mut t) = match (binary_size(&t), t) {
-            (Some(size), Value::Object(t)) => (size, t),
-            (_, t) => {
-                out.push(tensor_json::decode("inputs", i, t)?);
-                continue;
-            }
+/// An inference request's JSON (header), as read.
+struct RequestJson {
+    id: Option<Scalar>,
+    parameters: Vec<(String, Scalar)>,
+    inputs: Option<Vec<TensorIn>>,
+    outputs: Option<Vec<RequestedOutput>>,
+}
+
+/// One of `outputs`: `{name, parameters: {binary_data}}`.
+#[derive(Deserialize)]
+struct RequestedOutput {
+    name: String,
+    #[serde(default, deserialize_with = "parameters")]
+    parameters: Vec<(String, Scalar)>,
+}
+
+fn parameters<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Scalar)>, D::Error> {
+    ScalarMap("parameter").deserialize(d)
+}
+
+impl<'de> Deserialize<'de> for RequestJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RequestVisitor)
+    }
+}
+
+struct RequestVisitor;
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = RequestJson;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an inference request object {id, parameters, inputs, outputs}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RequestJson, A::Error> {
+        let mut request = RequestJson {
+            id: None,
+            parameters: Vec::new(),
+            inputs: None,
+            outputs: None,
         };
-        let name = match t.remove("name") {
-            Some(Value::String(s)) => s,
-            _ => {
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "id" => {
+                    let id = ScalarValue {
+                        what: "request",
+                        name: "id",
+                    };
+                    request.id = Some(map.next_value_seed(id)?);
+                }
+                "parameters" => request.parameters = map.next_value_seed(ScalarMap("parameter"))?,
+                "inputs" => request.inputs = Some(map.next_value_seed(TensorList("inputs"))?),
+                "outputs" => request.outputs = map.next_value()?,
+                // Extensions this node does not implement.
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// The request's inputs, checked: JSON data, or their bytes from the
+/// binary part after the JSON, in order.
+fn with_binary_data(
+    inputs: Vec<TensorIn>,
+    mut binary: &[u8],
+) -> Result<Vec<NamedTensor>, ApiError> {
+    inputs
+        .into_iter()
+        .map(|input| {
+            let DataIn::Binary(size) = input.data else {
+                return input.inline();
+            };
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            if size > binary.len() {
                 return Err(ApiError::bad_request(format!(
-                    "inputs[{i}] needs a string `name`"
+                    "input `{}`: announces {size} binary bytes; only {} follow the header",
+                    input.name,
+                    binary.len()
                 )));
             }
-        };
-        let bad = |m: String| ApiError::bad_request(format!("input `{name}`: {m}"));
-        let datatype = tensor_json::datatype(t.remove("datatype")).map_err(bad)?;
-        let shape = tensor_json::shape(t.remove("shape")).map_err(bad)?;
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        if size > binary.len() {
-            return Err(bad(format!(
-                "announces {size} binary bytes; only {} follow the header",
-                binary.len()
-            )));
-        }
-        let (raw, rest) = binary.split_at(size);
-        out.push(oip_binary::decode(&name, datatype, shape, raw)?);
-        binary = rest;
-    }
-    Ok(out)
+            let (raw, rest) = binary.split_at(size);
+            binary = rest;
+            oip_binary::decode(&input.name, input.datatype, input.shape, raw)
+        })
+        .collect()
 }

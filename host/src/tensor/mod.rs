@@ -51,6 +51,19 @@ pub enum TensorData {
 }
 
 impl TensorData {
+    /// No elements of type `element` yet, room for `capacity`.
+    pub fn with_capacity(element: ElementType, capacity: usize) -> Self {
+        match element {
+            ElementType::F32 => Self::F32(Vec::with_capacity(capacity)),
+            ElementType::F64 => Self::F64(Vec::with_capacity(capacity)),
+            ElementType::I32 => Self::I32(Vec::with_capacity(capacity)),
+            ElementType::I64 => Self::I64(Vec::with_capacity(capacity)),
+            ElementType::U8 => Self::U8(Vec::with_capacity(capacity)),
+            ElementType::Bool => Self::Bool(Vec::with_capacity(capacity)),
+            ElementType::String => Self::String(Vec::with_capacity(capacity)),
+        }
+    }
+
     /// The element type.
     pub fn element_type(&self) -> ElementType {
         match self {
