@@ -13,8 +13,10 @@ use sluice::http::message::{MESSAGE_JSON, decode_request};
 use std::hint::black_box;
 
 /// A message JSON body of `rows` × `cols` varied FP32 values, as nested
-/// rows, the way clients write them.
-fn body(rows: usize, cols: usize) -> Vec<u8> {
+/// rows, the way clients write them: `datatype` before `data` (Python
+/// dicts, tritonclient), or after it (`serde_json::json!`, sorted keys),
+/// which the decoder reads past once and decodes at the object's end.
+fn body(rows: usize, cols: usize, data_first: bool) -> Vec<u8> {
     // A small LCG: varied digits, the same on every run.
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move || {
@@ -27,21 +29,25 @@ fn body(rows: usize, cols: usize) -> Vec<u8> {
             format!("[{}]", row.join(","))
         })
         .collect();
-    format!(
-        r#"{{"tensors":[{{"name":"X","datatype":"FP32","shape":[{rows},{cols}],"data":[{}]}}]}}"#,
-        data.join(",")
-    )
-    .into_bytes()
+    let data = data.join(",");
+    let tensor = if data_first {
+        format!(r#"{{"data":[{data}],"datatype":"FP32","name":"X","shape":[{rows},{cols}]}}"#)
+    } else {
+        format!(r#"{{"name":"X","datatype":"FP32","shape":[{rows},{cols}],"data":[{data}]}}"#)
+    };
+    format!(r#"{{"tensors":[{tensor}]}}"#).into_bytes()
 }
 
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("tensor_json");
-    for (label, rows, cols) in [
-        ("1x4", 1, 4),
-        ("64x64", 64, 64),
-        ("16384x64", 16_384, 64),
+    for (label, rows, cols, data_first) in [
+        ("1x4", 1, 4, false),
+        ("64x64", 64, 64, false),
+        ("64x64, data first", 64, 64, true),
+        ("16384x64", 16_384, 64, false),
+        ("16384x64, data first", 16_384, 64, true),
     ] {
-        let bytes = body(rows, cols);
+        let bytes = body(rows, cols, data_first);
         let decoded = decode_request(Some(MESSAGE_JSON), bytes.clone()).expect("decodes");
         assert_eq!(decoded.tensors[0].tensor.data.len(), rows * cols);
         group.throughput(Throughput::Bytes(bytes.len() as u64));

@@ -8,8 +8,8 @@ use crate::tensor::{Body, Field, Message, Scalar};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,8 +40,7 @@ pub fn decode_request(content_type: Option<&str>, bytes: Vec<u8>) -> Result<Mess
             fields: Vec::new(),
         });
     }
-    let message: MessageIn =
-        serde_json::from_slice(&bytes).map_err(|e| tensor_json::refused(e, MESSAGE_JSON))?;
+    let message = tensor_json::read(&bytes, |text_len| MessageSeed { text_len }, MESSAGE_JSON)?;
     Ok(Message {
         body: None,
         tensors: message
@@ -64,15 +63,20 @@ struct MessageIn {
     fields: Vec<(String, Scalar)>,
 }
 
-impl<'de> Deserialize<'de> for MessageIn {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(MessageVisitor)
+/// Reads a [`MessageIn`] from a body of `text_len` bytes.
+struct MessageSeed {
+    text_len: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for MessageSeed {
+    type Value = MessageIn;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<MessageIn, D::Error> {
+        d.deserialize_map(self)
     }
 }
 
-struct MessageVisitor;
-
-impl<'de> Visitor<'de> for MessageVisitor {
+impl<'de> Visitor<'de> for MessageSeed {
     type Value = MessageIn;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -86,7 +90,12 @@ impl<'de> Visitor<'de> for MessageVisitor {
         };
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "tensors" => message.tensors = map.next_value_seed(TensorList("tensors"))?,
+                "tensors" => {
+                    message.tensors = map.next_value_seed(TensorList {
+                        list: "tensors",
+                        text_len: self.text_len,
+                    })?
+                }
                 "fields" => message.fields = map.next_value_seed(ScalarMap("field"))?,
                 unknown => {
                     return Err(de::Error::custom(format!(

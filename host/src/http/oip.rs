@@ -264,8 +264,11 @@ impl InferRequest {
             None => bytes.len(),
         };
         let (json_part, binary_part) = bytes.split_at(json_len);
-        let request: RequestJson = serde_json::from_slice(json_part)
-            .map_err(|e| tensor_json::refused(e, "an inference request"))?;
+        let request = tensor_json::read(
+            json_part,
+            |text_len| RequestSeed { text_len },
+            "an inference request",
+        )?;
         let inputs = request
             .inputs
             .ok_or_else(|| ApiError::bad_request("the request needs an `inputs` array"))?;
@@ -415,15 +418,20 @@ fn parameters<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Scalar)>, 
     ScalarMap("parameter").deserialize(d)
 }
 
-impl<'de> Deserialize<'de> for RequestJson {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(RequestVisitor)
+/// Reads a [`RequestJson`] from a JSON text of `text_len` bytes.
+struct RequestSeed {
+    text_len: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for RequestSeed {
+    type Value = RequestJson;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RequestJson, D::Error> {
+        d.deserialize_map(self)
     }
 }
 
-struct RequestVisitor;
-
-impl<'de> Visitor<'de> for RequestVisitor {
+impl<'de> Visitor<'de> for RequestSeed {
     type Value = RequestJson;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -447,7 +455,12 @@ impl<'de> Visitor<'de> for RequestVisitor {
                     request.id = Some(map.next_value_seed(id)?);
                 }
                 "parameters" => request.parameters = map.next_value_seed(ScalarMap("parameter"))?,
-                "inputs" => request.inputs = Some(map.next_value_seed(TensorList("inputs"))?),
+                "inputs" => {
+                    request.inputs = Some(map.next_value_seed(TensorList {
+                        list: "inputs",
+                        text_len: self.text_len,
+                    })?)
+                }
                 "outputs" => request.outputs = map.next_value()?,
                 // Extensions this node does not implement.
                 _ => {

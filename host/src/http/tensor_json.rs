@@ -22,10 +22,24 @@ use std::fmt;
 // `data` is decoded once, straight into a vector of its datatype: no
 // generic JSON tree, which costs 20–30× the text it was read from.
 
+/// A whole JSON request body read by `seed`, which is told the body's
+/// length (see [`TensorList`]).
+pub fn read<'de, S: DeserializeSeed<'de>>(
+    body: &'de [u8],
+    seed: impl FnOnce(usize) -> S,
+    media: &str,
+) -> Result<S::Value, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    seed(body.len())
+        .deserialize(&mut de)
+        .and_then(|value| de.end().map(|()| value))
+        .map_err(|e| refused(e, media))
+}
+
 /// A request body that is not the JSON it should be, as a 400: what the
 /// decoder found wrong (it names the member and the position), or why the
 /// text is no JSON at all.
-pub fn refused(e: serde_json::Error, media: &str) -> ApiError {
+fn refused(e: serde_json::Error, media: &str) -> ApiError {
     if e.is_data() {
         ApiError::bad_request(e.to_string())
     } else {
@@ -77,9 +91,15 @@ impl TensorIn {
     }
 }
 
-/// A JSON array of tensor objects: the list called `.0` (`inputs`,
-/// `tensors`), named in errors.
-pub struct TensorList(pub &'static str);
+/// A JSON array of tensor objects: the list called `list` (`inputs`,
+/// `tensors`), named in errors, in a JSON text of `text_len` bytes.
+pub struct TensorList {
+    /// The list's name.
+    pub list: &'static str,
+    /// The length of the JSON text: no tensor reserves room for more
+    /// elements than it could hold.
+    pub text_len: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for TensorList {
     type Value = Vec<TensorIn>;
@@ -96,15 +116,16 @@ impl<'de> Visitor<'de> for TensorList {
         write!(
             f,
             "`{}` as an array of {{name, datatype, shape, data}}",
-            self.0
+            self.list
         )
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut tensors = Vec::new();
         while let Some(t) = seq.next_element_seed(TensorObject {
-            list: self.0,
+            list: self.list,
             index: tensors.len(),
+            text_len: self.text_len,
         })? {
             tensors.push(t);
         }
@@ -116,6 +137,7 @@ impl<'de> Visitor<'de> for TensorList {
 struct TensorObject {
     list: &'static str,
     index: usize,
+    text_len: usize,
 }
 
 #[derive(Deserialize)]
@@ -156,25 +178,36 @@ impl<'de> Visitor<'de> for TensorObject {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut name, mut datatype, mut shape, mut data, mut parameters) =
+        let (mut name, mut datatype, mut shape, mut raw_data, mut parameters) =
             (None, None, None, None, None);
+        // `data` read as it came, when `datatype` came first.
+        let mut decoded: Option<Sink> = None;
+        let twice =
+            || de::Error::custom(format!("{}[{}] has a member twice", self.list, self.index));
         while let Some(member) = map.next_key::<Member>()? {
             let slot: &mut Option<&'de RawValue> = match member {
                 Member::Name => &mut name,
                 Member::Datatype => &mut datatype,
                 Member::Shape => &mut shape,
-                Member::Data => &mut data,
                 Member::Parameters => &mut parameters,
+                Member::Data if raw_data.is_some() || decoded.is_some() => return Err(twice()),
+                Member::Data => match datatype.map(|raw| decode_datatype(Some(raw))) {
+                    Some(Ok(known)) => {
+                        let declared = shape.and_then(|raw| decode_shape(Some(raw)).ok());
+                        let mut sink = Sink::new(known, declared.as_deref(), self.text_len);
+                        map.next_value_seed(&mut sink)?;
+                        decoded = Some(sink);
+                        continue;
+                    }
+                    _ => &mut raw_data,
+                },
                 Member::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
             };
             if slot.replace(map.next_value()?).is_some() {
-                return Err(de::Error::custom(format!(
-                    "{}[{}] has a member twice",
-                    self.list, self.index
-                )));
+                return Err(twice());
             }
         }
         let name: String = name
@@ -196,10 +229,19 @@ impl<'de> Visitor<'de> for TensorObject {
                         .binary_data_size
                 }
             };
-            let data = match (binary, data) {
-                (Some(size), _) => DataIn::Binary(size),
-                (None, Some(raw)) => DataIn::Inline(decode_data(datatype, &shape, raw)?),
-                (None, None) => return Err("needs a `data` array".into()),
+            let data = match (binary, decoded, raw_data) {
+                (Some(size), _, _) => DataIn::Binary(size),
+                (None, Some(sink), _) => DataIn::Inline(sink.finish()?),
+                (None, None, Some(raw)) => {
+                    let mut sink = Sink::new(datatype, Some(&shape), raw.get().len());
+                    // The text was read as JSON once already: only nesting
+                    // too deep for the parser's recursion limit fails here.
+                    (&mut sink)
+                        .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+                        .map_err(|e| format!("bad `data`: {e}"))?;
+                    DataIn::Inline(sink.finish()?)
+                }
+                (None, None, None) => return Err("needs a `data` array".into()),
             };
             Ok(TensorIn {
                 name: name.clone(),
@@ -238,90 +280,100 @@ fn truncated(text: &str) -> String {
     }
 }
 
-/// `data` as elements of `datatype`, nested arrays read row-major.
-fn decode_data(datatype: Datatype, shape: &[u64], raw: &RawValue) -> Result<TensorData, String> {
-    let text = raw.get();
-    if !text.starts_with('[') {
-        return Err("needs a `data` array".into());
-    }
-    // The shape's element count, but never more than the text could hold
-    // (every element takes at least a byte and a comma): a client's shape
-    // must not make the node allocate.
-    let declared = shape.iter().try_fold(1u64, |n, d| n.checked_mul(*d));
-    let capacity = declared.map_or(0, |n| n.min(text.len() as u64 / 2 + 1) as usize);
-    let mut sink = Sink {
-        datatype,
-        data: TensorData::with_capacity(datatype.carried_as(), capacity),
-        count: 0,
-        bad: None,
-    };
-    let mut de = serde_json::Deserializer::from_str(text);
-    // The text was read as JSON once already: only nesting too deep for
-    // the parser's recursion limit fails here.
-    (&mut sink)
-        .deserialize(&mut de)
-        .map_err(|e| format!("bad `data`: {e}"))?;
-    match sink.bad {
-        Some(bad) => Err(bad),
-        None => Ok(sink.data),
-    }
-}
-
-/// Collects `data`'s elements into a typed vector, each checked to fit
-/// the datatype; the first that does not is remembered and the rest read
-/// past.
+/// Collects `data` into a vector of its datatype, nested arrays read
+/// row-major and each element checked to fit; the first that does not is
+/// remembered and the rest read past.
 struct Sink {
     datatype: Datatype,
     data: TensorData,
+    /// Inside the outer array (a bare value is no `data` array).
+    nested: bool,
     /// Elements read so far: the index of the next.
     count: usize,
     bad: Option<String>,
 }
 
+/// One element of `data`, as JSON gave it.
+enum Leaf<'a> {
+    Int(i128),
+    Float(f64),
+    Bool(bool),
+    Text(&'a str),
+    Null,
+    Object,
+}
+
 impl Sink {
-    fn integer(&mut self, n: i128) {
-        let fits = self
-            .datatype
-            .range()
-            .is_none_or(|(min, max)| (min..=max).contains(&n));
-        match &mut self.data {
-            TensorData::F32(v) => v.push(n as f32),
-            TensorData::F64(v) => v.push(n as f64),
-            TensorData::I32(v) if fits => v.push(n as i32),
-            TensorData::I64(v) if fits => v.push(n as i64),
-            TensorData::U8(v) if fits => v.push(n as u8),
-            _ => return self.refuse(&n),
+    /// Room for the elements `shape` declares, but never more than `text_len`
+    /// bytes of JSON could hold (every element takes at least a byte and a
+    /// comma): a client's shape must not make the node allocate.
+    fn new(datatype: Datatype, shape: Option<&[u64]>, text_len: usize) -> Self {
+        let declared = shape.and_then(|s| s.iter().try_fold(1u64, |n, d| n.checked_mul(*d)));
+        let capacity = declared.map_or(0, |n| n.min(text_len as u64 / 2 + 1) as usize);
+        Self {
+            datatype,
+            data: TensorData::with_capacity(datatype.carried_as(), capacity),
+            nested: false,
+            count: 0,
+            bad: None,
         }
-        self.count += 1;
     }
 
-    fn float(&mut self, x: f64) {
-        match &mut self.data {
-            TensorData::F32(v) if (x as f32).is_finite() => v.push(x as f32),
-            TensorData::F64(v) => v.push(x),
-            _ => return self.refuse(&Value::from(x)),
+    fn leaf(&mut self, leaf: Leaf) {
+        if !self.nested {
+            self.bad = Some("needs a `data` array".into());
+            return;
         }
-        self.count += 1;
-    }
-
-    fn boolean(&mut self, b: bool) {
-        match &mut self.data {
-            TensorData::Bool(v) => v.push(b),
-            _ => return self.refuse(&b),
-        }
-        self.count += 1;
-    }
-
-    fn text(&mut self, s: &str) {
-        match &mut self.data {
-            TensorData::String(v) => v.push(s.to_string()),
-            _ => return self.refuse(&Value::from(truncated(s))),
-        }
-        self.count += 1;
-    }
-
-    fn refuse(&mut self, shown: &dyn fmt::Display) {
-        if self.bad.is_none() {
+        let fits =
+            |n: i128| (self.datatype.range()).is_none_or(|(min, max)| (min..=max).contains(&n));
+        let accepted = match (&mut self.data, &leaf) {
+            (TensorData::F32(v), Leaf::Int(n)) => {
+                v.push(*n as f32);
+                true
+            }
+            (TensorData::F32(v), Leaf::Float(x)) if (*x as f32).is_finite() => {
+                v.push(*x as f32);
+                true
+            }
+            (TensorData::F64(v), Leaf::Int(n)) => {
+                v.push(*n as f64);
+                true
+            }
+            (TensorData::F64(v), Leaf::Float(x)) => {
+                v.push(*x);
+                true
+            }
+            (TensorData::I32(v), Leaf::Int(n)) if fits(*n) => {
+                v.push(*n as i32);
+                true
+            }
+            (TensorData::I64(v), Leaf::Int(n)) if fits(*n) => {
+                v.push(*n as i64);
+                true
+            }
+            (TensorData::U8(v), Leaf::Int(n)) if fits(*n) => {
+                v.push(*n as u8);
+                true
+            }
+            (TensorData::Bool(v), Leaf::Bool(b)) => {
+                v.push(*b);
+                true
+            }
+            (TensorData::String(v), Leaf::Text(s)) => {
+                v.push(s.to_string());
+                true
+            }
+            _ => false,
+        };
+        if !accepted && self.bad.is_none() {
+            let shown = match leaf {
+                Leaf::Int(n) => n.to_string(),
+                Leaf::Float(x) => Value::from(x).to_string(),
+                Leaf::Bool(b) => b.to_string(),
+                Leaf::Text(s) => Value::from(truncated(s)).to_string(),
+                Leaf::Null => "null".into(),
+                Leaf::Object => "{…}".into(),
+            };
             self.bad = Some(format!(
                 "data[{}] = {shown} is not {}",
                 self.count,
@@ -329,6 +381,13 @@ impl Sink {
             ));
         }
         self.count += 1;
+    }
+
+    fn finish(self) -> Result<TensorData, String> {
+        match self.bad {
+            Some(bad) => Err(bad),
+            None => Ok(self.data),
+        }
     }
 }
 
@@ -344,47 +403,48 @@ impl<'de> Visitor<'de> for &mut Sink {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}", self.datatype.element())
+        write!(f, "a `data` array of {}", self.datatype.element())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.nested = true;
         while seq.next_element_seed(&mut *self)?.is_some() {}
         Ok(())
     }
 
     fn visit_u64<E>(self, n: u64) -> Result<(), E> {
-        self.integer(n.into());
+        self.leaf(Leaf::Int(n.into()));
         Ok(())
     }
 
     fn visit_i64<E>(self, n: i64) -> Result<(), E> {
-        self.integer(n.into());
+        self.leaf(Leaf::Int(n.into()));
         Ok(())
     }
 
     fn visit_f64<E>(self, x: f64) -> Result<(), E> {
-        self.float(x);
+        self.leaf(Leaf::Float(x));
         Ok(())
     }
 
     fn visit_bool<E>(self, b: bool) -> Result<(), E> {
-        self.boolean(b);
+        self.leaf(Leaf::Bool(b));
         Ok(())
     }
 
     fn visit_str<E>(self, s: &str) -> Result<(), E> {
-        self.text(s);
+        self.leaf(Leaf::Text(s));
         Ok(())
     }
 
     fn visit_unit<E>(self) -> Result<(), E> {
-        self.refuse(&"null");
+        self.leaf(Leaf::Null);
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        self.refuse(&"{…}");
+        self.leaf(Leaf::Object);
         Ok(())
     }
 }
