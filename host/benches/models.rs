@@ -120,6 +120,7 @@ fn bench(c: &mut Criterion) {
             Some(Batching {
                 max_batch_size: 64,
                 max_queue_delay_us: 1000,
+                max_queue_size: Batching::DEFAULT_MAX_QUEUE_SIZE,
             }),
         ),
     ] {

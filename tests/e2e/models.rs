@@ -432,7 +432,7 @@ async fn batched_results_equal_unbatched_results_request_by_request() {
     assert_eq!(status, 201);
     assert_eq!(
         pushed["model"]["batching"],
-        json!({"max_batch_size": 16, "max_queue_delay_us": 50000})
+        json!({"max_batch_size": 16, "max_queue_delay_us": 50000, "max_queue_size": 1024})
     );
 
     // 48 different requests of one or two rows, each sent to both models.

@@ -129,6 +129,10 @@ pub enum ModelsCommand {
         /// How long a request may wait for others to batch with, in microseconds.
         #[arg(long, default_value_t = 2000, requires = "max_batch_size")]
         max_queue_delay_us: u64,
+        /// How many requests may wait for a batch; past that a request is
+        /// refused at once with 503 and Retry-After.
+        #[arg(long, default_value_t = Batching::DEFAULT_MAX_QUEUE_SIZE, requires = "max_batch_size")]
+        max_queue_size: u32,
         /// Seconds without a run before a node unloads this version's plan
         /// (overrides the node's --model-idle-secs; 0: never).
         #[arg(long)]
@@ -608,6 +612,7 @@ impl ModelsCommand {
                 input_shapes,
                 max_batch_size,
                 max_queue_delay_us,
+                max_queue_size,
                 idle_secs,
                 invoke,
                 target,
@@ -625,6 +630,7 @@ impl ModelsCommand {
                     batching: max_batch_size.map(|max_batch_size| Batching {
                         max_batch_size,
                         max_queue_delay_us,
+                        max_queue_size,
                     }),
                     idle_secs,
                 });

@@ -140,7 +140,9 @@ fn node_status(e: &NodeError) -> StatusCode {
         NodeError::Inference(InferenceError::Internal(_)) | NodeError::Engine(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
-        NodeError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        NodeError::Busy { .. } | NodeError::Inference(InferenceError::QueueFull { .. }) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         NodeError::Step { source, .. } => node_status(source),
         NodeError::PipelineTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         NodeError::Features(f) => feature_status(f),
@@ -177,7 +179,7 @@ impl From<NodeError> for ApiError {
         {
             error.body.current = serde_json::to_value(current).ok();
         }
-        if let NodeError::Busy { .. } = e {
+        if let NodeError::Busy { .. } | NodeError::Inference(InferenceError::QueueFull { .. }) = e {
             // One second: slots free up within a call's duration, far
             // sooner; a client that waits longer only loses time.
             error.retry_after = Some(1);

@@ -10,6 +10,7 @@ use crate::tensor::parse_shape;
 const DEFAULT_BATCHING: Batching = Batching {
     max_batch_size: 32,
     max_queue_delay_us: 2000,
+    max_queue_size: Batching::DEFAULT_MAX_QUEUE_SIZE,
 };
 
 /// The query of a publish with `settings`. A model's baseline must already
@@ -60,6 +61,7 @@ pub fn write(settings: &Settings) -> Result<Vec<(String, String)>, String> {
             if let Some(b) = &p.batching {
                 put("max_batch_size", b.max_batch_size.to_string());
                 put("max_queue_delay_us", b.max_queue_delay_us.to_string());
+                put("max_queue_size", b.max_queue_size.to_string());
             }
             match &p.baseline {
                 None => {}
@@ -151,6 +153,9 @@ pub fn read_push(params: Vec<(String, String)>, created_by: String) -> Result<Pu
                     .get_or_insert(DEFAULT_BATCHING)
                     .max_queue_delay_us = number(&key, &value)?
             }
+            ("max_queue_size", _) => {
+                p.batching.get_or_insert(DEFAULT_BATCHING).max_queue_size = number(&key, &value)?
+            }
             (_, Some(("label", k))) if !k.is_empty() => {
                 p.labels.insert(k.to_string(), value);
             }
@@ -160,7 +165,7 @@ pub fn read_push(params: Vec<(String, String)>, created_by: String) -> Result<Pu
             }
             _ => {
                 return Err(format!(
-                    "unknown query parameter `{key}`; use description, label.KEY=VALUE, input_shape.INPUT=DIMS, baseline=sha256:..., max_batch_size, max_queue_delay_us or idle_secs"
+                    "unknown query parameter `{key}`; use description, label.KEY=VALUE, input_shape.INPUT=DIMS, baseline=sha256:..., max_batch_size, max_queue_delay_us, max_queue_size or idle_secs"
                 ));
             }
         }
@@ -251,6 +256,7 @@ mod tests {
             batching: Some(Batching {
                 max_batch_size: 16,
                 max_queue_delay_us: 500,
+                max_queue_size: 64,
             }),
             idle_secs: Some(60),
         };

@@ -1,13 +1,16 @@
 //! Dynamic batching: concurrent requests to one model version are joined
 //! along the batch dimension (axis 0) and run as one, up to
 //! `max_batch_size` rows, waiting at most `max_queue_delay` for company.
+//! At most `max_queue_size` requests wait; past that a request is refused
+//! at once (503, retry) rather than held, so a burst cannot pile up
+//! decoded inputs in memory without end.
 //!
 //! Only requests whose inputs agree on everything but the batch dimension
 //! run together; the others wait for the next batch. Outputs are split back
 //! by each request's rows. If a batch fails, its requests are run one by
 //! one, so a bad request fails only itself.
 
-use super::{InferenceError, Plan};
+use super::{InferenceError, ModelVersion, Plan};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +25,19 @@ pub struct Batching {
     pub max_batch_size: u32,
     /// Longest a request waits for others, in microseconds.
     pub max_queue_delay_us: u64,
+    /// Most requests waiting for a run; more are refused.
+    #[serde(default = "Batching::default_max_queue_size")]
+    pub max_queue_size: u32,
+}
+
+impl Batching {
+    /// Requests that may wait for a run unless the push says otherwise
+    /// (and for versions pushed before there was a bound).
+    pub const DEFAULT_MAX_QUEUE_SIZE: u32 = 1024;
+
+    fn default_max_queue_size() -> u32 {
+        Self::DEFAULT_MAX_QUEUE_SIZE
+    }
 }
 
 /// Counters: how much batching happened.
@@ -42,28 +58,50 @@ struct Job {
 
 /// The queue in front of one model version's plan.
 pub struct Batcher {
-    queue: mpsc::UnboundedSender<Job>,
+    queue: mpsc::Sender<Job>,
+    /// Named in refusals.
+    model: String,
+    version: u64,
+    max_queue_size: u32,
 }
 
 impl Batcher {
-    /// Start a batcher for `plan` (its task ends when the batcher is dropped).
+    /// Start a batcher for `plan`, the model version `record` (its task
+    /// ends when the batcher is dropped).
     pub fn start(
+        record: &ModelVersion,
         plan: Plan,
         settings: Batching,
         runs: Arc<Semaphore>,
         stats: Arc<BatchStats>,
     ) -> Self {
-        let (queue, jobs) = mpsc::unbounded_channel();
+        let max_queue_size = settings.max_queue_size;
+        let (queue, jobs) = mpsc::channel(max_queue_size as usize);
         tokio::spawn(serve(plan, settings, runs, stats, jobs));
-        Self { queue }
+        Self {
+            queue,
+            model: record.name.clone(),
+            version: record.version,
+            max_queue_size,
+        }
     }
 
-    /// Run `inputs` as part of a batch.
+    /// Run `inputs` as part of a batch, or refuse them at once if
+    /// `max_queue_size` requests are already waiting.
     pub async fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, InferenceError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { inputs, reply })
-            .map_err(|_| InferenceError::Internal("the model's batcher stopped".into()))?;
+            .try_send(Job { inputs, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => InferenceError::QueueFull {
+                    model: self.model.clone(),
+                    version: self.version,
+                    max_queue_size: self.max_queue_size,
+                },
+                mpsc::error::TrySendError::Closed(_) => {
+                    InferenceError::Internal("the model's batcher stopped".into())
+                }
+            })?;
         answer.await.map_err(|_| {
             InferenceError::Internal("the model's batcher dropped the request".into())
         })?
@@ -92,7 +130,7 @@ async fn serve(
     settings: Batching,
     runs: Arc<Semaphore>,
     stats: Arc<BatchStats>,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut jobs: mpsc::Receiver<Job>,
 ) {
     let max_rows = settings.max_batch_size.max(1) as usize;
     let delay = Duration::from_micros(settings.max_queue_delay_us);

@@ -58,6 +58,18 @@ pub enum InferenceError {
     /// The engine failed running a valid model on valid inputs (HTTP 500).
     #[error("inference failed: {0}")]
     Internal(String),
+    /// The model version's batching queue is full (HTTP 503, retry).
+    #[error(
+        "model `{model}` version {version} already has {max_queue_size} requests waiting to batch (its max_queue_size): retry shortly"
+    )]
+    QueueFull {
+        /// The model.
+        model: String,
+        /// Its version.
+        version: u64,
+        /// The bound that was reached.
+        max_queue_size: u32,
+    },
 }
 
 impl From<StoreError> for InferenceError {
@@ -503,7 +515,7 @@ impl Models {
                         tracing::info!(model = %name, version, elapsed_ms = started.elapsed().as_millis() as u64, "model plan ready");
                         let batcher = record
                             .batching
-                            .map(|b| batch::Batcher::start(plan.clone(), b, runs, batches));
+                            .map(|b| batch::Batcher::start(&record, plan.clone(), b, runs, batches));
                         Ok(Model {
                             record,
                             plan,
@@ -613,6 +625,11 @@ fn check_batchable(signature: &Signature, batching: &Batching) -> Result<(), Inf
     if batching.max_batch_size < 2 {
         return Err(InferenceError::InvalidInput(
             "max_batch_size must be at least 2 to batch anything".into(),
+        ));
+    }
+    if batching.max_queue_size == 0 {
+        return Err(InferenceError::InvalidInput(
+            "max_queue_size must be at least 1: it is how many requests may wait for a run".into(),
         ));
     }
     let fixed = signature
@@ -759,6 +776,70 @@ mod tests {
         // The slot came back: the next run gets it.
         let out = models.run(&model, ones(3)).await.unwrap();
         assert_eq!(out[0].tensor.data, TensorData::F32(vec![3.0; 9]));
+    }
+
+    #[tokio::test]
+    async fn a_full_batching_queue_refuses_at_once_and_the_queued_requests_still_run() {
+        const IRIS: &[u8] = include_bytes!("../../../examples/models/iris-logreg.onnx");
+        let dir = tempfile::tempdir().unwrap();
+        let (models, gram) = models_with(dir.path(), 1, "gram", GRAM).await;
+        let name = Name::parse("iris").unwrap();
+        let batching = Batching {
+            max_batch_size: 2,
+            max_queue_delay_us: 0,
+            max_queue_size: 2,
+        };
+        let push = Push {
+            batching: Some(batching),
+            ..Push::default()
+        };
+        models
+            .push(&name, Bytes::from_static(IRIS), push, None)
+            .await
+            .unwrap();
+        let iris = models.get(&name, &Selector::Default).await.unwrap();
+        // The only run slot is held by a run of about a second whose
+        // request is gone: the batcher cannot run anything meanwhile.
+        let held = tokio::time::timeout(Duration::from_millis(20), models.run(&gram, ones(2000)));
+        assert!(held.await.is_err(), "the large run finished within 20 ms");
+        // Two reference rows (standardised iris features) and their labels.
+        let rows = [
+            ([-0.052506078, -0.592373, 0.76275826, 1.5804638], 2),
+            ([-0.4160097, 2.6303818, -1.3402265, -1.3154444], 0),
+        ];
+        let input = |i: usize| {
+            vec![NamedTensor {
+                name: "X".into(),
+                tensor: Tensor {
+                    shape: vec![1, 4],
+                    data: TensorData::F32(rows[i % 2].0.to_vec()),
+                },
+            }]
+        };
+        // On this single-threaded runtime every request reaches the queue
+        // before the batcher takes any: two fit, six are refused at once.
+        let answers = futures::future::join_all((0..8).map(|i| models.run(&iris, input(i)))).await;
+        for (i, answer) in answers.iter().enumerate() {
+            match (i, answer) {
+                (0 | 1, Ok(out)) => {
+                    assert_eq!(out[0].tensor.data, TensorData::I64(vec![rows[i].1]))
+                }
+                (
+                    2..,
+                    Err(InferenceError::QueueFull {
+                        max_queue_size: 2,
+                        version: 1,
+                        ..
+                    }),
+                ) => {}
+                _ => panic!("request {i}: {answer:?}"),
+            }
+        }
+        let refused = answers[2].as_ref().unwrap_err().to_string();
+        assert!(
+            refused.contains("model `iris` version 1 already has 2 requests waiting"),
+            "{refused}"
+        );
     }
 
     #[tokio::test]

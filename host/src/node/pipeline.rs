@@ -686,7 +686,7 @@ fn retryable(e: &NodeError) -> bool {
     match e {
         NodeError::Step { source, .. } => retryable(source),
         NodeError::Call(call) => !matches!(call, CallError::InvalidInput(_)),
-        NodeError::Inference(InferenceError::Internal(_))
+        NodeError::Inference(InferenceError::Internal(_) | InferenceError::QueueFull { .. })
         | NodeError::Busy { .. }
         | NodeError::Engine(_) => true,
         NodeError::Registry(
