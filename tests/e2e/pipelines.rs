@@ -329,6 +329,14 @@ async fn deploys_are_refused_naming_the_step_and_the_field() {
             "name = \"other\"\n[[step]]\nname = \"a\"\nfunction = \"echo\"\n",
             "deployed as `p`",
         ),
+        (
+            "name = \"p\"\n[[step]]\nname = \"a\"\nfunction = \"echo\"\nfuel = 5\n",
+            "step a: `fuel` must be between 1000000 and 10000000000000, not 5",
+        ),
+        (
+            "name = \"p\"\n[[step]]\nname = \"a\"\nfunction = \"echo\"\nmemory_mb = 100000\n",
+            "step a: `memory_mb` must be between 1 and this node's ceiling of 256 MiB",
+        ),
     ] {
         let (status, answer) = deploy(&server, "p", manifest).await;
         assert_eq!(status, 400, "{manifest}: {answer}");

@@ -115,3 +115,40 @@ async fn limits_out_of_range_are_refused_at_deploy() {
         assert!(v["error"].as_str().unwrap().contains(expected), "{v}");
     }
 }
+
+/// What a stage sends back is bounded on the host: an output over the
+/// node's per-call cap fails the call, and a log record's fields are
+/// truncated and counted.
+#[tokio::test]
+async fn guest_output_and_log_fields_are_bounded_on_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(&dir.path().join("data"), &["--max-output-mb", "8"]);
+    server.deploy("m", "guest-misbehave", &[]).await;
+    // 9 MiB out of a 4-byte request.
+    let (status, v) = server.invoke("m", "text/plain", "grow").await;
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(
+        v["error"],
+        "the stage returned 9437184 bytes, more than this node's per-call output cap of 8388608 bytes (--max-output-mb)"
+    );
+    // Within the cap, the same instance pool answers.
+    let (status, v) = server.invoke("m", "text/plain", "fine").await;
+    assert_eq!((status, v["body"]["text"].as_str()), (200, Some("fine")));
+
+    // 100 fields, one of them 1 MiB: 32 kept, the big one cut at 1 KiB.
+    let (status, _) = server.invoke("m", "text/plain", "noisy").await;
+    assert_eq!(status, 200);
+    let seen = crate::support::eventually(Duration::from_secs(5), || {
+        server.log_text().contains("a noisy record")
+    });
+    assert!(seen, "log:\n{}", server.log_text());
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("a noisy record"))
+        .expect("the record");
+    assert!(line.contains("f31=v"), "{line}");
+    assert!(!line.contains("f32=v"), "{line}");
+    assert!(line.contains("…(+68 more fields)"), "{line}");
+    assert!(line.len() < 4096, "a {}-byte log line", line.len());
+}

@@ -149,6 +149,10 @@ pub struct EngineArgs {
     /// Pooling allocator: auto (use it when the address space allows), on or off.
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     pooling: String,
+    /// Most output one stage call may return (body, tensors and fields),
+    /// in MiB; a larger output fails the call with a 500.
+    #[arg(long, default_value_t = EngineConfig::default().max_output_bytes >> 20)]
+    max_output_mb: u64,
 }
 
 impl EngineArgs {
@@ -157,6 +161,7 @@ impl EngineArgs {
             max_instances: self.max_instances,
             max_memory_bytes: self.max_memory_mb << 20,
             fuel: self.fuel,
+            max_output_bytes: self.max_output_mb << 20,
             pooling: match self.pooling.as_str() {
                 "on" => Some(true),
                 "off" => Some(false),

@@ -37,6 +37,15 @@ impl Default for StageLimits {
     }
 }
 
+impl StageLimits {
+    /// The fuel a deploy or a pipeline step may give a stage: from a
+    /// million instructions (a trivial stage's start-up) to a thousand
+    /// times the default.
+    pub fn fuel_range() -> std::ops::RangeInclusive<u64> {
+        1_000_000..=1_000 * Self::default().fuel
+    }
+}
+
 /// How a stage call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
@@ -58,6 +67,16 @@ pub enum CallError {
     /// The stage trapped: a panic, an out-of-bounds access... (HTTP 500).
     #[error("the stage trapped: {0}")]
     Trap(String),
+    /// The stage returned more than the node takes from one call (HTTP 500).
+    #[error(
+        "the stage returned {bytes} bytes, more than this node's per-call output cap of {max} bytes (--max-output-mb)"
+    )]
+    OutputTooLarge {
+        /// What it returned.
+        bytes: u64,
+        /// The cap.
+        max: u64,
+    },
 }
 
 /// Bytes of stdout/stderr kept per call.
@@ -135,7 +154,18 @@ impl Engine {
 
         let result = match outcome {
             Err(_elapsed) => Err(CallError::DeadlineExceeded(timeout)),
-            Ok(Ok(Ok(output))) => Ok(output.into()),
+            Ok(Ok(Ok(output))) => {
+                let output = Message::from(output);
+                match output.byte_size() {
+                    bytes if bytes > self.config.max_output_bytes => {
+                        Err(CallError::OutputTooLarge {
+                            bytes,
+                            max: self.config.max_output_bytes,
+                        })
+                    }
+                    _ => Ok(output),
+                }
+            }
             Ok(Ok(Err(wit::StageError::InvalidInput(m)))) => Err(CallError::InvalidInput(m)),
             Ok(Ok(Err(wit::StageError::Internal(m)))) => Err(CallError::Failed(m)),
             Ok(Err(error)) => Err(classify_trap(error, timeout, limits.fuel, &stderr)),

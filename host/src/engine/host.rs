@@ -115,6 +115,10 @@ impl Grant {
 const MAX_LOG_RECORDS: u32 = 1000;
 /// Longest log message kept; longer ones are cut.
 const MAX_LOG_MESSAGE: usize = 4096;
+/// Fields kept per log record, and bytes of each field's key and value.
+const MAX_LOG_FIELDS: usize = 32;
+const MAX_LOG_FIELD_KEY: usize = 64;
+const MAX_LOG_FIELD_VALUE: usize = 1024;
 
 /// The sandbox state of one call: an empty WASI context (no files, no
 /// network, no environment), the deployment's config and the call's limits.
@@ -258,11 +262,7 @@ impl log::Host for StageState {
             return Ok(());
         }
         let message = truncate(message, MAX_LOG_MESSAGE);
-        let fields = fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let fields = fields_text(fields);
         let id = &self.identity;
         macro_rules! emit {
             ($level:ident) => {
@@ -279,6 +279,25 @@ impl log::Host for StageState {
         }
         Ok(())
     }
+}
+
+/// A record's fields as `k=v k=v`, bounded: each key and value
+/// truncated, at most [`MAX_LOG_FIELDS`] of them, and the rest counted.
+fn fields_text(fields: Vec<(String, String)>) -> String {
+    let count = fields.len();
+    let mut text = String::new();
+    for (key, value) in fields.into_iter().take(MAX_LOG_FIELDS) {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(&truncate(key, MAX_LOG_FIELD_KEY));
+        text.push('=');
+        text.push_str(&truncate(value, MAX_LOG_FIELD_VALUE));
+    }
+    if count > MAX_LOG_FIELDS {
+        text.push_str(&format!(" …(+{} more fields)", count - MAX_LOG_FIELDS));
+    }
+    text
 }
 
 fn truncate(mut s: String, max: usize) -> String {

@@ -75,6 +75,9 @@ pub struct EngineConfig {
     /// Use the pooling allocator: `None` tries it and falls back to
     /// on-demand allocation when the pool cannot be reserved.
     pub pooling: Option<bool>,
+    /// The most a call's output (body, tensors and fields) may hold; a
+    /// larger one fails the call rather than travel on.
+    pub max_output_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             max_memory_bytes: 256 << 20,
             fuel: false,
             pooling: None,
+            max_output_bytes: 64 << 20,
         }
     }
 }

@@ -129,7 +129,8 @@ fn node_status(e: &NodeError) -> StatusCode {
             CallError::Failed(_)
             | CallError::MemoryLimit(_)
             | CallError::FuelExhausted(_)
-            | CallError::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | CallError::Trap(_)
+            | CallError::OutputTooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         },
         NodeError::Registry(r) | NodeError::Inference(InferenceError::Registry(r)) => {
             registry_status(r)

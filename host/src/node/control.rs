@@ -795,12 +795,12 @@ impl Node {
                 limits.timeout_ms
             )));
         }
-        // From a million instructions (a trivial stage's start-up) to a
-        // thousand times the default.
-        if !(1_000_000..=1_000 * defaults.fuel).contains(&limits.fuel) {
+        let fuel = StageLimits::fuel_range();
+        if !fuel.contains(&limits.fuel) {
             return Err(NodeError::InvalidSetting(format!(
-                "fuel must be between 1000000 and {}, got {}",
-                1_000 * defaults.fuel,
+                "fuel must be between {} and {}, got {}",
+                fuel.start(),
+                fuel.end(),
                 limits.fuel
             )));
         }

@@ -9,7 +9,7 @@
 
 use super::control::Published;
 use super::{Node, NodeError};
-use crate::engine::{CallError, Grant, StageIdentity, World};
+use crate::engine::{CallError, Grant, StageIdentity, StageLimits, World};
 use crate::inference::InferenceError;
 use crate::pipeline::{OnError, Pipeline, PipelineError, PipelineVersion, Step, StepKind, When};
 use crate::registry::{Name, RegistryError, Selector, now_rfc3339};
@@ -202,6 +202,21 @@ impl Node {
                         && !(1..=ceiling).contains(&mb)
                     {
                         return Err(invalid(&step.name, "memory_mb", format!("must be between 1 and this node's ceiling of {ceiling} MiB, not {mb}")).into());
+                    }
+                    let fuel = StageLimits::fuel_range();
+                    if let Some(f) = step.fuel
+                        && !fuel.contains(&f)
+                    {
+                        return Err(invalid(
+                            &step.name,
+                            "fuel",
+                            format!(
+                                "must be between {} and {}, not {f}",
+                                fuel.start(),
+                                fuel.end()
+                            ),
+                        )
+                        .into());
                     }
                     let world = self.functions.record_of(&target, version).await?.world;
                     self.check_grant(step, world)

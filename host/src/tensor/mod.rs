@@ -90,6 +90,19 @@ impl TensorData {
         }
     }
 
+    /// Bytes the elements take (text at its length).
+    pub fn byte_size(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len() * 4,
+            Self::F64(v) => v.len() * 8,
+            Self::I32(v) => v.len() * 4,
+            Self::I64(v) => v.len() * 8,
+            Self::U8(v) => v.len(),
+            Self::Bool(v) => v.len(),
+            Self::String(v) => v.iter().map(String::len).sum(),
+        }
+    }
+
     /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -174,6 +187,27 @@ pub struct Message {
     pub tensors: Vec<NamedTensor>,
     /// Named scalars.
     pub fields: Vec<Field>,
+}
+
+impl Message {
+    /// Bytes of content: the body, tensor elements (text at its length),
+    /// names and fields.
+    pub fn byte_size(&self) -> u64 {
+        let body = self.body.as_ref().map_or(0, |b| b.bytes.len());
+        let tensors: usize = (self.tensors.iter())
+            .map(|t| t.name.len() + t.tensor.data.byte_size())
+            .sum();
+        let fields: usize = (self.fields.iter())
+            .map(|f| {
+                f.name.len()
+                    + match &f.value {
+                        Scalar::Text(t) => t.len(),
+                        _ => 8,
+                    }
+            })
+            .sum();
+        (body + tensors + fields) as u64
+    }
 }
 
 /// One input or output of a model.

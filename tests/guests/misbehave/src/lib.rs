@@ -1,6 +1,8 @@
 //! A stage that misbehaves on request, for testing the sandbox. The request
-//! body names the behaviour: `loop`, `alloc`, `panic`, `log`, or anything
-//! else to echo it back with a per-instance call count.
+//! body names the behaviour: `loop`, `alloc`, `panic`, `log`, `noisy` (a
+//! log record of 100 fields, one of them 1 MiB), `grow` (a 9 MiB answer to
+//! a 4-byte request), or anything else to echo it back with a per-instance
+//! call count.
 
 use sluice_sdk::{Message, Scalar, Stage, StageError, export_stage, log};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,6 +37,20 @@ impl Stage for Misbehave {
                 eprintln!("printed to stderr");
                 Ok(Message::from_body("text/plain", "logged"))
             }
+            b"noisy" => {
+                let big = "x".repeat(1 << 20);
+                let names: Vec<String> = (0..100).map(|i| format!("f{i}")).collect();
+                let fields: Vec<(&str, &str)> = names
+                    .iter()
+                    .map(|n| (n.as_str(), if n == "f0" { big.as_str() } else { "v" }))
+                    .collect();
+                log::info("a noisy record", &fields);
+                Ok(Message::from_body("text/plain", "logged"))
+            }
+            b"grow" => Ok(Message::from_body(
+                "application/octet-stream",
+                vec![7u8; 9 << 20],
+            )),
             _ => Ok(Message::from_body("application/octet-stream", body)
                 .with_field("calls", Scalar::Int(calls))),
         }
