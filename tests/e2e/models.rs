@@ -338,6 +338,41 @@ async fn stage_fails(
     assert!(v["error"].as_str().unwrap().contains(expected), "{v}");
 }
 
+/// wasi-nn's `compute` is a synchronous host call the epoch check cannot
+/// interrupt: it stops waiting at the call's deadline itself, so the
+/// stage gets its 504 while the abandoned model run is still going.
+#[tokio::test]
+async fn a_wasi_nn_compute_stops_at_the_calls_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(&dir.path().join("data"), &["--max-body-bytes", "67108864"]);
+    assert_eq!(push(&server, "gram", &[]).await.0, 201);
+    server
+        .deploy(
+            "slow",
+            "guest-wasi-nn-predict",
+            &[
+                ("config.model", "gram"),
+                ("timeout_ms", "300"),
+                ("memory_mb", "256"),
+            ],
+        )
+        .await;
+    // X·Xᵀ of 3000 × 3000: seconds of one core, far past 300 ms.
+    let n = 3000;
+    let ones = vec!["1"; n * n].join(",");
+    let message = format!(
+        r#"{{"tensors":[{{"name":"X","datatype":"FP32","shape":[{n},{n}],"data":[{ones}]}}]}}"#
+    );
+    let (status, v) = server
+        .invoke("slow", "application/vnd.sluice.message+json", message)
+        .await;
+    assert_eq!(status, 504, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("deadline"), "{v}");
+    // The answer did not wait for the run: it still holds its slot.
+    let (_, now) = server.get("/v1/status").await;
+    assert_eq!(now["model_runs"]["in_flight"], 1, "{now}");
+}
+
 #[tokio::test]
 async fn a_wasi_nn_guest_gets_the_same_numbers_as_the_inference_interface() {
     let server = Server::start();

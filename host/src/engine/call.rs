@@ -103,18 +103,19 @@ impl Engine {
     ) -> Result<Message, CallError> {
         let stdout = CapturedOutput::new(OUTPUT_CAPACITY);
         let stderr = CapturedOutput::new(OUTPUT_CAPACITY);
+        let timeout = Duration::from_millis(limits.timeout_ms);
+        let deadline = Instant::now() + timeout;
         let state = StageState::new(
             identity.clone(),
             config,
             limits.memory_bytes,
+            deadline,
             reach,
             stdout.clone(),
             stderr.clone(),
         );
         let mut store = Store::new(self.wasmtime(), state);
         store.limiter(|state| state.limiter());
-        let timeout = Duration::from_millis(limits.timeout_ms);
-        let deadline = Instant::now() + timeout;
         // Trap once the deadline has passed; until then yield to the async
         // runtime every tick so a busy stage never starves other requests.
         store.set_epoch_deadline(1);
@@ -167,6 +168,12 @@ impl Engine {
                 }
             }
             Ok(Ok(Err(wit::StageError::InvalidInput(m)))) => Err(CallError::InvalidInput(m)),
+            // A host call cut short by the deadline (wasi-nn) comes back as
+            // the stage's own failure if it returns before the next epoch
+            // check: it is the deadline all the same.
+            Ok(Ok(Err(wit::StageError::Internal(_)))) if Instant::now() >= deadline => {
+                Err(CallError::DeadlineExceeded(timeout))
+            }
             Ok(Ok(Err(wit::StageError::Internal(m)))) => Err(CallError::Failed(m)),
             Ok(Err(error)) => Err(classify_trap(error, timeout, limits.fuel, &stderr)),
         };
@@ -187,6 +194,7 @@ impl Engine {
             identity,
             Arc::default(),
             StageLimits::default().memory_bytes,
+            Instant::now() + Duration::from_millis(StageLimits::default().timeout_ms),
             Reach::default(),
             output.clone(),
             output,

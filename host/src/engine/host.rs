@@ -10,6 +10,7 @@
 use super::output::CapturedOutput;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -129,6 +130,9 @@ pub struct StageState {
     config: Arc<BTreeMap<String, String>>,
     identity: StageIdentity,
     log_records: u32,
+    /// When the call's deadline passes: synchronous host calls (wasi-nn)
+    /// stop waiting then, as the epoch check stops guest code.
+    deadline: Instant,
     /// Models and the step's grant.
     reach: Reach,
     /// wasi-nn's state, made on the stage's first wasi-nn call.
@@ -140,6 +144,7 @@ impl StageState {
         identity: StageIdentity,
         config: Arc<BTreeMap<String, String>>,
         memory_bytes: u64,
+        deadline: Instant,
         reach: Reach,
         stdout: CapturedOutput,
         stderr: CapturedOutput,
@@ -160,6 +165,7 @@ impl StageState {
             config,
             identity,
             log_records: 0,
+            deadline,
             reach,
             nn: None,
         }
@@ -238,7 +244,7 @@ pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Stage
     wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |state: &mut StageState| {
         let nn = state
             .nn
-            .get_or_insert_with(|| super::wasi_nn::context(state.reach.clone()));
+            .get_or_insert_with(|| super::wasi_nn::context(state.reach.clone(), state.deadline));
         WasiNnView::new(&mut state.table, nn)
     })?;
     Ok(linker)

@@ -14,7 +14,10 @@
 //!
 //! wasi-nn's host calls are synchronous; they wait for the async model
 //! engine with `block_in_place`, which hands the worker's other tasks to
-//! another thread for the duration, so HTTP handling never stalls.
+//! another thread for the duration, so HTTP handling never stalls. They
+//! wait no longer than the call's deadline: the epoch check cannot stop a
+//! host call, so they stop themselves, and the stage traps with
+//! "deadline exceeded" as soon as it runs again.
 
 use super::host::Reach;
 use crate::inference::{Model, Models};
@@ -22,6 +25,7 @@ use crate::registry::{Name, Selector};
 use crate::tensor::{NamedTensor, Tensor, TensorData};
 use elsa::sync::FrozenMap;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use wasmtime_wasi_nn::backend::{
     BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
@@ -35,9 +39,10 @@ use wasmtime_wasi_nn::{
 pub use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
 
 /// The wasi-nn state of one call; made on the stage's first wasi-nn call.
-pub(super) fn context(reach: Reach) -> WasiNnCtx {
+pub(super) fn context(reach: Reach, deadline: Instant) -> WasiNnCtx {
     let graphs = NodeGraphs {
         reach,
+        deadline,
         loaded: FrozenMap::new(),
     };
     WasiNnCtx::new([Backend::from(RegistryOnly)], Registry::from(graphs))
@@ -46,6 +51,8 @@ pub(super) fn context(reach: Reach) -> WasiNnCtx {
 /// The graphs one call has loaded by name, resolved on first use.
 struct NodeGraphs {
     reach: Reach,
+    /// The call's deadline.
+    deadline: Instant,
     /// Append-only: `GraphRegistry::get` hands out references while later
     /// names are still being added.
     loaded: FrozenMap<String, Box<Graph>>,
@@ -68,7 +75,8 @@ impl NodeGraphs {
         {
             return Err(refused);
         }
-        wait(models.get(&name, &selector))?.map_err(|e| e.to_string())
+        wait(self.deadline, "load-by-name", models.get(&name, &selector))?
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -82,6 +90,7 @@ impl GraphRegistry for NodeGraphs {
                 let graph = ModelGraph {
                     model,
                     models: self.reach.models.clone()?,
+                    deadline: self.deadline,
                 };
                 let graph = Graph::from(Box::new(graph) as Box<dyn BackendGraph>);
                 Some(self.loaded.insert(target.to_string(), Box::new(graph)))
@@ -125,6 +134,7 @@ impl BackendInner for RegistryOnly {
 struct ModelGraph {
     model: Arc<Model>,
     models: Arc<Models>,
+    deadline: Instant,
 }
 
 impl BackendGraph for ModelGraph {
@@ -132,6 +142,7 @@ impl BackendGraph for ModelGraph {
         let context = ModelContext {
             model: self.model.clone(),
             models: self.models.clone(),
+            deadline: self.deadline,
         };
         Ok(ExecutionContext::from(
             Box::new(context) as Box<dyn BackendExecutionContext>
@@ -142,6 +153,7 @@ impl BackendGraph for ModelGraph {
 struct ModelContext {
     model: Arc<Model>,
     models: Arc<Models>,
+    deadline: Instant,
 }
 
 /// Components only reach wasi-nn through WIT; the preview1 (WITX) calls
@@ -171,9 +183,13 @@ impl BackendExecutionContext for ModelContext {
                 })
             })
             .collect::<Result<Vec<_>, BackendError>>()?;
-        let outputs = wait(self.models.run(&self.model, inputs))
-            .map_err(failure)?
-            .map_err(|e| failure(e.to_string()))?;
+        let outputs = wait(
+            self.deadline,
+            "compute",
+            self.models.run(&self.model, inputs),
+        )
+        .map_err(failure)?
+        .map_err(|e| failure(e.to_string()))?;
         outputs
             .into_iter()
             .map(|t| {
@@ -187,15 +203,18 @@ impl BackendExecutionContext for ModelContext {
     }
 }
 
-/// Wait for the model engine from a synchronous host call on a guest's
-/// fiber.
-fn wait<F: Future>(future: F) -> Result<F::Output, String> {
+/// Wait for the model engine from a synchronous host call (`call`) on a
+/// guest's fiber, until `deadline`. A run left behind keeps its run slot
+/// until tract finishes, as when a request is dropped.
+fn wait<F: Future>(deadline: Instant, call: &str, future: F) -> Result<F::Output, String> {
     let handle = Handle::try_current()
         .map_err(|_| "wasi-nn calls need the node's async runtime".to_string())?;
     if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
         return Err("wasi-nn calls need the node's multi-threaded runtime".into());
     }
-    Ok(tokio::task::block_in_place(|| handle.block_on(future)))
+    let bounded = tokio::time::timeout_at(deadline.into(), future);
+    tokio::task::block_in_place(|| handle.block_on(bounded))
+        .map_err(|_| format!("the call's deadline passed during wasi-nn {call}"))
 }
 
 fn failure(message: impl std::fmt::Display) -> BackendError {
