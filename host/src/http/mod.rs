@@ -25,6 +25,8 @@ mod client;
 mod control;
 mod error;
 mod features;
+#[cfg(test)]
+mod fuzz;
 mod invoke;
 pub mod message;
 mod oip;
