@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "tensor",
     "observe",
     "toolchain",
+    "fuzz",
 ];
 
 /// The top-level modules `source` (the text of a file of module `module`)

@@ -31,6 +31,8 @@
 //! - [`tensor`]: tensors, messages and the one table of datatypes.
 //! - [`observe`]: logs, request ids and counters.
 //! - [`toolchain`]: building stage crates into components.
+//! - `fuzz` (tests only): the mutation fuzzer every parser of what a client
+//!   sends is tested with.
 //!
 //! A test (`layering`) reads every `crate::` path under `host/src` and
 //! fails on an import against this direction.
@@ -51,5 +53,7 @@ pub mod store;
 pub mod tensor;
 pub mod toolchain;
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod layering;

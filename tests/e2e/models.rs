@@ -352,13 +352,15 @@ async fn a_wasi_nn_compute_stops_at_the_calls_deadline() {
             "guest-wasi-nn-predict",
             &[
                 ("config.model", "gram"),
-                ("timeout_ms", "300"),
+                ("timeout_ms", "1200"),
                 ("memory_mb", "256"),
             ],
         )
         .await;
-    // X·Xᵀ of 3000 × 3000: seconds of one core, far past 300 ms.
-    let n = 3000;
+    // X·Xᵀ of 4000 × 4000: several seconds of one core, far past the
+    // deadline, which leaves the stage ample time (even on a loaded
+    // machine) to pass the 64 MB tensor in and reach `compute`.
+    let n = 4000;
     let ones = vec!["1"; n * n].join(",");
     let message = format!(
         r#"{{"tensors":[{{"name":"X","datatype":"FP32","shape":[{n},{n}],"data":[{ones}]}}]}}"#

@@ -182,6 +182,101 @@ fn interface_of(name: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
 
+    /// Mutated components, as text (interface names, worlds, exports) and
+    /// as bytes, through the deploy path's check: each compiles into the
+    /// world its imports call for, or is refused, never a panic.
+    #[test]
+    fn fuzz_the_world_check_classifies_or_refuses_and_never_panics() {
+        use crate::engine::{Engine, EngineConfig, EngineError};
+        use crate::fuzz::{iterations, run};
+        let engine = Engine::new(EngineConfig::default()).unwrap();
+        let stage: &[u8] = br#"(component
+            (import "sluice:pipeline/log@0.1.0" (instance))
+            (import "wasi:io/streams@0.2.6" (instance))
+            (instance $s)
+            (export "sluice:pipeline/stage@0.1.0" (instance $s)))"#;
+        let predictor: &[u8] = br#"(component
+            (import "wasi:nn/graph@0.2.0-rc-2024-10-28" (instance))
+            (import "sluice:pipeline/config@0.1.0" (instance))
+            (instance $s)
+            (export "sluice:pipeline/stage@0.1.0" (instance $s)))"#;
+        let names: &[&[u8]] = &[
+            b"(import \"sluice:pipeline/features@0.1.0\" (instance))",
+            b"(import \"sluice:pipeline/inference@0.1.0\" (instance))",
+            b"(import \"wasi:filesystem/preopens@0.2.0\" (instance))",
+            b"(import \"wasi:sockets/tcp@0.2.0\" (instance))",
+            b"(import \"wasi:http/outgoing-handler@0.2.0\" (instance))",
+            b"(import \"wasi:cli/terminal-stdout@0.2.0\" (instance))",
+            b"(import \"sluice:pipeline/other@0.1.0\" (instance))",
+            b"(import \"plain\" (func))",
+            b"(export \"run\" (instance $s))",
+            b"(instance $t)",
+            b"sluice:pipeline/",
+            b"wasi:nn/",
+            b"@0.1.0",
+            b"(",
+            b")",
+            b"\"",
+        ];
+        let granted = |imports: &[String], world: World| {
+            let has = |prefixes: &[&str]| {
+                imports
+                    .iter()
+                    .any(|i| prefixes.iter().any(|p| i.starts_with(p)))
+            };
+            assert!(!has(&["wasi:filesystem/", "wasi:sockets/", "wasi:http/"]));
+            let features = has(&["sluice:pipeline/features"]);
+            let inference = has(&["sluice:pipeline/inference", "wasi:nn/"]);
+            let expected = match (features, inference) {
+                (false, false) => World::Preprocessor,
+                (true, false) => World::Featurizer,
+                _ => World::Predictor,
+            };
+            assert_eq!(world, expected, "{imports:?}");
+        };
+        let check = |bytes: &[u8]| match engine.compile(bytes) {
+            Ok((component, world)) => {
+                let imports: Vec<String> = component
+                    .component_type()
+                    .imports(engine.wasmtime())
+                    .map(|(name, _)| name.to_string())
+                    .collect();
+                granted(&imports, world);
+                true
+            }
+            Err(EngineError::Refused(e)) => {
+                assert!(!e.to_string().is_empty());
+                false
+            }
+            Err(other) => panic!("not a world error: {other:?}"),
+        };
+        // A tenth of the iterations: what is accepted is compiled.
+        let n = iterations() / 10;
+        run(
+            19,
+            n,
+            &[stage, predictor],
+            names,
+            |_, text| match wat::parse_bytes(text) {
+                Ok(bytes) => check(&bytes),
+                Err(_) => false,
+            },
+        );
+        let binary = [
+            wat::parse_bytes(stage).unwrap(),
+            wat::parse_bytes(predictor).unwrap(),
+        ];
+        let tokens: &[&[u8]] = &[
+            b"\0asm",
+            b"\x0d\0\x01\0",
+            b"\x01\0\0\0",
+            b"\xff\xff\xff\xff\x0f",
+        ];
+        run(20, n, &[&binary[0], &binary[1]], tokens, |_, bytes| {
+            check(bytes)
+        });
+    }
+
     #[test]
     fn header_check_tells_core_modules_and_garbage_apart() {
         let core = b"\0asm\x01\0\0\0";

@@ -382,6 +382,43 @@ mod tests {
     "#;
 
     #[test]
+    fn fuzz_table_schemas_parse_into_checked_tables_or_are_refused_and_never_panic() {
+        use crate::fuzz::{TOML_TOKENS, iterations, run};
+        let keys: &[u8] = br#"
+            name = "clicks"
+            entity = ["user_id", "item"]
+            key_types = { item = "i64" }
+            timestamp = "ts"
+            freshness = "5s"
+            partitions = 16
+            [features]
+            n = "i64"
+            rate = "f32"
+        "#;
+        run(
+            18,
+            iterations(),
+            &[USER_STATS.as_bytes(), keys],
+            TOML_TOKENS,
+            |_, input| {
+                let Ok(text) = std::str::from_utf8(input) else {
+                    return false;
+                };
+                match Table::parse(text) {
+                    Ok(table) => {
+                        assert!(table.columns().count() > 0);
+                        true
+                    }
+                    Err(e) => {
+                        assert!(matches!(e, FeatureError::Schema { .. }), "{e:?}");
+                        false
+                    }
+                }
+            },
+        );
+    }
+
+    #[test]
     fn the_documented_table_parses() {
         let t = Table::parse(USER_STATS).unwrap();
         assert_eq!(t.entity[0].name, "user_id");

@@ -420,35 +420,29 @@ mod tests {
 
     #[test]
     fn fuzz_message_json_decodes_or_refuses_and_never_panics() {
-        use crate::http::fuzz::{Rng, iterations, mutate};
+        use crate::fuzz::{JSON_TOKENS, iterations, run};
         let seeds: [&[u8]; 3] = [
             br#"{"tensors":[{"name":"x","datatype":"FP32","shape":[2,2],"data":[[1,2],[3,4]]}],"fields":{"id":7,"tag":"a"}}"#,
             br#"{"tensors":[{"data":[true,false],"shape":[2],"name":"b","datatype":"BOOL"},{"name":"s","datatype":"BYTES","shape":[1],"data":["h"]}]}"#,
             br#"{"fields":{"p":0.1,"q":-3,"r":false}}"#,
         ];
-        let mut rng = Rng::new(15);
-        let mut accepted = 0;
-        for i in 0..iterations() {
-            let input = mutate(&mut rng, seeds[i as usize % seeds.len()]);
-            let shown = String::from_utf8_lossy(&input).into_owned();
-            let decoded =
-                std::panic::catch_unwind(|| decode_request(Some(MESSAGE_JSON), input.clone()))
-                    .unwrap_or_else(|_| panic!("iteration {i} panicked on {shown}"));
-            match decoded {
+        run(
+            15,
+            iterations(),
+            &seeds,
+            JSON_TOKENS,
+            |_, input| match decode_request(Some(MESSAGE_JSON), input.to_vec()) {
                 Ok(m) => {
-                    accepted += 1;
                     for t in &m.tensors {
-                        assert!(t.tensor.check(&t.name).is_ok(), "iteration {i}: {shown}");
+                        assert!(t.tensor.check(&t.name).is_ok());
                     }
+                    true
                 }
-                Err(e) => assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{shown}: {e:?}"),
-            }
-        }
-        // The mutations reach both sides: some inputs still decode.
-        assert!(
-            accepted > iterations() / 200 && accepted < iterations(),
-            "{accepted} of {} accepted",
-            iterations()
+                Err(e) => {
+                    assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{e:?}");
+                    false
+                }
+            },
         );
     }
 

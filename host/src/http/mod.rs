@@ -25,8 +25,6 @@ mod client;
 mod control;
 mod error;
 mod features;
-#[cfg(test)]
-mod fuzz;
 mod invoke;
 pub mod message;
 mod oip;

@@ -579,6 +579,67 @@ impl Pipeline {
 mod tests {
     use super::*;
 
+    #[test]
+    fn fuzz_manifests_parse_into_checked_pipelines_or_are_refused_and_never_panic() {
+        use crate::fuzz::{TOML_TOKENS, iterations, run};
+        let graph: &[u8] = br#"
+            [[pipeline]]
+            name = "iris"
+            timeout_ms = 1000
+            [[pipeline.step]]
+            name = "parse"
+            function = "iris-features"
+            config = { fields = "a,b" }
+            [[pipeline.step]]
+            name = "classify"
+            model = "iris@stable"
+            inputs = { X = "features" }
+            retries = 2
+            idempotent = true
+            [[pipeline.step]]
+            name = "explain"
+            model = "iris-explainer@3"
+            after = ["parse"]
+            when = { field = "explain", equals = true }
+            [[pipeline.step]]
+            name = "join"
+            function = "post"
+            after = ["classify", "explain"]
+            fallback = "parse"
+            "#;
+        let json: &[u8] = br#"{"name":"p","step":[{"name":"a","function":"f@2"},{"name":"b","model":"m","after":["a"]}]}"#;
+        let top: &[u8] = b"name = \"p\"\n[[step]]\nname = \"a\"\nfunction = \"f@2\"\n";
+        run(
+            17,
+            iterations(),
+            &[graph, json, top],
+            TOML_TOKENS,
+            |_, input| {
+                match parse_one(input) {
+                    Ok(pipeline) => {
+                        // What is accepted is whole: checked, and ordered.
+                        assert!(pipeline.check().is_ok());
+                        assert_eq!(
+                            pipeline.order().map(|o| o.len()).ok(),
+                            Some(pipeline.graph_steps().count())
+                        );
+                        true
+                    }
+                    Err(e) => {
+                        assert!(
+                            matches!(
+                                e,
+                                PipelineError::Manifest(_) | PipelineError::Invalid { .. }
+                            ),
+                            "{e:?}"
+                        );
+                        false
+                    }
+                }
+            },
+        );
+    }
+
     fn one(text: &str) -> Result<Pipeline, PipelineError> {
         parse(text).map(|mut p| p.remove(0))
     }
