@@ -11,7 +11,8 @@
 //! foundations   cache → store · tensor · observe · toolchain
 //! ```
 //!
-//! - [`http`]: the data-plane and control-plane routers, the OIP codecs,
+//! - [`http`]: the data-plane and control-plane routers, their OpenAPI
+//!   description, the OIP codecs,
 //!   the HTTP client of the control plane.
 //! - [`lambda`]: the same routes answering AWS Lambda events.
 //! - [`node`]: the runtime core (publish, list, alias, rollback, delete;

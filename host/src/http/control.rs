@@ -22,6 +22,7 @@
 //! name prefixes reaches only those names (and lists only them).
 
 use super::client::VerifyJson;
+use super::openapi::{AliasRequest, BlobStored, ErrorBody, InvocationRequest, NewTokenRequest};
 use super::{ApiError, AppState, RequestId, query, read_body};
 use crate::access::{Identity, Need, Role};
 use crate::node::{Acting, ControlPlane, Kind, Published, Settings};
@@ -155,6 +156,20 @@ fn named(path: &str) -> Option<&str> {
 /// file), the query its settings; the token's name is who publishes.
 /// `201` with the record, or `200` with `created: false` when identical to
 /// the newest version.
+#[utoipa::path(
+    put, path = "/v1/{kind}/{name}", operation_id = "publish", tag = "registry",
+    summary = "Publish a new version of an object",
+    description = "The body is the artifact: a component, an ONNX model, a pipeline manifest or a table schema. Its settings (limits, config, `invocation`, a model's batching...) are query parameters; see the README. The token's name is recorded as `created_by`.",
+    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    request_body(content(("application/octet-stream")), description = "The artifact"),
+    responses(
+        (status = 201, description = "A new version: its record, with name, number, digest, size (and a function's world) at the top", body = Object),
+        (status = 200, description = "Identical to the newest version: that version, `created: false`", body = Object),
+        (status = 400, description = "A bad name, setting or artifact (the error says which)", body = ErrorBody),
+        (status = 409, description = "Another publish of this name won the race; retry", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn publish(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
@@ -225,6 +240,13 @@ pub(super) fn published_json(published: &Published) -> Value {
 }
 
 /// `GET /v1/{kind}`: the names the caller's token reaches.
+#[utoipa::path(
+    get, path = "/v1/{kind}", operation_id = "list", tag = "registry",
+    summary = "List an object kind's names the token reaches",
+    params(("kind" = String, Path, description = "functions, models, pipelines or tables")),
+    responses((status = 200, description = "The names with their latest versions, under the kind's plural", body = Object)),
+    security(("token" = []))
+)]
 async fn list(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
@@ -251,6 +273,17 @@ pub(super) fn head_json(name: &str, head: &Head) -> Value {
 }
 
 /// `GET /v1/{kind}/{name}`: the head with every live version's record.
+#[utoipa::path(
+    get, path = "/v1/{kind}/{name}", operation_id = "show", tag = "registry",
+    summary = "Show an object: its aliases, history and every live version",
+    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    responses(
+        (status = 200, description = "The head and every live version's record", body = Object),
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 404, description = "No such name", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn show(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
@@ -265,6 +298,17 @@ async fn show(
 }
 
 /// `GET /v1/{kind}/{name}/versions/{n}`.
+#[utoipa::path(
+    get, path = "/v1/{kind}/{name}/versions/{version}", operation_id = "version", tag = "registry",
+    summary = "Show one version of an object",
+    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("version" = String, Path, description = "A version number", example = "1", pattern = "^[0-9]{1,19}$")),
+    responses(
+        (status = 200, description = "The version's record (secret config redacted)", body = Object),
+        (status = 400, description = "A bad name or version number", body = ErrorBody),
+        (status = 404, description = "No such version", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn version(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
@@ -278,6 +322,18 @@ async fn version(
 
 /// `DELETE /v1/{kind}/{name}/versions/{n}`: refused (409) while an alias
 /// other than `latest` points at it.
+#[utoipa::path(
+    delete, path = "/v1/{kind}/{name}/versions/{version}", operation_id = "delete", tag = "registry",
+    summary = "Delete a version of an object",
+    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("version" = String, Path, description = "A version number", example = "1", pattern = "^[0-9]{1,19}$")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A bad name or version number", body = ErrorBody),
+        (status = 404, description = "No such version", body = ErrorBody),
+        (status = 409, description = "An alias other than `latest` points at it, or a concurrent change won", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
@@ -293,6 +349,19 @@ async fn delete(
 /// optionally `"expect"`: the version the caller believes the alias points
 /// at now (`null`: it must not exist). A stale `expect` is a 409 carrying
 /// the current aliases.
+#[utoipa::path(
+    put, path = "/v1/{kind}/{name}/aliases/{alias}", operation_id = "set_alias", tag = "registry",
+    summary = "Point an alias of an object at a version",
+    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("alias" = String, Path, description = "An alias, e.g. stable", example = "stable", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    request_body(content = inline(AliasRequest), description = "The target, and optionally the version the alias must point at now"),
+    responses(
+        (status = 200, description = "The object's head", body = Object),
+        (status = 400, description = "A bad body, name or alias", body = ErrorBody),
+        (status = 404, description = "No such name or version", body = ErrorBody),
+        (status = 409, description = "`expect` is stale: the current aliases are in `current`", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn set_alias(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
@@ -309,6 +378,19 @@ async fn set_alias(
 }
 
 /// `PUT /v1/{kind}/{name}/invocation` with `{"invocation": "open"|"token"}`.
+#[utoipa::path(
+    put, path = "/v1/{kind}/{name}/invocation", operation_id = "set_invocation", tag = "registry",
+    summary = "Say whether calling an object needs an invoker token",
+    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    request_body(content = inline(InvocationRequest)),
+    responses(
+        (status = 200, description = "The object's head", body = Object),
+        (status = 400, description = "A bad body or name", body = ErrorBody),
+        (status = 404, description = "No such name", body = ErrorBody),
+        (status = 409, description = "A concurrent change won; retry", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn set_invocation(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
@@ -360,6 +442,18 @@ fn alias_request(body: &[u8]) -> Result<(u64, Option<Option<u64>>), ApiError> {
 }
 
 /// `DELETE /v1/{kind}/{name}/aliases/{alias}`.
+#[utoipa::path(
+    delete, path = "/v1/{kind}/{name}/aliases/{alias}", operation_id = "remove_alias", tag = "registry",
+    summary = "Remove an alias of an object",
+    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("alias" = String, Path, description = "An alias, e.g. stable", example = "stable", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    responses(
+        (status = 200, description = "The object's head", body = Object),
+        (status = 400, description = "A bad name or alias", body = ErrorBody),
+        (status = 404, description = "No such name or alias", body = ErrorBody),
+        (status = 409, description = "A concurrent change won; retry", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn remove_alias(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
@@ -372,6 +466,18 @@ async fn remove_alias(
 
 /// `POST /v1/{kind}/{name}/rollback[?alias=ALIAS]`: move the alias
 /// (default `stable`) back to its previous version.
+#[utoipa::path(
+    post, path = "/v1/{kind}/{name}/rollback", operation_id = "rollback", tag = "registry",
+    summary = "Roll an alias of an object back to its previous version",
+    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("alias" = Option<String>, Query, description = "The alias (default `stable`)")),
+    responses(
+        (status = 200, description = "The object's head", body = Object),
+        (status = 400, description = "A bad name, alias or query parameter", body = ErrorBody),
+        (status = 404, description = "No such name or alias", body = ErrorBody),
+        (status = 409, description = "The alias has no earlier version, or a concurrent change won", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn rollback(
     State(state): State<Arc<AppState>>,
     Extension(kind): Extension<Kind>,
@@ -396,6 +502,13 @@ async fn rollback(
 
 /// `PUT /v1/blobs`: store the body as a content-addressed blob (e.g. a
 /// model's baseline statistics) → `201 {"digest": "sha256:..."}`.
+#[utoipa::path(
+    put, path = "/v1/blobs", tag = "node",
+    summary = "Store a content-addressed blob (e.g. a model's baseline statistics)",
+    request_body(content(("application/octet-stream"))),
+    responses((status = 201, description = "Stored", body = inline(BlobStored))),
+    security(("token" = []))
+)]
 async fn put_blob(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(body, state.http.max_model_bytes, state.http.body_timeout).await?;
     let digest = state.node.put_blob(bytes).await?;
@@ -403,12 +516,29 @@ async fn put_blob(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
 }
 
 /// `GET /v1/status`: what this node is and what it has done.
+#[utoipa::path(
+    get, path = "/v1/status", tag = "node",
+    summary = "What this node is and what it has done",
+    responses((status = 200, description = "Counters, caches, store and engine", body = Object)),
+    security(("token" = []))
+)]
 async fn status(State(state): State<Arc<AppState>>) -> Response {
     Json(state.node.status(state.conditional_writes).await).into_response()
 }
 
 /// `POST /v1/tokens` with `{"name": N, "role": R, "prefixes": [...]}`:
 /// `201` with the token, shown this once.
+#[utoipa::path(
+    post, path = "/v1/tokens", tag = "access",
+    summary = "Create an API token (admin)",
+    request_body(content = inline(NewTokenRequest)),
+    responses(
+        (status = 201, description = "The token, shown this once", body = Object),
+        (status = 400, description = "A bad name, role or prefix", body = ErrorBody),
+        (status = 409, description = "A token of that name exists", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn create_token(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -436,6 +566,12 @@ async fn create_token(
 }
 
 /// `GET /v1/tokens`: every token, without secrets.
+#[utoipa::path(
+    get, path = "/v1/tokens", tag = "access",
+    summary = "List the API tokens, without secrets (admin)",
+    responses((status = 200, description = "Every token", body = Object)),
+    security(("token" = []))
+)]
 async fn tokens(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -446,6 +582,18 @@ async fn tokens(
 
 /// `DELETE /v1/tokens/{name}`: revoke it, on every node within the poll
 /// interval.
+#[utoipa::path(
+    delete, path = "/v1/tokens/{name}", tag = "access",
+    summary = "Revoke an API token, on every node within the poll interval (admin)",
+    params(("name" = String, Path, description = "The token's name", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    responses(
+        (status = 200, description = "The revoked token", body = Object),
+        (status = 400, description = "A bad name, or the node's own admin token", body = ErrorBody),
+        (status = 404, description = "No such token", body = ErrorBody),
+        (status = 409, description = "A concurrent change won; retry", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn revoke_token(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -455,6 +603,16 @@ async fn revoke_token(
 }
 
 /// `GET /v1/audit[?since=RFC3339]`: the audit records, oldest first.
+#[utoipa::path(
+    get, path = "/v1/audit", tag = "access",
+    summary = "The audit log, oldest first (admin)",
+    params(("since" = Option<String>, Query, description = "Only records at or after this RFC 3339 time")),
+    responses(
+        (status = 200, description = "The records", body = Object),
+        (status = 400, description = "A bad `since` or query parameter", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn audit_log(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -477,6 +635,12 @@ async fn audit_log(
 
 /// `GET /v1/audit/verify`: `{"intact": true, "records": n}`, or where the
 /// chain breaks.
+#[utoipa::path(
+    get, path = "/v1/audit/verify", tag = "access",
+    summary = "Check the audit log's hash chain (admin)",
+    responses((status = 200, description = "`intact`, the record count, or where the chain breaks", body = Object)),
+    security(("token" = []))
+)]
 async fn audit_verify(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,

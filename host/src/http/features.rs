@@ -21,6 +21,7 @@
 //! never an error.
 
 use super::control::Caller;
+use super::openapi::{ErrorBody, LookupRequest};
 use super::{ApiError, AppState, read_body};
 use crate::features::{DEFAULT_GRACE, Format, MEDIA_TYPES};
 use crate::node::ControlPlane;
@@ -75,6 +76,18 @@ fn requested(params: &[(String, String)]) -> Result<Vec<String>, ApiError> {
 }
 
 /// `GET /v1/features/{table}/{entity}`.
+#[utoipa::path(
+    get, path = "/v1/features/{table}/{entity}", tag = "features",
+    summary = "One entity's online features",
+    params(("table" = String, Path, description = "A feature table (TABLE@VERSION on reads)", example = "user_stats", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$"), ("entity" = String, Path, description = "The key (a composite key's parts joined by `|`)", example = "u007"),
+        ("features" = Option<String>, Query, description = "Comma-separated feature names (default: all)")),
+    responses(
+        (status = 200, description = "The key, the features (nulls for an unknown entity) and their timestamp", body = Object),
+        (status = 400, description = "A bad table name, feature or query parameter", body = ErrorBody),
+        (status = 404, description = "No such table", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
 async fn one(
     State(state): State<Arc<AppState>>,
     Path((table, entity)): Path<(String, String)>,
@@ -89,6 +102,18 @@ async fn one(
 /// `POST /v1/features/{table}/lookup` with `{"entities": [...],
 /// "features": [...]}`; integer keys may be numbers, composite keys arrays
 /// of their parts.
+#[utoipa::path(
+    post, path = "/v1/features/{table}/lookup", tag = "features",
+    summary = "Many entities' online features",
+    params(("table" = String, Path, description = "A feature table (TABLE@VERSION on reads)", example = "user_stats", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$")),
+    request_body(content = inline(LookupRequest)),
+    responses(
+        (status = 200, description = "One result per entity, in order", body = Object),
+        (status = 400, description = "A bad body, key or feature", body = ErrorBody),
+        (status = 404, description = "No such table", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
 async fn many(
     State(state): State<Arc<AppState>>,
     Path(table): Path<String>,
@@ -161,6 +186,19 @@ fn key_of(value: &Value) -> Result<String, String> {
 
 /// `POST /v1/features/{table}/ingest`: the body streams through the node
 /// (never held whole), and the answer comes once every row is committed.
+#[utoipa::path(
+    post, path = "/v1/features/{table}/ingest", tag = "features",
+    summary = "Ingest a CSV, JSON-lines or Parquet file into a table: all rows or none",
+    params(("table" = String, Path, description = "A feature table (TABLE@VERSION on reads)", example = "user_stats", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$"), ("format" = Option<String>, Query, description = "csv, jsonl or parquet (default: by Content-Type)")),
+    request_body(content(("text/csv"), ("application/jsonl"), ("application/vnd.apache.parquet"))),
+    responses(
+        (status = 201, description = "Committed: rows and segments written", body = Object),
+        (status = 400, description = "A bad row, format or query parameter (nothing was written)", body = ErrorBody),
+        (status = 404, description = "No such table", body = ErrorBody),
+        (status = 415, description = "The format is not given by Content-Type or `format`", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn ingest(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -212,6 +250,18 @@ async fn ingest(
 }
 
 /// `POST /v1/features/{table}`: rows as JSON objects; `201` once durable.
+#[utoipa::path(
+    post, path = "/v1/features/{table}", tag = "features",
+    summary = "Append rows to a table, answered once durable",
+    params(("table" = String, Path, description = "A feature table (TABLE@VERSION on reads)", example = "user_stats", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$")),
+    request_body(content = Vec<Object>, description = "An array of row objects (or `{\"rows\": [...]}`)"),
+    responses(
+        (status = 201, description = "Committed", body = Object),
+        (status = 400, description = "A bad row (nothing was written)", body = ErrorBody),
+        (status = 404, description = "No such table", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn append(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -249,6 +299,17 @@ async fn append(
 
 /// `POST /v1/features/{table}/compact[?grace=1h]`: merge small segments
 /// and sweep objects no reader needs; replaced ones are kept for `grace`.
+#[utoipa::path(
+    post, path = "/v1/features/{table}/compact", tag = "features",
+    summary = "Merge a table's small history segments and sweep what no reader needs",
+    params(("table" = String, Path, description = "A feature table (TABLE@VERSION on reads)", example = "user_stats", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$"), ("grace" = Option<String>, Query, description = "How long replaced segments are kept, e.g. 1h")),
+    responses(
+        (status = 200, description = "What was merged and swept", body = Object),
+        (status = 400, description = "A bad `grace` or query parameter", body = ErrorBody),
+        (status = 404, description = "No such table", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
 async fn compact(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,

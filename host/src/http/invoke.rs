@@ -2,6 +2,7 @@
 //! body; `POST /p/{name}[@...]`: run a pipeline on it.
 
 use super::message::{decode_request, encode_response};
+use super::openapi::{ErrorBody, MessageJson};
 use super::{ApiError, AppState, RequestId, read_body};
 use crate::registry::Selector;
 use crate::tensor::Message;
@@ -12,6 +13,27 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use std::sync::Arc;
 
+#[utoipa::path(
+    post, path = "/fn/{target}", tag = "invoke",
+    summary = "Run a function on the request body",
+    params(("target" = String, Path, description = "NAME, NAME@VERSION or NAME@ALIAS", example = "iris-features", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$")),
+    request_body(content(
+        (MessageJson = "application/vnd.sluice.message+json", example = json!({"tensors": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})),
+        ("application/json", example = json!({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2})),
+        ("text/plain"),
+        ("application/octet-stream"),
+    ), description = "A message (tensors and fields), or any other media type, which reaches the stage as its body"),
+    responses(
+        (status = 200, description = "The stage's output: a message, or a body of the stage's media type", headers(("x-sluice-stage" = String, description = "name@version that answered")),
+            content((MessageJson = "application/vnd.sluice.message+json"), ("*/*"))),
+        (status = 204, description = "The stage returned nothing"),
+        (status = 400, description = "A bad message, or the stage refused its input", body = ErrorBody),
+        (status = 404, description = "No such function, version or alias", body = ErrorBody),
+        (status = 500, description = "The stage failed (trapped, ran out of memory or fuel, or returned a bad tensor)", body = ErrorBody),
+        (status = 504, description = "The stage passed its deadline", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
 pub async fn invoke(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
@@ -42,6 +64,28 @@ pub async fn invoke(
 /// `POST /p/{name}[@{version}|@{alias}]`: the request body, decoded as for
 /// `/fn`, goes to the pipeline's first steps; the answer is the last
 /// steps' merged output, with per-step timings in `Server-Timing`.
+#[utoipa::path(
+    post, path = "/p/{target}", tag = "invoke",
+    summary = "Run a pipeline on the request body",
+    params(("target" = String, Path, description = "NAME, NAME@VERSION or NAME@ALIAS", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$")),
+    request_body(content(
+        (MessageJson = "application/vnd.sluice.message+json", example = json!({"tensors": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})),
+        ("application/json", example = json!({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2})),
+        ("text/plain"),
+        ("application/octet-stream"),
+    ), description = "As for /fn: the input of the pipeline's first steps"),
+    responses(
+        (status = 200, description = "The last steps' merged output", headers(("server-timing" = String, description = "Each step's duration and outcome"), ("x-sluice-pipeline" = String, description = "name@version that answered")),
+            content((MessageJson = "application/vnd.sluice.message+json"), ("*/*"))),
+        (status = 204, description = "The pipeline returned nothing"),
+        (status = 400, description = "A bad message, or a step refused its input", body = ErrorBody),
+        (status = 404, description = "No such pipeline, version or alias", body = ErrorBody),
+        (status = 500, description = "A step failed", body = ErrorBody),
+        (status = 503, description = "A model's queue is full; retry", body = ErrorBody),
+        (status = 504, description = "The pipeline passed its deadline", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
 pub async fn pipeline(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,

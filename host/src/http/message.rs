@@ -145,11 +145,11 @@ impl<'de> Visitor<'de> for ScalarMap {
 }
 
 /// One boolean, number or string: the `what` called `name`.
-pub struct ScalarValue<'a> {
+struct ScalarValue<'a> {
     /// What it is (`field`), for errors.
-    pub what: &'static str,
+    what: &'static str,
     /// Its name.
-    pub name: &'a str,
+    name: &'a str,
 }
 
 impl<'de> DeserializeSeed<'de> for ScalarValue<'_> {

@@ -29,6 +29,7 @@ mod invoke;
 pub mod message;
 mod oip;
 mod oip_binary;
+mod openapi;
 mod query;
 mod tensor_json;
 
@@ -143,7 +144,7 @@ fn data_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
         .merge(features::data_routes())
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
 }
 
@@ -208,12 +209,27 @@ fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
                 "method not allowed here; functions are invoked with POST",
             )
         })
+        .route("/openapi.json", get(openapi::serve))
         .layer(middleware::from_fn_with_state(state.clone(), hold_body))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
+/// `GET /healthz`: `ok` while the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
 /// `GET /readyz`: ready when the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    summary = "Readiness: the store answers",
+    responses(
+        (status = 200, description = "`ready`", body = String, content_type = "text/plain"),
+        (status = 503, description = "The store does not answer", body = openapi::ErrorBody),
+    ))]
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     match state.node.ready().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),

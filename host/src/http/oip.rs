@@ -12,8 +12,9 @@
 //! of its first model steps, the outputs of its last). A model and a
 //! pipeline of the same name: the model is served.
 
-use super::message::{ScalarJson, ScalarMap, ScalarValue};
+use super::message::{ScalarJson, ScalarMap};
 use super::oip_binary;
+use super::openapi::{ErrorBody, InferRequestJson, InferResponseJson};
 use super::tensor_json::{self, DataIn, TensorIn, TensorJson, TensorList};
 use super::{ApiError, AppState, RequestId, read_body};
 use crate::inference::{InferenceError, Model};
@@ -34,6 +35,11 @@ use std::fmt;
 use std::sync::Arc;
 
 /// `GET /v2`: server metadata.
+#[utoipa::path(
+    get, path = "/v2", tag = "inference",
+    summary = "Server metadata",
+    responses((status = 200, description = "Name, version, extensions", body = Object))
+)]
 pub async fn server() -> Response {
     Json(json!({
         "name": "sluice",
@@ -44,12 +50,25 @@ pub async fn server() -> Response {
 }
 
 /// `GET /v2/health/live`: `{"live": true}` while the process answers.
+#[utoipa::path(
+    get, path = "/v2/health/live", tag = "inference",
+    summary = "Liveness",
+    responses((status = 200, description = "`{\"live\": true}`", body = Object))
+)]
 pub async fn live() -> Response {
     Json(json!({ "live": true })).into_response()
 }
 
 /// `GET /v2/health/ready`: `{"ready": true}` when the store answers, else
 /// 503 with `{"ready": false, "error": ...}`.
+#[utoipa::path(
+    get, path = "/v2/health/ready", tag = "inference",
+    summary = "Readiness: the store answers",
+    responses(
+        (status = 200, description = "`{\"ready\": true}`", body = Object),
+        (status = 503, description = "`{\"ready\": false, \"error\": ...}`", body = Object),
+    )
+)]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     match state.node.ready().await {
         Ok(()) => Json(json!({ "ready": true })).into_response(),
@@ -136,6 +155,16 @@ async fn find(state: &AppState, name: &str, version: Option<&str>) -> Result<Ser
 }
 
 /// `GET /v2/models/{model}`.
+#[utoipa::path(
+    get, path = "/v2/models/{model}", tag = "inference",
+    summary = "A model's metadata: its inputs and outputs",
+    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    responses(
+        (status = 200, description = "Name, versions, platform, inputs, outputs", body = Object),
+        (status = 404, description = "No such model or pipeline", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
 pub async fn model_metadata(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -144,6 +173,17 @@ pub async fn model_metadata(
 }
 
 /// `GET /v2/models/{model}/versions/{version}`.
+#[utoipa::path(
+    get, path = "/v2/models/{model}/versions/{version}", tag = "inference",
+    summary = "A model version's metadata",
+    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("version" = String, Path, description = "A version number or alias", example = "1", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    responses(
+        (status = 200, description = "Name, versions, platform, inputs, outputs", body = Object),
+        (status = 400, description = "A bad version", body = ErrorBody),
+        (status = 404, description = "No such model, pipeline or version", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
 pub async fn version_metadata(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
@@ -158,6 +198,16 @@ fn model_ready_body(served: &Served) -> Response {
 /// `GET /v2/models/{model}/ready`: loads the model (or the pipeline's
 /// plan) if needed, then
 /// `{"name": ..., "ready": true}`.
+#[utoipa::path(
+    get, path = "/v2/models/{model}/ready", tag = "inference",
+    summary = "Load a model (if needed) and say it is ready",
+    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    responses(
+        (status = 200, description = "`{\"name\": ..., \"ready\": true}`", body = Object),
+        (status = 404, description = "No such model or pipeline", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
 pub async fn model_ready(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -167,6 +217,17 @@ pub async fn model_ready(
 }
 
 /// `GET /v2/models/{model}/versions/{version}/ready`.
+#[utoipa::path(
+    get, path = "/v2/models/{model}/versions/{version}/ready", tag = "inference",
+    summary = "Load a model version (if needed) and say it is ready",
+    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("version" = String, Path, description = "A version number or alias", example = "1", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    responses(
+        (status = 200, description = "`{\"name\": ..., \"ready\": true}`", body = Object),
+        (status = 400, description = "A bad version", body = ErrorBody),
+        (status = 404, description = "No such model, pipeline or version", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
 pub async fn version_ready(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
@@ -176,6 +237,24 @@ pub async fn version_ready(
 }
 
 /// `POST /v2/models/{model}/infer`.
+#[utoipa::path(
+    post, path = "/v2/models/{model}/infer", tag = "inference",
+    summary = "Run a model (or a pipeline) on tensors",
+    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    request_body(content(
+        (InferRequestJson = "application/json", example = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})),
+        ("application/octet-stream"),
+    ), description = "JSON, or the binary extension: JSON then raw tensor bytes, with `Inference-Header-Content-Length`"),
+    responses(
+        (status = 200, description = "The outputs, as JSON or (when asked) in the binary extension",
+            content((InferResponseJson = "application/json"), ("application/octet-stream"))),
+        (status = 400, description = "A bad request: names, datatypes, shapes or data that do not fit the model", body = ErrorBody),
+        (status = 404, description = "No such model, pipeline or version", body = ErrorBody),
+        (status = 500, description = "The model (or a pipeline step) failed", body = ErrorBody),
+        (status = 504, description = "The request passed its deadline", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
 pub async fn infer(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
@@ -187,6 +266,24 @@ pub async fn infer(
 }
 
 /// `POST /v2/models/{model}/versions/{version}/infer`.
+#[utoipa::path(
+    post, path = "/v2/models/{model}/versions/{version}/infer", tag = "inference",
+    summary = "Run a model version on tensors",
+    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("version" = String, Path, description = "A version number or alias", example = "1", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    request_body(content(
+        (InferRequestJson = "application/json", example = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})),
+        ("application/octet-stream"),
+    ), description = "JSON, or the binary extension: JSON then raw tensor bytes, with `Inference-Header-Content-Length`"),
+    responses(
+        (status = 200, description = "The outputs, as JSON or (when asked) in the binary extension",
+            content((InferResponseJson = "application/json"), ("application/octet-stream"))),
+        (status = 400, description = "A bad request: names, datatypes, shapes or data that do not fit the model", body = ErrorBody),
+        (status = 404, description = "No such model, pipeline or version", body = ErrorBody),
+        (status = 500, description = "The model (or a pipeline step) failed", body = ErrorBody),
+        (status = 504, description = "The request passed its deadline", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
 pub async fn infer_version(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
@@ -242,7 +339,7 @@ struct InferRequest {
     /// `parameters.binary_data_output`: the default for outputs.
     all_binary: bool,
     /// Echoed back.
-    id: Option<Scalar>,
+    id: Option<String>,
     /// Passed back.
     parameters: Vec<(String, Scalar)>,
 }
@@ -339,7 +436,7 @@ impl InferRequest {
             model_name: served.name(),
             model_version: served.version().to_string(),
             outputs: encoded,
-            id: self.id.as_ref().map(ScalarJson),
+            id: self.id.as_deref(),
             parameters: self
                 .parameters
                 .iter()
@@ -385,7 +482,7 @@ struct InferResponse<'a> {
     model_version: String,
     outputs: Vec<TensorJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<ScalarJson<'a>>,
+    id: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     parameters: BTreeMap<&'a str, ScalarJson<'a>>,
 }
@@ -400,7 +497,7 @@ fn flag(parameters: &[(String, Scalar)], name: &str) -> Option<bool> {
 
 /// An inference request's JSON (header), as read.
 struct RequestJson {
-    id: Option<Scalar>,
+    id: Option<String>,
     parameters: Vec<(String, Scalar)>,
     inputs: Option<Vec<TensorIn>>,
     outputs: Option<Vec<RequestedOutput>>,
@@ -448,11 +545,13 @@ impl<'de> Visitor<'de> for RequestSeed {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "id" => {
-                    let id = ScalarValue {
-                        what: "request",
-                        name: "id",
-                    };
-                    request.id = Some(map.next_value_seed(id)?);
+                    // The protocol's `id` is a string (and is echoed as one).
+                    let id = map.next_value::<String>().map_err(|e| {
+                        <A::Error as serde::de::Error>::custom(format!(
+                            "the request `id` must be a string: {e}"
+                        ))
+                    })?;
+                    request.id = Some(id);
                 }
                 "parameters" => request.parameters = map.next_value_seed(ScalarMap("parameter"))?,
                 "inputs" => {
@@ -503,6 +602,25 @@ fn with_binary_data(
 mod tests {
     use super::*;
     use crate::fuzz::{JSON_TOKENS, iterations, run};
+
+    #[test]
+    fn a_request_id_is_a_string_and_is_echoed_as_one() {
+        let input = r#""inputs":[{"name":"X","datatype":"FP32","shape":[1],"data":[1]}]"#;
+        let parse = |body: String| InferRequest::parse(&HeaderMap::new(), &Bytes::from(body));
+        assert_eq!(
+            parse(format!(r#"{{"id":"r-1",{input}}}"#))
+                .unwrap()
+                .id
+                .as_deref(),
+            Some("r-1")
+        );
+        for id in ["7", "false", "null", "[]"] {
+            let Err(e) = parse(format!(r#"{{"id":{id},{input}}}"#)) else {
+                panic!("`id`: {id} accepted");
+            };
+            assert!(e.message().contains("`id` must be a string"), "{id}: {e:?}");
+        }
+    }
 
     #[test]
     fn fuzz_oip_json_and_binary_requests_parse_or_refuse_and_never_panic() {
