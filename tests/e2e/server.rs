@@ -1,6 +1,7 @@
 //! The HTTP server under hostile or careless clients.
 
 use crate::support::Server;
+use futures::StreamExt;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -114,6 +115,89 @@ async fn concurrent_uploads_past_the_in_flight_budget_get_503_and_memory_stays_b
         answer.contains("larger than all this node may hold"),
         "{answer}"
     );
+}
+
+/// A chunked body declares no length: it is held against the budget at its
+/// route's cap (it may grow that large), so chunked uploads past the budget
+/// get 503 like declared ones, and a route whose cap passes the whole
+/// budget asks for a length.
+#[tokio::test]
+async fn chunked_bodies_are_held_at_their_routes_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(
+        &dir.path().join("data"),
+        &[
+            "--max-inflight-body-mb",
+            "64",
+            "--max-body-bytes",
+            "16777216",
+        ],
+    );
+    server.deploy("echo", "guest-misbehave", &[]).await;
+    // Eight slow 4 MiB bodies at once, each held at the 16 MiB cap: four
+    // fit in 64 MiB.
+    let sends = (0..8u8).map(|i| {
+        let chunks = (0..16).map(move |_| {
+            let chunk = bytes::Bytes::from(vec![b'a' + i; 256 << 10]);
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, std::io::Error>(chunk)
+            }
+        });
+        let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks).then(|c| c));
+        let request = crate::support::client()
+            .post(server.url("/fn/echo"))
+            .header("content-type", "text/plain")
+            .body(body);
+        async move {
+            let response = request.send().await.expect("an answer");
+            let retry = response.headers().get("retry-after").cloned();
+            let status = response.status().as_u16();
+            let body = response.bytes().await.unwrap_or_default();
+            (i, status, retry, body)
+        }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let refused = answers.iter().filter(|(_, s, ..)| *s == 503).count();
+    assert!((4..8).contains(&refused), "{refused} of 8 refused");
+    for (i, status, retry, body) in &answers {
+        match status {
+            200 => {
+                // Echoed whole, as the message's body.
+                let echoed: serde_json::Value = serde_json::from_slice(body).unwrap();
+                let text = echoed["body"]["text"].as_str().unwrap_or_default();
+                assert!(
+                    text.len() == 4 << 20 && text.bytes().all(|b| b == b'a' + i),
+                    "upload {i}: {} bytes back: {}",
+                    text.len(),
+                    String::from_utf8_lossy(&body[..body.len().min(300)])
+                );
+            }
+            503 => {
+                assert_eq!(retry.as_ref().map(|v| v.to_str().unwrap()), Some("1"));
+                let text = String::from_utf8_lossy(body);
+                assert!(text.contains("--max-inflight-body-mb"), "{text}");
+            }
+            other => panic!("upload {i}: unexpected {other}"),
+        }
+    }
+    // A model push may be 1 GiB, more than the whole budget: without a
+    // length it is refused at once, naming what to send.
+    let (answer, _) = raw_exchange(
+        &server,
+        format!(
+            "PUT /v1/models/m HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+            crate::support::ADMIN_TOKEN
+        )
+        .as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+    assert!(
+        answer.contains("send the body with a Content-Length"),
+        "{answer}"
+    );
+    // Nothing is held once they are answered.
+    assert_eq!(server.invoke("echo", "text/plain", "ok").await.0, 200);
 }
 
 /// Every file under `dir`.

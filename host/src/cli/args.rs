@@ -215,8 +215,9 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = HttpConfig::default().max_model_bytes >> 20)]
     max_model_mb: usize,
     /// Bytes of request bodies held at once across all requests, in MiB
-    /// (by declared length): past it a request gets 503 with Retry-After,
-    /// its body read and dropped, never held.
+    /// (by declared length; a chunked body at its route's cap): past it a
+    /// request gets 503 with Retry-After, its body read and dropped, never
+    /// held.
     #[arg(long, default_value_t = HttpConfig::default().inflight_body_bytes >> 20)]
     max_inflight_body_mb: usize,
     /// Time a client has to send its request headers, in milliseconds.

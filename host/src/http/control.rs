@@ -183,25 +183,13 @@ async fn publish(
     // Check the name and settings before reading a possibly large body.
     Name::parse(&name).map_err(|e| fail(ApiError::bad_request(e.to_string())))?;
     let created_by = caller.0.name.clone();
-    let (settings, limit) = match kind {
-        Kind::Function => (
-            query::read_deploy(params, created_by).map(Settings::Function),
-            state.http.max_component_bytes,
-        ),
-        Kind::Model => (
-            query::read_push(params, created_by).map(Settings::Model),
-            state.http.max_model_bytes,
-        ),
-        // A manifest: small, and no settings beside it.
-        Kind::Pipeline => (
-            query::read_pipeline(params, created_by),
-            state.http.max_body_bytes,
-        ),
-        Kind::Table => (
-            query::read_table(params, created_by),
-            state.http.max_body_bytes,
-        ),
+    let settings = match kind {
+        Kind::Function => query::read_deploy(params, created_by).map(Settings::Function),
+        Kind::Model => query::read_push(params, created_by).map(Settings::Model),
+        Kind::Pipeline => query::read_pipeline(params, created_by),
+        Kind::Table => query::read_table(params, created_by),
     };
+    let limit = state.http.upload_cap(kind);
     let settings = settings.map_err(|e| fail(ApiError::bad_request(e)))?;
     let bytes = read_body(body, limit, state.http.body_timeout)
         .await

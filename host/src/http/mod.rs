@@ -41,7 +41,7 @@ use crate::observe;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -71,9 +71,43 @@ pub struct HttpConfig {
     /// Time allowed to send a request body.
     pub body_timeout: Duration,
     /// Bytes of request bodies the node holds at once, across requests
-    /// (by declared length): past it a request gets 503 with
-    /// `Retry-After`, its body read and dropped, never held.
+    /// (by declared length; a chunked body at its route's cap): past it a
+    /// request gets 503 with `Retry-After`, its body read and dropped,
+    /// never held.
     pub inflight_body_bytes: usize,
+}
+
+impl HttpConfig {
+    /// The largest body a publish of `kind` reads: the artifact.
+    pub fn upload_cap(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Function => self.max_component_bytes,
+            Kind::Model => self.max_model_bytes,
+            // A manifest or a schema: small.
+            Kind::Pipeline | Kind::Table => self.max_body_bytes,
+        }
+    }
+
+    /// The largest body the route of `method` `path` holds in memory, or
+    /// `None` for a route that streams its body through (feature ingest).
+    fn held_cap(&self, method: &Method, path: &str) -> Option<usize> {
+        if path.starts_with("/v1/features/") && path.ends_with("/ingest") {
+            return None;
+        }
+        if method == Method::PUT {
+            if path == "/v1/blobs" {
+                return Some(self.max_model_bytes);
+            }
+            // `PUT /v1/{kind}/{name}`: a publish.
+            if let Some((plural, name)) = path.strip_prefix("/v1/").and_then(|p| p.split_once('/'))
+                && !name.contains('/')
+                && let Some(kind) = Kind::ALL.into_iter().find(|k| k.plural() == plural)
+            {
+                return Some(self.upload_cap(kind));
+            }
+        }
+        Some(self.max_body_bytes)
+    }
 }
 
 impl Default for HttpConfig {
@@ -274,30 +308,52 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
     response
 }
 
-/// Hold a request's declared body size against the node's budget until
-/// its answer is ready: 503 with `Retry-After` when the bodies in flight
-/// would pass it, before a byte is read, so that concurrent large uploads
-/// are turned away rather than exhaust memory.
+/// Hold a request's body size against the node's budget until its answer
+/// is ready: the declared length, or for a chunked body (no length
+/// declared) its route's cap, since it may be that large. 503 with
+/// `Retry-After` when the bodies in flight would pass the budget, before a
+/// byte is read, so that concurrent large uploads are turned away rather
+/// than exhaust memory. Routes that stream their body through hold none.
 async fn hold_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
+    let headers = request.headers();
+    let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let kib = declared.div_ceil(1024);
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = headers.contains_key(axum::http::header::TRANSFER_ENCODING);
+    let Some(cap) = state.http.held_cap(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let budget = state.http.inflight_body_bytes;
+    let held = match declared {
+        Some(declared) if declared > budget as u64 => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body ({declared} bytes) is larger than all this node may hold at once ({} MiB, --max-inflight-body-mb)",
+                    budget >> 20
+                ),
+            )
+            .into_response();
+        }
+        Some(declared) => declared,
+        None if chunked && cap > budget => {
+            return ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                format!(
+                    "this route takes bodies of up to {} MiB, more than all this node may hold at once ({} MiB, --max-inflight-body-mb); send the body with a Content-Length",
+                    cap >> 20,
+                    budget >> 20
+                ),
+            )
+            .into_response();
+        }
+        None if chunked => cap as u64,
+        None => 0,
+    };
+    let kib = held.div_ceil(1024);
     if kib == 0 {
         return next.run(request).await;
-    }
-    if declared > state.http.inflight_body_bytes as u64 {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body ({declared} bytes) is larger than all this node may hold at once ({} MiB, --max-inflight-body-mb)",
-                state.http.inflight_body_bytes >> 20
-            ),
-        )
-        .into_response();
     }
     let held = u32::try_from(kib)
         .ok()
@@ -347,13 +403,15 @@ pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<By
     let mut limited = Limited::new(body, limit);
     // Frames are appended to one buffer sized by the declared length: a
     // body is held once, not once in frames and again joined.
-    let size = axum::body::HttpBody::size_hint(&limited).lower() as usize;
+    let hint = axum::body::HttpBody::size_hint(&limited);
+    let size = hint.lower() as usize;
     let collect = async move {
         let mut buffer = bytes::BytesMut::with_capacity(size.min(limit));
         while let Some(frame) = limited.frame().await {
             if let Ok(data) = frame?.into_data() {
-                if buffer.is_empty() && data.len() >= size {
-                    // One frame: no copy at all.
+                // One frame holding the whole declared body: no copy at
+                // all. (A chunked body declares nothing: read to its end.)
+                if buffer.is_empty() && hint.exact().is_some_and(|n| data.len() as u64 >= n) {
                     return Ok(data);
                 }
                 buffer.extend_from_slice(&data);
