@@ -81,9 +81,11 @@ async fn concurrent_uploads_past_the_in_flight_budget_get_503_and_memory_stays_b
         peak >> 20,
         base >> 20
     );
+    // Blobs are spooled to a file and streamed to the store: none is held
+    // whole, so the node grows by far less than the budget it admits.
     assert!(
-        held < (1024 + 256) << 20,
-        "the node grew by {} MiB with a 1024 MiB budget",
+        held < 256 << 20,
+        "the node grew by {} MiB while taking five 200 MiB blobs",
         held >> 20
     );
     // Up, and exactly the accepted uploads are stored, whole.

@@ -298,6 +298,16 @@ impl DocumentCache {
         self.counted(self.store.put_blob(bytes, progress).await)
     }
 
+    /// Store a spooled file as a blob under its digest, streamed.
+    pub async fn put_blob_file(
+        &self,
+        spooled: &crate::store::Spooled,
+    ) -> Result<crate::store::Digest, StoreError> {
+        self.requests.heads.fetch_add(1, Ordering::Relaxed);
+        self.requests.puts.fetch_add(1, Ordering::Relaxed);
+        self.counted(self.store.put_blob_file(spooled, None).await)
+    }
+
     /// Delete through to the store and forget the key.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.requests.deletes.fetch_add(1, Ordering::Relaxed);
@@ -367,6 +377,15 @@ mod tests {
             progress: Progress<'_>,
         ) -> Result<ETag, StoreError> {
             self.inner.write(key, bytes, mode, progress).await
+        }
+        async fn write_file(
+            &self,
+            key: &str,
+            path: &std::path::Path,
+            len: u64,
+            progress: Progress<'_>,
+        ) -> Result<(), StoreError> {
+            self.inner.write_file(key, path, len, progress).await
         }
         async fn delete(&self, key: &str) -> Result<(), StoreError> {
             self.inner.delete(key).await

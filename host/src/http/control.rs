@@ -23,7 +23,7 @@
 
 use super::client::VerifyJson;
 use super::openapi::{AliasRequest, BlobStored, ErrorBody, InvocationRequest, NewTokenRequest};
-use super::{ApiError, AppState, RequestId, query, read_body};
+use super::{ApiError, AppState, RequestId, query, read_body, spool_body};
 use crate::access::{Identity, Need, Role};
 use crate::node::{Acting, ControlPlane, Kind, Published, Settings};
 use crate::registry::{Head, Name, STABLE};
@@ -498,8 +498,8 @@ async fn rollback(
     security(("token" = []))
 )]
 async fn put_blob(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    let bytes = read_body(body, state.http.max_model_bytes, state.http.body_timeout).await?;
-    let digest = state.node.put_blob(bytes).await?;
+    let spooled = spool_body(body, state.http.max_model_bytes, state.http.body_timeout).await?;
+    let digest = state.node.put_blob(&spooled).await?;
     Ok((StatusCode::CREATED, Json(json!({ "digest": digest }))).into_response())
 }
 

@@ -38,6 +38,7 @@ pub use error::ApiError;
 
 use crate::node::{Kind, Node};
 use crate::observe;
+use crate::store::{Digest, Spooled};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -49,10 +50,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use sha2::{Digest as _, Sha256};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
@@ -417,9 +420,50 @@ pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<By
                 buffer.extend_from_slice(&data);
             }
         }
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(buffer.freeze())
+        Ok::<_, BoxError>(buffer.freeze())
     };
-    match tokio::time::timeout(timeout, collect).await {
+    within(limit, timeout, collect).await
+}
+
+/// Spool a body to a temporary file (in `TMPDIR`) under a size cap and a
+/// timeout, hashing it as it is written, so an upload is never held
+/// whole in memory: 413 past the cap, 408 when the client is too slow.
+pub async fn spool_body(body: Body, limit: usize, timeout: Duration) -> Result<Spooled, ApiError> {
+    let spool_failed = |e: std::io::Error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot spool the upload to a temporary file (TMPDIR): {e}"),
+        )
+    };
+    let file = tempfile::NamedTempFile::new().map_err(spool_failed)?;
+    let mut out = tokio::fs::File::from_std(file.reopen().map_err(spool_failed)?);
+    let mut limited = Limited::new(body, limit);
+    let copy = async move {
+        let mut hasher = Sha256::new();
+        let mut len = 0u64;
+        while let Some(frame) = limited.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                hasher.update(&data);
+                len += data.len() as u64;
+                out.write_all(&data).await?;
+            }
+        }
+        out.flush().await?;
+        Ok::<_, BoxError>((len, Digest::finish(hasher)))
+    };
+    let (len, digest) = within(limit, timeout, copy).await?;
+    Ok(Spooled { file, len, digest })
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Run a body read under `timeout`, with its errors as answers.
+async fn within<T>(
+    limit: usize,
+    timeout: Duration,
+    read: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             format!(
@@ -427,7 +471,7 @@ pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<By
                 timeout.as_secs()
             ),
         )),
-        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is larger than this node's limit of {limit} bytes"),

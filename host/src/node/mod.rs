@@ -44,9 +44,8 @@ use crate::inference::{InferenceError, Model, Models};
 use crate::observe::Stats;
 use crate::pipeline::{PipelineError, PipelineVersion};
 use crate::registry::{InvalidName, Invocation, Name, Registry, RegistryError, Selector};
-use crate::store::{Digest, ETag, ObjectStore, StoreError};
+use crate::store::{Digest, ETag, ObjectStore, Spooled, StoreError};
 use crate::tensor::{Message, NamedTensor};
-use bytes::Bytes;
 use dashmap::DashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -247,10 +246,11 @@ impl Node {
         &self.stats
     }
 
-    /// Store `bytes` as a content-addressed blob (e.g. a model's baseline
-    /// statistics, uploaded before the push that names it).
-    pub async fn put_blob(&self, bytes: Bytes) -> Result<Digest, NodeError> {
-        Ok(self.documents.put_blob(bytes, None).await?)
+    /// Store an uploaded file as a content-addressed blob (e.g. a model's
+    /// baseline statistics, uploaded before the push that names it),
+    /// streamed from the file.
+    pub async fn put_blob(&self, spooled: &Spooled) -> Result<Digest, NodeError> {
+        Ok(self.documents.put_blob_file(spooled).await?)
     }
 
     /// Whether the store answers: a node that cannot reach it serves only

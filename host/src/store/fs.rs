@@ -51,6 +51,14 @@ fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 /// Write `bytes` to a fresh temporary file next to `path`, fsynced.
 fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    let (temp, mut file) = create_temp(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(temp)
+}
+
+/// A fresh temporary file next to `path` (hidden from listings).
+fn create_temp(path: &Path) -> io::Result<(PathBuf, File)> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("key has no parent directory"))?;
@@ -64,13 +72,26 @@ fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(temp)
+    Ok((temp, file))
+}
+
+/// Copy the file at `source` to `path` through a temporary file and a
+/// rename: readers see the old object or the whole new one.
+fn copy_blocking(source: &Path, path: &Path) -> io::Result<()> {
+    let (temp, mut file) = create_temp(path)?;
+    let copied = File::open(source)
+        .and_then(|mut from| io::copy(&mut from, &mut file))
+        .and_then(|_| file.sync_all())
+        .and_then(|()| fs::rename(&temp, path));
+    if copied.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    copied?;
+    sync_dir(path)
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {
@@ -192,6 +213,26 @@ impl ObjectStore for FsStore {
             report(len);
         }
         Ok(etag)
+    }
+
+    async fn write_file(
+        &self,
+        key: &str,
+        source: &Path,
+        len: u64,
+        progress: Progress<'_>,
+    ) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let source = source.to_path_buf();
+        tokio::task::spawn_blocking(move || copy_blocking(&source, &path))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| StoreError::io(key, e))?;
+        if let Some(report) = progress {
+            report(len);
+        }
+        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 /// An opaque version tag of a stored object; changes whenever its bytes do.
@@ -130,6 +131,17 @@ pub enum Revalidated {
     Missing,
 }
 
+/// An upload spooled to a temporary file (removed on drop), with its
+/// length and digest taken as it was written.
+pub struct Spooled {
+    /// The file.
+    pub file: tempfile::NamedTempFile,
+    /// Its length in bytes.
+    pub len: u64,
+    /// The sha256 of its bytes.
+    pub digest: Digest,
+}
+
 /// A callback told how many bytes of a large write have been stored so far.
 pub type Progress<'a> = Option<&'a (dyn Fn(u64) + Send + Sync)>;
 
@@ -142,6 +154,11 @@ impl Digest {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Self(hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// The digest a streaming hash arrived at.
+    pub fn finish(hasher: Sha256) -> Self {
+        Self(hex::encode(hasher.finalize()))
     }
 
     /// The lowercase hex of the hash.
@@ -216,6 +233,16 @@ pub trait ObjectStore: Send + Sync + 'static {
         progress: Progress<'_>,
     ) -> Result<ETag, StoreError>;
 
+    /// Write the `len` bytes of the file at `path` at `key`, streamed from
+    /// the file (never held whole in memory), atomically, overwriting.
+    async fn write_file(
+        &self,
+        key: &str,
+        path: &Path,
+        len: u64,
+        progress: Progress<'_>,
+    ) -> Result<(), StoreError>;
+
     /// [`write`](Self::write) without progress reports.
     async fn put(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, StoreError> {
         self.write(key, bytes, mode, None).await
@@ -275,6 +302,21 @@ pub trait ObjectStore: Send + Sync + 'static {
         self.write(&key, bytes, PutMode::Overwrite, progress)
             .await?;
         Ok(digest)
+    }
+
+    /// Store a spooled file as a blob under its digest (a no-op when
+    /// present), streamed.
+    async fn put_blob_file(
+        &self,
+        spooled: &Spooled,
+        progress: Progress<'_>,
+    ) -> Result<Digest, StoreError> {
+        let key = spooled.digest.blob_key();
+        if !self.exists(&key).await? {
+            self.write_file(&key, spooled.file.path(), spooled.len, progress)
+                .await?;
+        }
+        Ok(spooled.digest.clone())
     }
 
     /// A blob by digest, verified: corrupt bytes are never handed out.

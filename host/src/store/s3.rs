@@ -15,10 +15,11 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -31,6 +32,38 @@ const PART_SIZE: usize = 16 << 20;
 /// Parts in flight at once: enough to fill a link, few enough to keep
 /// memory and connection use modest.
 const PARTS_IN_FLIGHT: usize = 4;
+
+/// What a write sends: bytes in memory, or a file read a part at a time.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Bytes(&'a Bytes),
+    File(&'a Path, u64),
+}
+
+impl Source<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Self::Bytes(bytes) => bytes.len() as u64,
+            Self::File(_, len) => *len,
+        }
+    }
+
+    /// `len` bytes from `offset`, as a request body.
+    async fn part(&self, key: &str, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+        match self {
+            Self::Bytes(bytes) => Ok(ByteStream::from(
+                bytes.slice(offset as usize..(offset + len) as usize),
+            )),
+            Self::File(path, _) => ByteStream::read_from()
+                .path(path)
+                .offset(offset)
+                .length(Length::Exact(len))
+                .build()
+                .await
+                .map_err(|e| StoreError::io(key, std::io::Error::other(e))),
+        }
+    }
+}
 
 /// Objects in an S3 bucket, under a key prefix.
 #[derive(Clone)]
@@ -147,15 +180,16 @@ impl S3Store {
         &self,
         key: &str,
         object_key: String,
-        bytes: Bytes,
+        source: Source<'_>,
         mode: &PutMode,
     ) -> Result<Option<String>, StoreError> {
+        let body = source.part(key, 0, source.len()).await?;
         let mut request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(object_key)
-            .body(ByteStream::from(bytes));
+            .body(body);
         request = match mode {
             PutMode::Overwrite => request,
             PutMode::IfAbsent => request.if_none_match("*"),
@@ -171,7 +205,7 @@ impl S3Store {
         &self,
         key: &str,
         object_key: String,
-        bytes: Bytes,
+        source: Source<'_>,
         mode: &PutMode,
         progress: Progress<'_>,
     ) -> Result<Option<String>, StoreError> {
@@ -188,7 +222,7 @@ impl S3Store {
             reason: "the server returned no multipart upload id".into(),
         })?;
         let result = self
-            .upload_parts(key, &object_key, &upload_id, bytes, mode, progress)
+            .upload_parts(key, &object_key, &upload_id, source, mode, progress)
             .await;
         if result.is_err() {
             // Best effort: an unfinished upload is invisible anyway, and a
@@ -210,22 +244,25 @@ impl S3Store {
         key: &str,
         object_key: &str,
         upload_id: &str,
-        bytes: Bytes,
+        source: Source<'_>,
         mode: &PutMode,
         progress: Progress<'_>,
     ) -> Result<Option<String>, StoreError> {
         let sent = AtomicU64::new(0);
-        let chunks: Vec<(i32, Bytes)> = (0..bytes.len().div_ceil(PART_SIZE))
+        let part = PART_SIZE as u64;
+        // (number, offset, length): a part is read only when it is sent,
+        // so at most PARTS_IN_FLIGHT of a file are in memory at once.
+        let chunks: Vec<(i32, u64, u64)> = (0..source.len().div_ceil(part))
             .map(|i| {
-                let end = ((i + 1) * PART_SIZE).min(bytes.len());
-                (i as i32 + 1, bytes.slice(i * PART_SIZE..end))
+                let offset = i * part;
+                (i as i32 + 1, offset, part.min(source.len() - offset))
             })
             .collect();
         let mut parts: Vec<CompletedPart> = futures::stream::iter(chunks)
-            .map(|(number, chunk)| {
+            .map(|(number, offset, len)| {
                 let sent = &sent;
                 async move {
-                    let len = chunk.len() as u64;
+                    let chunk = source.part(key, offset, len).await?;
                     let out = self
                         .client
                         .upload_part()
@@ -233,7 +270,7 @@ impl S3Store {
                         .key(object_key)
                         .upload_id(upload_id)
                         .part_number(number)
-                        .body(ByteStream::from(chunk))
+                        .body(chunk)
                         .send()
                         .await
                         .map_err(|e| failure(key, e))?;
@@ -273,6 +310,32 @@ impl S3Store {
             Ok(out) => Ok(out.e_tag),
             Err(e) => Err(self.write_failure(key, e).await),
         }
+    }
+
+    /// Write `source` at `key`: in one request, or in parts past
+    /// [`MULTIPART_THRESHOLD`].
+    async fn send(
+        &self,
+        key: &str,
+        source: Source<'_>,
+        mode: &PutMode,
+        progress: Progress<'_>,
+    ) -> Result<ETag, StoreError> {
+        let object_key = self.object_key(key)?;
+        let etag = if source.len() >= MULTIPART_THRESHOLD as u64 {
+            self.put_multipart(key, object_key, source, mode, progress)
+                .await?
+        } else {
+            let etag = self.put_single(key, object_key, source, mode).await?;
+            if let Some(report) = progress {
+                report(source.len());
+            }
+            etag
+        };
+        etag.map(ETag).ok_or_else(|| StoreError::Unavailable {
+            key: key.to_string(),
+            reason: "the server accepted the write but returned no ETag".into(),
+        })
     }
 
     /// A failed conditional write is a conflict carrying what is there now.
@@ -374,22 +437,19 @@ impl ObjectStore for S3Store {
         mode: PutMode,
         progress: Progress<'_>,
     ) -> Result<ETag, StoreError> {
-        let object_key = self.object_key(key)?;
-        let len = bytes.len() as u64;
-        let etag = if bytes.len() >= MULTIPART_THRESHOLD {
-            self.put_multipart(key, object_key, bytes, &mode, progress)
-                .await?
-        } else {
-            let etag = self.put_single(key, object_key, bytes, &mode).await?;
-            if let Some(report) = progress {
-                report(len);
-            }
-            etag
-        };
-        etag.map(ETag).ok_or_else(|| StoreError::Unavailable {
-            key: key.to_string(),
-            reason: "the server accepted the write but returned no ETag".into(),
-        })
+        self.send(key, Source::Bytes(&bytes), &mode, progress).await
+    }
+
+    async fn write_file(
+        &self,
+        key: &str,
+        path: &Path,
+        len: u64,
+        progress: Progress<'_>,
+    ) -> Result<(), StoreError> {
+        self.send(key, Source::File(path, len), &PutMode::Overwrite, progress)
+            .await
+            .map(drop)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
