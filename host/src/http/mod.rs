@@ -16,10 +16,12 @@
 //! own (`--admin-listen`). `client.rs` is the other end of the control
 //! plane. Tensors travel as OIP JSON (`tensor_json.rs`) or binary
 //! (`oip_binary.rs`); publish settings as query parameters (`query.rs`);
-//! errors have one JSON shape (`error.rs`).
+//! errors have one JSON shape (`error.rs`). Every listener serves
+//! `GET /openapi.json`, the API's OpenAPI description (`openapi.rs`).
 //!
 //! Connections get a header-read timeout and bodies a size cap and a read
-//! timeout, so a slow or oversized client only costs itself.
+//! timeout, so a slow or oversized client only costs itself; bodies in
+//! flight count against a node-wide budget ([`hold_body`]).
 
 mod client;
 mod control;
