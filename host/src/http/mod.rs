@@ -21,7 +21,7 @@
 //!
 //! Connections get a header-read timeout and bodies a size cap and a read
 //! timeout, so a slow or oversized client only costs itself; bodies in
-//! flight count against a node-wide budget ([`hold_body`]).
+//! flight count against a node-wide budget (`hold_body`).
 
 mod client;
 mod control;
