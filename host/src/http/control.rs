@@ -191,9 +191,23 @@ async fn publish(
     };
     let limit = state.http.upload_cap(kind);
     let settings = settings.map_err(|e| fail(ApiError::bad_request(e)))?;
-    let bytes = read_body(body, limit, state.http.body_timeout)
-        .await
-        .map_err(fail)?;
+    let bytes = match kind {
+        // A component or a model may be large: spooled to a file and
+        // mapped, it is paged in as it is compiled or loaded and stored,
+        // never copied whole into the heap.
+        Kind::Function | Kind::Model => spool_body(body, limit, state.http.body_timeout)
+            .await
+            .and_then(|spooled| {
+                spooled.into_bytes().map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot map the spooled upload: {e}"),
+                    )
+                })
+            }),
+        Kind::Pipeline | Kind::Table => read_body(body, limit, state.http.body_timeout).await,
+    }
+    .map_err(fail)?;
     let published = caller
         .on(&state)
         .publish(&name, bytes, settings, None)

@@ -142,6 +142,21 @@ pub struct Spooled {
     pub digest: Digest,
 }
 
+impl Spooled {
+    /// The file's bytes, mapped: paged in from disk as they are read and
+    /// reclaimable by the kernel, never copied into the heap.
+    pub fn into_bytes(self) -> std::io::Result<Bytes> {
+        if self.len == 0 {
+            return Ok(Bytes::new()); // an empty file cannot be mapped
+        }
+        // SAFETY: the file is this process's own temporary file (created
+        // 0600 by `tempfile`), complete, and never written again; the
+        // mapping keeps its data after the name is removed.
+        let map = unsafe { memmap2::Mmap::map(self.file.as_file())? };
+        Ok(Bytes::from_owner(map))
+    }
+}
+
 /// A callback told how many bytes of a large write have been stored so far.
 pub type Progress<'a> = Option<&'a (dyn Fn(u64) + Send + Sync)>;
 
