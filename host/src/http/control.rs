@@ -160,7 +160,7 @@ fn named(path: &str) -> Option<&str> {
     put, path = "/v1/{kind}/{name}", operation_id = "publish", tag = "registry",
     summary = "Publish a new version of an object",
     description = "The body is the artifact: a component, an ONNX model, a pipeline manifest or a table schema. Its settings (limits, config, `invocation`, a model's batching...) are query parameters; see the README. The token's name is recorded as `created_by`.",
-    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("kind" = String, Path), ("name" = String, Path)),
     request_body(content(("application/octet-stream")), description = "The artifact"),
     responses(
         (status = 201, description = "A new version: its record, with name, number, digest, size (and a function's world) at the top", body = Object),
@@ -245,7 +245,7 @@ pub(super) fn published_json(published: &Published) -> Value {
 #[utoipa::path(
     get, path = "/v1/{kind}", operation_id = "list", tag = "registry",
     summary = "List an object kind's names the token reaches",
-    params(("kind" = String, Path, description = "functions, models, pipelines or tables")),
+    params(("kind" = String, Path)),
     responses((status = 200, description = "The names with their latest versions, under the kind's plural", body = Object)),
     security(("token" = []))
 )]
@@ -278,7 +278,7 @@ pub(super) fn head_json(name: &str, head: &Head) -> Value {
 #[utoipa::path(
     get, path = "/v1/{kind}/{name}", operation_id = "show", tag = "registry",
     summary = "Show an object: its aliases, history and every live version",
-    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("kind" = String, Path), ("name" = String, Path)),
     responses(
         (status = 200, description = "The head and every live version's record", body = Object),
         (status = 400, description = "A bad name", body = ErrorBody),
@@ -303,7 +303,7 @@ async fn show(
 #[utoipa::path(
     get, path = "/v1/{kind}/{name}/versions/{version}", operation_id = "version", tag = "registry",
     summary = "Show one version of an object",
-    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("version" = String, Path, description = "A version number", example = "1", pattern = "^[0-9]{1,19}$")),
+    params(("kind" = String, Path), ("name" = String, Path), ("version" = String, Path)),
     responses(
         (status = 200, description = "The version's record (secret config redacted)", body = Object),
         (status = 400, description = "A bad name or version number", body = ErrorBody),
@@ -327,7 +327,7 @@ async fn version(
 #[utoipa::path(
     delete, path = "/v1/{kind}/{name}/versions/{version}", operation_id = "delete", tag = "registry",
     summary = "Delete a version of an object",
-    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("version" = String, Path, description = "A version number", example = "1", pattern = "^[0-9]{1,19}$")),
+    params(("kind" = String, Path), ("name" = String, Path), ("version" = String, Path)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "A bad name or version number", body = ErrorBody),
@@ -354,7 +354,7 @@ async fn delete(
 #[utoipa::path(
     put, path = "/v1/{kind}/{name}/aliases/{alias}", operation_id = "set_alias", tag = "registry",
     summary = "Point an alias of an object at a version",
-    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("alias" = String, Path, description = "An alias, e.g. stable", example = "stable", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("kind" = String, Path), ("name" = String, Path), ("alias" = String, Path)),
     request_body(content = inline(AliasRequest), description = "The target, and optionally the version the alias must point at now"),
     responses(
         (status = 200, description = "The object's head", body = Object),
@@ -383,7 +383,7 @@ async fn set_alias(
 #[utoipa::path(
     put, path = "/v1/{kind}/{name}/invocation", operation_id = "set_invocation", tag = "registry",
     summary = "Say whether calling an object needs an invoker token",
-    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("kind" = String, Path), ("name" = String, Path)),
     request_body(content = inline(InvocationRequest)),
     responses(
         (status = 200, description = "The object's head", body = Object),
@@ -447,7 +447,7 @@ fn alias_request(body: &[u8]) -> Result<(u64, Option<Option<u64>>), ApiError> {
 #[utoipa::path(
     delete, path = "/v1/{kind}/{name}/aliases/{alias}", operation_id = "remove_alias", tag = "registry",
     summary = "Remove an alias of an object",
-    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("alias" = String, Path, description = "An alias, e.g. stable", example = "stable", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("kind" = String, Path), ("name" = String, Path), ("alias" = String, Path)),
     responses(
         (status = 200, description = "The object's head", body = Object),
         (status = 400, description = "A bad name or alias", body = ErrorBody),
@@ -471,7 +471,7 @@ async fn remove_alias(
 #[utoipa::path(
     post, path = "/v1/{kind}/{name}/rollback", operation_id = "rollback", tag = "registry",
     summary = "Roll an alias of an object back to its previous version",
-    params(("kind" = String, Path, description = "functions, models, pipelines or tables"), ("name" = String, Path, description = "The object's name", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("alias" = Option<String>, Query, description = "The alias (default `stable`)")),
+    params(("kind" = String, Path), ("name" = String, Path), ("alias" = Option<String>, Query, description = "The alias (default `stable`)")),
     responses(
         (status = 200, description = "The object's head", body = Object),
         (status = 400, description = "A bad name, alias or query parameter", body = ErrorBody),
@@ -587,7 +587,7 @@ async fn tokens(
 #[utoipa::path(
     delete, path = "/v1/tokens/{name}", tag = "access",
     summary = "Revoke an API token, on every node within the poll interval (admin)",
-    params(("name" = String, Path, description = "The token's name", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("name" = String, Path)),
     responses(
         (status = 200, description = "The revoked token", body = Object),
         (status = 400, description = "A bad name, or the node's own admin token", body = ErrorBody),

@@ -79,7 +79,7 @@ fn requested(params: &[(String, String)]) -> Result<Vec<String>, ApiError> {
 #[utoipa::path(
     get, path = "/v1/features/{table}/{entity}", tag = "features",
     summary = "One entity's online features",
-    params(("table" = String, Path, description = "A feature table (TABLE@VERSION on reads)", example = "user_stats", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$"), ("entity" = String, Path, description = "The key (a composite key's parts joined by `|`)", example = "u007"),
+    params(("table" = String, Path), ("entity" = String, Path),
         ("features" = Option<String>, Query, description = "Comma-separated feature names (default: all)")),
     responses(
         (status = 200, description = "The key, the features (nulls for an unknown entity) and their timestamp", body = Object),
@@ -105,7 +105,7 @@ async fn one(
 #[utoipa::path(
     post, path = "/v1/features/{table}/lookup", tag = "features",
     summary = "Many entities' online features",
-    params(("table" = String, Path, description = "A feature table (TABLE@VERSION on reads)", example = "user_stats", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$")),
+    params(("table" = String, Path)),
     request_body(content = inline(LookupRequest)),
     responses(
         (status = 200, description = "One result per entity, in order", body = Object),
@@ -189,7 +189,7 @@ fn key_of(value: &Value) -> Result<String, String> {
 #[utoipa::path(
     post, path = "/v1/features/{table}/ingest", tag = "features",
     summary = "Ingest a CSV, JSON-lines or Parquet file into a table: all rows or none",
-    params(("table" = String, Path, description = "A feature table (TABLE@VERSION on reads)", example = "user_stats", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$"), ("format" = Option<String>, Query, description = "csv, jsonl or parquet (default: by Content-Type)")),
+    params(("table" = String, Path), ("format" = Option<String>, Query, description = "csv, jsonl or parquet (default: by Content-Type)")),
     request_body(content(("text/csv"), ("application/jsonl"), ("application/vnd.apache.parquet"))),
     responses(
         (status = 201, description = "Committed: rows and segments written", body = Object),
@@ -253,7 +253,7 @@ async fn ingest(
 #[utoipa::path(
     post, path = "/v1/features/{table}", tag = "features",
     summary = "Append rows to a table, answered once durable",
-    params(("table" = String, Path, description = "A feature table (TABLE@VERSION on reads)", example = "user_stats", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$")),
+    params(("table" = String, Path)),
     request_body(content = Vec<Object>, description = "An array of row objects (or `{\"rows\": [...]}`)"),
     responses(
         (status = 201, description = "Committed", body = Object),
@@ -302,7 +302,7 @@ async fn append(
 #[utoipa::path(
     post, path = "/v1/features/{table}/compact", tag = "features",
     summary = "Merge a table's small history segments and sweep what no reader needs",
-    params(("table" = String, Path, description = "A feature table (TABLE@VERSION on reads)", example = "user_stats", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$"), ("grace" = Option<String>, Query, description = "How long replaced segments are kept, e.g. 1h")),
+    params(("table" = String, Path), ("grace" = Option<String>, Query, description = "How long replaced segments are kept, e.g. 1h")),
     responses(
         (status = 200, description = "What was merged and swept", body = Object),
         (status = 400, description = "A bad `grace` or query parameter", body = ErrorBody),

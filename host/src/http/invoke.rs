@@ -16,7 +16,7 @@ use std::sync::Arc;
 #[utoipa::path(
     post, path = "/fn/{target}", tag = "invoke",
     summary = "Run a function on the request body",
-    params(("target" = String, Path, description = "NAME, NAME@VERSION or NAME@ALIAS", example = "iris-features", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$")),
+    params(("target" = String, Path)),
     request_body(content(
         (MessageJson = "application/vnd.sluice.message+json", example = json!({"tensors": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})),
         ("application/json", example = json!({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2})),
@@ -67,7 +67,7 @@ pub async fn invoke(
 #[utoipa::path(
     post, path = "/p/{target}", tag = "invoke",
     summary = "Run a pipeline on the request body",
-    params(("target" = String, Path, description = "NAME, NAME@VERSION or NAME@ALIAS", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$")),
+    params(("target" = String, Path)),
     request_body(content(
         (MessageJson = "application/vnd.sluice.message+json", example = json!({"tensors": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})),
         ("application/json", example = json!({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2})),

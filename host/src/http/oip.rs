@@ -158,7 +158,7 @@ async fn find(state: &AppState, name: &str, version: Option<&str>) -> Result<Ser
 #[utoipa::path(
     get, path = "/v2/models/{model}", tag = "inference",
     summary = "A model's metadata: its inputs and outputs",
-    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("model" = String, Path)),
     responses(
         (status = 200, description = "Name, versions, platform, inputs, outputs", body = Object),
         (status = 404, description = "No such model or pipeline", body = ErrorBody),
@@ -176,7 +176,7 @@ pub async fn model_metadata(
 #[utoipa::path(
     get, path = "/v2/models/{model}/versions/{version}", tag = "inference",
     summary = "A model version's metadata",
-    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("version" = String, Path, description = "A version number or alias", example = "1", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("model" = String, Path), ("version" = String, Path)),
     responses(
         (status = 200, description = "Name, versions, platform, inputs, outputs", body = Object),
         (status = 400, description = "A bad version", body = ErrorBody),
@@ -201,7 +201,7 @@ fn model_ready_body(served: &Served) -> Response {
 #[utoipa::path(
     get, path = "/v2/models/{model}/ready", tag = "inference",
     summary = "Load a model (if needed) and say it is ready",
-    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("model" = String, Path)),
     responses(
         (status = 200, description = "`{\"name\": ..., \"ready\": true}`", body = Object),
         (status = 404, description = "No such model or pipeline", body = ErrorBody),
@@ -220,7 +220,7 @@ pub async fn model_ready(
 #[utoipa::path(
     get, path = "/v2/models/{model}/versions/{version}/ready", tag = "inference",
     summary = "Load a model version (if needed) and say it is ready",
-    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("version" = String, Path, description = "A version number or alias", example = "1", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("model" = String, Path), ("version" = String, Path)),
     responses(
         (status = 200, description = "`{\"name\": ..., \"ready\": true}`", body = Object),
         (status = 400, description = "A bad version", body = ErrorBody),
@@ -240,7 +240,7 @@ pub async fn version_ready(
 #[utoipa::path(
     post, path = "/v2/models/{model}/infer", tag = "inference",
     summary = "Run a model (or a pipeline) on tensors",
-    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("model" = String, Path)),
     request_body(content(
         (InferRequestJson = "application/json", example = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})),
         ("application/octet-stream"),
@@ -269,7 +269,7 @@ pub async fn infer(
 #[utoipa::path(
     post, path = "/v2/models/{model}/versions/{version}/infer", tag = "inference",
     summary = "Run a model version on tensors",
-    params(("model" = String, Path, description = "A model, or a pipeline served through OIP", example = "iris", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"), ("version" = String, Path, description = "A version number or alias", example = "1", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("model" = String, Path), ("version" = String, Path)),
     request_body(content(
         (InferRequestJson = "application/json", example = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})),
         ("application/octet-stream"),

@@ -5,8 +5,9 @@
 //! of object, as the router does.
 //!
 //! The errors every route can meet because of the layers in front of it
-//! (a token refused, a body over its limits) are added by [`Layers`], so
-//! a handler lists only its own.
+//! (a token refused, a body over its limits, a malformed path parameter)
+//! are added by [`Layers`], which also describes each path parameter once
+//! by its name, so a handler lists only its own.
 
 use super::{control, features, invoke, oip};
 use crate::node::Kind;
@@ -15,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::response::{Response as DocResponse, ResponseBuilder};
-use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, HeaderBuilder, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -86,7 +87,7 @@ pub fn document() -> Document {
         features::compact,
     ),
     components(schemas(ErrorBody, MessageJson, TensorJson, InferRequestJson, InferResponseJson, AliasRequest, InvocationRequest, BlobStored, NewTokenRequest, LookupRequest)),
-    modifiers(&Kinds, &Layers),
+    modifiers(&Layers, &Kinds),
     tags(
         (name = "invoke", description = "Run a function or a pipeline"),
         (name = "inference", description = "The Open Inference Protocol (KServe v2)"),
@@ -273,9 +274,10 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 }
 
 /// What the layers in front of the handlers add: the bearer token scheme,
-/// 401/403 on every route that takes a token, and on every route with a
-/// body the limits of [`hold_body`](super::hold_body) and
-/// [`read_body`](super::read_body).
+/// 401/403 on every route that takes a token, on every route with a body
+/// the limits of [`hold_body`](super::hold_body) and
+/// [`read_body`](super::read_body), and the path parameters' descriptions
+/// and patterns (checked by the handlers; see [`describe`]).
 struct Layers;
 
 impl Modify for Layers {
@@ -292,8 +294,15 @@ impl Modify for Layers {
                     .build(),
             ),
         );
-        for item in doc.paths.paths.values_mut() {
+        for (path, item) in doc.paths.paths.iter_mut() {
             for op in operations(item) {
+                for param in op.parameters.iter_mut().flatten() {
+                    if let RefOr::T(param) = param
+                        && param.parameter_in == ParameterIn::Path
+                    {
+                        describe(path, param);
+                    }
+                }
                 let in_path = op
                     .parameters
                     .iter()
@@ -336,6 +345,51 @@ impl Modify for Layers {
             }
         }
     }
+}
+
+/// A name as the registry takes it.
+const NAME: &str = "^[a-z0-9][a-z0-9._-]{0,62}$";
+/// `NAME[@VERSION|@ALIAS]`.
+const SELECTED: &str = "^[a-z0-9][a-z0-9._-]{0,62}(@[a-z0-9][a-z0-9._-]{0,62})?$";
+
+/// Give a path parameter its description, example (the quickstart's
+/// objects; [`Kinds`] sets each kind's) and pattern: a parameter name
+/// means the same on every route.
+fn describe(path: &str, param: &mut Parameter) {
+    let (description, example, pattern) = match param.name.as_str() {
+        "name" if path.starts_with("/v1/tokens") => ("The token's name", "ci", NAME),
+        "name" => ("The object's name", "iris", NAME),
+        "version" if path.starts_with("/v2/") => ("A version number or alias", "1", NAME),
+        "version" => ("A version number", "1", "^[0-9]{1,19}$"),
+        "alias" => ("An alias, e.g. stable", "stable", NAME),
+        "target" if path.starts_with("/fn/") => (
+            "NAME, NAME@VERSION or NAME@ALIAS",
+            "iris-features",
+            SELECTED,
+        ),
+        "target" => ("NAME, NAME@VERSION or NAME@ALIAS", "iris", SELECTED),
+        "model" => ("A model, or a pipeline served through OIP", "iris", NAME),
+        "table" => (
+            "A feature table (TABLE@VERSION on reads)",
+            "user_stats",
+            SELECTED,
+        ),
+        "entity" => (
+            "The key (a composite key's parts joined by `|`)",
+            "u007",
+            ".*",
+        ),
+        _ => return,
+    };
+    *param = ParameterBuilder::from(param.clone())
+        .description(Some(description))
+        .example(Some(example.into()))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern)),
+        ))
+        .build();
 }
 
 /// An error response with the [`ErrorBody`] schema.
