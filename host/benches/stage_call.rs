@@ -28,6 +28,7 @@ fn identity() -> StageIdentity {
         function: "bench".into(),
         version: 1,
         request_id: "bench".into(),
+        metrics: sluice::observe::metrics::metrics().function("bench", 1),
     }
 }
 

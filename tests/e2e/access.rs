@@ -23,6 +23,7 @@ fn routes() -> Vec<(Method, &'static str, &'static str, Need)> {
     use Need::*;
     let mut routes = vec![
         (Method::GET, "/v1/status", "", View),
+        (Method::GET, "/metrics", "", View),
         (Method::PUT, "/v1/blobs", "x", Change),
         (Method::POST, "/v1/features/t/ingest?format=csv", "", Change),
         (Method::POST, "/v1/features/t", "[]", Change),
@@ -125,11 +126,12 @@ async fn every_control_route_checks_the_token_role_and_prefix() {
             }
         }
         // `fr-` reaches `fr-...` names only: routes about a name `f` are
-        // refused, the others (lists, status, blobs) follow the role.
+        // refused, and the metrics, which name everything; the others
+        // (lists, status, blobs) follow the role.
         let status = call(&server, &method, path, body, Some(&bearer(&scoped))).await;
         let segments: Vec<&str> = path.split('/').collect();
         let about_f = matches!(segments.get(3), Some(&"f" | &"t"));
-        if need == Need::Admin || about_f {
+        if need == Need::Admin || about_f || path == "/metrics" {
             assert_eq!(status, 403, "{method} {path} with a prefix-limited token");
         } else {
             assert!(status != 401 && status != 403, "{method} {path}: {status}");

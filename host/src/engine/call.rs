@@ -5,6 +5,7 @@
 use super::host::{MemoryLimitExceeded, Reach, StageIdentity, StagePre, StageState, wit};
 use super::output::CapturedOutput;
 use super::{EPOCH_TICK, Engine};
+use crate::observe::metrics::CallCost;
 use crate::tensor::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -79,6 +80,21 @@ pub enum CallError {
     },
 }
 
+impl CallError {
+    /// A short name of its kind, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidInput(_) => "invalid_input",
+            Self::Failed(_) => "failed",
+            Self::DeadlineExceeded(_) => "deadline",
+            Self::MemoryLimit(_) => "memory_limit",
+            Self::FuelExhausted(_) => "fuel_exhausted",
+            Self::Trap(_) => "trap",
+            Self::OutputTooLarge { .. } => "output_too_large",
+        }
+    }
+}
+
 /// Bytes of stdout/stderr kept per call.
 const OUTPUT_CAPACITY: usize = 64 * 1024;
 /// How long past the deadline a call may stay inside a host function
@@ -135,10 +151,13 @@ impl Engine {
                 .map_err(|e| CallError::Trap(e.to_string()))?;
         }
 
+        let _active = identity.metrics.enter();
         let started = Instant::now();
+        let mut instantiated = None;
         let input = wit::Message::from(input);
         let run = async {
             let node = pre.instantiate_async(&mut store).await?;
+            instantiated = Some(started.elapsed());
             node.sluice_pipeline_stage()
                 .call_run(&mut store, &input)
                 .await
@@ -177,6 +196,18 @@ impl Engine {
             Ok(Ok(Err(wit::StageError::Internal(m)))) => Err(CallError::Failed(m)),
             Ok(Err(error)) => Err(classify_trap(error, timeout, limits.fuel, &stderr)),
         };
+        let cost = CallCost {
+            instantiation: instantiated.unwrap_or(elapsed),
+            total: elapsed,
+            fuel: self
+                .config
+                .fuel
+                .then(|| limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))),
+            memory_peak: store.data().memory_peak(),
+        };
+        identity
+            .metrics
+            .record(&cost, result.as_ref().map(|_| ()).map_err(CallError::kind));
         tracing::debug!(function = %identity.function, version = identity.version,
             elapsed_us = elapsed.as_micros() as u64, ok = result.is_ok(), "stage call");
         result

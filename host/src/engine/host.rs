@@ -46,6 +46,7 @@ pub(super) mod wit {
 use super::wasi_nn::{WasiNnCtx, WasiNnView};
 use crate::features::{FeatureError, FeatureStore, Value};
 use crate::inference::{InferenceError, Models};
+use crate::observe::metrics::StageMetrics;
 use crate::registry::{Name, RegistryError, Selector};
 use gen_::sluice::pipeline::{config, features, inference, log, types};
 
@@ -56,7 +57,7 @@ pub type StagePre = gen_::NodePre<StageState>;
 /// the stage's own.
 pub struct ModelHandle(Arc<crate::inference::Model>);
 
-/// Who a call belongs to, for log records.
+/// Who a call belongs to, for log records and metrics.
 #[derive(Debug, Clone)]
 pub struct StageIdentity {
     /// Function name.
@@ -65,6 +66,8 @@ pub struct StageIdentity {
     pub version: u64,
     /// The request being served.
     pub request_id: Arc<str>,
+    /// Where its calls are counted.
+    pub metrics: StageMetrics,
 }
 
 /// What a call may reach besides its input and config.
@@ -157,6 +160,7 @@ impl StageState {
             .build();
         let limits = MemoryCap {
             bytes: memory_bytes,
+            peak: 0,
         };
         Self {
             wasi,
@@ -173,6 +177,11 @@ impl StageState {
 
     pub(super) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limits
+    }
+
+    /// The largest linear memory the call was granted, in bytes.
+    pub(super) fn memory_peak(&self) -> u64 {
+        self.limits.peak
     }
 }
 
@@ -193,6 +202,8 @@ pub struct MemoryLimitExceeded {
 /// languages would abort with an unhelpful `unreachable`.
 struct MemoryCap {
     bytes: u64,
+    /// The largest memory size granted so far (for metrics).
+    peak: u64,
 }
 
 /// Tables hold function references; no honest stage needs more.
@@ -211,6 +222,7 @@ impl ResourceLimiter for MemoryCap {
                 desired: desired as u64,
             }));
         }
+        self.peak = self.peak.max(desired as u64);
         Ok(true)
     }
 

@@ -11,7 +11,8 @@
 //! | `PUT` / `DELETE /v1/{kind}/{name}/aliases/{alias}` | move / remove an alias |
 //! | `POST /v1/{kind}/{name}/rollback[?alias=A]` | roll an alias back |
 //!
-//! and `PUT /v1/blobs`, `GET /v1/status`, feature ingestion (`features.rs`),
+//! and `PUT /v1/blobs`, `GET /v1/status`, `GET /metrics` (Prometheus),
+//! feature ingestion (`features.rs`),
 //! tokens (`POST /v1/tokens`, `GET /v1/tokens`, `DELETE /v1/tokens/{name}`)
 //! and the audit log (`GET /v1/audit[?since=]`, `GET /v1/audit/verify`).
 //! Each handler parses, calls the node's [`ControlPlane`] acting for the
@@ -55,6 +56,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let mut router = Router::new()
         .route("/v1/blobs", put(put_blob))
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/v1/tokens", get(tokens).post(create_token))
         .route("/v1/tokens/{name}", delete_route(revoke_token))
         .route("/v1/audit", get(audit_log))
@@ -526,6 +528,47 @@ async fn put_blob(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
 )]
 async fn status(State(state): State<Arc<AppState>>) -> Response {
     Json(state.node.status(state.conditional_writes).await).into_response()
+}
+
+/// `GET /metrics`: the node's metrics in the Prometheus text format. They
+/// name every function, model and pipeline, so a token limited to name
+/// prefixes may not read them.
+#[utoipa::path(
+    get, path = "/metrics", tag = "node",
+    summary = "Metrics in the Prometheus text format (version 0.0.4)",
+    description = "Requests and latency per route, function, pipeline, step and model version; errors by kind; cold starts; caches; store requests; queues and in-flight work. A viewer's token without name prefixes; see the README for every family.",
+    responses(
+        (status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 403, description = "The token is limited to name prefixes", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    if !caller.0.prefixes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token `{}` is limited to name prefixes and the metrics name everything this node serves; scrape with a viewer token without prefixes",
+                caller.0.name
+            ),
+        ));
+    }
+    let node = state.node.clone();
+    // Reading /proc and encoding: off the async workers.
+    let text = tokio::task::spawn_blocking(move || crate::observe::metrics::scrape(node))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::observe::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// `POST /v1/tokens` with `{"name": N, "role": R, "prefixes": [...]}`:

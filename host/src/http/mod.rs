@@ -43,7 +43,7 @@ use crate::observe;
 use crate::store::{Digest, Spooled};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -236,6 +236,8 @@ async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next)
 /// Fallbacks, request tracking and state for a plane's routes.
 fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
     routes
+        .route("/openapi.json", get(openapi::serve))
+        .route_layer(middleware::from_fn(mark_route))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -248,7 +250,6 @@ fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
                 "method not allowed here; functions are invoked with POST",
             )
         })
-        .route("/openapi.json", get(openapi::serve))
         .layer(middleware::from_fn_with_state(state.clone(), hold_body))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
@@ -280,8 +281,31 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Hand the route a request matched (its pattern) out to [`track`], which
+/// runs before routing.
+async fn mark_route(route: MatchedPath, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(route);
+    response
+}
+
+/// The method of a request, as a metrics label.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 /// Give every request an id (the caller's `x-request-id` or a new one), a
-/// span, a log line with status and duration, and echo the id back.
+/// span, a log line with status and duration, metrics by route, and echo
+/// the id back.
 async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let id = observe::request_id(
         request
@@ -297,16 +321,18 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
     let _in_flight = scopeguard(move || {
         stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     });
+    let method = method_label(request.method());
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
-    span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "served"
-        )
-    });
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    observe::metrics::metrics().http_request(route, method, status, elapsed);
+    span.in_scope(|| tracing::info!(status, elapsed_us = elapsed.as_micros() as u64, "served"));
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

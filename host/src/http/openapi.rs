@@ -75,6 +75,7 @@ pub fn document() -> Document {
         control::remove_alias,
         control::rollback,
         control::set_invocation,
+        control::metrics,
         control::put_blob,
         control::status,
         control::create_token,

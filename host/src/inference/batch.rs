@@ -11,6 +11,7 @@
 //! one, so a bad request fails only itself.
 
 use super::{InferenceError, ModelVersion, Plan};
+use crate::observe::metrics::{ModelMetrics, metrics};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,7 +78,8 @@ impl Batcher {
     ) -> Self {
         let max_queue_size = settings.max_queue_size;
         let (queue, jobs) = mpsc::channel(max_queue_size as usize);
-        tokio::spawn(serve(plan, settings, runs, stats, jobs));
+        let metrics = metrics().model(&record.name, record.version);
+        tokio::spawn(serve(plan, settings, runs, stats, metrics, jobs));
         Self {
             queue,
             model: record.name.clone(),
@@ -130,6 +132,7 @@ async fn serve(
     settings: Batching,
     runs: Arc<Semaphore>,
     stats: Arc<BatchStats>,
+    metrics: ModelMetrics,
     mut jobs: mpsc::Receiver<Job>,
 ) {
     let max_rows = settings.max_batch_size.max(1) as usize;
@@ -166,6 +169,7 @@ async fn serve(
         };
         let plan = plan.clone();
         let stats = stats.clone();
+        metrics.batch(batch.len());
         // Run off the batcher's task so the next batch can gather meanwhile.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;

@@ -29,6 +29,7 @@ pub use batch::{BatchStats, Batching};
 pub use record::ModelVersion;
 
 use crate::cache::{Cache, DocumentCache, Weigh, idle_time};
+use crate::observe::metrics::{ModelMetrics, metrics};
 use crate::registry::{Name, Registry, RegistryError, Selector, now_rfc3339};
 use crate::store::{Digest, StoreError};
 use crate::tensor::{NamedTensor, Signature, Tensor, shape_text};
@@ -70,6 +71,19 @@ pub enum InferenceError {
         /// The bound that was reached.
         max_queue_size: u32,
     },
+}
+
+impl InferenceError {
+    /// A short name of its kind, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidInput(_) => "invalid_input",
+            Self::Unsupported(_) => "unsupported",
+            Self::Registry(e) => e.kind(),
+            Self::Internal(_) => "internal",
+            Self::QueueFull { .. } => "busy",
+        }
+    }
 }
 
 impl From<StoreError> for InferenceError {
@@ -156,6 +170,8 @@ pub struct Model {
     /// thread (`block_in_place`): a run at least that large has finished
     /// within [`IN_PLACE_BELOW`] (0 until one has).
     in_place_below_elements: AtomicU64,
+    /// Where its runs are counted.
+    metrics: ModelMetrics,
 }
 
 impl Weigh for Model {
@@ -513,6 +529,8 @@ impl Models {
                                 .await
                                 .map_err(|e| InferenceError::Internal(e.to_string()))??;
                         tracing::info!(model = %name, version, elapsed_ms = started.elapsed().as_millis() as u64, "model plan ready");
+                        let metrics = metrics().model(name.as_str(), version);
+                        metrics.loaded(started.elapsed());
                         let batcher = record
                             .batching
                             .map(|b| batch::Batcher::start(&record, plan.clone(), b, runs, batches));
@@ -523,6 +541,7 @@ impl Models {
                             batcher,
                             inline_below_elements: AtomicU64::new(0),
                             in_place_below_elements: AtomicU64::new(0),
+                            metrics,
                         })
                     }
                     .boxed()
@@ -535,6 +554,18 @@ impl Models {
     pub async fn run(
         &self,
         model: &Arc<Model>,
+        inputs: Vec<NamedTensor>,
+    ) -> Result<Vec<NamedTensor>, InferenceError> {
+        let started = Instant::now();
+        let outputs = self.run_arranged(model, inputs).await;
+        let result = outputs.as_ref().map(|_| ()).map_err(InferenceError::kind);
+        model.metrics.record(started.elapsed(), result);
+        outputs
+    }
+
+    async fn run_arranged(
+        &self,
+        model: &Model,
         inputs: Vec<NamedTensor>,
     ) -> Result<Vec<NamedTensor>, InferenceError> {
         let values = arrange(model, inputs)?;

@@ -36,9 +36,7 @@ pub use status::Status;
 
 use crate::access::{Access, AccessError, Audit, Need};
 use crate::cache::{Cache, CacheConfig, DocumentCache};
-use crate::engine::{
-    CallError, Engine, EngineError, Grant, Reach, StageIdentity, World, WorldError,
-};
+use crate::engine::{CallError, Engine, EngineError, Grant, Reach, World, WorldError};
 use crate::features::{FeatureError, FeatureStore, Lookup};
 use crate::inference::{InferenceError, Model, Models};
 use crate::observe::Stats;
@@ -119,6 +117,24 @@ pub enum NodeError {
         /// The request's budget.
         budget_ms: u64,
     },
+}
+
+impl NodeError {
+    /// A short name of its kind: the `result` label of the metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Call(e) => e.kind(),
+            Self::Step { source, .. } => source.kind(),
+            Self::InvalidName(_) | Self::InvalidSetting(_) => "invalid_input",
+            Self::Inference(e) => e.kind(),
+            Self::Registry(e) => e.kind(),
+            Self::Busy { .. } => "busy",
+            Self::Features(_) => "features",
+            Self::PipelineTimeout { .. } => "deadline",
+            Self::Access(_) => "access",
+            _ => "internal",
+        }
+    }
 }
 
 impl From<StoreError> for NodeError {
@@ -303,11 +319,7 @@ impl Node {
             Some(cap) => Some(self.gate(&loaded.record, cap)?.enter().await?),
             None => None,
         };
-        let identity = StageIdentity {
-            function: loaded.record.name.as_str().into(),
-            version: loaded.record.version,
-            request_id,
-        };
+        let identity = loaded.identity(request_id);
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         let output = self
             .engine

@@ -9,8 +9,9 @@
 
 use super::control::Published;
 use super::{Node, NodeError};
-use crate::engine::{CallError, Grant, StageIdentity, StageLimits, World};
+use crate::engine::{CallError, Grant, StageLimits, World};
 use crate::inference::InferenceError;
+use crate::observe::metrics::{PipelineMetrics, metrics};
 use crate::pipeline::{OnError, Pipeline, PipelineError, PipelineVersion, Step, StepKind, When};
 use crate::registry::{Name, RegistryError, Selector, now_rfc3339};
 use crate::store::StoreError;
@@ -49,6 +50,10 @@ pub struct Plan {
     /// Per function step: the function's deploy config with the step's
     /// overrides, merged on first use.
     configs: Vec<OnceLock<Arc<BTreeMap<String, String>>>>,
+    /// Where its requests and steps are counted.
+    metrics: PipelineMetrics,
+    /// Per step: its name, as the metrics label it.
+    step_names: Vec<Arc<str>>,
 }
 
 impl Plan {
@@ -107,6 +112,12 @@ impl Plan {
             .map_err(|e| PipelineError::Manifest(e.to_string()))?;
         let configs = pipeline.steps.iter().map(|_| OnceLock::new()).collect();
         Ok(Self {
+            metrics: metrics().pipeline(&record.name, record.version),
+            step_names: pipeline
+                .steps
+                .iter()
+                .map(|s| s.name.as_str().into())
+                .collect(),
             label: format!("{}@{}", record.name, record.version),
             targets,
             record,
@@ -428,6 +439,20 @@ impl Node {
         request_id: Arc<str>,
     ) -> Result<PipelineRun, NodeError> {
         let plan = self.pipeline(name, selector).await?;
+        let started = Instant::now();
+        let run = self.run_plan(&plan, input, request_id).await;
+        let result = run.as_ref().map(|_| ()).map_err(NodeError::kind);
+        plan.metrics.record(started.elapsed(), result);
+        run
+    }
+
+    /// Run `plan`'s steps on `input`, each as soon as its parents are done.
+    async fn run_plan(
+        &self,
+        plan: &Plan,
+        input: Message,
+        request_id: Arc<str>,
+    ) -> Result<PipelineRun, NodeError> {
         let deadline = Instant::now() + Duration::from_millis(plan.record.pipeline.budget_ms());
         let steps = &plan.record.pipeline.steps;
         let count = steps.len();
@@ -442,7 +467,7 @@ impl Node {
             .iter()
             .filter(|i| plan.parents[**i].is_empty())
             .count();
-        let (plan, request_id) = (&*plan, &request_id);
+        let request_id = &request_id;
         let mut running = FuturesUnordered::new();
         loop {
             for &i in &plan.order {
@@ -469,6 +494,8 @@ impl Node {
             let Some((i, took, result)) = running.next().await else {
                 break;
             };
+            let outcome = result.as_ref().map_or("failed", |(_, outcome)| *outcome);
+            plan.metrics.step(&plan.step_names[i], took, outcome);
             let (output, outcome) = result?;
             timings.push(StepTiming {
                 step: steps[i].name.clone(),
@@ -662,11 +689,7 @@ impl Node {
                 }
                 let budget_bound = remaining < Duration::from_millis(limits.timeout_ms);
                 limits.timeout_ms = limits.timeout_ms.min((remaining.as_millis() as u64).max(1));
-                let identity = StageIdentity {
-                    function: loaded.record.name.as_str().into(),
-                    version: loaded.record.version,
-                    request_id: request_id.clone(),
-                };
+                let identity = loaded.identity(request_id.clone());
                 self.stats
                     .invocations
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -3,7 +3,9 @@
 use super::{GateStats, Node};
 use crate::cache::{CacheStats, StoreRequests};
 use crate::inference::{BatchCounts, RunStats};
+use crate::observe::metrics::{Sampled, Samples};
 use crate::observe::{Resident, StatsSnapshot};
+use prometheus_client::encoding::EncodeLabelSet;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 
@@ -90,5 +92,165 @@ impl Node {
             batching: self.models.batch_counts(),
             store_requests: documents.store_requests,
         }
+    }
+}
+
+/// A sample without labels.
+const NO_LABELS: [(&str, &str); 0] = [];
+
+/// A cache, as a metrics label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabel {
+    cache: &'static str,
+}
+
+/// Why a cache dropped entries.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EvictionLabels {
+    cache: &'static str,
+    /// `budget` (to stay within its bytes) or `idle` (unused too long).
+    reason: &'static str,
+}
+
+/// A capped function version's gate.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GateLabel {
+    /// `name@version`.
+    function: String,
+}
+
+/// What the node keeps count of itself, read at each scrape: what it
+/// holds and is doing right now, and its caches' counters.
+impl Sampled for Node {
+    fn sample(&self, samples: &mut Samples<'_>) -> Result<(), std::fmt::Error> {
+        let one = |value| [(NO_LABELS, value)];
+        samples.gauges(
+            "http_requests_in_flight",
+            "HTTP requests being handled",
+            one(self.stats.in_flight.load(Ordering::Relaxed) as i64),
+        )?;
+        samples.counters(
+            "components_compiled",
+            "Components compiled by this process (deploys, and artifacts missing or unusable)",
+            [(
+                NO_LABELS,
+                self.stats.components_compiled.load(Ordering::Relaxed),
+            )],
+        )?;
+        samples.counters(
+            "artifacts_loaded",
+            "Precompiled artifacts loaded from the store instead of compiling",
+            [(
+                NO_LABELS,
+                self.stats.artifacts_loaded.load(Ordering::Relaxed),
+            )],
+        )?;
+        let gates: Vec<GateStats> = self.gates.iter().map(|g| g.stats()).collect();
+        samples.gauges(
+            "function_calls_running",
+            "Calls running of each function version with a concurrency cap",
+            gates.iter().map(|g| {
+                (
+                    GateLabel {
+                        function: g.function.clone(),
+                    },
+                    i64::from(g.running),
+                )
+            }),
+        )?;
+        samples.gauges(
+            "function_queue_depth",
+            "Calls waiting for a slot of each function version with a concurrency cap",
+            gates.iter().map(|g| {
+                (
+                    GateLabel {
+                        function: g.function.clone(),
+                    },
+                    i64::from(g.queued),
+                )
+            }),
+        )?;
+        let runs = self.models.run_stats();
+        samples.gauges(
+            "model_runs_in_flight",
+            "Model runs in the engine right now (at most one per core)",
+            one(runs.in_flight as i64),
+        )?;
+        let caches = [
+            ("documents", self.documents.stats().cache),
+            ("templates", self.templates.stats()),
+            ("models", self.models.stats()),
+            ("features", self.features.cache_stats()),
+        ];
+        let each = |f: fn(&CacheStats) -> u64| {
+            caches
+                .iter()
+                .map(move |(cache, s)| (CacheLabel { cache }, f(s)))
+        };
+        samples.counters(
+            "cache_hits",
+            "Cache lookups answered from memory",
+            each(|s| s.hits),
+        )?;
+        samples.counters(
+            "cache_misses",
+            "Cache lookups that had to load or wait for a load",
+            each(|s| s.misses),
+        )?;
+        samples.counters(
+            "cache_loads",
+            "Cache loads run (one per single-flight group)",
+            each(|s| s.loads),
+        )?;
+        samples.counters(
+            "cache_load_failures",
+            "Cache loads that failed",
+            each(|s| s.load_failures),
+        )?;
+        samples.counters(
+            "cache_evictions",
+            "Entries a cache dropped, to stay within its budget or after going unused",
+            caches.iter().flat_map(|(cache, s)| {
+                [
+                    (
+                        EvictionLabels {
+                            cache,
+                            reason: "budget",
+                        },
+                        s.evictions,
+                    ),
+                    (
+                        EvictionLabels {
+                            cache,
+                            reason: "idle",
+                        },
+                        s.idle_evictions,
+                    ),
+                ]
+            }),
+        )?;
+        let each = |f: fn(&CacheStats) -> u64| {
+            caches
+                .iter()
+                .map(move |(cache, s)| (CacheLabel { cache }, f(s) as i64))
+        };
+        samples.gauges(
+            "cache_entries",
+            "Entries a cache holds",
+            each(|s| s.entries),
+        )?;
+        samples.gauges("cache_bytes", "Bytes a cache holds", each(|s| s.bytes))?;
+        samples.gauges("cache_budget_bytes", "A cache's budget", each(|s| s.budget))?;
+        let resident = crate::observe::resident();
+        samples.gauges(
+            "resident_memory_bytes",
+            "Resident memory of the process, all pages",
+            resident.map(|r| (NO_LABELS, r.bytes as i64)),
+        )?;
+        samples.gauges(
+            "resident_anonymous_memory_bytes",
+            "Resident anonymous memory (heap, stacks): what unloading can free",
+            resident.map(|r| (NO_LABELS, r.anonymous_bytes as i64)),
+        )
     }
 }

@@ -6,8 +6,9 @@
 use super::artifact::{self, SigningKey};
 use super::{Node, NodeError};
 use crate::cache::{DocumentCache, Weigh};
-use crate::engine::{Engine, EngineError, StagePre};
+use crate::engine::{Engine, EngineError, StageIdentity, StagePre};
 use crate::observe::Stats;
+use crate::observe::metrics::{StageMetrics, metrics};
 use crate::registry::Name;
 use crate::store::{Digest, PutMode, StoreError};
 use futures::FutureExt;
@@ -24,6 +25,21 @@ pub(super) struct Loaded {
     pub(super) config: Arc<BTreeMap<String, String>>,
     /// The artifact's size: roughly the code this template keeps mapped.
     size: u64,
+    /// Where its calls are counted.
+    metrics: StageMetrics,
+    function: Arc<str>,
+}
+
+impl Loaded {
+    /// Who a call of this version for `request_id` is.
+    pub(super) fn identity(&self, request_id: Arc<str>) -> StageIdentity {
+        StageIdentity {
+            function: self.function.clone(),
+            version: self.record.version,
+            request_id,
+            metrics: self.metrics.clone(),
+        }
+    }
 }
 
 impl Weigh for Loaded {
@@ -57,12 +73,16 @@ impl Node {
                         let (pre, size) =
                             template(&engine, &documents, &stats, &signing, &record).await?;
                         stats.cold_starts.fetch_add(1, Ordering::Relaxed);
+                        let metrics = metrics().function(name.as_str(), version);
+                        metrics.cold_start(started.elapsed());
                         tracing::info!(function = %name, version, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "cold start: function loaded");
                         Ok(Loaded {
                             config: Arc::new(record.config.clone()),
+                            function: name.as_str().into(),
                             record,
                             pre,
                             size,
+                            metrics,
                         })
                     }
                     .boxed()

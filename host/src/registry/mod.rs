@@ -229,6 +229,18 @@ pub enum RegistryError {
     Contended(String),
 }
 
+impl RegistryError {
+    /// A short name of its kind, for metrics: `not_found` or `store`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } | Self::VersionNotFound { .. } | Self::AliasNotFound { .. } => {
+                "not_found"
+            }
+            _ => "store",
+        }
+    }
+}
+
 fn list_aliases(aliases: &BTreeMap<String, u64>) -> String {
     if aliases.is_empty() {
         return "none".into();

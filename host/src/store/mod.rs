@@ -17,6 +17,7 @@
 //! ```
 
 mod fs;
+mod metered;
 mod s3;
 
 pub use fs::FsStore;
@@ -357,7 +358,7 @@ pub trait ObjectStore: Send + Sync + 'static {
 pub async fn open(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
     if let Some(rest) = location.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        return Ok(Arc::new(S3Store::connect(bucket, prefix).await?));
+        return Ok(metered(Arc::new(S3Store::connect(bucket, prefix).await?)));
     }
     let path = location.strip_prefix("file://").unwrap_or(location);
     if path.contains("://") {
@@ -366,7 +367,12 @@ pub async fn open(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
             reason: "unknown store scheme; use s3://BUCKET/PREFIX or a directory path".into(),
         });
     }
-    Ok(Arc::new(FsStore::open(path)?))
+    Ok(metered(Arc::new(FsStore::open(path)?)))
+}
+
+/// `store`, its requests timed and counted in the metrics.
+pub fn metered(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    Arc::new(metered::Metered(store))
 }
 
 /// Check a key is a relative path of plain segments, so no backend can be

@@ -1,4 +1,6 @@
-//! Logs, request ids and counters.
+//! Logs, request ids, counters and Prometheus metrics (`metrics.rs`).
+
+pub mod metrics;
 
 use serde::Serialize;
 use std::sync::Arc;
