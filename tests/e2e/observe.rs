@@ -1,10 +1,13 @@
 //! Watching a node: `/metrics` read by a real Prometheus text parser
-//! (the `prometheus_client` package, in the test tools' venv).
+//! (the `prometheus_client` package, in the test tools' venv); traces
+//! received over OTLP/HTTP by a receiver in the test.
 
 use crate::support::{ADMIN_TOKEN, Up, client, python};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// One sample of a scrape.
 struct Sample {
@@ -251,4 +254,144 @@ async fn metrics_count_what_the_node_served() {
         ),
         1.0
     );
+}
+
+/// A span as an OTLP receiver got it.
+#[derive(Clone, Debug)]
+struct Received {
+    name: String,
+    trace: String,
+    id: String,
+    parent: String,
+}
+
+/// A minimal OTLP/HTTP receiver: `POST /v1/traces` with a protobuf
+/// `ExportTraceServiceRequest`, every span kept.
+async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let kept = spans.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                let mut kept = kept.lock().unwrap();
+                for span in request
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .flat_map(|s| &s.spans)
+                {
+                    kept.push(Received {
+                        name: span.name.clone(),
+                        trace: hex(&span.trace_id),
+                        id: hex(&span.span_id),
+                        parent: hex(&span.parent_span_id),
+                    });
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), spans)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// Multi-threaded: the receiver answers while the test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_continue_the_callers_trace_through_pipeline_steps_and_host_calls() {
+    let (endpoint, spans) = otlp_receiver().await;
+    let up = Up::start_with(
+        "examples/quickstart",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let base = up.base();
+    let (trace, caller) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let response = client()
+        .post(format!("{base}/p/iris"))
+        .header("traceparent", format!("00-{trace}-{caller}-01"))
+        .header("tracestate", "vendor=opaque")
+        .json(&json!({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The answer names the node's span in the caller's trace.
+    let answered = response.headers()["traceresponse"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(answered.starts_with(&format!("00-{trace}-")), "{answered}");
+    // A call without a traceparent starts a trace of its own.
+    let alone = client()
+        .post(format!("{base}/fn/iris-features"))
+        .json(&json!({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}))
+        .send()
+        .await
+        .unwrap();
+    let own = alone.headers()["traceresponse"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(!own.contains(trace), "{own}");
+
+    let in_trace = |name: &str| -> Vec<Received> {
+        spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.trace == trace && s.name == name)
+            .cloned()
+            .collect()
+    };
+    let arrived = crate::support::eventually(Duration::from_secs(20), || {
+        ["request", "pipeline", "step", "stage", "inference"]
+            .iter()
+            .all(|n| !in_trace(n).is_empty())
+            && in_trace("step").len() == 2
+    });
+    assert!(arrived, "spans received: {:?}", spans.lock().unwrap());
+    let one = |name: &str| {
+        let found = in_trace(name);
+        assert_eq!(found.len(), 1, "{name}: {found:?}");
+        found[0].clone()
+    };
+    let request = one("request");
+    assert_eq!(request.parent, caller);
+    assert_eq!(answered, format!("00-{trace}-{}-01", request.id));
+    let pipeline = one("pipeline");
+    assert_eq!(pipeline.parent, request.id);
+    let steps = in_trace("step");
+    assert!(steps.iter().all(|s| s.parent == pipeline.id), "{steps:?}");
+    // The parse step ran the stage; the classify step ran the model.
+    let stage = one("stage");
+    let inference = one("inference");
+    assert!(steps.iter().any(|s| s.id == stage.parent), "{stage:?}");
+    assert!(
+        steps.iter().any(|s| s.id == inference.parent),
+        "{inference:?}"
+    );
+    assert_ne!(stage.parent, inference.parent);
+    // The call without a traceparent: a root span in a trace of its own.
+    let own_trace = own.split('-').nth(1).unwrap().to_string();
+    let roots = crate::support::eventually(Duration::from_secs(20), || {
+        spans
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.trace == own_trace && s.name == "request" && s.parent.is_empty())
+    });
+    assert!(roots);
 }

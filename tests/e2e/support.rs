@@ -408,8 +408,14 @@ pub struct Up {
 
 impl Up {
     pub fn start(example: &str) -> Self {
+        Self::start_with(example, &[])
+    }
+
+    /// [`Up::start`] with environment variables `env`.
+    pub fn start_with(example: &str, env: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
         let mut child = sluice()
+            .envs(env.iter().copied())
             .args(["up", example, "--listen", "127.0.0.1:0", "--data"])
             .arg(data.path().join("data"))
             .current_dir(repo())

@@ -90,12 +90,6 @@ pub fn main() -> ExitCode {
     } else {
         Cli::parse()
     };
-    if matches!(cli.command, Command::Lambda(_)) {
-        // CloudWatch reads stdout; JSON lines carry the Lambda request id.
-        observe::init_logging(LogFormat::Json, observe::LogTarget::Stdout);
-    } else {
-        observe::init_logging(cli.log_format, observe::LogTarget::Stderr);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -106,7 +100,22 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, started)) {
+    let traces = {
+        // The trace exporter sends with the runtime's client.
+        let _runtime = runtime.enter();
+        if matches!(cli.command, Command::Lambda(_)) {
+            // CloudWatch reads stdout; JSON lines carry the Lambda request id.
+            observe::init_logging(LogFormat::Json, observe::LogTarget::Stdout)
+        } else {
+            observe::init_logging(cli.log_format, observe::LogTarget::Stderr)
+        }
+    };
+    let ran = runtime.block_on(run(cli.command, started));
+    // Spans still buffered go out before the process ends.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    match ran {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

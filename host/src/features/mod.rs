@@ -39,6 +39,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Rows of one event date an ingest's parser hands to its encoder at once.
 const BATCH_ROWS: usize = 8 * 1024;
@@ -388,6 +389,18 @@ impl FeatureStore {
     /// is the entity's value, or for a composite key its parts joined by
     /// `|`. Unknown entities and values older than the TTL read as missing.
     pub async fn lookup(
+        &self,
+        table: &str,
+        keys: &[impl AsRef<str>],
+        names: &[impl AsRef<str>],
+    ) -> Result<Lookup, FeatureError> {
+        let span = tracing::info_span!(target: crate::observe::trace::SPANS, "features", table, entities = keys.len());
+        self.lookup_traced(table, keys, names)
+            .instrument(span)
+            .await
+    }
+
+    async fn lookup_traced(
         &self,
         table: &str,
         keys: &[impl AsRef<str>],

@@ -323,6 +323,7 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
     });
     let method = method_label(request.method());
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    observe::trace::continue_trace(&span, request.headers());
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
@@ -335,6 +336,11 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
     span.in_scope(|| tracing::info!(status, elapsed_us = elapsed.as_micros() as u64, "served"));
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    if let Some(value) =
+        observe::trace::trace_response(&span).and_then(|t| HeaderValue::from_str(&t).ok())
+    {
+        response.headers_mut().insert("traceresponse", value);
     }
     response
 }

@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{Factoid, ShapeFactoid};
 
@@ -557,7 +558,8 @@ impl Models {
         inputs: Vec<NamedTensor>,
     ) -> Result<Vec<NamedTensor>, InferenceError> {
         let started = Instant::now();
-        let outputs = self.run_arranged(model, inputs).await;
+        let span = tracing::info_span!(target: crate::observe::trace::SPANS, "inference", model = %model.record.name, version = model.record.version);
+        let outputs = self.run_arranged(model, inputs).instrument(span).await;
         let result = outputs.as_ref().map(|_| ()).map_err(InferenceError::kind);
         model.metrics.record(started.elapsed(), result);
         outputs

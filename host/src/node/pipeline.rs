@@ -21,6 +21,7 @@ use futures::stream::FuturesUnordered;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Waits before the first retry of a step that names none.
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(10);
@@ -440,7 +441,11 @@ impl Node {
     ) -> Result<PipelineRun, NodeError> {
         let plan = self.pipeline(name, selector).await?;
         let started = Instant::now();
-        let run = self.run_plan(&plan, input, request_id).await;
+        let span = tracing::info_span!(target: crate::observe::trace::SPANS, "pipeline", pipeline = %plan.label);
+        let run = self
+            .run_plan(&plan, input, request_id)
+            .instrument(span)
+            .await;
         let result = run.as_ref().map(|_| ()).map_err(NodeError::kind);
         plan.metrics.record(started.elapsed(), result);
         run
@@ -485,9 +490,13 @@ impl Node {
                 } else {
                     merge(plan, i, &mut outputs, &mut left)?
                 };
+                let span = tracing::info_span!(target: crate::observe::trace::SPANS, "step", step = %steps[i].name);
                 running.push(async move {
                     let begun = Instant::now();
-                    let result = self.run_step(plan, i, message, deadline, request_id).await;
+                    let result = self
+                        .run_step(plan, i, message, deadline, request_id)
+                        .instrument(span)
+                        .await;
                     (i, begun.elapsed(), result)
                 });
             }

@@ -1,6 +1,8 @@
-//! Logs, request ids, counters and Prometheus metrics (`metrics.rs`).
+//! Logs, request ids, counters, Prometheus metrics (`metrics.rs`) and
+//! OpenTelemetry traces (`trace.rs`).
 
 pub mod metrics;
+pub mod trace;
 
 use serde::Serialize;
 use std::sync::Arc;
@@ -17,11 +19,35 @@ pub enum LogFormat {
     Json,
 }
 
-/// Install the global subscriber. `RUST_LOG` overrides the default filter
-/// (`info`, with guest records at `debug` and above).
-pub fn init_logging(format: LogFormat, target: LogTarget) {
+/// Install the global subscriber: log lines, and spans exported over OTLP
+/// when the environment asks for it ([`trace`]; call inside the Tokio
+/// runtime). `RUST_LOG` overrides the default filter (`info`, with guest
+/// records at `debug` and above). The exporter, if any, is returned to be
+/// shut down (flushed) at exit.
+pub fn init_logging(format: LogFormat, target: LogTarget) -> Option<trace::Traces> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let exporting = if trace::requested() {
+        match trace::start() {
+            Ok(started) => Some(started),
+            Err(e) => {
+                eprintln!("warning: {e}; traces are not exported");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let spans = if exporting.is_some() {
+        tracing_subscriber::filter::Directive::from(tracing::Level::INFO)
+    } else {
+        tracing_subscriber::filter::LevelFilter::OFF.into()
+    };
+    let spans = format!("{}={spans}", trace::SPANS);
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sluice::guest=debug"));
+        .unwrap_or_else(|_| EnvFilter::new("info,sluice::guest=debug"))
+        .add_directive(spans.parse().expect("a valid directive"));
     let (writer, ansi) = match target {
         LogTarget::Stderr => (
             BoxMakeWriter::new(std::io::stderr),
@@ -29,15 +55,22 @@ pub fn init_logging(format: LogFormat, target: LogTarget) {
         ),
         LogTarget::Stdout => (BoxMakeWriter::new(std::io::stdout), false),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
-    // A second init (tests) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).boxed(),
     };
+    let (traces, tracer) = exporting.unzip();
+    let otel = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t));
+    // A second init (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(lines)
+        .with(otel)
+        .with(filter)
+        .try_init();
+    traces
 }
 
 /// Where log lines go.

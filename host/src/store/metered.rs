@@ -8,6 +8,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// `inner`, metered.
 pub struct Metered(pub Arc<dyn ObjectStore>);
@@ -15,10 +16,12 @@ pub struct Metered(pub Arc<dyn ObjectStore>);
 /// Run `request`, recording it as `operation`.
 async fn timed<T>(
     operation: &'static str,
+    key: &str,
     request: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     let started = Instant::now();
-    let result = request.await;
+    let span = tracing::info_span!(target: crate::observe::trace::SPANS, "store", operation, key);
+    let result = request.instrument(span).await;
     store_request(operation, started.elapsed(), result.is_ok());
     result
 }
@@ -26,15 +29,15 @@ async fn timed<T>(
 #[async_trait::async_trait]
 impl ObjectStore for Metered {
     async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
-        timed("get", self.0.get(key)).await
+        timed("get", key, self.0.get(key)).await
     }
 
     async fn get_if_changed(&self, key: &str, etag: &ETag) -> Result<Revalidated, StoreError> {
-        timed("get", self.0.get_if_changed(key, etag)).await
+        timed("get", key, self.0.get_if_changed(key, etag)).await
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        timed("exists", self.0.exists(key)).await
+        timed("exists", key, self.0.exists(key)).await
     }
 
     async fn write(
@@ -44,7 +47,7 @@ impl ObjectStore for Metered {
         mode: PutMode,
         progress: Progress<'_>,
     ) -> Result<ETag, StoreError> {
-        timed("write", self.0.write(key, bytes, mode, progress)).await
+        timed("write", key, self.0.write(key, bytes, mode, progress)).await
     }
 
     async fn write_file(
@@ -54,15 +57,15 @@ impl ObjectStore for Metered {
         len: u64,
         progress: Progress<'_>,
     ) -> Result<(), StoreError> {
-        timed("write", self.0.write_file(key, path, len, progress)).await
+        timed("write", key, self.0.write_file(key, path, len, progress)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        timed("delete", self.0.delete(key)).await
+        timed("delete", key, self.0.delete(key)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        timed("list", self.0.list(prefix)).await
+        timed("list", prefix, self.0.list(prefix)).await
     }
 
     fn describe(&self) -> String {
