@@ -11,7 +11,7 @@ use super::control::Published;
 use super::{Node, NodeError};
 use crate::engine::{CallError, Grant, StageLimits, World};
 use crate::inference::InferenceError;
-use crate::observe::metrics::{PipelineMetrics, metrics};
+use crate::observe::metrics::{Histogram, PipelineMetrics, metrics};
 use crate::pipeline::{OnError, Pipeline, PipelineError, PipelineVersion, Step, StepKind, When};
 use crate::registry::{Name, RegistryError, Selector, now_rfc3339};
 use crate::store::StoreError;
@@ -55,6 +55,8 @@ pub struct Plan {
     metrics: PipelineMetrics,
     /// Per step: its name, as the metrics label it.
     step_names: Vec<Arc<str>>,
+    /// Per step: the duration histogram of its runs that `ran`.
+    step_ran: Vec<Histogram>,
 }
 
 impl Plan {
@@ -112,8 +114,14 @@ impl Plan {
             .collect::<Result<_, crate::registry::InvalidName>>()
             .map_err(|e| PipelineError::Manifest(e.to_string()))?;
         let configs = pipeline.steps.iter().map(|_| OnceLock::new()).collect();
+        let metrics = metrics().pipeline(&record.name, record.version);
         Ok(Self {
-            metrics: metrics().pipeline(&record.name, record.version),
+            step_ran: pipeline
+                .steps
+                .iter()
+                .map(|s| metrics.step_histogram(&s.name, "ran"))
+                .collect(),
+            metrics,
             step_names: pipeline
                 .steps
                 .iter()
@@ -503,8 +511,10 @@ impl Node {
             let Some((i, took, result)) = running.next().await else {
                 break;
             };
-            let outcome = result.as_ref().map_or("failed", |(_, outcome)| *outcome);
-            plan.metrics.step(&plan.step_names[i], took, outcome);
+            match result.as_ref().map_or("failed", |(_, outcome)| *outcome) {
+                "ran" => plan.step_ran[i].observe(took.as_secs_f64()),
+                outcome => plan.metrics.step(&plan.step_names[i], took, outcome),
+            }
             let (output, outcome) = result?;
             timings.push(StepTiming {
                 step: steps[i].name.clone(),

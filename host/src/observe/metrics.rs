@@ -15,12 +15,12 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub use prometheus_client::metrics::histogram::Histogram;
 
 /// Latency buckets, in seconds: 50 µs (a warm stage call) to 10 s.
 const SECONDS: [f64; 17] = [
@@ -567,6 +567,17 @@ impl PipelineMetrics {
                     .inc();
             }
         }
+    }
+
+    /// The histogram of step `step`'s runs with `outcome`: made once per
+    /// plan for the common outcome, so a request hashes no labels.
+    pub fn step_histogram(&self, step: &str, outcome: &'static str) -> Histogram {
+        metrics().step_duration.get_or_create_owned(&StepLabels {
+            pipeline: self.labels.pipeline.clone(),
+            version: self.labels.version,
+            step: step.into(),
+            outcome,
+        })
     }
 
     /// Record step `step` that took `took` and ended with `outcome`.
