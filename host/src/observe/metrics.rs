@@ -10,7 +10,9 @@
 //! twice.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -74,17 +76,6 @@ pub struct FunctionLabels {
     pub version: u64,
 }
 
-/// How a call of a function version ended.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FunctionResult {
-    /// Its name.
-    pub function: Arc<str>,
-    /// Its version number.
-    pub version: u64,
-    /// `ok`, or the kind of error (`invalid_input`, `deadline`, ...).
-    pub result: &'static str,
-}
-
 /// A version of a model.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
@@ -92,17 +83,6 @@ pub struct ModelLabels {
     pub model: Arc<str>,
     /// Its version number.
     pub version: u64,
-}
-
-/// How a run of a model version ended.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ModelResult {
-    /// Its name.
-    pub model: Arc<str>,
-    /// Its version number.
-    pub version: u64,
-    /// `ok`, or the kind of error.
-    pub result: &'static str,
 }
 
 /// A version of a pipeline.
@@ -114,15 +94,56 @@ pub struct PipelineLabels {
     pub version: u64,
 }
 
-/// How a request of a pipeline version ended.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PipelineResult {
-    /// Its name.
-    pub pipeline: Arc<str>,
-    /// Its version number.
-    pub version: u64,
-    /// `ok`, or the kind of error.
+/// How a call of `L` (a function, model or pipeline version) ended: its
+/// labels and `result`, `ok` or the kind of error (`invalid_input`,
+/// `deadline`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Outcome<L> {
+    /// What was called.
+    pub of: L,
+    /// How it ended.
     pub result: &'static str,
+}
+
+impl<L: EncodeLabelSet> EncodeLabelSet for Outcome<L> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        self.of.encode(encoder)?;
+        ("result", self.result).encode(encoder.encode_label())
+    }
+}
+
+/// The result counters of one version: `ok` made once, errors looked up.
+#[derive(Clone, Debug)]
+struct Results<L: 'static> {
+    of: L,
+    ok: Counter,
+    family: &'static Family<Outcome<L>, Counter>,
+}
+
+impl<L: Clone + std::hash::Hash + Eq> Results<L> {
+    fn new(family: &'static Family<Outcome<L>, Counter>, of: L) -> Self {
+        let ok = family.get_or_create_owned(&Outcome {
+            of: of.clone(),
+            result: "ok",
+        });
+        Self { of, ok, family }
+    }
+
+    fn count(&self, result: Result<(), &'static str>) {
+        match result {
+            Ok(()) => {
+                self.ok.inc();
+            }
+            Err(kind) => {
+                self.family
+                    .get_or_create(&Outcome {
+                        of: self.of.clone(),
+                        result: kind,
+                    })
+                    .inc();
+            }
+        }
+    }
 }
 
 /// A step of a pipeline version, and what it did.
@@ -185,7 +206,7 @@ pub struct Metrics {
     /// Their duration, from the request's head to its answer.
     pub http_duration: Histograms<RouteLabels>,
     /// Stage calls, by how they ended.
-    pub function_calls: Family<FunctionResult, Counter>,
+    pub function_calls: Family<Outcome<FunctionLabels>, Counter>,
     /// Their duration (instantiation included).
     pub function_duration: Histograms<FunctionLabels>,
     /// Instances running a call right now.
@@ -200,7 +221,7 @@ pub struct Metrics {
     /// The largest linear memory a call grew to.
     pub memory_peak: Histograms<FunctionLabels>,
     /// Model runs, by how they ended.
-    pub model_runs: Family<ModelResult, Counter>,
+    pub model_runs: Family<Outcome<ModelLabels>, Counter>,
     /// Their duration (queueing and batching included).
     pub model_duration: Histograms<ModelLabels>,
     /// Loading a model version's plan on demand.
@@ -208,7 +229,7 @@ pub struct Metrics {
     /// Requests per batched run.
     pub batch_size: Histograms<ModelLabels>,
     /// Pipeline requests, by how they ended.
-    pub pipeline_requests: Family<PipelineResult, Counter>,
+    pub pipeline_requests: Family<Outcome<PipelineLabels>, Counter>,
     /// Their duration.
     pub pipeline_duration: Histograms<PipelineLabels>,
     /// Pipeline steps' duration (retries and fallback included), by
@@ -357,7 +378,7 @@ impl Metrics {
     }
 
     /// The handles a loaded function version records its calls with.
-    pub fn function(&self, function: &str, version: u64) -> StageMetrics {
+    pub fn function(&'static self, function: &str, version: u64) -> StageMetrics {
         let labels = FunctionLabels {
             function: function.into(),
             version,
@@ -369,17 +390,12 @@ impl Metrics {
             active: self.instances_active.get_or_create_owned(&labels),
             fuel: self.fuel.get_or_create_owned(&labels),
             memory_peak: self.memory_peak.get_or_create_owned(&labels),
-            ok: self.function_calls.get_or_create_owned(&FunctionResult {
-                function: labels.function.clone(),
-                version,
-                result: "ok",
-            }),
-            labels,
+            results: Results::new(&self.function_calls, labels),
         }))
     }
 
     /// The handles a loaded model version records its runs with.
-    pub fn model(&self, model: &str, version: u64) -> ModelMetrics {
+    pub fn model(&'static self, model: &str, version: u64) -> ModelMetrics {
         let labels = ModelLabels {
             model: model.into(),
             version,
@@ -388,29 +404,19 @@ impl Metrics {
             duration: self.model_duration.get_or_create_owned(&labels),
             batch_size: self.batch_size.get_or_create_owned(&labels),
             load: self.model_load_duration.get_or_create_owned(&labels),
-            ok: self.model_runs.get_or_create_owned(&ModelResult {
-                model: labels.model.clone(),
-                version,
-                result: "ok",
-            }),
-            labels,
+            results: Results::new(&self.model_runs, labels),
         }
     }
 
     /// The handles a pipeline version records its requests with.
-    pub fn pipeline(&self, pipeline: &str, version: u64) -> PipelineMetrics {
+    pub fn pipeline(&'static self, pipeline: &str, version: u64) -> PipelineMetrics {
         let labels = PipelineLabels {
             pipeline: pipeline.into(),
             version,
         };
         PipelineMetrics {
             duration: self.pipeline_duration.get_or_create_owned(&labels),
-            ok: self.pipeline_requests.get_or_create_owned(&PipelineResult {
-                pipeline: labels.pipeline.clone(),
-                version,
-                result: "ok",
-            }),
-            labels,
+            results: Results::new(&self.pipeline_requests, labels),
         }
     }
 }
@@ -427,8 +433,7 @@ pub struct StageMetrics(Arc<StageHandles>);
 
 #[derive(Debug)]
 struct StageHandles {
-    labels: FunctionLabels,
-    ok: Counter,
+    results: Results<FunctionLabels>,
     duration: Histogram,
     instantiation: Histogram,
     cold_start: Histogram,
@@ -480,29 +485,14 @@ impl StageMetrics {
             this.fuel.observe(fuel as f64);
         }
         this.memory_peak.observe(cost.memory_peak as f64);
-        match result {
-            Ok(()) => {
-                this.ok.inc();
-            }
-            Err(kind) => {
-                metrics()
-                    .function_calls
-                    .get_or_create(&FunctionResult {
-                        function: this.labels.function.clone(),
-                        version: this.labels.version,
-                        result: kind,
-                    })
-                    .inc();
-            }
-        }
+        this.results.count(result);
     }
 }
 
 /// A model version's metric handles.
 #[derive(Clone, Debug)]
 pub struct ModelMetrics {
-    labels: ModelLabels,
-    ok: Counter,
+    results: Results<ModelLabels>,
     duration: Histogram,
     batch_size: Histogram,
     load: Histogram,
@@ -512,21 +502,7 @@ impl ModelMetrics {
     /// Record a run that took `took` and ended with `result`.
     pub fn record(&self, took: Duration, result: Result<(), &'static str>) {
         self.duration.observe(took.as_secs_f64());
-        match result {
-            Ok(()) => {
-                self.ok.inc();
-            }
-            Err(kind) => {
-                metrics()
-                    .model_runs
-                    .get_or_create(&ModelResult {
-                        model: self.labels.model.clone(),
-                        version: self.labels.version,
-                        result: kind,
-                    })
-                    .inc();
-            }
-        }
+        self.results.count(result);
     }
 
     /// Record a plan load that took `took`.
@@ -543,8 +519,7 @@ impl ModelMetrics {
 /// A pipeline version's metric handles.
 #[derive(Clone, Debug)]
 pub struct PipelineMetrics {
-    labels: PipelineLabels,
-    ok: Counter,
+    results: Results<PipelineLabels>,
     duration: Histogram,
 }
 
@@ -552,29 +527,15 @@ impl PipelineMetrics {
     /// Record a request that took `took` and ended with `result`.
     pub fn record(&self, took: Duration, result: Result<(), &'static str>) {
         self.duration.observe(took.as_secs_f64());
-        match result {
-            Ok(()) => {
-                self.ok.inc();
-            }
-            Err(kind) => {
-                metrics()
-                    .pipeline_requests
-                    .get_or_create(&PipelineResult {
-                        pipeline: self.labels.pipeline.clone(),
-                        version: self.labels.version,
-                        result: kind,
-                    })
-                    .inc();
-            }
-        }
+        self.results.count(result);
     }
 
     /// The histogram of step `step`'s runs with `outcome`: made once per
     /// plan for the common outcome, so a request hashes no labels.
     pub fn step_histogram(&self, step: &str, outcome: &'static str) -> Histogram {
         metrics().step_duration.get_or_create_owned(&StepLabels {
-            pipeline: self.labels.pipeline.clone(),
-            version: self.labels.version,
+            pipeline: self.results.of.pipeline.clone(),
+            version: self.results.of.version,
             step: step.into(),
             outcome,
         })
@@ -585,8 +546,8 @@ impl PipelineMetrics {
         metrics()
             .step_duration
             .get_or_create(&StepLabels {
-                pipeline: self.labels.pipeline.clone(),
-                version: self.labels.version,
+                pipeline: self.results.of.pipeline.clone(),
+                version: self.results.of.version,
                 step: step.clone(),
                 outcome,
             })
