@@ -127,54 +127,40 @@ impl Sampled for Node {
         samples.gauges(
             "http_requests_in_flight",
             "HTTP requests being handled",
-            one(self.stats.in_flight.load(Ordering::Relaxed) as i64),
+            one(self.stats.in_flight.load(Ordering::Relaxed)),
         )?;
         samples.counters(
             "components_compiled",
             "Components compiled by this process (deploys, and artifacts missing or unusable)",
-            [(
-                NO_LABELS,
-                self.stats.components_compiled.load(Ordering::Relaxed),
-            )],
+            one(self.stats.components_compiled.load(Ordering::Relaxed)),
         )?;
         samples.counters(
             "artifacts_loaded",
             "Precompiled artifacts loaded from the store instead of compiling",
-            [(
-                NO_LABELS,
-                self.stats.artifacts_loaded.load(Ordering::Relaxed),
-            )],
+            one(self.stats.artifacts_loaded.load(Ordering::Relaxed)),
         )?;
         let gates: Vec<GateStats> = self.gates.iter().map(|g| g.stats()).collect();
+        let per_gate = |f: fn(&GateStats) -> u32| {
+            gates.iter().map(move |g| {
+                let function = g.function.clone();
+                (GateLabel { function }, u64::from(f(g)))
+            })
+        };
         samples.gauges(
             "function_calls_running",
             "Calls running of each function version with a concurrency cap",
-            gates.iter().map(|g| {
-                (
-                    GateLabel {
-                        function: g.function.clone(),
-                    },
-                    i64::from(g.running),
-                )
-            }),
+            per_gate(|g| g.running),
         )?;
         samples.gauges(
             "function_queue_depth",
             "Calls waiting for a slot of each function version with a concurrency cap",
-            gates.iter().map(|g| {
-                (
-                    GateLabel {
-                        function: g.function.clone(),
-                    },
-                    i64::from(g.queued),
-                )
-            }),
+            per_gate(|g| g.queued),
         )?;
         let runs = self.models.run_stats();
         samples.gauges(
             "model_runs_in_flight",
             "Model runs in the engine right now (at most one per core)",
-            one(runs.in_flight as i64),
+            one(runs.in_flight),
         )?;
         let caches = [
             ("documents", self.documents.stats().cache),
@@ -229,11 +215,6 @@ impl Sampled for Node {
                 ]
             }),
         )?;
-        let each = |f: fn(&CacheStats) -> u64| {
-            caches
-                .iter()
-                .map(move |(cache, s)| (CacheLabel { cache }, f(s) as i64))
-        };
         samples.gauges(
             "cache_entries",
             "Entries a cache holds",
@@ -245,12 +226,12 @@ impl Sampled for Node {
         samples.gauges(
             "resident_memory_bytes",
             "Resident memory of the process, all pages",
-            resident.map(|r| (NO_LABELS, r.bytes as i64)),
+            resident.map(|r| (NO_LABELS, r.bytes)),
         )?;
         samples.gauges(
             "resident_anonymous_memory_bytes",
             "Resident anonymous memory (heap, stacks): what unloading can free",
-            resident.map(|r| (NO_LABELS, r.anonymous_bytes as i64)),
+            resident.map(|r| (NO_LABELS, r.anonymous_bytes)),
         )
     }
 }

@@ -597,12 +597,13 @@ impl Samples<'_> {
         &mut self,
         name: &str,
         help: &str,
-        values: impl IntoIterator<Item = (L, i64)>,
+        values: impl IntoIterator<Item = (L, u64)>,
     ) -> Result<(), std::fmt::Error> {
         let mut family = self
             .encoder
             .encode_descriptor(name, help, None, MetricType::Gauge)?;
         for (labels, value) in values {
+            let value = i64::try_from(value).unwrap_or(i64::MAX);
             ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
