@@ -35,6 +35,16 @@ Writes, next to this file:
   text-direction.onnx  PP-OCR text-direction classifier (a CNN) from the
                      rapidocr-onnxruntime wheel, unchanged
   <model>.reference.json  inputs and onnxruntime's outputs for each
+  <model>.baseline.json   baseline statistics of the training data (format
+                     sluice.baseline/1, what `sluice models baseline`
+                     computes): per-feature histograms at deciles, the
+                     model's output distribution, background rows; for
+                     iris-scaled-logreg and the tree models
+  <model>.shap.json  for the scikit-learn tree models: the `shap` package's
+                     exact interventional TreeSHAP values (raw scores,
+                     the baseline's background) for the reference rows
+  iris.csv           the raw iris measurements, a sample for
+                     `sluice models baseline`
 
 The hand-built graphs (no training) come from make_graphs.py.
 
@@ -53,6 +63,7 @@ import lightgbm
 import numpy as np
 import onnx
 import onnxruntime as ort
+import shap
 import xgboost
 from onnxmltools import convert_lightgbm, convert_xgboost
 from onnxmltools.convert.common.data_types import FloatTensorType
@@ -89,6 +100,72 @@ def reference(name, inputs):
     }
     (HERE / f"{name}.reference.json").write_text(json.dumps(doc) + "\n")
     print(f"{name}: inputs {[ (k, v.shape) for k, v in inputs.items()]} outputs {[ (o.name, v.shape) for o, v in zip(session.get_outputs(), outputs)]}")
+
+
+def histogram(name, values, bins):
+    """A histogram on edges at `bins` quantiles of `values` (numpy's linear
+    method; repeated edges merged), as `sluice models baseline` makes it."""
+    values = np.sort(values[np.isfinite(values)].astype(np.float64))
+    edges = np.unique(np.quantile(values, np.arange(bins + 1) / bins))
+    if len(edges) < 2:
+        edges = np.repeat(edges[:1], 2)
+    which = np.searchsorted(edges[1:-1], values, side="left")
+    counts = np.bincount(which, minlength=len(edges) - 1)
+    sums = np.bincount(which, weights=values, minlength=len(edges) - 1)
+    return {"name": name, "edges": edges.tolist(), "counts": counts.tolist(), "sums": sums.tolist()}
+
+
+def baseline(name, x, names, bins=10):
+    """Write `<name>.baseline.json`: the training rows `x` summarised for
+    drift detection, with the model's answers to them and up to 100
+    evenly spread background rows for explanations."""
+    session = ort.InferenceSession(str(HERE / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0]
+    dtype = np.float64 if feed.type == "tensor(double)" else np.float32
+    # Statistics of the values the model sees: rounded to its precision,
+    # so a served row falls in the bin its training twin did.
+    x = x.astype(dtype).astype(np.float64)
+    outputs = session.run(None, {feed.name: x.astype(dtype)})
+    doc = {
+        "format": "sluice.baseline/1",
+        "input": feed.name,
+        "rows": len(x),
+        "features": [histogram(n, x[:, i], bins) for i, n in enumerate(names)],
+    }
+    # The output with one value per row: a label or a regression's value.
+    for spec, value in zip(session.get_outputs(), outputs):
+        if value.size == len(x):
+            if np.issubdtype(value.dtype, np.floating):
+                doc["output"] = histogram(spec.name, value.ravel(), bins)
+            else:
+                labels, counts = np.unique(value.ravel(), return_counts=True)
+                doc["output"] = {"name": spec.name, "classes": {str(l): int(c) for l, c in zip(labels, counts)}}
+            break
+    doc["thresholds"] = {"psi_warn": 0.1, "psi_alert": 0.25, "min_rows": 100}
+    step = max(1, -(-len(x) // 100))
+    doc["background"] = x[::step].astype(np.float64).tolist()
+    (HERE / f"{name}.baseline.json").write_text(json.dumps(doc) + "\n")
+
+
+def explained(name, model, x, names, rows):
+    """Write the baseline of tree model `name` and `<name>.shap.json`:
+    what `shap` attributes to each feature of `rows` (the raw score per
+    target, against the baseline's background), for Sluice's TreeSHAP to
+    match."""
+    baseline(name, x, names)
+    background = np.array(json.loads((HERE / f"{name}.baseline.json").read_text())["background"])
+    explainer = shap.TreeExplainer(model, data=background, feature_perturbation="interventional", model_output="raw")
+    values = np.asarray(explainer.shap_values(rows.astype(np.float64)))
+    if values.ndim == 2:
+        values = values[..., None]
+    doc = {
+        "model": name,
+        "shap": shap.__version__,
+        "rows": rows.astype(np.float64).tolist(),
+        "values": values.tolist(),
+        "expected_value": np.atleast_1d(explainer.expected_value).tolist(),
+    }
+    (HERE / f"{name}.shap.json").write_text(json.dumps(doc) + "\n")
 
 
 def export(name, model, sample, options=OPTIONS):
@@ -142,6 +219,9 @@ def main():
     gbt = GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=7).fit(x, y)
     export("iris-gbt", gbt, x)
     reference("iris-gbt", {"X": rows})
+    iris_names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    # shap explains multiclass gradient boosting of scikit-learn not at all.
+    baseline("iris-gbt", x, iris_names)
 
     digits = load_digits()
     xd = (digits.data / 16.0).astype(np.float32)
@@ -161,6 +241,9 @@ def main():
     scaled_logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(raw, y)
     export("iris-scaled-logreg", scaled_logreg, raw)
     reference("iris-scaled-logreg", {"X": raw[rng.choice(len(raw), 8, replace=False)]})
+    # The measurements as published (float64, as a CSV sample reads them).
+    baseline("iris-scaled-logreg", iris.data, iris_names)
+    (HERE / "iris.csv").write_text(",".join(iris_names) + "\n" + "".join(",".join(f"{v:g}" for v in row) + "\n" for row in iris.data))
 
     export("iris-zipmap", logreg, x, options={"zipmap": True})
 
@@ -170,14 +253,17 @@ def main():
     gbr = GradientBoostingRegressor(n_estimators=50, max_depth=3, random_state=7).fit(xr, yr)
     export("diabetes-gbr", gbr, xr)
     reference("diabetes-gbr", {"X": rows})
+    explained("diabetes-gbr", gbr, xr, diabetes.feature_names, rows)
     rf = RandomForestRegressor(n_estimators=20, max_depth=6, random_state=7).fit(xr, yr)
     export("diabetes-rf", rf, xr)
     reference("diabetes-rf", {"X": rows})
+    explained("diabetes-rf", rf, xr, diabetes.feature_names, rows)
 
     irows = x[rng.choice(len(x), 8, replace=False)]
     iris_rf = RandomForestClassifier(n_estimators=20, max_depth=4, random_state=7).fit(x, y)
     export("iris-rf", iris_rf, x)
     reference("iris-rf", {"X": irows})
+    explained("iris-rf", iris_rf, x, iris_names, irows)
 
     cancer = load_breast_cancer()
     xc, yc = cancer.data.astype(np.float32), cancer.target
@@ -185,9 +271,11 @@ def main():
     cancer_gbt = GradientBoostingClassifier(n_estimators=40, max_depth=3, random_state=7).fit(xc, yc)
     export("cancer-gbt", cancer_gbt, xc)
     reference("cancer-gbt", {"X": crows})
+    explained("cancer-gbt", cancer_gbt, xc, list(cancer.feature_names), crows)
     cancer_rf = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=7).fit(xc, yc)
     export("cancer-rf", cancer_rf, xc)
     reference("cancer-rf", {"X": crows})
+    explained("cancer-rf", cancer_rf, xc, list(cancer.feature_names), crows)
 
     # Three numeric columns with missing values (marked -999: JSON has no
     # NaN) and one category column.
