@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod cli;
 mod deploy;
+mod drift;
 mod features;
 mod fraud;
 mod image;

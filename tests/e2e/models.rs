@@ -706,9 +706,9 @@ async fn a_push_over_http_records_labels_and_the_baseline_statistics() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let stats = dir.path().join("stats.json");
-    std::fs::write(
+    std::fs::copy(
+        repo().join("examples/models/iris-scaled-logreg.baseline.json"),
         &stats,
-        r#"{"X": {"mean": [0, 0, 0, 0], "std": [1, 1, 1, 1]}}"#,
     )
     .unwrap();
     let model = repo().join("examples/models/iris-logreg.onnx");
@@ -744,13 +744,35 @@ async fn a_push_over_http_records_labels_and_the_baseline_statistics() {
     .expect("baseline blob");
     assert_eq!(stored, std::fs::read(&stats).unwrap());
 
-    std::fs::write(&stats, "not json").unwrap();
-    let output = push(&stats);
-    assert!(!output.status.success());
+    // Statistics this node cannot judge drift by are refused, saying why.
+    for (stats_text, says) in [
+        ("not json", "is not a Sluice baseline"),
+        (
+            r#"{"X": {"mean": [0, 0, 0, 0], "std": [1, 1, 1, 1]}}"#,
+            "missing field `format`",
+        ),
+    ] {
+        std::fs::write(&stats, stats_text).unwrap();
+        let output = push(&stats);
+        assert!(!output.status.success());
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            err.contains(says) && err.contains("sluice models baseline"),
+            "{err}"
+        );
+    }
+    let mut baseline: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo().join("examples/models/iris-scaled-logreg.baseline.json")).unwrap(),
+    )
+    .unwrap();
+    baseline["input"] = json!("pixels");
+    std::fs::write(&stats, baseline.to_string()).unwrap();
+    let err = String::from_utf8_lossy(&push(&stats).stderr).to_string();
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("the baseline is not JSON"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        err.contains(
+            "the baseline describes input `pixels`, which the model does not have; its inputs are X"
+        ),
+        "{err}"
     );
 }
 

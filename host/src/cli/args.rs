@@ -5,9 +5,11 @@ use clap::Args;
 use sluice::cache::CacheConfig;
 use sluice::engine::EngineConfig;
 use sluice::http::HttpConfig;
-use sluice::node::{IdlePolicy, SigningKey};
+use sluice::inference::drift::DriftSettings;
+use sluice::node::{Alerts, IdlePolicy, Node, SigningKey};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where deployed functions live: a local directory (the embedded
@@ -253,9 +255,43 @@ pub struct NodeArgs {
     /// push --idle-secs) overrides it.
     #[arg(long, env = "SLUICE_MODEL_IDLE_SECS", default_value_t = 300)]
     model_idle_secs: u64,
+    /// Drift: judge each model version with a baseline over the rows served
+    /// in this many seconds, every node's merged.
+    #[arg(long, env = "SLUICE_DRIFT_WINDOW_SECS", default_value_t = 3600)]
+    drift_window_secs: u64,
+    /// Drift: how often this node writes its windows to the store and
+    /// judges them, in seconds.
+    #[arg(long, env = "SLUICE_DRIFT_FLUSH_SECS", default_value_t = 10)]
+    drift_flush_secs: u64,
+    /// Drift: served rows this node keeps per window as a sample for
+    /// retraining, written to the store when a model's drift rises and
+    /// named in the webhook's `sample` (0: none).
+    #[arg(long, env = "SLUICE_DRIFT_SAMPLE_ROWS", default_value_t = 0)]
+    drift_sample_rows: usize,
+    /// Post drift level changes (JSON: model, version, level, per-feature
+    /// scores, sample location) to this URL.
+    #[arg(long, env = "SLUICE_ALERT_WEBHOOK")]
+    alert_webhook: Option<String>,
 }
 
 impl NodeArgs {
+    /// Start what a serving node runs beside requests: unloading what is
+    /// idle, and the drift watch.
+    pub fn start_background(&self, node: &Arc<Node>) -> anyhow::Result<()> {
+        node.spawn_idle_reaper(self.idle());
+        let alerts = self.alert_webhook.as_deref().map(Alerts::to).transpose()?;
+        let settings = DriftSettings {
+            window: Duration::from_secs(self.drift_window_secs.max(1)),
+            sample_rows: self.drift_sample_rows,
+        };
+        node.spawn_drift_watch(
+            settings,
+            Duration::from_secs(self.drift_flush_secs.max(1)),
+            alerts,
+        );
+        Ok(())
+    }
+
     pub fn idle(&self) -> IdlePolicy {
         let after = |secs| (secs > 0).then(|| Duration::from_secs(secs));
         IdlePolicy {

@@ -145,6 +145,10 @@ pub enum ModelsCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Compute a model's baseline statistics (for --baseline) from a
+    /// sample of its training data: per-feature histograms, the model's
+    /// outputs on the sample, and background rows for explanations.
+    Baseline(super::drift::BaselineArgs),
     /// List models.
     Ls(TargetArgs),
     /// List the versions (with signatures) and aliases of one model.
@@ -345,6 +349,34 @@ pub enum Request {
     AuditLog(Option<String>),
     /// Check the audit log's chain.
     AuditVerify,
+    /// A model version's drift.
+    Drift(String, Option<u64>),
+}
+
+/// `sluice drift`.
+#[derive(Args)]
+pub struct DriftArgs {
+    /// The model: NAME or NAME@VERSION (default: the version an
+    /// unqualified call runs).
+    pub model: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+impl DriftArgs {
+    /// Where to look, and the request.
+    pub fn request(self) -> Result<(TargetArgs, Request)> {
+        let (name, version) = match self.model.split_once('@') {
+            Some((name, version)) => {
+                let version = version.parse().map_err(|_| {
+                    anyhow::anyhow!("`{}`: the version after @ must be a number", self.model)
+                })?;
+                (name.to_string(), Some(version))
+            }
+            None => (self.model, None),
+        };
+        Ok((self.target, Request::Drift(name, version)))
+    }
 }
 
 #[derive(Subcommand)]
@@ -642,6 +674,8 @@ impl ModelsCommand {
                 };
                 (target, request)
             }
+            // Local work, run by `cli::run` before any request is made.
+            Self::Baseline(_) => anyhow::bail!("`models baseline` sends no request"),
             Self::Ls(target) => (target, Request::List(Kind::Model)),
             Self::Versions { name, target } => (target, Request::Versions(Kind::Model, name)),
             Self::Rm {
@@ -963,6 +997,9 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
             println!("revoked token {} ({})", revoked.name, revoked.role);
         }
         Request::AuditLog(since) => print::audit(&plane.audit_log(since.as_deref()).await?),
+        Request::Drift(name, version) => {
+            super::drift::print(&plane.drift(&name, version).await?);
+        }
         Request::AuditVerify => match plane.audit_verify().await? {
             Ok(1) => println!("audit log intact: 1 record"),
             Ok(records) => println!("audit log intact: {records} records"),

@@ -5,12 +5,14 @@
 //! - `args.rs`: arguments shared by several commands.
 //! - `control.rs`: commands on what a node serves (deploy, functions,
 //!   models, alias, rollback, tokens, audit), printed by `print.rs`.
-//! - `invoke.rs`, `build.rs`, `up.rs`: one command each.
+//! - `invoke.rs`, `build.rs`, `up.rs`: one command each; `drift.rs`:
+//!   `models baseline` and the drift report's printing.
 //! - `serve.rs`: running a node (`serve`, `up`, `lambda`).
 
 mod args;
 mod build;
 mod control;
+mod drift;
 mod features;
 mod invoke;
 mod print;
@@ -53,6 +55,10 @@ enum Command {
     /// Push, list and inspect ONNX models.
     #[command(subcommand)]
     Models(control::ModelsCommand),
+    /// A model's drift: per feature, PSI, Kolmogorov-Smirnov and
+    /// Wasserstein distance of the rows served in the window (every node's)
+    /// against its baseline, with histograms of both.
+    Drift(control::DriftArgs),
     /// List and inspect deployed pipelines (deploy them with `sluice deploy pipeline.toml`).
     #[command(subcommand)]
     Pipelines(control::PipelinesCommand),
@@ -138,7 +144,11 @@ async fn run(command: Command, started: std::time::Instant) -> Result<ExitCode> 
         }
         Command::Deploy(args) => args.request()?,
         Command::Functions(command) => command.request()?,
+        Command::Models(control::ModelsCommand::Baseline(args)) => {
+            return drift::baseline(args).map(|()| ExitCode::SUCCESS);
+        }
         Command::Models(command) => command.request()?,
+        Command::Drift(args) => args.request()?,
         Command::Pipelines(command) => command.request()?,
         Command::Alias(command) => command.request()?,
         Command::Rollback(args) => args.request()?,

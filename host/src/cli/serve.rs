@@ -47,7 +47,7 @@ pub fn cli_engine() -> EngineConfig {
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let node = &args.node;
     let node = local_node(&node.data, node.engine.config(), node.cache()).await?;
-    node.spawn_idle_reaper(args.node.idle());
+    args.node.start_background(&node)?;
     serve_node(node, &args, |_| {}).await
 }
 
@@ -160,7 +160,11 @@ pub async fn serve_node(
         println!("control plane on http://{admin_addr}");
     }
     on_ready(addr);
-    let state = Arc::new(AppState::new(node, http.clone(), conditional_writes));
+    let state = Arc::new(AppState::new(
+        node.clone(),
+        http.clone(),
+        conditional_writes,
+    ));
     let stats = state.node.stats().clone();
     let idle_exit = (args.idle_exit > 0).then(|| Duration::from_secs(args.idle_exit));
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -193,6 +197,8 @@ pub async fn serve_node(
         }
     };
     let (data, control, ()) = tokio::join!(serve_data, serve_control, trigger);
+    // What was served since the last write still counts on the other nodes.
+    node.watch_drift().await;
     data?;
     control?;
     Ok(())

@@ -172,7 +172,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         args.serve.node.cache(),
     )
     .await?;
-    node.spawn_idle_reaper(args.serve.node.idle());
+    args.serve.node.start_background(&node)?;
     let plane = node.acting(local_actor());
     for f in &manifest.functions {
         let wasm = match &f.wasm {

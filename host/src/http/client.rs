@@ -6,6 +6,7 @@ use super::query;
 use crate::access::{AuditRecord, Broken, NewToken, Role, TokenInfo};
 use crate::features::{Compacted, Format, Ingested};
 use crate::inference::Baseline;
+use crate::inference::drift::Report as DriftReport;
 use crate::node::{ControlPlane, Kind, Listing, Published, Settings, Summary, Version};
 use crate::registry::{Head, Invocation};
 use crate::store::{Digest, Progress};
@@ -333,6 +334,16 @@ impl ControlPlane for Client {
             )
             .await?;
         Version::from_json(kind, body).map_err(|e| self.unreadable(e))
+    }
+
+    async fn drift(&self, model: &str, version: Option<u64>) -> Result<DriftReport, ClientError> {
+        let mut request = self
+            .http
+            .get(self.url(&format!("/v1/models/{model}/drift")));
+        if let Some(version) = version {
+            request = request.query(&[("version", version)]);
+        }
+        self.json(request).await
     }
 
     async fn set_alias(

@@ -57,6 +57,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/blobs", put(put_blob))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/v1/models/{name}/drift", get(drift))
         .route("/v1/tokens", get(tokens).post(create_token))
         .route("/v1/tokens/{name}", delete_route(revoke_token))
         .route("/v1/audit", get(audit_log))
@@ -517,6 +518,42 @@ async fn put_blob(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     let spooled = spool_body(body, state.http.max_model_bytes, state.http.body_timeout).await?;
     let digest = state.node.put_blob(&spooled).await?;
     Ok((StatusCode::CREATED, Json(json!({ "digest": digest }))).into_response())
+}
+
+/// The query of `GET /v1/models/{name}/drift`.
+#[derive(Deserialize)]
+struct DriftQuery {
+    version: Option<String>,
+}
+
+/// `GET /v1/models/{name}/drift[?version=N]`: a model version's drift
+/// over the window, every node's rows merged.
+#[utoipa::path(
+    get, path = "/v1/models/{name}/drift", operation_id = "drift", tag = "registry",
+    summary = "A model version's drift against its baseline",
+    description = "Per feature (and the output): PSI, the Kolmogorov-Smirnov statistic and the Wasserstein distance of the rows served in the window (every node's merged) against the baseline pushed with the version, the shares per bin on both sides, and the level (`insufficient`, `ok`, `warn`, `alert`). Without `version`: the version an unqualified call runs.",
+    params(("name" = String, Path), ("version" = Option<u64>, Query, description = "A version number")),
+    responses(
+        (status = 200, description = "The report", body = Object),
+        (status = 400, description = "The version has no baseline, or a bad version number", body = ErrorBody),
+        (status = 404, description = "No such model or version", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+async fn drift(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<DriftQuery>,
+) -> Result<Response, ApiError> {
+    let version = q
+        .version
+        .as_deref()
+        .map(query::read_version)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let report = caller.on(&state).drift(&name, version).await?;
+    Ok(Json(report).into_response())
 }
 
 /// `GET /v1/status`: what this node is and what it has done.

@@ -76,6 +76,7 @@ pub fn document() -> Document {
         control::rollback,
         control::set_invocation,
         control::metrics,
+        control::drift,
         control::put_blob,
         control::status,
         control::create_token,

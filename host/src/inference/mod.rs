@@ -20,6 +20,7 @@
 //! operators tract lacks are Sluice's own (`onnx_ml/`).
 
 mod batch;
+pub mod drift;
 mod heads;
 mod onnx_ml;
 mod record;
@@ -173,6 +174,8 @@ pub struct Model {
     in_place_below_elements: AtomicU64,
     /// Where its runs are counted.
     metrics: ModelMetrics,
+    /// Its drift window, when it has a baseline.
+    drift: Option<Arc<drift::Monitor>>,
 }
 
 impl Weigh for Model {
@@ -186,6 +189,11 @@ impl Model {
     /// Its inputs and outputs.
     pub fn signature(&self) -> &Signature {
         &self.record.signature
+    }
+
+    /// Its baseline statistics, when pushed with some.
+    pub fn baseline(&self) -> Option<&Arc<drift::Baseline>> {
+        self.drift.as_ref().map(|m| m.baseline())
     }
 }
 
@@ -349,6 +357,7 @@ pub struct Models {
     inline_runs: AtomicU64,
     in_place_runs: AtomicU64,
     pooled_runs: AtomicU64,
+    drift: Arc<drift::Monitors>,
 }
 
 /// Where model runs went, for `/v1/status`.
@@ -394,7 +403,13 @@ impl Models {
             inline_runs: AtomicU64::new(0),
             in_place_runs: AtomicU64::new(0),
             pooled_runs: AtomicU64::new(0),
+            drift: Arc::default(),
         }
+    }
+
+    /// The drift windows of the versions this node ran.
+    pub fn drift(&self) -> &drift::Monitors {
+        &self.drift
     }
 
     /// Where runs went.
@@ -452,12 +467,10 @@ impl Models {
         }
         let size = bytes.len() as u64;
         let digest = self.documents.put_blob(bytes, progress).await?;
-        let not_json = |e: serde_json::Error| {
-            InferenceError::InvalidInput(format!("the baseline is not JSON: {e}"))
-        };
+        let refused = InferenceError::InvalidInput;
         let baseline = match push.baseline {
             Some(Baseline::Json(stats)) => {
-                serde_json::from_slice::<serde_json::Value>(&stats).map_err(not_json)?;
+                drift::Baseline::parse(&stats, &signature).map_err(refused)?;
                 Some(self.documents.put_blob(stats, None).await?)
             }
             Some(Baseline::Stored(digest)) => {
@@ -466,7 +479,7 @@ impl Models {
                         "no blob {digest} in the store; upload the baseline with PUT /v1/blobs first"
                     ))
                 })?;
-                serde_json::from_slice::<serde_json::Value>(&stats).map_err(not_json)?;
+                drift::Baseline::parse(&stats, &signature).map_err(refused)?;
                 Some(digest)
             }
             None => None,
@@ -495,6 +508,7 @@ impl Models {
     /// Drop the plan of a deleted version.
     pub fn forget(&self, name: &Name, version: u64) {
         self.plans.remove(&(name.clone(), version));
+        self.drift.forget(name.as_str(), version);
     }
 
     /// The model `selector` picks, with its plan loaded.
@@ -512,6 +526,7 @@ impl Models {
                 // Called only on a miss: the hit path clones nothing.
                 |_| {
                     let (registry, documents) = (self.registry.clone(), self.documents.clone());
+                    let monitors = self.drift.clone();
                     let (runs, batches) = (self.runs.clone(), self.batches.clone());
                     let load_key = key.clone();
                     async move {
@@ -532,6 +547,10 @@ impl Models {
                         tracing::info!(model = %name, version, elapsed_ms = started.elapsed().as_millis() as u64, "model plan ready");
                         let metrics = metrics().model(name.as_str(), version);
                         metrics.loaded(started.elapsed());
+                        let drift = match &record.baseline {
+                            Some(digest) => monitor(&monitors, &documents, &record, digest).await,
+                            None => None,
+                        };
                         let batcher = record
                             .batching
                             .map(|b| batch::Batcher::start(&record, plan.clone(), b, runs, batches));
@@ -543,6 +562,7 @@ impl Models {
                             inline_below_elements: AtomicU64::new(0),
                             in_place_below_elements: AtomicU64::new(0),
                             metrics,
+                            drift,
                         })
                     }
                     .boxed()
@@ -559,9 +579,16 @@ impl Models {
     ) -> Result<Vec<NamedTensor>, InferenceError> {
         let started = Instant::now();
         let span = tracing::info_span!(target: crate::observe::trace::SPANS, "inference", model = %model.record.name, version = model.record.version);
+        let watched = model
+            .drift
+            .as_ref()
+            .and_then(|m| Some((m, m.watched(&inputs)?)));
         let outputs = self.run_arranged(model, inputs).instrument(span).await;
         let result = outputs.as_ref().map(|_| ()).map_err(InferenceError::kind);
         model.metrics.record(started.elapsed(), result);
+        if let (Some((monitor, input)), Ok(outputs)) = (watched, &outputs) {
+            monitor.observe(&input, outputs);
+        }
         outputs
     }
 
@@ -570,23 +597,12 @@ impl Models {
         model: &Model,
         inputs: Vec<NamedTensor>,
     ) -> Result<Vec<NamedTensor>, InferenceError> {
-        let values = arrange(model, inputs)?;
+        let values = arrange(&model.signature().inputs, &model.input_types, inputs)?;
         let outputs = match &model.batcher {
             Some(batcher) => batcher.run(values).await?,
             None => self.run_alone(model, values).await?,
         };
-        model
-            .signature()
-            .outputs
-            .iter()
-            .zip(outputs.iter())
-            .map(|(spec, value)| {
-                Ok(NamedTensor {
-                    name: spec.name.clone(),
-                    tensor: tract_tensor::from_tract(value)?,
-                })
-            })
-            .collect()
+        named_outputs(model.signature(), &outputs)
     }
 
     async fn run_alone(
@@ -646,6 +662,60 @@ impl Models {
     }
 }
 
+/// The drift monitor of a version pushed with a baseline. A baseline that
+/// cannot be read (checked at push, so only a damaged store) leaves the
+/// model serving without one, loudly.
+async fn monitor(
+    monitors: &drift::Monitors,
+    documents: &DocumentCache,
+    record: &ModelVersion,
+    digest: &Digest,
+) -> Option<Arc<drift::Monitor>> {
+    let parsed = match documents.fetch_blob(digest).await {
+        Ok(Some(bytes)) => drift::Baseline::parse(&bytes, &record.signature),
+        Ok(None) => Err(format!("its blob {digest} is missing")),
+        Err(e) => Err(e.to_string()),
+    };
+    match parsed {
+        Ok(baseline) => Some(monitors.monitor(&record.name, record.version, Arc::new(baseline))),
+        Err(reason) => {
+            tracing::error!(model = %record.name, version = record.version, %reason, "the baseline cannot be read; serving without drift detection");
+            None
+        }
+    }
+}
+
+/// The outputs of a run, named as the signature names them.
+fn named_outputs(
+    signature: &Signature,
+    outputs: &[TValue],
+) -> Result<Vec<NamedTensor>, InferenceError> {
+    signature
+        .outputs
+        .iter()
+        .zip(outputs)
+        .map(|(spec, value)| {
+            Ok(NamedTensor {
+                name: spec.name.clone(),
+                tensor: tract_tensor::from_tract(value)?,
+            })
+        })
+        .collect()
+}
+
+/// Compile the model in `bytes` and run it once on `inputs`: for one-off
+/// work beside a node (`sluice models baseline`), not for serving.
+pub fn evaluate(
+    bytes: &[u8],
+    inputs: Vec<NamedTensor>,
+) -> Result<(Signature, Vec<NamedTensor>), InferenceError> {
+    let (plan, signature, input_types) = compile(bytes, &BTreeMap::new())?;
+    let values = arrange(&signature.inputs, &input_types, inputs)?;
+    let outputs = plan.run(values)?;
+    let named = named_outputs(&signature, &outputs)?;
+    Ok((signature, named))
+}
+
 /// Runs that finish faster than this may stay on the async worker.
 const INLINE_BELOW: Duration = Duration::from_micros(100);
 /// Runs that finish faster than this may run in place on their worker
@@ -681,12 +751,15 @@ fn check_batchable(signature: &Signature, batching: &Batching) -> Result<(), Inf
 }
 
 /// The inputs in the model's order, checked and converted.
-fn arrange(model: &Model, inputs: Vec<NamedTensor>) -> Result<TVec<TValue>, InferenceError> {
-    let specs = &model.signature().inputs;
+fn arrange(
+    specs: &[crate::tensor::TensorSpec],
+    input_types: &[DatumType],
+    inputs: Vec<NamedTensor>,
+) -> Result<TVec<TValue>, InferenceError> {
     let mut by_name: BTreeMap<String, Tensor> =
         inputs.into_iter().map(|t| (t.name, t.tensor)).collect();
     let mut values = TVec::new();
-    for (spec, datum_type) in specs.iter().zip(&model.input_types) {
+    for (spec, datum_type) in specs.iter().zip(input_types) {
         let tensor = by_name.remove(&spec.name).ok_or_else(|| {
             InferenceError::InvalidInput(format!(
                 "input `{}` is missing; the model expects {} of shape {}",

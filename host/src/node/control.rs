@@ -9,6 +9,7 @@ use super::{FunctionVersion, Node, NodeError};
 use crate::access::{Admitted, AuditRecord, Broken, Change, NewToken, Role, TokenInfo};
 use crate::engine::{StageLimits, World};
 use crate::features::{Compacted, Format, Ingested, TableVersion};
+use crate::inference::drift::Report as DriftReport;
 use crate::inference::{ModelVersion, Push};
 use crate::pipeline::PipelineVersion;
 use crate::registry::{Head, Invocation, Name, Record, Selector, now_rfc3339};
@@ -321,6 +322,10 @@ pub trait ControlPlane: Send + Sync {
     /// One version's record.
     async fn version(&self, kind: Kind, name: &str, version: u64) -> Result<Version, Self::Error>;
 
+    /// The drift of a model version (`None`: the one an unqualified call
+    /// runs) over the window, every node's rows merged.
+    async fn drift(&self, model: &str, version: Option<u64>) -> Result<DriftReport, Self::Error>;
+
     /// Point `alias` at `version`; with `expect`, only if it points at
     /// that version now (`Some(None)`: only if it does not exist yet).
     async fn set_alias(
@@ -561,6 +566,11 @@ impl ControlPlane for Acting<'_> {
             .resolve(&name, &Selector::Version(version))
             .await?
             .into()))
+    }
+
+    async fn drift(&self, model: &str, version: Option<u64>) -> Result<DriftReport, NodeError> {
+        let selector = version.map_or(Selector::Default, Selector::Version);
+        Node::drift(self, model, &selector).await
     }
 
     async fn set_alias(

@@ -17,6 +17,7 @@
 
 mod artifact;
 mod control;
+mod drift;
 mod function;
 mod gate;
 mod idle;
@@ -28,6 +29,7 @@ pub use artifact::SigningKey;
 pub use control::{
     Acting, ControlPlane, Deploy, Kind, Listing, Published, Settings, Summary, Version,
 };
+pub use drift::Alerts;
 pub use function::{Concurrency, FunctionVersion};
 pub use gate::GateStats;
 pub use idle::IdlePolicy;
@@ -174,6 +176,9 @@ pub struct Node {
     /// ones it loads.
     signing: SigningKey,
     stats: Arc<Stats>,
+    /// Where drift level changes are announced (set once, when the drift
+    /// watch starts).
+    alerts: std::sync::OnceLock<Alerts>,
 }
 
 impl Node {
@@ -197,6 +202,7 @@ impl Node {
             heads_seen: DashMap::new(),
             gates: DashMap::new(),
             stats: Arc::default(),
+            alerts: std::sync::OnceLock::new(),
         }
     }
 

@@ -94,6 +94,28 @@ pub struct PipelineLabels {
     pub version: u64,
 }
 
+/// One feature of a model version, for its drift.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    /// The model.
+    pub model: Arc<str>,
+    /// Its version number.
+    pub version: u64,
+    /// The feature (or output) name.
+    pub feature: String,
+}
+
+/// A drift alert of a model version.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// The model.
+    pub model: Arc<str>,
+    /// Its version number.
+    pub version: u64,
+    /// The level it moved to.
+    pub level: &'static str,
+}
+
 /// How a call of `L` (a function, model or pipeline version) ended: its
 /// labels and `result`, `ok` or the kind of error (`invalid_input`,
 /// `deadline`, ...).
@@ -239,6 +261,12 @@ pub struct Metrics {
     pub store_requests: Family<StoreLabels, Counter>,
     /// Their duration.
     pub store_duration: Histograms<OperationLabels>,
+    /// Each feature's population stability index over the drift window.
+    pub drift_psi: Family<FeatureLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// A model version's drift level (-1 too few rows, 0 ok, 1 warn, 2 alert).
+    pub drift_level: Family<ModelLabels, Gauge>,
+    /// Drift level changes this node announced.
+    pub drift_alerts: Family<AlertLabels, Counter>,
 }
 
 impl Metrics {
@@ -263,6 +291,9 @@ impl Metrics {
             step_duration: histograms(seconds),
             store_requests: Family::default(),
             store_duration: histograms(seconds),
+            drift_psi: Family::default(),
+            drift_level: Family::default(),
+            drift_alerts: Family::default(),
         };
         metrics.registered()
     }
@@ -355,6 +386,21 @@ impl Metrics {
             "store_request_duration_seconds",
             "Object-store request duration",
             self.store_duration.clone(),
+        );
+        r.register(
+            "drift_psi",
+            "Population stability index of a model input feature (or output) over the drift window, every node's rows merged",
+            self.drift_psi.clone(),
+        );
+        r.register(
+            "drift_level",
+            "Drift level of a model version: -1 too few rows, 0 ok, 1 warn, 2 alert",
+            self.drift_level.clone(),
+        );
+        r.register(
+            "drift_alerts",
+            "Drift level changes announced by this node (webhook sent), by the level moved to",
+            self.drift_alerts.clone(),
         );
         self
     }
