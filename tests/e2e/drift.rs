@@ -72,19 +72,24 @@ async fn report_with(server: &Server, name: &str, rows: u64) -> Value {
     }
 }
 
+/// `sluice models baseline` of the iris model on `sample`, written to `out`.
+fn baseline_of(sample: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    sluice()
+        .args(["models", "baseline"])
+        .arg(repo().join("examples/models/iris-scaled-logreg.onnx"))
+        .arg(sample)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn models_baseline_computes_what_the_training_script_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("baseline.json");
     let models = repo().join("examples/models");
-    let output = sluice()
-        .args(["models", "baseline"])
-        .arg(models.join("iris-scaled-logreg.onnx"))
-        .arg(models.join("iris.csv"))
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = baseline_of(&models.join("iris.csv"), &out);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -129,17 +134,30 @@ fn models_baseline_computes_what_the_training_script_wrote() {
     }
     assert_eq!(ours["background"], script["background"]);
 
+    // The same sample as Parquet (written by DuckDB) gives the same
+    // baseline.
+    let parquet = dir.path().join("iris.parquet");
+    let wrote = std::process::Command::new(crate::support::python())
+        .args(["-c", "import duckdb, sys; duckdb.sql(f\"COPY (SELECT * FROM read_csv('{sys.argv[1]}')) TO '{sys.argv[2]}' (FORMAT parquet)\")"])
+        .arg(models.join("iris.csv"))
+        .arg(&parquet)
+        .status()
+        .unwrap();
+    assert!(wrote.success());
+    let from_parquet = dir.path().join("from-parquet.json");
+    let output = baseline_of(&parquet, &from_parquet);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let theirs: Value = serde_json::from_slice(&std::fs::read(&from_parquet).unwrap()).unwrap();
+    assert_eq!(theirs, ours);
+
     // A column that is not a number is named, with the way out.
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "a,b,c,d,species\n1,2,3,4,setosa\n").unwrap();
-    let output = sluice()
-        .args(["models", "baseline"])
-        .arg(models.join("iris-scaled-logreg.onnx"))
-        .arg(&bad)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = baseline_of(&bad, &out);
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(

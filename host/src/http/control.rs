@@ -520,12 +520,6 @@ async fn put_blob(State(state): State<Arc<AppState>>, body: Body) -> Result<Resp
     Ok((StatusCode::CREATED, Json(json!({ "digest": digest }))).into_response())
 }
 
-/// The query of `GET /v1/models/{name}/drift`.
-#[derive(Deserialize)]
-struct DriftQuery {
-    version: Option<String>,
-}
-
 /// `GET /v1/models/{name}/drift[?version=N]`: a model version's drift
 /// over the window, every node's rows merged.
 #[utoipa::path(
@@ -544,14 +538,21 @@ async fn drift(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    Query(q): Query<DriftQuery>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let version = q
-        .version
-        .as_deref()
-        .map(query::read_version)
-        .transpose()
-        .map_err(ApiError::bad_request)?;
+    let mut version = None;
+    for (key, value) in params {
+        match key.as_str() {
+            "version" => {
+                version = Some(query::read_version(&value).map_err(ApiError::bad_request)?);
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{key}`; drift takes `version`"
+                )));
+            }
+        }
+    }
     let report = caller.on(&state).drift(&name, version).await?;
     Ok(Json(report).into_response())
 }

@@ -14,6 +14,7 @@
 //! <kind>/<name>/versions/<n>.json             immutable version records (functions, models)
 //! <kind>/<name>/aliases.json                  live versions and aliases (CAS-updated)
 //! features/<table>/data/<gen>/...             feature segments and their manifest (see `features`)
+//! drift/<model>/<version>/...                 nodes' drift windows, alert state (see `inference::drift`)
 //! ```
 
 mod fs;
