@@ -41,8 +41,9 @@ Writes, next to this file:
                      model's output distribution, background rows; for
                      iris-scaled-logreg and the tree models
   <model>.shap.json  for the scikit-learn tree models: the `shap` package's
-                     exact interventional TreeSHAP values (raw scores,
-                     the baseline's background) for the reference rows
+                     exact interventional TreeSHAP values of the exported
+                     trees (raw scores, the baseline's background) for the
+                     reference rows
   iris.csv           the raw iris measurements, a sample for
                      `sluice models baseline`
 
@@ -147,14 +148,48 @@ def baseline(name, x, names, bins=10):
     (HERE / f"{name}.baseline.json").write_text(json.dumps(doc) + "\n")
 
 
-def explained(name, model, x, names, rows):
+def onnx_trees(name):
+    """The tree ensemble of `<name>.onnx` in shap's dictionary format: the
+    trees exactly as the exported model holds them (float32 thresholds and
+    weights), so shap explains the model Sluice serves, not the
+    scikit-learn one it came from (their thresholds round differently)."""
+    model = onnx.load(str(HERE / f"{name}.onnx"))
+    node = next(n for n in model.graph.node if n.op_type.startswith("TreeEnsemble"))
+    a = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+    weights = "class" if node.op_type == "TreeEnsembleClassifier" else "target"
+    assert all(m == b"BRANCH_LEQ" for m in a["nodes_modes"] if m != b"LEAF")
+    outputs = max(a[f"{weights}_ids"]) + 1
+    trees = []
+    tree_ids = sorted(set(a["nodes_treeids"]))
+    scale = 1.0 / len(tree_ids) if a.get("aggregate_function", b"SUM") == b"AVERAGE" else 1.0
+    for t in tree_ids:
+        at = [i for i, tid in enumerate(a["nodes_treeids"]) if tid == t]
+        n = len(at)
+        left, right = np.full(n, -1), np.full(n, -1)
+        features, thresholds, values = np.zeros(n, dtype=int), np.zeros(n), np.zeros((n, outputs))
+        for i in at:
+            k = a["nodes_nodeids"][i]
+            if a["nodes_modes"][i] != b"LEAF":
+                left[k], right[k] = a["nodes_truenodeids"][i], a["nodes_falsenodeids"][i]
+                features[k], thresholds[k] = a["nodes_featureids"][i], a["nodes_values"][i]
+        for tid, k, target, w in zip(a[f"{weights}_treeids"], a[f"{weights}_nodeids"], a[f"{weights}_ids"], a[f"{weights}_weights"]):
+            if tid == t:
+                values[k, target] += w * scale
+        trees.append({"children_left": left, "children_right": right, "children_default": left, "features": features,
+                      "thresholds": thresholds, "values": values, "node_sample_weight": np.ones(n)})
+    base = np.array(a.get("base_values", [0.0] * outputs), dtype=np.float64)
+    return {"trees": trees, "base_offset": base if outputs > 1 else base[0], "tree_output": "raw_value",
+            "objective": "squared_error", "input_dtype": np.float32, "internal_dtype": np.float64}
+
+
+def explained(name, x, names, rows):
     """Write the baseline of tree model `name` and `<name>.shap.json`:
     what `shap` attributes to each feature of `rows` (the raw score per
     target, against the baseline's background), for Sluice's TreeSHAP to
     match."""
     baseline(name, x, names)
     background = np.array(json.loads((HERE / f"{name}.baseline.json").read_text())["background"])
-    explainer = shap.TreeExplainer(model, data=background, feature_perturbation="interventional", model_output="raw")
+    explainer = shap.TreeExplainer(onnx_trees(name), data=background, feature_perturbation="interventional", model_output="raw")
     values = np.asarray(explainer.shap_values(rows.astype(np.float64)))
     if values.ndim == 2:
         values = values[..., None]
@@ -220,8 +255,7 @@ def main():
     export("iris-gbt", gbt, x)
     reference("iris-gbt", {"X": rows})
     iris_names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-    # shap explains multiclass gradient boosting of scikit-learn not at all.
-    baseline("iris-gbt", x, iris_names)
+    explained("iris-gbt", x, iris_names, rows)
 
     digits = load_digits()
     xd = (digits.data / 16.0).astype(np.float32)
@@ -253,17 +287,17 @@ def main():
     gbr = GradientBoostingRegressor(n_estimators=50, max_depth=3, random_state=7).fit(xr, yr)
     export("diabetes-gbr", gbr, xr)
     reference("diabetes-gbr", {"X": rows})
-    explained("diabetes-gbr", gbr, xr, diabetes.feature_names, rows)
+    explained("diabetes-gbr", xr, diabetes.feature_names, rows)
     rf = RandomForestRegressor(n_estimators=20, max_depth=6, random_state=7).fit(xr, yr)
     export("diabetes-rf", rf, xr)
     reference("diabetes-rf", {"X": rows})
-    explained("diabetes-rf", rf, xr, diabetes.feature_names, rows)
+    explained("diabetes-rf", xr, diabetes.feature_names, rows)
 
     irows = x[rng.choice(len(x), 8, replace=False)]
     iris_rf = RandomForestClassifier(n_estimators=20, max_depth=4, random_state=7).fit(x, y)
     export("iris-rf", iris_rf, x)
     reference("iris-rf", {"X": irows})
-    explained("iris-rf", iris_rf, x, iris_names, irows)
+    explained("iris-rf", x, iris_names, irows)
 
     cancer = load_breast_cancer()
     xc, yc = cancer.data.astype(np.float32), cancer.target
@@ -271,11 +305,11 @@ def main():
     cancer_gbt = GradientBoostingClassifier(n_estimators=40, max_depth=3, random_state=7).fit(xc, yc)
     export("cancer-gbt", cancer_gbt, xc)
     reference("cancer-gbt", {"X": crows})
-    explained("cancer-gbt", cancer_gbt, xc, list(cancer.feature_names), crows)
+    explained("cancer-gbt", xc, list(cancer.feature_names), crows)
     cancer_rf = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=7).fit(xc, yc)
     export("cancer-rf", cancer_rf, xc)
     reference("cancer-rf", {"X": crows})
-    explained("cancer-rf", cancer_rf, xc, list(cancer.feature_names), crows)
+    explained("cancer-rf", xc, list(cancer.feature_names), crows)
 
     # Three numeric columns with missing values (marked -999: JSON has no
     # NaN) and one category column.

@@ -7,6 +7,7 @@ mod access;
 mod cli;
 mod deploy;
 mod drift;
+mod explain;
 mod features;
 mod fraud;
 mod image;

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
 use sluice::features::{Format, Table};
-use sluice::inference::Push;
+use sluice::inference::{Baseline, Push};
 use sluice::node::{ControlPlane, Deploy, Settings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,9 @@ struct ModelEntry {
     /// Input shapes to pin, as `--input-shape` takes them: `{ x = "1,3,48,192" }`.
     #[serde(default)]
     input_shapes: BTreeMap<String, String>,
+    /// Baseline statistics (`sluice models baseline`), relative to the
+    /// manifest: drift detection and explanations.
+    baseline: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -233,10 +236,20 @@ pub async fn run(args: UpArgs) -> Result<()> {
                 Ok((name.clone(), dims))
             })
             .collect::<Result<_>>()?;
+        let baseline = match &m.baseline {
+            Some(path) => {
+                let path = dir.join(path);
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read the baseline {}", path.display()))?;
+                Some(Baseline::Json(bytes.into()))
+            }
+            None => None,
+        };
         let settings = Settings::Model(Push {
             description: m.description.clone(),
             created_by: created_by(),
             input_shapes,
+            baseline,
             ..Push::default()
         });
         let pushed = plane

@@ -1,14 +1,15 @@
 //! `POST /fn/{name}[@{version}|@{alias}]`: run a function on the request
 //! body; `POST /p/{name}[@...]`: run a pipeline on it.
 
-use super::message::{decode_request, encode_response};
+use super::message::{decode_request, encode_explained, encode_response, wants_explanation};
 use super::openapi::{ErrorBody, MessageJson};
 use super::{ApiError, AppState, RequestId, read_body};
+use crate::inference::explain;
 use crate::registry::Selector;
 use crate::tensor::Message;
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use std::sync::Arc;
@@ -38,23 +39,39 @@ pub async fn invoke(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Path(target): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let fail = |e: ApiError, stage: Option<String>| e.in_stage(stage).with_request_id(&request_id);
     let (name, selector) = split(&target).map_err(|e| fail(e, None))?;
+    let explain = wants_explanation(&params).map_err(|e| fail(e, None))?;
     let stage_hint = Some(target.clone());
     let input = read_message(&state, &headers, body)
         .await
         .map_err(|e| fail(e, stage_hint.clone()))?;
 
-    let (record, output) = state
+    let call = state
         .node
-        .invoke(name, &selector, input, request_id.clone())
-        .await
-        .map_err(|e| fail(e.into(), stage_hint.clone()))?;
+        .invoke(name, &selector, input, request_id.clone());
+    let (called, runs) = if explain {
+        explain::recording(call).await
+    } else {
+        (call.await, Vec::new())
+    };
+    let (record, output) = called.map_err(|e| fail(e.into(), stage_hint.clone()))?;
     let stage = format!("{}@{}", record.name, record.version);
-    let mut response = encode_response(output).map_err(|e| fail(e, Some(stage.clone())))?;
+    let mut response = if explain {
+        let explanations = state
+            .node
+            .explain(runs)
+            .await
+            .map_err(|e| fail(e.into(), Some(stage.clone())))?;
+        encode_explained(output, &explanations)
+    } else {
+        encode_response(output)
+    }
+    .map_err(|e| fail(e, Some(stage.clone())))?;
     if let Ok(value) = HeaderValue::from_str(&stage) {
         response.headers_mut().insert("x-sluice-stage", value);
     }
@@ -90,6 +107,7 @@ pub async fn pipeline(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Path(target): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -98,13 +116,25 @@ pub async fn pipeline(
             .with_request_id(&request_id)
     };
     let (name, selector) = split(&target).map_err(fail)?;
+    let explain = wants_explanation(&params).map_err(fail)?;
     let input = read_message(&state, &headers, body).await.map_err(fail)?;
-    let run = state
+    let work = state
         .node
-        .run_pipeline(name, &selector, input, request_id.clone())
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let mut response = encode_response(run.output).map_err(fail)?;
+        .run_pipeline(name, &selector, input, request_id.clone());
+    let (ran, runs) = if explain {
+        explain::recording(work).await
+    } else {
+        (work.await, Vec::new())
+    };
+    let mut run = ran.map_err(|e| fail(e.into()))?;
+    let output = std::mem::take(&mut run.output);
+    let mut response = if explain {
+        let explanations = state.node.explain(runs).await.map_err(|e| fail(e.into()))?;
+        encode_explained(output, &explanations)
+    } else {
+        encode_response(output)
+    }
+    .map_err(fail)?;
     let timing: Vec<String> = run
         .timings
         .iter()

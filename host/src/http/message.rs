@@ -4,6 +4,7 @@
 
 use super::tensor_json::{self, TensorIn, TensorJson, TensorList};
 use crate::http::error::ApiError;
+use crate::inference::explain::Explanation;
 use crate::tensor::{Body, Field, Message, Scalar};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -219,6 +220,50 @@ pub fn encode_response(output: Message) -> Result<Response, ApiError> {
         bytes,
     )
         .into_response())
+}
+
+/// The answer to a request with `?explain=true`: `{"output": ...,
+/// "explanations": [...]}`, the output as it would have been answered (a
+/// message as its JSON, a JSON body as itself, any other body as text).
+pub fn encode_explained(
+    output: Message,
+    explanations: &[Explanation],
+) -> Result<Response, ApiError> {
+    let output_json = if output.tensors.is_empty() && output.fields.is_empty() {
+        match output.body {
+            None => Value::Null,
+            Some(body) => serde_json::from_slice(&body.bytes)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body.bytes).into_owned().into()),
+        }
+    } else {
+        serde_json::to_value(MessageJson::of(&output))
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    };
+    let answer = serde_json::json!({"output": output_json, "explanations": explanations});
+    Ok(axum::Json(answer).into_response())
+}
+
+/// Whether a data-plane query asks for explanations: `explain=true`, the
+/// only parameter `/fn` and `/p` take.
+pub fn wants_explanation(params: &[(String, String)]) -> Result<bool, ApiError> {
+    let mut explain = false;
+    for (key, value) in params {
+        match (key.as_str(), value.as_str()) {
+            ("explain", "true" | "1") => explain = true,
+            ("explain", "false" | "0") => explain = false,
+            ("explain", other) => {
+                return Err(ApiError::bad_request(format!(
+                    "explain={other}: give explain=true or explain=false"
+                )));
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{key}`; this route takes `explain=true`"
+                )));
+            }
+        }
+    }
+    Ok(explain)
 }
 
 /// A message as [`MESSAGE_JSON`].

@@ -17,6 +17,7 @@ use super::oip_binary;
 use super::openapi::{ErrorBody, InferRequestJson, InferResponseJson};
 use super::tensor_json::{self, DataIn, TensorIn, TensorJson, TensorList};
 use super::{ApiError, AppState, RequestId, read_body};
+use crate::inference::explain::{self, Explanation};
 use crate::inference::{InferenceError, Model};
 use crate::node::{NodeError, Plan};
 use crate::registry::{RegistryError, Selector};
@@ -310,23 +311,33 @@ async fn run(
     let served = find(state, name, version).await?;
     request.check_outputs(&served)?;
     let inputs = std::mem::take(&mut request.inputs);
-    let outputs = match &served {
-        Served::Model(model) => state.node.infer(model, inputs).await?,
-        Served::Pipeline(plan) => {
-            let input = Message {
-                tensors: inputs,
-                ..Message::default()
-            };
-            let selector = Selector::Version(plan.record.version);
-            state
-                .node
-                .run_pipeline(&plan.record.name, &selector, input, request_id)
-                .await?
-                .output
-                .tensors
-        }
+    let explain = flag(&request.parameters, "explain").unwrap_or(false);
+    let work = async {
+        Ok::<_, ApiError>(match &served {
+            Served::Model(model) => state.node.infer(model, inputs).await?,
+            Served::Pipeline(plan) => {
+                let input = Message {
+                    tensors: inputs,
+                    ..Message::default()
+                };
+                let selector = Selector::Version(plan.record.version);
+                state
+                    .node
+                    .run_pipeline(&plan.record.name, &selector, input, request_id)
+                    .await?
+                    .output
+                    .tensors
+            }
+        })
     };
-    request.answer(&served, &outputs)
+    let (outputs, explanations) = if explain {
+        let (outputs, runs) = explain::recording(work).await;
+        let outputs = outputs?;
+        (outputs, Some(state.node.explain(runs).await?))
+    } else {
+        (work.await?, None)
+    };
+    request.answer(&served, &outputs, explanations)
 }
 
 /// An inference request, parsed: JSON header, inputs (JSON data or raw
@@ -412,7 +423,12 @@ impl InferRequest {
     }
 
     /// The response: JSON, or a JSON header and the binary outputs.
-    fn answer(self, served: &Served, outputs: &[NamedTensor]) -> Result<Response, ApiError> {
+    fn answer(
+        self,
+        served: &Served,
+        outputs: &[NamedTensor],
+        explanations: Option<Vec<Explanation>>,
+    ) -> Result<Response, ApiError> {
         let mut binary = bytes::BytesMut::new();
         let mut encoded = Vec::with_capacity(outputs.len());
         for output in outputs {
@@ -442,6 +458,7 @@ impl InferRequest {
                 .iter()
                 .map(|(name, value)| (name.as_str(), ScalarJson(value)))
                 .collect(),
+            explanations,
         };
         let header = serde_json::to_vec(&response)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -485,6 +502,9 @@ struct InferResponse<'a> {
     id: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     parameters: BTreeMap<&'a str, ScalarJson<'a>>,
+    /// With the `explain` parameter: each model run's attributions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explanations: Option<Vec<Explanation>>,
 }
 
 /// The boolean parameter `name`, if given as one.

@@ -21,12 +21,14 @@
 
 mod batch;
 pub mod drift;
+pub mod explain;
 mod heads;
 mod onnx_ml;
 mod record;
 mod tract_tensor;
 
 pub use batch::{BatchStats, Batching};
+use onnx_ml::TreeModel;
 pub use record::ModelVersion;
 
 use crate::cache::{Cache, DocumentCache, Weigh, idle_time};
@@ -176,6 +178,8 @@ pub struct Model {
     metrics: ModelMetrics,
     /// Its drift window, when it has a baseline.
     drift: Option<Arc<drift::Monitor>>,
+    /// How it is explained, when its baseline has background rows.
+    explainer: Option<explain::Explainer>,
 }
 
 impl Weigh for Model {
@@ -554,6 +558,9 @@ impl Models {
                         let batcher = record
                             .batching
                             .map(|b| batch::Batcher::start(&record, plan.clone(), b, runs, batches));
+                        let explainer = drift
+                            .as_ref()
+                            .map(|m| explain::Explainer::of(&plan, m.baseline()));
                         Ok(Model {
                             record,
                             plan,
@@ -562,6 +569,7 @@ impl Models {
                             inline_below_elements: AtomicU64::new(0),
                             in_place_below_elements: AtomicU64::new(0),
                             metrics,
+                            explainer,
                             drift,
                         })
                     }
@@ -579,6 +587,7 @@ impl Models {
     ) -> Result<Vec<NamedTensor>, InferenceError> {
         let started = Instant::now();
         let span = tracing::info_span!(target: crate::observe::trace::SPANS, "inference", model = %model.record.name, version = model.record.version);
+        explain::record(model, &inputs);
         let watched = model
             .drift
             .as_ref()

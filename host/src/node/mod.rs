@@ -40,6 +40,7 @@ use crate::access::{Access, AccessError, Audit, Need};
 use crate::cache::{Cache, CacheConfig, DocumentCache};
 use crate::engine::{CallError, Engine, EngineError, Grant, Reach, World, WorldError};
 use crate::features::{FeatureError, FeatureStore, Lookup};
+use crate::inference::explain::Explanation;
 use crate::inference::{InferenceError, Model, Models};
 use crate::observe::Stats;
 use crate::pipeline::{PipelineError, PipelineVersion};
@@ -380,6 +381,25 @@ impl Node {
         inputs: Vec<NamedTensor>,
     ) -> Result<Vec<NamedTensor>, NodeError> {
         Ok(self.models.run(model, inputs).await?)
+    }
+
+    /// The attributions of each model run a request made (recorded with
+    /// [`crate::inference::explain::recording`]).
+    pub async fn explain(
+        &self,
+        runs: Vec<(Arc<Model>, Vec<NamedTensor>)>,
+    ) -> Result<Vec<Explanation>, NodeError> {
+        if runs.is_empty() {
+            return Err(InferenceError::InvalidInput(
+                "explain=true, but the request ran no model: explanations are of model runs (a pipeline's model steps, a predictor stage's inference calls)".into(),
+            )
+            .into());
+        }
+        let mut explained = Vec::with_capacity(runs.len());
+        for (model, inputs) in runs {
+            explained.push(self.models.explain(&model, &inputs).await?);
+        }
+        Ok(explained)
     }
 
     /// The gate of a capped version (only capped calls pay for the key).

@@ -24,6 +24,8 @@ mod tree_classifier;
 mod tree_regressor;
 mod trees;
 
+pub use trees::TreeModel;
+
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
@@ -44,6 +46,32 @@ pub(super) fn register(register: &mut OnnxOpRegister) {
     }
     register.insert("TreeEnsembleClassifier", tree_classifier::parse);
     register.insert("ZipMap", refuse_zipmap);
+}
+
+/// The one tree ensemble of `model` whose score is a sum, fed straight
+/// from its input `input` (through casts at most): what TreeSHAP can
+/// explain in that input's features. `None` when there is none, several,
+/// or something transforms the input first.
+pub(super) fn tree_model(model: &TypedModel, input: &str) -> Option<TreeModel> {
+    let mut found = model.nodes().iter().filter_map(|node| {
+        let additive =
+            tree_classifier::additive(node).or_else(|| tree_regressor::additive(node))?;
+        Some((node, additive))
+    });
+    let (node, additive) = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    let mut feed = model.node(node.inputs.first()?.node);
+    while feed.op_is::<tract_onnx::tract_core::ops::cast::Cast>() {
+        feed = model.node(feed.inputs.first()?.node);
+    }
+    let is_input = model
+        .input_outlets()
+        .ok()?
+        .iter()
+        .any(|o| o.node == feed.id);
+    (is_input && feed.name == input).then(|| TreeModel(additive))
 }
 
 /// The inference rules of a one-input, one-output operator whose output

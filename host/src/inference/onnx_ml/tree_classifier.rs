@@ -157,6 +157,38 @@ pub(super) fn parse(
     ))
 }
 
+impl super::trees::Additive for Classifier {
+    fn ensemble(&self) -> &Ensemble {
+        &self.ensemble
+    }
+
+    fn base(&self) -> &[f32] {
+        &self.base
+    }
+
+    fn scale(&self) -> Option<f64> {
+        Some(1.0)
+    }
+
+    fn target_names(&self) -> Vec<String> {
+        let label = |i: usize| match &self.labels {
+            Labels::Int(l) => l[i].to_string(),
+            Labels::Text(l) => l[i].clone(),
+        };
+        match self.layout {
+            // One score: class 1's margin or probability.
+            Layout::Binary { .. } => vec![label(1)],
+            Layout::PerClass => (0..self.labels.len()).map(label).collect(),
+        }
+    }
+}
+
+/// The classifier of a typed node, if it is one.
+pub(super) fn additive(node: &TypedNode) -> Option<Arc<dyn super::trees::Additive>> {
+    node.op_as::<TreeClassifier>()
+        .map(|c| c.0.clone() as Arc<dyn super::trees::Additive>)
+}
+
 /// One classifier, as the parser's expansion and as a typed operator.
 #[derive(Debug, Clone)]
 struct TreeClassifier(Arc<Classifier>);

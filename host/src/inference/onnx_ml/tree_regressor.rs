@@ -83,6 +83,38 @@ struct Regressor {
 
 /// One regressor, as the parser's expansion and as a typed operator.
 /// Equal when it is the same regressor.
+impl super::trees::Additive for Regressor {
+    fn ensemble(&self) -> &Ensemble {
+        &self.ensemble
+    }
+
+    fn base(&self) -> &[f32] {
+        &self.base
+    }
+
+    fn scale(&self) -> Option<f64> {
+        match self.aggregate {
+            Aggregate::Sum => Some(1.0),
+            Aggregate::Average => Some(1.0 / self.ensemble.trees().max(1) as f64),
+            Aggregate::Min | Aggregate::Max => None,
+        }
+    }
+
+    fn target_names(&self) -> Vec<String> {
+        match self.ensemble.targets {
+            1 => vec!["value".into()],
+            n => (0..n).map(|t| format!("value {t}")).collect(),
+        }
+    }
+}
+
+/// The regressor of a typed node, if it is one and its score is a sum.
+pub(super) fn additive(node: &TypedNode) -> Option<Arc<dyn super::trees::Additive>> {
+    node.op_as::<TreeRegressor>()
+        .filter(|r| super::trees::Additive::scale(r.0.as_ref()).is_some())
+        .map(|r| r.0.clone() as Arc<dyn super::trees::Additive>)
+}
+
 #[derive(Debug, Clone)]
 struct TreeRegressor(Arc<Regressor>);
 

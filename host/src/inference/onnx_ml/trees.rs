@@ -17,7 +17,10 @@
 //! `x <= ` the largest f32 not above 0.1), so both give the answers double
 //! arithmetic gives. Weights and base values are summed in f32.
 
+mod shap;
+
 use std::collections::HashMap;
+use std::sync::Arc;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::{NodeProto, TensorProto};
 use tract_onnx::tract_hir::internal::*;
@@ -447,31 +450,11 @@ impl Ensemble {
     /// The leaf `row` reaches in the tree rooted at `root`.
     #[inline]
     fn leaf<F: Feature>(&self, root: u32, row: &[F]) -> usize {
-        let thresholds = F::thresholds(self);
         let mut n = root as usize;
-        loop {
-            let mode = self.mode[n];
-            if mode == Mode::Leaf {
-                return n;
-            }
-            let x = row[self.feature[n] as usize];
-            let t = thresholds[n];
-            let holds = match mode {
-                Mode::Leq => x <= t,
-                Mode::Lt => x < t,
-                Mode::Gte => x >= t,
-                Mode::Gt => x > t,
-                Mode::Eq => x == t,
-                Mode::Neq => x != t,
-                Mode::Leaf => unreachable!("leaves return above"),
-            };
-            let take_true = holds || (x.is_nan() && self.missing_true[n]);
-            n = if take_true {
-                self.true_child[n]
-            } else {
-                self.false_child[n]
-            } as usize;
+        while self.mode[n] != Mode::Leaf {
+            n = self.step(n, row[self.feature[n] as usize]);
         }
+        n
     }
 
     /// Aggregate the trees' weights for `rows` (row-major, `width` features
@@ -575,6 +558,69 @@ impl Ensemble {
             }
             out.copy_from_slice(&n[..out.len()]);
         }
+    }
+}
+
+/// A tree operator whose raw score is its trees' weights summed (times a
+/// scale) plus base values: what TreeSHAP explains.
+pub(super) trait Additive: Send + Sync + std::fmt::Debug {
+    /// The trees.
+    fn ensemble(&self) -> &Ensemble;
+    /// The base value per target.
+    fn base(&self) -> &[f32];
+    /// What each leaf weight counts for (1, or 1/trees for an average);
+    /// `None` when the score is not a sum (MIN, MAX).
+    fn scale(&self) -> Option<f64>;
+    /// The targets' names (class labels, or `value`).
+    fn target_names(&self) -> Vec<String>;
+}
+
+/// A tree ensemble of a loaded model, explained by exact TreeSHAP.
+#[derive(Debug, Clone)]
+pub struct TreeModel(pub(super) Arc<dyn Additive>);
+
+impl TreeModel {
+    /// Features a row needs.
+    pub fn features(&self) -> usize {
+        self.0.ensemble().features
+    }
+
+    /// The names of the raw scores explained.
+    pub fn targets(&self) -> Vec<String> {
+        self.0.target_names()
+    }
+
+    /// The attributions (`features × targets`, row-major) of `row` against
+    /// `background`, averaged, and the expected raw score (base values
+    /// included) over the background. Rows are compared in `double`'s
+    /// precision when `double`, else rounded to f32 as the model does.
+    pub fn shap(&self, row: &[f64], background: &[Vec<f64>], double: bool) -> (Vec<f64>, Vec<f64>) {
+        let ensemble = self.0.ensemble();
+        let scale = self.0.scale().unwrap_or(1.0);
+        let targets = ensemble.targets;
+        let mut phi = vec![0.0; ensemble.features.max(row.len()) * targets];
+        let mut expected = vec![0.0; targets];
+        let single = |r: &[f64]| r.iter().map(|v| *v as f32).collect::<Vec<f32>>();
+        let x32 = single(row);
+        for z in background {
+            if double {
+                ensemble.shap(row, z, scale, &mut phi);
+                ensemble.raw(z.as_slice(), scale, &mut expected);
+            } else {
+                let z32 = single(z);
+                ensemble.shap(&x32, &z32, scale, &mut phi);
+                ensemble.raw(&z32, scale, &mut expected);
+            }
+        }
+        let count = background.len().max(1) as f64;
+        phi.iter_mut().for_each(|p| *p /= count);
+        for (e, b) in expected
+            .iter_mut()
+            .zip(self.0.base().iter().chain(std::iter::repeat(&0.0)))
+        {
+            *e = *e / count + f64::from(*b);
+        }
+        (phi, expected)
     }
 }
 
