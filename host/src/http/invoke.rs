@@ -17,7 +17,7 @@ use std::sync::Arc;
 #[utoipa::path(
     post, path = "/fn/{target}", tag = "invoke",
     summary = "Run a function on the request body",
-    params(("target" = String, Path)),
+    params(("target" = String, Path), ("explain" = Option<bool>, Query, description = "Answer {output, explanations}: per-feature attributions of the model runs the call made")),
     request_body(content(
         (MessageJson = "application/vnd.sluice.message+json", example = json!({"tensors": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})),
         ("application/json", example = json!({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2})),
@@ -84,7 +84,7 @@ pub async fn invoke(
 #[utoipa::path(
     post, path = "/p/{target}", tag = "invoke",
     summary = "Run a pipeline on the request body",
-    params(("target" = String, Path)),
+    params(("target" = String, Path), ("explain" = Option<bool>, Query, description = "Answer {output, explanations}: per-feature attributions of the model runs the call made")),
     request_body(content(
         (MessageJson = "application/vnd.sluice.message+json", example = json!({"tensors": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]})),
         ("application/json", example = json!({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2})),
