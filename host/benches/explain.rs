@@ -68,7 +68,9 @@ fn bench(c: &mut Criterion) {
     ] {
         let name = Name::parse(model).unwrap();
         let push = Push {
-            baseline: Some(Baseline::Json(read(&format!("{model}.baseline.json")).into())),
+            baseline: Some(Baseline::Json(
+                read(&format!("{model}.baseline.json")).into(),
+            )),
             ..Push::default()
         };
         runtime

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What metrics and tracing (exporter unset) cost the request path: the
-# quickstart's pipeline (`POST /p/iris`: a stage, then the model) at 64
+# What metrics, drift sketches and tracing (exporter unset) cost the
+# request path: the quickstart's pipeline (`POST /p/iris`: a stage, then
+# the model, pushed with its baseline) at 64
 # connections on this build and on BASE (default 707bd73, the last commit
 # before /metrics and traces), built from a worktree into the same target
 # directory. The two nodes alternate, ROUNDS runs of SECONDS each, so both
@@ -25,12 +26,21 @@ cp "$CARGO_TARGET_DIR/release/sluice" "$work/sluice-base"
 # Put this build's binary back where the tests expect it.
 cargo build --release -q -p sluice --bin sluice
 export RUST_LOG=warn
-start() { # BINARY PORT: `sluice up` the quickstart, wait until it serves
-  "$1" up examples/quickstart --data "$work/data-$2" --listen "127.0.0.1:$2" >/dev/null 2>&1 &
-  until curl -sf "http://127.0.0.1:$2/healthz" >/dev/null; do sleep 0.2; done
+start() { # BINARY PORT MANIFEST_DIR: `sluice up` the quickstart, wait until it serves
+  "$1" up "$3" --data "$work/data-$2" --listen "127.0.0.1:$2" >/dev/null 2>&1 &
+  until curl -sf "http://127.0.0.1:$2/healthz" >/dev/null; do
+    kill -0 $! 2>/dev/null || { echo "$1 up $3 failed" >&2; exit 1; }
+    sleep 0.2
+  done
 }
-start "$work/sluice-now" 18081
-start "$work/sluice-base" 18082
+# BASE predates the manifest's `baseline` key: its copy of the quickstart
+# has none (and its paths made absolute).
+repo="$(pwd)"
+mkdir "$work/quickstart-base"
+sed -e '/^baseline = /d' -e "s|\"\.\./\.\./|\"$repo/|" -e "s|\"\.\./models/|\"$repo/examples/models/|" \
+  examples/quickstart/sluice.toml >"$work/quickstart-base/sluice.toml"
+start "$work/sluice-now" 18081 examples/quickstart
+start "$work/sluice-base" 18082 "$work/quickstart-base"
 cat >"$work/iris.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

@@ -229,18 +229,35 @@ pub fn encode_explained(
     output: Message,
     explanations: &[Explanation],
 ) -> Result<Response, ApiError> {
+    let internal =
+        |e: serde_json::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    // The output's JSON as written alone (floats at their own precision).
     let output_json = if output.tensors.is_empty() && output.fields.is_empty() {
         match output.body {
-            None => Value::Null,
-            Some(body) => serde_json::from_slice(&body.bytes)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body.bytes).into_owned().into()),
+            None => b"null".to_vec(),
+            Some(body) if serde_json::from_slice::<de::IgnoredAny>(&body.bytes).is_ok() => {
+                body.bytes.to_vec()
+            }
+            Some(body) => {
+                serde_json::to_vec(&String::from_utf8_lossy(&body.bytes)).map_err(internal)?
+            }
         }
     } else {
-        serde_json::to_value(MessageJson::of(&output))
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        serde_json::to_vec(&MessageJson::of(&output)).map_err(internal)?
     };
-    let answer = serde_json::json!({"output": output_json, "explanations": explanations});
-    Ok(axum::Json(answer).into_response())
+    let mut answer = b"{\"output\":".to_vec();
+    answer.extend_from_slice(&output_json);
+    answer.extend_from_slice(b",\"explanations\":");
+    answer.extend_from_slice(&serde_json::to_vec(explanations).map_err(internal)?);
+    answer.push(b'}');
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        answer,
+    )
+        .into_response())
 }
 
 /// Whether a data-plane query asks for explanations: `explain=true`, the
