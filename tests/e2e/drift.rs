@@ -2,7 +2,7 @@
 //! models baseline`, windows of two real nodes merged in the store, alerts
 //! received by a webhook server in the test.
 
-use crate::support::{Server, client, repo, sluice};
+use crate::support::{Server, client, push_with_baseline, repo, sluice, succeeded};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,13 +89,7 @@ fn models_baseline_computes_what_the_training_script_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("baseline.json");
     let models = repo().join("examples/models");
-    let output = baseline_of(&models.join("iris.csv"), &out);
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = succeeded(&baseline_of(&models.join("iris.csv"), &out));
     assert!(
         text.contains("150 rows, 4 features (10 bins each), output label, 75 background rows"),
         "{text}"
@@ -145,12 +139,7 @@ fn models_baseline_computes_what_the_training_script_wrote() {
         .unwrap();
     assert!(wrote.success());
     let from_parquet = dir.path().join("from-parquet.json");
-    let output = baseline_of(&parquet, &from_parquet);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(&baseline_of(&parquet, &from_parquet));
     let theirs: Value = serde_json::from_slice(&std::fs::read(&from_parquet).unwrap()).unwrap();
     assert_eq!(theirs, ours);
 
@@ -183,21 +172,8 @@ async fn a_shifted_distribution_alerts_once_across_two_nodes_and_the_baseline_do
     ];
     let a = Server::start_on(&data, &flags);
     let b = Server::start_on(&data, &flags);
-    let models = repo().join("examples/models");
     for name in ["iris-ok", "iris-live"] {
-        let output = sluice()
-            .args(["models", "push"])
-            .arg(models.join("iris-scaled-logreg.onnx"))
-            .args(["--name", name, "--baseline"])
-            .arg(models.join("iris-scaled-logreg.baseline.json"))
-            .args(["--server", &a.url("")])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        push_with_baseline(&a, name, "iris-scaled-logreg");
     }
 
     // The training data itself, half through each node.
@@ -289,15 +265,11 @@ async fn a_shifted_distribution_alerts_once_across_two_nodes_and_the_baseline_do
         metrics.contains(r#"sluice_drift_level{model="iris-ok",version="1"} 0"#),
         "{metrics}"
     );
-    let output = sluice()
-        .args(["drift", "iris-live", "--server", &a.url("")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let text = succeeded(
+        &sluice()
+            .args(["drift", "iris-live", "--server", &a.url("")])
+            .output()
+            .unwrap(),
     );
     assert!(
         text.starts_with("iris-live version 1: ALERT — 150 rows"),

@@ -2,30 +2,12 @@
 //! the example script), Kernel SHAP through pipelines, stages and OIP, and
 //! attributions that sum to the answer minus the expected answer.
 
-use crate::support::{Server, Up, client, repo, sluice};
+use crate::support::{Server, Up, client, push_with_baseline, repo, sluice};
 use serde_json::{Value, json};
 
 fn example(file: &str) -> Value {
     serde_json::from_slice(&std::fs::read(repo().join("examples/models").join(file)).unwrap())
         .unwrap()
-}
-
-/// Push example model `name` with its baseline to `server`.
-fn push_with_baseline(server: &Server, name: &str, file: &str) {
-    let models = repo().join("examples/models");
-    let output = sluice()
-        .args(["models", "push"])
-        .arg(models.join(format!("{file}.onnx")))
-        .args(["--name", name, "--baseline"])
-        .arg(models.join(format!("{file}.baseline.json")))
-        .args(["--server", &server.url("")])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 async fn post(url: String, body: &Value) -> (u16, Value) {

@@ -459,3 +459,27 @@ impl Drop for Up {
         let _ = self.child.wait();
     }
 }
+
+/// Push example model `file` (with its baseline) to `server` as `name`.
+pub fn push_with_baseline(server: &Server, name: &str, file: &str) {
+    let models = repo().join("examples/models");
+    let output = sluice()
+        .args(["models", "push"])
+        .arg(models.join(format!("{file}.onnx")))
+        .args(["--name", name, "--baseline"])
+        .arg(models.join(format!("{file}.baseline.json")))
+        .args(["--server", &server.url("")])
+        .output()
+        .unwrap();
+    succeeded(&output);
+}
+
+/// The stdout of a CLI run that must have succeeded (its stderr if not).
+pub fn succeeded(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
