@@ -490,18 +490,11 @@ async fn rollback(
     Path(name): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let mut alias = STABLE.to_string();
-    for (key, value) in params {
-        match key.as_str() {
-            "alias" => alias = value,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{key}`; rollback takes `alias`"
-                )));
-            }
-        }
-    }
-    let head = caller.on(&state).rollback(kind, &name, &alias).await?;
+    let alias = query::only(&params, "alias", "rollback").map_err(ApiError::bad_request)?;
+    let head = caller
+        .on(&state)
+        .rollback(kind, &name, alias.unwrap_or(STABLE))
+        .await?;
     Ok(Json(head_json(&name, &head)).into_response())
 }
 
@@ -540,19 +533,9 @@ async fn drift(
     Path(name): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let mut version = None;
-    for (key, value) in params {
-        match key.as_str() {
-            "version" => {
-                version = Some(query::read_version(&value).map_err(ApiError::bad_request)?);
-            }
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{key}`; drift takes `version`"
-                )));
-            }
-        }
-    }
+    let version = query::only(&params, "version", "drift")
+        .and_then(|v| v.map(query::read_version).transpose())
+        .map_err(ApiError::bad_request)?;
     let report = caller.on(&state).drift(&name, version).await?;
     Ok(Json(report).into_response())
 }
@@ -701,18 +684,8 @@ async fn audit_log(
     Extension(caller): Extension<Caller>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let mut since = None;
-    for (key, value) in params {
-        match key.as_str() {
-            "since" => since = Some(value),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{key}`; the audit log takes `since`"
-                )));
-            }
-        }
-    }
-    let records = caller.on(&state).audit_log(since.as_deref()).await?;
+    let since = query::only(&params, "since", "the audit log").map_err(ApiError::bad_request)?;
+    let records = caller.on(&state).audit_log(since).await?;
     Ok(Json(json!({ "records": records })).into_response())
 }
 

@@ -22,7 +22,7 @@
 
 use super::control::Caller;
 use super::openapi::{ErrorBody, LookupRequest};
-use super::{ApiError, AppState, read_body};
+use super::{ApiError, AppState, query, read_body};
 use crate::features::{DEFAULT_GRACE, Format, MEDIA_TYPES};
 use crate::node::ControlPlane;
 use axum::body::Body;
@@ -316,21 +316,13 @@ async fn compact(
     Path(table): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let mut grace = DEFAULT_GRACE;
-    for (key, value) in &params {
-        match key.as_str() {
-            "grace" => {
-                grace = humantime::parse_duration(value).map_err(|e| {
-                    ApiError::bad_request(format!("`grace` = `{value}`: {e} (write e.g. 1h, 10m)"))
-                })?
-            }
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{key}`; a compaction takes `grace`"
-                )));
-            }
-        }
-    }
+    let grace =
+        match query::only(&params, "grace", "a compaction").map_err(ApiError::bad_request)? {
+            Some(value) => humantime::parse_duration(value).map_err(|e| {
+                ApiError::bad_request(format!("`grace` = `{value}`: {e} (write e.g. 1h, 10m)"))
+            })?,
+            None => DEFAULT_GRACE,
+        };
     let compacted = caller.on(&state).compact(&table, grace).await?;
     Ok(Json(compacted).into_response())
 }

@@ -263,24 +263,13 @@ pub fn encode_explained(
 /// Whether a data-plane query asks for explanations: `explain=true`, the
 /// only parameter `/fn` and `/p` take.
 pub fn wants_explanation(params: &[(String, String)]) -> Result<bool, ApiError> {
-    let mut explain = false;
-    for (key, value) in params {
-        match (key.as_str(), value.as_str()) {
-            ("explain", "true" | "1") => explain = true,
-            ("explain", "false" | "0") => explain = false,
-            ("explain", other) => {
-                return Err(ApiError::bad_request(format!(
-                    "explain={other}: give explain=true or explain=false"
-                )));
-            }
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{key}`; this route takes `explain=true`"
-                )));
-            }
-        }
+    match super::query::only(params, "explain", "this route").map_err(ApiError::bad_request)? {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "explain={other}: give explain=true or explain=false"
+        ))),
     }
-    Ok(explain)
 }
 
 /// A message as [`MESSAGE_JSON`].

@@ -6,6 +6,26 @@ use crate::inference::{Baseline, Batching, Push};
 use crate::node::{Deploy, Settings};
 use crate::tensor::parse_shape;
 
+/// The value of `name`, the one query parameter a route takes (the last,
+/// if repeated); any other parameter is refused, saying what `route`
+/// takes.
+pub fn only<'a>(
+    params: &'a [(String, String)],
+    name: &str,
+    route: &str,
+) -> Result<Option<&'a str>, String> {
+    let mut value = None;
+    for (key, v) in params {
+        if key != name {
+            return Err(format!(
+                "unknown query parameter `{key}`; {route} takes `{name}`"
+            ));
+        }
+        value = Some(v.as_str());
+    }
+    Ok(value)
+}
+
 /// Batching settings a push starts from when it names only one of them.
 const DEFAULT_BATCHING: Batching = Batching {
     max_batch_size: 32,

@@ -188,10 +188,7 @@ impl Node {
         })?;
         let monitors = self.models.drift();
         let store = self.store().as_ref();
-        let monitor = monitors
-            .all()
-            .into_iter()
-            .find(|m| m.model == name.as_str() && m.version == version);
+        let monitor = monitors.get(name.as_str(), version);
         let baseline = match &monitor {
             Some(monitor) => {
                 monitors.flush(store, monitor).await?;

@@ -181,6 +181,13 @@ impl Monitors {
             .clone()
     }
 
+    /// The monitor of `model` `version`, if this node has one.
+    pub fn get(&self, model: &str, version: u64) -> Option<Arc<Monitor>> {
+        self.monitors
+            .get(&(model.to_string(), version))
+            .map(|m| m.value().clone())
+    }
+
     /// Every monitor.
     pub fn all(&self) -> Vec<Arc<Monitor>> {
         self.monitors.iter().map(|e| e.value().clone()).collect()
