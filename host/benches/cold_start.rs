@@ -56,9 +56,9 @@ fn cache(poll_interval: Duration) -> CacheConfig {
     }
 }
 
-async fn call(node: &Node) {
+async fn call(node: &Arc<Node>) {
     let out = node
-        .invoke("scaler", &Selector::Default, input(), "bench".into())
+        .invoke("scaler", &Selector::Default, input(), "bench".into(), None)
         .await
         .expect("invoke");
     black_box(out);
@@ -114,8 +114,10 @@ fn nodes_over_s3(c: &mut Criterion) {
                         runtime.block_on(store.delete(&artifact)).expect("delete");
                     }
                     // A fresh node: empty document and template caches.
-                    let node = Node::new(engine.clone(), store.clone(), CacheConfig::default())
-                        .with_signing_key(signing());
+                    let node = Arc::new(
+                        Node::new(engine.clone(), store.clone(), CacheConfig::default())
+                            .with_signing_key(signing()),
+                    );
                     let start = Instant::now();
                     runtime.block_on(call(&node));
                     total += start.elapsed();
@@ -131,8 +133,9 @@ fn nodes_over_s3(c: &mut Criterion) {
         ("cache_hit", Duration::from_secs(3600)),
         ("revalidated", Duration::ZERO),
     ] {
-        let node =
-            Node::new(engine.clone(), store.clone(), cache(poll)).with_signing_key(signing());
+        let node = Arc::new(
+            Node::new(engine.clone(), store.clone(), cache(poll)).with_signing_key(signing()),
+        );
         runtime.block_on(call(&node));
         group.bench_function(label, |b| b.to_async(&runtime).iter(|| call(&node)));
     }
@@ -140,8 +143,10 @@ fn nodes_over_s3(c: &mut Criterion) {
 
     // Store requests of 1,000 warm calls spread over ~3 s (3 ms apart),
     // with the default poll interval.
-    let node = Node::new(engine.clone(), store.clone(), CacheConfig::default())
-        .with_signing_key(signing());
+    let node = Arc::new(
+        Node::new(engine.clone(), store.clone(), CacheConfig::default())
+            .with_signing_key(signing()),
+    );
     runtime.block_on(call(&node));
     let before = runtime.block_on(node.status(None)).store_requests;
     let start = Instant::now();

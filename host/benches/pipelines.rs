@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(FsStore::open(dir.path()).expect("store"));
     let engine = Engine::new(EngineConfig::default()).expect("engine");
-    let node = Node::new(engine, store, CacheConfig::default());
+    let node = Arc::new(Node::new(engine, store, CacheConfig::default()));
     let publish = |name: &str, artifact: Vec<u8>, settings: Settings| {
         runtime
             .block_on(
@@ -127,7 +127,13 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("direct", label), &input, |b, input| {
             b.to_async(&runtime).iter(|| async {
                 let out = node
-                    .invoke("pass", &Selector::Default, input.clone(), "bench".into())
+                    .invoke(
+                        "pass",
+                        &Selector::Default,
+                        input.clone(),
+                        "bench".into(),
+                        None,
+                    )
                     .await
                     .expect("invoke");
                 black_box(out)
@@ -141,7 +147,13 @@ fn bench(c: &mut Criterion) {
                 |b, input| {
                     b.to_async(&runtime).iter(|| async {
                         let run = node
-                            .run_pipeline(&name, &Selector::Default, input.clone(), "bench".into())
+                            .run_pipeline(
+                                &name,
+                                &Selector::Default,
+                                input.clone(),
+                                "bench".into(),
+                                None,
+                            )
                             .await
                             .expect("pipeline");
                         black_box(run.output)
@@ -190,6 +202,7 @@ fn bench(c: &mut Criterion) {
                 &Selector::Default,
                 image_message(&bytes),
                 "bench".into(),
+                None,
             ))
             .expect("pipeline");
         let (native_labels, _) = native(&bytes);
@@ -212,6 +225,7 @@ fn bench(c: &mut Criterion) {
                         &Selector::Default,
                         image_message(bytes),
                         "bench".into(),
+                        None,
                     )
                     .await
                     .expect("pipeline");
@@ -234,6 +248,7 @@ fn bench(c: &mut Criterion) {
                             &Selector::Default,
                             image_message(bytes),
                             "bench".into(),
+                            None,
                         )
                         .await
                         .expect("preprocess");

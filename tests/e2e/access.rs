@@ -47,6 +47,8 @@ fn routes() -> Vec<(Method, &'static str, &'static str, Need)> {
             (Method::DELETE, leak("/v1/{k}/f/aliases/stable"), "", Change),
             (Method::POST, leak("/v1/{k}/f/rollback"), "", Change),
             (Method::PUT, leak("/v1/{k}/f/invocation"), "{}", Change),
+            (Method::GET, leak("/v1/{k}/f/rollout"), "", View),
+            (Method::POST, leak("/v1/{k}/f/rollout"), "{}", Change),
         ]);
     }
     routes

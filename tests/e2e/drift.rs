@@ -2,9 +2,8 @@
 //! models baseline`, windows of two real nodes merged in the store, alerts
 //! received by a webhook server in the test.
 
-use crate::support::{Server, client, push_with_baseline, repo, sluice, succeeded};
+use crate::support::{Server, client, push_with_baseline, repo, sluice, succeeded, webhook};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the nodes of these tests write and judge their windows.
@@ -16,26 +15,6 @@ fn iris_rows() -> Vec<Vec<f64>> {
         .skip(1)
         .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
         .collect()
-}
-
-/// A webhook receiver: every JSON body posted to it, kept.
-async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let kept = received.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let kept = kept.clone();
-            async move {
-                kept.lock().unwrap().push(body);
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/hook"), received)
 }
 
 /// Run `rows` through model `name` on `server`, 15 rows a request.

@@ -19,6 +19,7 @@ mod nodes;
 mod observe;
 mod openapi;
 mod pipelines;
+mod rollout;
 mod s3;
 mod sandbox;
 mod scale;

@@ -268,27 +268,31 @@ pub struct NodeArgs {
     /// named in the webhook's `sample` (0: none).
     #[arg(long, env = "SLUICE_DRIFT_SAMPLE_ROWS", default_value_t = 0)]
     drift_sample_rows: usize,
-    /// Post drift level changes (JSON: model, version, level, per-feature
-    /// scores, sample location) to this URL.
+    /// Post alerts as JSON to this URL: drift level changes (model,
+    /// version, level, per-feature scores, sample location) and automatic
+    /// rollbacks (name, versions, the objective broken, both sides' figures).
     #[arg(long, env = "SLUICE_ALERT_WEBHOOK")]
     alert_webhook: Option<String>,
+    /// How often this node judges the rollouts it routes calls of against
+    /// their SLO, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    rollout_check_ms: u64,
 }
 
 impl NodeArgs {
     /// Start what a serving node runs beside requests: unloading what is
-    /// idle, and the drift watch.
+    /// idle, the rollout and drift watches.
     pub fn start_background(&self, node: &Arc<Node>) -> anyhow::Result<()> {
         node.spawn_idle_reaper(self.idle());
-        let alerts = self.alert_webhook.as_deref().map(Alerts::to).transpose()?;
+        if let Some(url) = &self.alert_webhook {
+            node.alert_to(Alerts::to(url)?);
+        }
         let settings = DriftSettings {
             window: Duration::from_secs(self.drift_window_secs.max(1)),
             sample_rows: self.drift_sample_rows,
         };
-        node.spawn_drift_watch(
-            settings,
-            Duration::from_secs(self.drift_flush_secs.max(1)),
-            alerts,
-        );
+        node.spawn_rollout_watch(Duration::from_millis(self.rollout_check_ms.max(10)));
+        node.spawn_drift_watch(settings, Duration::from_secs(self.drift_flush_secs.max(1)));
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use sluice::http::Client;
 use sluice::inference::{Baseline, Batching, Push};
 use sluice::node::{ControlPlane, Deploy, Kind, Published, Settings};
 use sluice::pipeline::Pipeline;
+use sluice::registry::rollout::RolloutChange;
 use sluice::registry::{Invocation, STABLE};
 use sluice::store::Digest;
 use std::collections::BTreeMap;
@@ -270,7 +271,7 @@ pub struct RollbackArgs {
     target: TargetArgs,
 }
 
-fn kind(model: bool, pipeline: bool) -> Kind {
+pub(super) fn kind(model: bool, pipeline: bool) -> Kind {
     match (model, pipeline) {
         (true, _) => Kind::Model,
         (_, true) => Kind::Pipeline,
@@ -351,6 +352,10 @@ pub enum Request {
     AuditVerify,
     /// A model version's drift.
     Drift(String, Option<u64>),
+    /// Change a rollout.
+    Rollout(Kind, String, RolloutChange),
+    /// A rollout's status.
+    RolloutStatus(Kind, String),
 }
 
 /// `sluice drift`.
@@ -999,6 +1004,13 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
         Request::AuditLog(since) => print::audit(&plane.audit_log(since.as_deref()).await?),
         Request::Drift(name, version) => {
             super::drift::print(&plane.drift(&name, version).await?);
+        }
+        Request::Rollout(kind, name, change) => {
+            plane.rollout(kind, &name, change).await?;
+            super::rollout::print(kind, &plane.rollout_status(kind, &name).await?);
+        }
+        Request::RolloutStatus(kind, name) => {
+            super::rollout::print(kind, &plane.rollout_status(kind, &name).await?);
         }
         Request::AuditVerify => match plane.audit_verify().await? {
             Ok(1) => println!("audit log intact: 1 record"),

@@ -109,11 +109,11 @@ async fn in_process(
     let result = async {
         let input = decode_request(Some(&args.content_type), body)?;
         let output = if args.pipeline {
-            node.run_pipeline(name, &selector, input, request_id.clone())
+            node.run_pipeline(name, &selector, input, request_id.clone(), None)
                 .await?
                 .output
         } else {
-            node.invoke(name, &selector, input, request_id.clone())
+            node.invoke(name, &selector, input, request_id.clone(), None)
                 .await?
                 .1
         };

@@ -16,6 +16,7 @@ mod drift;
 mod features;
 mod invoke;
 mod print;
+mod rollout;
 mod serve;
 mod up;
 
@@ -71,6 +72,9 @@ enum Command {
     Alias(control::AliasCommand),
     /// Move a function's (or with --model a model's, --pipeline a pipeline's) alias (default `stable`) back to its previous version.
     Rollback(control::RollbackArgs),
+    /// Roll a new version out gradually: a canary share, sticky A/B by a request key, or a shadow; promoted, aborted, or rolled back automatically when it breaks its SLO.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// API tokens: create (shown once), list, revoke.
     #[command(subcommand)]
     Tokens(control::TokensCommand),
@@ -152,6 +156,7 @@ async fn run(command: Command, started: std::time::Instant) -> Result<ExitCode> 
         Command::Pipelines(command) => command.request()?,
         Command::Alias(command) => command.request()?,
         Command::Rollback(args) => args.request()?,
+        Command::Rollout(command) => command.request()?,
         Command::Tokens(command) => command.request()?,
         Command::Audit(command) => command.request()?,
     };

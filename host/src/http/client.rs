@@ -7,8 +7,11 @@ use crate::access::{AuditRecord, Broken, NewToken, Role, TokenInfo};
 use crate::features::{Compacted, Format, Ingested};
 use crate::inference::Baseline;
 use crate::inference::drift::Report as DriftReport;
-use crate::node::{ControlPlane, Kind, Listing, Published, Settings, Summary, Version};
-use crate::registry::{Head, Invocation};
+use crate::node::{
+    ControlPlane, Kind, Listing, Published, RolloutStatus, Settings, Summary, Version,
+};
+use crate::registry::rollout::RolloutChange;
+use crate::registry::{Head, Invocation, Rollout};
 use crate::store::{Digest, Progress};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -244,6 +247,8 @@ struct HeadJson<V> {
     history: BTreeMap<String, Vec<u64>>,
     #[serde(default)]
     invocation: Invocation,
+    #[serde(default)]
+    rollout: Option<Rollout>,
 }
 
 impl From<HeadJson<u64>> for Head {
@@ -254,6 +259,7 @@ impl From<HeadJson<u64>> for Head {
             aliases: h.aliases,
             history: h.history,
             invocation: h.invocation,
+            rollout: h.rollout,
         }
     }
 }
@@ -322,6 +328,7 @@ impl ControlPlane for Client {
             aliases: body.aliases,
             history: body.history,
             invocation: body.invocation,
+            rollout: body.rollout,
         };
         Ok(Listing { head, versions })
     }
@@ -367,6 +374,22 @@ impl ControlPlane for Client {
         let url = self.url(&format!("/v1/{}/{name}/aliases/{alias}", kind.plural()));
         let head: HeadJson<u64> = self.json(self.http.delete(url)).await?;
         Ok(head.into())
+    }
+
+    async fn rollout(
+        &self,
+        kind: Kind,
+        name: &str,
+        change: RolloutChange,
+    ) -> Result<Head, ClientError> {
+        let url = self.url(&format!("/v1/{}/{name}/rollout", kind.plural()));
+        let head: HeadJson<u64> = self.json(self.http.post(url).json(&change)).await?;
+        Ok(head.into())
+    }
+
+    async fn rollout_status(&self, kind: Kind, name: &str) -> Result<RolloutStatus, ClientError> {
+        let url = self.url(&format!("/v1/{}/{name}/rollout", kind.plural()));
+        self.json(self.http.get(url)).await
     }
 
     async fn rollback(&self, kind: Kind, name: &str, alias: &str) -> Result<Head, ClientError> {

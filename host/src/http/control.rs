@@ -10,6 +10,7 @@
 //! | `DELETE /v1/{kind}/{name}/versions/{n}` | delete a version |
 //! | `PUT` / `DELETE /v1/{kind}/{name}/aliases/{alias}` | move / remove an alias |
 //! | `POST /v1/{kind}/{name}/rollback[?alias=A]` | roll an alias back |
+//! | `GET` / `POST /v1/{kind}/{name}/rollout` | a rollout's status / start, set, promote, abort it |
 //!
 //! and `PUT /v1/blobs`, `GET /v1/status`, `GET /metrics` (Prometheus),
 //! feature ingestion (`features.rs`),
@@ -23,10 +24,13 @@
 //! name prefixes reaches only those names (and lists only them).
 
 use super::client::VerifyJson;
-use super::openapi::{AliasRequest, BlobStored, ErrorBody, InvocationRequest, NewTokenRequest};
+use super::openapi::{
+    AliasRequest, BlobStored, ErrorBody, InvocationRequest, NewTokenRequest, RolloutRequest,
+};
 use super::{ApiError, AppState, RequestId, query, read_body, spool_body};
 use crate::access::{Identity, Need, Role};
 use crate::node::{Acting, ControlPlane, Kind, Published, Settings};
+use crate::registry::rollout::RolloutChange;
 use crate::registry::{Head, Name, STABLE};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -78,6 +82,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
                     put(set_alias).delete(remove_alias),
                 )
                 .route(&format!("{base}/{{name}}/rollback"), post(rollback))
+                .route(
+                    &format!("{base}/{{name}}/rollout"),
+                    get(rollout_status).post(rollout),
+                )
                 .route(&format!("{base}/{{name}}/invocation"), put(set_invocation))
                 .layer(Extension(kind)),
         );
@@ -274,6 +282,7 @@ pub(super) fn head_json(name: &str, head: &Head) -> Value {
         "aliases": head.aliases,
         "history": head.history,
         "invocation": head.invocation,
+        "rollout": head.rollout,
     })
 }
 
@@ -380,6 +389,59 @@ async fn set_alias(
         .set_alias(kind, &name, &alias, version, expect)
         .await?;
     Ok(Json(head_json(&name, &head)).into_response())
+}
+
+/// `POST /v1/{kind}/{name}/rollout` with `{"action": "start", "to": N,
+/// "weight": W, ...}`, `{"action": "set", "weight": W}`, `{"action":
+/// "promote"}` or `{"action": "abort"}`.
+#[utoipa::path(
+    post, path = "/v1/{kind}/{name}/rollout", operation_id = "rollout", tag = "registry",
+    summary = "Start, move, promote or abort the rollout of an object",
+    description = "`start` sends `weight` percent of the unqualified calls (`NAME`, not `NAME@N`) to version `to` and the rest to the stable version (the `stable` alias, pinned now; else the version unqualified calls run). Optional: `shadow` (the new version gets copies; answers come from the stable one), `sticky` (`header:NAME` or `field:NAME`: a caller's key keeps its version), `slo` (`max_error_rate`, `max_p95_ratio`, `window_secs`, `min_requests`: rolled back automatically on every node when the new version breaks it). `set` changes the weight, `promote` points `stable` at the new version, `abort` returns every call to the stable one.",
+    params(("kind" = String, Path), ("name" = String, Path)),
+    request_body(content = inline(RolloutRequest)),
+    responses(
+        (status = 200, description = "The object's head, with its rollout", body = Object),
+        (status = 400, description = "A bad body, weight or SLO", body = ErrorBody),
+        (status = 404, description = "No such name or version", body = ErrorBody),
+        (status = 409, description = "A rollout is already active (start), or none is (set, promote, abort)", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+async fn rollout(
+    State(state): State<Arc<AppState>>,
+    Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let change: RolloutChange = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"action\": \"start\", \"to\": 4, \"weight\": 10}}, {{\"action\": \"set\", \"weight\": 25}}, {{\"action\": \"promote\"}} or {{\"action\": \"abort\"}}: {e}"
+        ))
+    })?;
+    let head = caller.on(&state).rollout(kind, &name, change).await?;
+    Ok(Json(head_json(&name, &head)).into_response())
+}
+
+/// `GET /v1/{kind}/{name}/rollout`.
+#[utoipa::path(
+    get, path = "/v1/{kind}/{name}/rollout", operation_id = "rollout_status", tag = "registry",
+    summary = "The rollout of an object and what this node saw of it",
+    params(("kind" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 200, description = "`stable`, `rollout` (active, or how the last one ended) and `node`: this node's calls per side over the SLO window", body = Object),
+        (status = 404, description = "No such name", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+async fn rollout_status(
+    State(state): State<Arc<AppState>>,
+    Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(caller.on(&state).rollout_status(kind, &name).await?).into_response())
 }
 
 /// `PUT /v1/{kind}/{name}/invocation` with `{"invocation": "open"|"token"}`.

@@ -53,7 +53,7 @@ pub async fn invoke(
 
     let call = state
         .node
-        .invoke(name, &selector, input, request_id.clone());
+        .invoke(name, &selector, input, request_id.clone(), Some(&headers));
     let (called, runs) = if explain {
         explain::recording(call).await
     } else {
@@ -120,7 +120,7 @@ pub async fn pipeline(
     let input = read_message(&state, &headers, body).await.map_err(fail)?;
     let work = state
         .node
-        .run_pipeline(name, &selector, input, request_id.clone());
+        .run_pipeline(name, &selector, input, request_id.clone(), Some(&headers));
     let (ran, runs) = if explain {
         explain::recording(work).await
     } else {

@@ -19,8 +19,8 @@ use super::tensor_json::{self, DataIn, TensorIn, TensorJson, TensorList};
 use super::{ApiError, AppState, RequestId, read_body};
 use crate::inference::explain::{self, Explanation};
 use crate::inference::{InferenceError, Model};
-use crate::node::{NodeError, Plan};
-use crate::registry::{RegistryError, Selector};
+use crate::node::{Keys, NodeError, Plan};
+use crate::registry::{RegistryError, Routed, Selector};
 use crate::tensor::{Message, NamedTensor, Scalar, Signature};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -133,6 +133,17 @@ impl Served {
 
 /// The model `name` (at `version`), else the pipeline of that name.
 async fn find(state: &AppState, name: &str, version: Option<&str>) -> Result<Served, ApiError> {
+    Ok(find_routed(state, name, version, None).await?.0)
+}
+
+/// The model `name` (at `version`), else the pipeline of that name; for a
+/// call (`headers` given), through its rollout, and where that sent it.
+async fn find_routed(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+    headers: Option<&HeaderMap>,
+) -> Result<(Served, Option<Routed>), ApiError> {
     let selector = match version {
         Some(v) => Selector::parse(v).map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => Selector::Default,
@@ -144,13 +155,40 @@ async fn find(state: &AppState, name: &str, version: Option<&str>) -> Result<Ser
                 | NodeError::Registry(RegistryError::NotFound { .. })
         )
     };
-    match state.node.model(name, &selector).await {
-        Ok(model) => Ok(Served::Model(model)),
-        Err(no_model) if missing(&no_model) => match state.node.pipeline(name, &selector).await {
-            Ok(plan) => Ok(Served::Pipeline(plan)),
-            Err(e) if missing(&e) => Err(no_model.into()),
-            Err(e) => Err(e.into()),
-        },
+    // Metadata and readiness describe the stable version: only a call is
+    // routed.
+    let model = match headers {
+        Some(headers) => {
+            state
+                .node
+                .routed_model(name, &selector, Some(headers))
+                .await
+        }
+        None => state.node.model(name, &selector).await.map(|m| (m, None)),
+    };
+    match model {
+        Ok((model, routed)) => Ok((Served::Model(model), routed)),
+        Err(no_model) if missing(&no_model) => {
+            let plan = match headers {
+                Some(headers) => {
+                    let keys = Keys {
+                        headers: Some(headers),
+                        input: None,
+                    };
+                    state.node.routed_pipeline(name, &selector, keys).await
+                }
+                None => state
+                    .node
+                    .pipeline(name, &selector)
+                    .await
+                    .map(|p| (p, None)),
+            };
+            match plan {
+                Ok((plan, routed)) => Ok((Served::Pipeline(plan), routed)),
+                Err(e) if missing(&e) => Err(no_model.into()),
+                Err(e) => Err(e.into()),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -308,22 +346,20 @@ async fn run(
     let mut request = InferRequest::parse(headers, &bytes)?;
     // The inputs are decoded: the body's text need not live through the run.
     drop(bytes);
-    let served = find(state, name, version).await?;
+    let (served, routed) = find_routed(state, name, version, Some(headers)).await?;
     request.check_outputs(&served)?;
     let inputs = std::mem::take(&mut request.inputs);
     let explain = flag(&request.parameters, "explain").unwrap_or(false);
     let work = async {
         Ok::<_, ApiError>(match &served {
-            Served::Model(model) => state.node.infer(model, inputs).await?,
+            Served::Model(model) => state.node.infer_routed(model, routed, inputs).await?,
             Served::Pipeline(plan) => {
                 let input = Message {
                     tensors: inputs,
                     ..Message::default()
                 };
-                let selector = Selector::Version(plan.record.version);
-                state
-                    .node
-                    .run_pipeline(&plan.record.name, &selector, input, request_id)
+                (state.node)
+                    .run_routed_plan(plan, routed, input, request_id)
                     .await?
                     .output
                     .tensors

@@ -74,6 +74,8 @@ pub fn document() -> Document {
         control::set_alias,
         control::remove_alias,
         control::rollback,
+        control::rollout,
+        control::rollout_status,
         control::set_invocation,
         control::metrics,
         control::drift,
@@ -88,7 +90,7 @@ pub fn document() -> Document {
         features::append,
         features::compact,
     ),
-    components(schemas(ErrorBody, MessageJson, TensorJson, InferRequestJson, InferResponseJson, AliasRequest, InvocationRequest, BlobStored, NewTokenRequest, LookupRequest)),
+    components(schemas(ErrorBody, MessageJson, TensorJson, InferRequestJson, InferResponseJson, AliasRequest, InvocationRequest, RolloutRequest, BlobStored, NewTokenRequest, LookupRequest)),
     modifiers(&Layers, &Kinds),
     tags(
         (name = "invoke", description = "Run a function or a pipeline"),
@@ -444,6 +446,30 @@ pub struct InvocationRequest {
     /// `open` (anyone who reaches the node) or `token` (an invoker token).
     #[schema(example = "token")]
     invocation: String,
+}
+
+/// `POST .../rollout`'s body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RolloutRequest {
+    /// `start`, `set`, `promote` or `abort`.
+    #[schema(example = "start")]
+    action: String,
+    /// `start`: the version to roll out.
+    #[schema(example = 4)]
+    to: Option<u64>,
+    /// `start` and `set`: percent of the unqualified calls it takes.
+    #[schema(example = 10)]
+    weight: Option<u8>,
+    /// `start`: copies only; answers come from the stable version.
+    shadow: Option<bool>,
+    /// `start`: `header:NAME` or `field:NAME`; a caller's key keeps its
+    /// version.
+    #[schema(example = "header:x-user")]
+    sticky: Option<String>,
+    /// `start`: roll back automatically when the new version breaks this.
+    #[schema(value_type = Option<Object>, example = json!({"max_error_rate": 0.05, "max_p95_ratio": 1.5, "window_secs": 60, "min_requests": 20}))]
+    slo: Option<serde_json::Value>,
 }
 
 /// `PUT /v1/blobs`'s answer.

@@ -5,6 +5,7 @@
 //! `http::Client` implements it over HTTP against a running node. The CLI
 //! and the HTTP handlers only parse, call and print or encode.
 
+use super::Judged;
 use super::{FunctionVersion, Node, NodeError};
 use crate::access::{Admitted, AuditRecord, Broken, Change, NewToken, Role, TokenInfo};
 use crate::engine::{StageLimits, World};
@@ -12,7 +13,10 @@ use crate::features::{Compacted, Format, Ingested, TableVersion};
 use crate::inference::drift::Report as DriftReport;
 use crate::inference::{ModelVersion, Push};
 use crate::pipeline::PipelineVersion;
-use crate::registry::{Head, Invocation, Name, Record, Selector, now_rfc3339};
+use crate::registry::rollout::RolloutChange;
+use crate::registry::{
+    Head, Invocation, Name, Record, RegistryError, Rollout, Selector, now_rfc3339,
+};
 use crate::store::{Digest, Progress};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -296,6 +300,20 @@ pub struct Listing {
     pub versions: Vec<Version>,
 }
 
+/// A name's rollout as `rollout status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    /// The name.
+    pub name: String,
+    /// The version an unqualified call runs outside the rollout.
+    pub stable: Option<u64>,
+    /// The active rollout, or how the last one ended.
+    pub rollout: Option<Rollout>,
+    /// What the answering node saw of the active rollout's calls (only for
+    /// a rollout with an SLO, once this node routed one of its calls).
+    pub node: Option<Judged>,
+}
+
 /// Everything that changes or reveals what a node serves.
 #[async_trait::async_trait]
 pub trait ControlPlane: Send + Sync {
@@ -325,6 +343,19 @@ pub trait ControlPlane: Send + Sync {
     /// The drift of a model version (`None`: the one an unqualified call
     /// runs) over the window, every node's rows merged.
     async fn drift(&self, model: &str, version: Option<u64>) -> Result<DriftReport, Self::Error>;
+
+    /// Start, move, promote or abort the rollout of `name`. Returns the
+    /// head, with the rollout.
+    async fn rollout(
+        &self,
+        kind: Kind,
+        name: &str,
+        change: RolloutChange,
+    ) -> Result<Head, Self::Error>;
+
+    /// The rollout of `name` (active, or how the last one ended) and what
+    /// the answering node saw of it.
+    async fn rollout_status(&self, kind: Kind, name: &str) -> Result<RolloutStatus, Self::Error>;
 
     /// Point `alias` at `version`; with `expect`, only if it points at
     /// that version now (`Some(None)`: only if it does not exist yet).
@@ -400,6 +431,16 @@ pub trait ControlPlane: Send + Sync {
     async fn audit_verify(&self) -> Result<Result<u64, Broken>, Self::Error>;
 }
 
+/// `name` as a thing rollouts route: a function, model or pipeline.
+fn rolled_out(kind: Kind, name: &str) -> Result<Name, NodeError> {
+    if kind == Kind::Table {
+        return Err(NodeError::InvalidSetting(
+            "feature tables are not called on the data plane, so they have no rollouts; roll out the stage or pipeline that reads them".into(),
+        ));
+    }
+    Ok(Name::parse(name)?)
+}
+
 /// The node's control plane acting for someone (a token's name, or
 /// `local:<user>` for the CLI on the store): every change it makes is
 /// recorded in the audit log under that name. The only way to change what
@@ -451,38 +492,13 @@ impl Node {
 impl Acting<'_> {
     /// Record `change` in the audit log. The change has landed: a log
     /// that cannot be written is an error the caller must see.
-    async fn audited(&self, change: Change) -> Result<(), NodeError> {
+    pub(super) async fn audited(&self, change: Change) -> Result<(), NodeError> {
         self.audit
             .append(&self.actor, change)
             .await
             .map(drop)
             .map_err(|e| NodeError::Audit(e.to_string()))
     }
-}
-
-/// Run `$body` with `$registry` bound to the registry of `$kind`: the
-/// operations are the same for every kind, only the record type differs.
-macro_rules! on_registry {
-    ($node:expr, $kind:expr, |$registry:ident| $body:expr) => {
-        match $kind {
-            Kind::Function => {
-                let $registry = &$node.functions;
-                $body
-            }
-            Kind::Model => {
-                let $registry = $node.models.registry();
-                $body
-            }
-            Kind::Pipeline => {
-                let $registry = &$node.pipelines;
-                $body
-            }
-            Kind::Table => {
-                let $registry = $node.features.registry();
-                $body
-            }
-        }
-    };
 }
 
 #[async_trait::async_trait]
@@ -571,6 +587,68 @@ impl ControlPlane for Acting<'_> {
     async fn drift(&self, model: &str, version: Option<u64>) -> Result<DriftReport, NodeError> {
         let selector = version.map_or(Selector::Default, Selector::Version);
         Node::drift(self, model, &selector).await
+    }
+
+    async fn rollout(
+        &self,
+        kind: Kind,
+        name: &str,
+        change: RolloutChange,
+    ) -> Result<Head, NodeError> {
+        let name = rolled_out(kind, name)?;
+        let by = self.actor.as_str();
+        let (head, _) = on_registry!(self, kind, |registry| registry
+            .update(&name, |head| {
+                change.apply(kind.noun(), &name, head, by, now_rfc3339())?;
+                Ok(true)
+            })
+            .await?);
+        let Some(rollout) = &head.rollout else {
+            return Err(NodeError::Engine("a rollout change left no rollout".into()));
+        };
+        let detail = match &change {
+            RolloutChange::Start { .. } => {
+                let mut detail =
+                    format!("{} → {} at {}%", rollout.from, rollout.to, rollout.weight);
+                if rollout.shadow {
+                    detail.push_str(", shadow");
+                }
+                if let Some(key) = &rollout.sticky {
+                    detail.push_str(&format!(", sticky by {key}"));
+                }
+                if let Some(slo) = &rollout.slo {
+                    detail.push_str(&format!(
+                        ", SLO: errors +{} at most, p95 ×{} at most, over {} s",
+                        slo.max_error_rate, slo.max_p95_ratio, slo.window_secs
+                    ));
+                }
+                detail
+            }
+            RolloutChange::Set { weight } => format!("{} at {weight}%", rollout.to),
+            RolloutChange::Promote => format!("stable → {}", rollout.to),
+            RolloutChange::Abort => format!("back to {}", rollout.from),
+        };
+        tracing::info!(kind = kind.noun(), %name, action = change.action(), %detail, "rollout changed");
+        let change = Change::new(change.action(), kind.noun(), name.as_str())
+            .version(rollout.to)
+            .detail(detail);
+        self.audited(change).await?;
+        Ok(head)
+    }
+
+    async fn rollout_status(&self, kind: Kind, name: &str) -> Result<RolloutStatus, NodeError> {
+        let name = rolled_out(kind, name)?;
+        let head = on_registry!(self, kind, |registry| registry.head(&name).await?);
+        let (head, _) = head.ok_or_else(|| RegistryError::NotFound {
+            noun: kind.noun(),
+            name: name.to_string(),
+        })?;
+        Ok(RolloutStatus {
+            name: name.to_string(),
+            stable: head.default_version(),
+            rollout: head.rollout.clone(),
+            node: self.judged_here(kind, &name),
+        })
     }
 
     async fn set_alias(

@@ -11,59 +11,12 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where drift alerts go.
-#[derive(Clone)]
-pub struct Alerts {
-    url: String,
-    client: reqwest::Client,
-}
-
-impl Alerts {
-    /// Alerts posted as JSON to `url`.
-    pub fn to(url: &str) -> Result<Self, NodeError> {
-        reqwest::Url::parse(url).map_err(|e| {
-            NodeError::InvalidSetting(format!(
-                "--alert-webhook {url} is not a URL ({e}); give e.g. https://hooks.example.com/sluice"
-            ))
-        })?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| NodeError::Engine(e.to_string()))?;
-        Ok(Self {
-            url: url.to_string(),
-            client,
-        })
-    }
-
-    async fn post(&self, body: &serde_json::Value) {
-        let sent = self
-            .client
-            .post(&self.url)
-            .json(body)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status());
-        if let Err(e) = sent {
-            tracing::warn!(url = %self.url, error = %e, "the alert webhook failed");
-        }
-    }
-}
-
 impl Node {
     /// Keep drift windows as `settings` say, then write and judge them
     /// every `every` for as long as the node lives, announcing level
-    /// changes to `alerts`.
-    pub fn spawn_drift_watch(
-        self: &Arc<Self>,
-        settings: DriftSettings,
-        every: Duration,
-        alerts: Option<Alerts>,
-    ) {
+    /// changes to the node's alert webhook.
+    pub fn spawn_drift_watch(self: &Arc<Self>, settings: DriftSettings, every: Duration) {
         self.models.drift().configure(settings);
-        if let Some(alerts) = alerts {
-            let _ = self.alerts.set(alerts);
-        }
         let node = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(every);

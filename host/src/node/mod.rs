@@ -15,6 +15,32 @@
 //! deleted versions. Idle functions and models are unloaded (`idle.rs`);
 //! capped functions queue at their gate (`gate.rs`).
 
+/// Run `$body` with `$registry` bound to the registry of `$kind`: the
+/// operations are the same for every kind, only the record type differs.
+macro_rules! on_registry {
+    ($node:expr, $kind:expr, |$registry:ident| $body:expr) => {
+        match $kind {
+            Kind::Function => {
+                let $registry = &$node.functions;
+                $body
+            }
+            Kind::Model => {
+                let $registry = $node.models.registry();
+                $body
+            }
+            Kind::Pipeline => {
+                let $registry = &$node.pipelines;
+                $body
+            }
+            Kind::Table => {
+                let $registry = $node.features.registry();
+                $body
+            }
+        }
+    };
+}
+
+mod alerts;
 mod artifact;
 mod control;
 mod drift;
@@ -22,18 +48,21 @@ mod function;
 mod gate;
 mod idle;
 mod pipeline;
+mod rollout;
 mod status;
 mod templates;
 
+pub use alerts::Alerts;
 pub use artifact::SigningKey;
 pub use control::{
-    Acting, ControlPlane, Deploy, Kind, Listing, Published, Settings, Summary, Version,
+    Acting, ControlPlane, Deploy, Kind, Listing, Published, RolloutStatus, Settings, Summary,
+    Version,
 };
-pub use drift::Alerts;
 pub use function::{Concurrency, FunctionVersion};
 pub use gate::GateStats;
 pub use idle::IdlePolicy;
 pub use pipeline::{PipelineRun, Plan, StepTiming};
+pub use rollout::{Figures, Judged, Keys};
 pub use status::Status;
 
 use crate::access::{Access, AccessError, Audit, Need};
@@ -44,9 +73,10 @@ use crate::inference::explain::Explanation;
 use crate::inference::{InferenceError, Model, Models};
 use crate::observe::Stats;
 use crate::pipeline::{PipelineError, PipelineVersion};
-use crate::registry::{InvalidName, Invocation, Name, Registry, RegistryError, Selector};
+use crate::registry::{InvalidName, Invocation, Name, Registry, RegistryError, Routed, Selector};
 use crate::store::{Digest, ETag, ObjectStore, Spooled, StoreError};
 use crate::tensor::{Message, NamedTensor};
+use axum::http::HeaderMap;
 use dashmap::DashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -177,9 +207,11 @@ pub struct Node {
     /// ones it loads.
     signing: SigningKey,
     stats: Arc<Stats>,
-    /// Where drift level changes are announced (set once, when the drift
-    /// watch starts).
+    /// Where drift level changes and rollbacks are announced (set once,
+    /// at start).
     alerts: std::sync::OnceLock<Alerts>,
+    /// The rollouts this node routes calls of, judged against their SLO.
+    judges: rollout::Judges,
 }
 
 impl Node {
@@ -204,6 +236,7 @@ impl Node {
             gates: DashMap::new(),
             stats: Arc::default(),
             alerts: std::sync::OnceLock::new(),
+            judges: rollout::Judges::default(),
         }
     }
 
@@ -283,9 +316,15 @@ impl Node {
         Ok(())
     }
 
-    /// The version of `name` that `selector` picks, checking this node's
-    /// templates against the head it was read from.
-    async fn pick(&self, name: &Name, selector: &Selector) -> Result<u64, NodeError> {
+    /// The version of `name` that `selector` picks (through its rollout,
+    /// if one is on), checking this node's templates against the head it
+    /// was read from.
+    async fn pick(
+        &self,
+        name: &Name,
+        selector: &Selector,
+        keys: Option<Keys<'_>>,
+    ) -> Result<(u64, Option<Routed>), NodeError> {
         let (head, etag) =
             self.functions
                 .head(name)
@@ -302,25 +341,52 @@ impl Node {
             self.prune_gates();
             self.heads_seen.insert(name.clone(), etag);
         }
-        Ok(crate::registry::select(
-            Kind::Function.noun(),
-            name,
-            &head,
-            selector,
-        )?)
+        self.route(Kind::Function, name, &head, selector, keys)
     }
 
-    /// Run the version of `name` that `selector` picks on `input`.
+    /// Run the version of `name` that `selector` picks on `input`. An
+    /// unqualified call (`NAME`) goes where the function's rollout sends
+    /// it, read from `headers` and `input` when it is sticky.
     pub async fn invoke(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         selector: &Selector,
         input: Message,
         request_id: Arc<str>,
+        headers: Option<&HeaderMap>,
     ) -> Result<(FunctionVersion, Message), NodeError> {
         let name = Name::parse(name)?;
-        let version = self.pick(&name, selector).await?;
-        let loaded = self.load(name, version).await?;
+        let keys = Keys {
+            headers,
+            input: Some(&input),
+        };
+        let (version, routed) = self.pick(&name, selector, Some(keys)).await?;
+        let called = name.clone();
+        let run = move |node: Arc<Self>, version, input| {
+            let (name, request_id) = (called.clone(), request_id.clone());
+            async move { node.call_version(&name, version, input, request_id).await }
+        };
+        self.run_routed(
+            Kind::Function,
+            &name,
+            version,
+            routed,
+            input,
+            run,
+            |(_, output)| output.clone(),
+        )
+        .await
+    }
+
+    /// Run version `version` of function `name` on `input`.
+    async fn call_version(
+        &self,
+        name: &Name,
+        version: u64,
+        input: Message,
+        request_id: Arc<str>,
+    ) -> Result<(FunctionVersion, Message), NodeError> {
+        let loaded = self.load(name.clone(), version).await?;
         // Held for the call: a slot under the function's concurrency cap.
         let _slot = match loaded.record.concurrency {
             Some(cap) => Some(self.gate(&loaded.record, cap)?.enter().await?),
@@ -372,6 +438,67 @@ impl Node {
     /// The model `selector` picks for `name`, its plan loaded.
     pub async fn model(&self, name: &str, selector: &Selector) -> Result<Arc<Model>, NodeError> {
         Ok(self.models.get(&Name::parse(name)?, selector).await?)
+    }
+
+    /// The model `selector` picks for `name`, through its rollout when
+    /// unqualified (routed by `headers`), and where the rollout sent the
+    /// call.
+    pub async fn routed_model(
+        &self,
+        name: &str,
+        selector: &Selector,
+        headers: Option<&HeaderMap>,
+    ) -> Result<(Arc<Model>, Option<Routed>), NodeError> {
+        let name = Name::parse(name)?;
+        let (head, _) =
+            self.models
+                .registry()
+                .head(&name)
+                .await?
+                .ok_or_else(|| RegistryError::NotFound {
+                    noun: Kind::Model.noun(),
+                    name: name.to_string(),
+                })?;
+        let keys = Keys {
+            headers,
+            input: None,
+        };
+        let (version, routed) = self.route(Kind::Model, &name, &head, selector, Some(keys))?;
+        let model = self.models.get(&name, &Selector::Version(version)).await?;
+        Ok((model, routed))
+    }
+
+    /// Run `model` on named inputs (the other version of a rollout, if it
+    /// sent the call there: see [`Self::routed_model`]).
+    pub async fn infer_routed(
+        self: &Arc<Self>,
+        model: &Arc<Model>,
+        routed: Option<Routed>,
+        inputs: Vec<NamedTensor>,
+    ) -> Result<Vec<NamedTensor>, NodeError> {
+        let name = Name::parse(&model.record.name)?;
+        let (called, first) = (name.clone(), model.clone());
+        let run = move |node: Arc<Self>, version, inputs| {
+            let (name, first) = (called.clone(), first.clone());
+            async move {
+                let model = match version == first.record.version {
+                    true => first,
+                    false => node.models.get(&name, &Selector::Version(version)).await?,
+                };
+                Ok(node.models.run(&model, inputs).await?)
+            }
+        };
+        let version = model.record.version;
+        self.run_routed(
+            Kind::Model,
+            &name,
+            version,
+            routed,
+            inputs,
+            run,
+            Clone::clone,
+        )
+        .await
     }
 
     /// Run `model` on named inputs; outputs in the model's order.

@@ -8,14 +8,15 @@
 //! once per node and kept; a request pays a head lookup and the steps.
 
 use super::control::Published;
-use super::{Node, NodeError};
+use super::{Keys, Kind, Node, NodeError};
 use crate::engine::{CallError, Grant, StageLimits, World};
 use crate::inference::InferenceError;
 use crate::observe::metrics::{Histogram, PipelineMetrics, metrics};
 use crate::pipeline::{OnError, Pipeline, PipelineError, PipelineVersion, Step, StepKind, When};
-use crate::registry::{Name, RegistryError, Selector, now_rfc3339};
+use crate::registry::{Name, RegistryError, Routed, Selector, now_rfc3339};
 use crate::store::StoreError;
 use crate::tensor::{Message, NamedTensor, Scalar, Signature, TensorSpec, shape_text};
+use axum::http::HeaderMap;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use std::collections::{BTreeMap, HashMap};
@@ -439,19 +440,85 @@ impl Node {
         self.plans.remove(&(name.clone(), version));
     }
 
-    /// Run the version of pipeline `name` that `selector` picks on `input`.
+    /// Run the version of pipeline `name` that `selector` picks on
+    /// `input`. An unqualified call (`NAME`) goes where the pipeline's
+    /// rollout sends it, read from `headers` and `input` when it is sticky.
     pub async fn run_pipeline(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         selector: &Selector,
         input: Message,
         request_id: Arc<str>,
+        headers: Option<&HeaderMap>,
     ) -> Result<PipelineRun, NodeError> {
-        let plan = self.pipeline(name, selector).await?;
+        let keys = Keys {
+            headers,
+            input: Some(&input),
+        };
+        let (plan, routed) = self.routed_pipeline(name, selector, keys).await?;
+        self.run_routed_plan(&plan, routed, input, request_id).await
+    }
+
+    /// The plan of pipeline `name` that `selector` picks, through its
+    /// rollout when unqualified, and where the rollout sent the call.
+    pub async fn routed_pipeline(
+        &self,
+        name: &str,
+        selector: &Selector,
+        keys: Keys<'_>,
+    ) -> Result<(Arc<Plan>, Option<Routed>), NodeError> {
+        let name = Name::parse(name)?;
+        let (head, _) =
+            self.pipelines
+                .head(&name)
+                .await?
+                .ok_or_else(|| RegistryError::NotFound {
+                    noun: Kind::Pipeline.noun(),
+                    name: name.to_string(),
+                })?;
+        let (version, routed) = self.route(Kind::Pipeline, &name, &head, selector, Some(keys))?;
+        Ok((self.plan(&name, version).await?, routed))
+    }
+
+    /// Run `plan` on `input` (the other version of a rollout, if it sent
+    /// the call there: see [`Self::routed_pipeline`]).
+    pub async fn run_routed_plan(
+        self: &Arc<Self>,
+        plan: &Arc<Plan>,
+        routed: Option<Routed>,
+        input: Message,
+        request_id: Arc<str>,
+    ) -> Result<PipelineRun, NodeError> {
+        let name = Name::parse(&plan.record.name)?;
+        let (called, first) = (name.clone(), plan.clone());
+        let run = move |node: Arc<Self>, version, input| {
+            let (name, first, request_id) = (called.clone(), first.clone(), request_id.clone());
+            async move {
+                let plan = match version == first.record.version {
+                    true => first,
+                    false => node.plan(&name, version).await?,
+                };
+                node.run_version(&plan, input, request_id).await
+            }
+        };
+        let version = plan.record.version;
+        self.run_routed(Kind::Pipeline, &name, version, routed, input, run, |run| {
+            run.output.clone()
+        })
+        .await
+    }
+
+    /// Run `plan` on `input`, counted in its metrics.
+    pub async fn run_version(
+        &self,
+        plan: &Plan,
+        input: Message,
+        request_id: Arc<str>,
+    ) -> Result<PipelineRun, NodeError> {
         let started = Instant::now();
         let span = tracing::info_span!(target: crate::observe::trace::SPANS, "pipeline", pipeline = %plan.label);
         let run = self
-            .run_plan(&plan, input, request_id)
+            .run_plan(plan, input, request_id)
             .instrument(span)
             .await;
         let result = run.as_ref().map(|_| ()).map_err(NodeError::kind);
@@ -675,7 +742,7 @@ impl Node {
             StepKind::Function => {
                 let version = match selector {
                     Selector::Version(v) => *v,
-                    _ => self.pick(target, selector).await.map_err(in_step)?,
+                    _ => self.pick(target, selector, None).await.map_err(in_step)?.0,
                 };
                 let loaded = self.load(target.clone(), version).await.map_err(in_step)?;
                 let _slot = match loaded.record.concurrency {

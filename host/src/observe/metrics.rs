@@ -181,6 +181,23 @@ pub struct StepLabels {
     pub outcome: &'static str,
 }
 
+/// A call a rollout routed: the name, the version that ran, its side of
+/// the rollout and how it ended (`ok`/`error`; a shadow's `same`,
+/// `differ` or `failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutLabels {
+    /// `function`, `model` or `pipeline`.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: Arc<str>,
+    /// The version that ran.
+    pub version: u64,
+    /// `stable` or `canary`.
+    pub arm: &'static str,
+    /// How it ended.
+    pub result: &'static str,
+}
+
 /// A store operation and how it ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreLabels {
@@ -267,6 +284,12 @@ pub struct Metrics {
     pub drift_level: Family<ModelLabels, Gauge>,
     /// Drift level changes this node announced.
     pub drift_alerts: Family<AlertLabels, Counter>,
+    /// Calls a rollout routed, by side and result.
+    pub rollout_calls: Family<RolloutLabels, Counter>,
+    /// A shadow rollout's copies, by how their answer compared.
+    pub shadow_calls: Family<RolloutLabels, Counter>,
+    /// Rollouts this node rolled back.
+    pub rollbacks: Family<RolloutLabels, Counter>,
 }
 
 impl Metrics {
@@ -294,6 +317,9 @@ impl Metrics {
             drift_psi: Family::default(),
             drift_level: Family::default(),
             drift_alerts: Family::default(),
+            rollout_calls: Family::default(),
+            shadow_calls: Family::default(),
+            rollbacks: Family::default(),
         };
         metrics.registered()
     }
@@ -401,6 +427,21 @@ impl Metrics {
             "drift_alerts",
             "Drift level changes announced by this node (webhook sent), by the level moved to",
             self.drift_alerts.clone(),
+        );
+        r.register(
+            "rollout_calls",
+            "Calls a rollout routed, by version, side (stable or canary) and result",
+            self.rollout_calls.clone(),
+        );
+        r.register(
+            "shadow_calls",
+            "Copies of calls run on a shadow rollout's version, by how their answer compared with the one returned (same, differ, failed)",
+            self.shadow_calls.clone(),
+        );
+        r.register(
+            "rollbacks",
+            "Rollouts this node rolled back for breaking their SLO",
+            self.rollbacks.clone(),
         );
         self
     }

@@ -73,6 +73,21 @@ pub fn init_logging(format: LogFormat, target: LogTarget) -> Option<trace::Trace
     traces
 }
 
+/// This process's name among the nodes sharing a store (in the keys of
+/// the windows it writes, in audit records of what it decided alone):
+/// the host name, the process id and the start time, unique per process.
+pub fn node_id() -> &'static str {
+    static ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into());
+        format!("{host}-{}-{:x}", std::process::id(), started & 0xffff_ffff)
+    });
+    &ID
+}
+
 /// Where log lines go.
 #[derive(Debug, Clone, Copy)]
 pub enum LogTarget {

@@ -17,8 +17,10 @@
 //! [`RegistryError::Conflict`] with the state it lost to.
 
 mod names;
+pub mod rollout;
 
 pub use names::{InvalidName, Name};
+pub use rollout::{Arm, Rollout, RolloutState, Routed, Slo, StickyKey};
 
 use crate::cache::{DocumentCache, DocumentPolicy};
 use crate::store::{ETag, PutMode, StoreError};
@@ -72,6 +74,9 @@ pub struct Head {
     /// the name, not of a version: a rollback never reopens it.
     #[serde(default)]
     pub invocation: Invocation,
+    /// The name's rollout, active or how the last one ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 /// Who may call a function, model or pipeline on the data plane.
@@ -123,6 +128,11 @@ impl Head {
             .get(STABLE)
             .or_else(|| self.aliases.get(LATEST))
             .copied()
+    }
+
+    /// The rollout routing this name's unqualified calls, if one is on.
+    pub fn active_rollout(&self) -> Option<&Rollout> {
+        self.rollout.as_ref().filter(|r| r.is_active())
     }
 
     fn point(&mut self, alias: &str, version: u64) {
@@ -556,6 +566,33 @@ impl<R: Record> Registry<R> {
         Err(RegistryError::Contended(name.to_string()))
     }
 
+    /// Change the head of `name` with `change`, applied to the stored head
+    /// and applied again to a fresh one whenever a concurrent writer got
+    /// in first, until it lands. `change` decides against the state it is
+    /// given: it returns `false` when there is nothing to write. Returns
+    /// the head and whether it was written.
+    pub async fn update(
+        &self,
+        name: &Name,
+        mut change: impl FnMut(&mut Head) -> Result<bool, RegistryError>,
+    ) -> Result<(Head, bool), RegistryError> {
+        for _ in 0..DEPLOY_ATTEMPTS {
+            let (mut head, etag) = self
+                .head_for_update(name)
+                .await?
+                .ok_or_else(|| Self::not_found(name))?;
+            if !change(&mut head)? {
+                return Ok((head, false));
+            }
+            match self.swap_head(name, Some(&etag), &head).await {
+                Ok(()) => return Ok((head, true)),
+                Err(RegistryError::Store(StoreError::Conflict { .. })) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(RegistryError::Contended(name.to_string()))
+    }
+
     /// Move `alias` back to the version it pointed at before its last move
     /// (skipping versions deleted since). Returns the new head.
     pub async fn rollback(&self, name: &Name, alias: &Name) -> Result<Head, RegistryError> {
@@ -657,6 +694,20 @@ impl<R: Record> Registry<R> {
                 noun: R::NOUN,
                 name: name.to_string(),
                 version,
+            });
+        }
+        if let Some(rollout) = head.active_rollout()
+            && (rollout.from == version || rollout.to == version)
+        {
+            let reason = format!(
+                "version {version} is in the rollout of {} → {}; promote or abort it first (`sluice rollout promote|abort {name}`)",
+                rollout.from, rollout.to
+            );
+            head.versions.insert(version);
+            return Err(RegistryError::Conflict {
+                name: name.to_string(),
+                reason,
+                current: Box::new(head),
             });
         }
         let pinned: Vec<&String> = head

@@ -64,13 +64,8 @@ pub struct Monitors {
 
 impl Default for Monitors {
     fn default() -> Self {
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into());
         Self {
-            node: format!("{host}-{}-{:x}", std::process::id(), started & 0xffff_ffff),
+            node: crate::observe::node_id().to_string(),
             settings: Mutex::new(DriftSettings::default()),
             monitors: DashMap::new(),
         }

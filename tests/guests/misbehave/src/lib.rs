@@ -2,9 +2,11 @@
 //! body names the behaviour: `loop`, `alloc`, `panic`, `log`, `noisy` (a
 //! log record of 100 fields, one of them 1 MiB), `grow` (a 9 MiB answer to
 //! a 4-byte request), or anything else to echo it back with a per-instance
-//! call count.
+//! call count. For echoes the deploy's config can ask for more: `tag=T`
+//! adds a field `tag`, `sleep_ms=N` answers N ms late, `fail=1` fails
+//! every echo (versions that differ, are slow or broken, for rollouts).
 
-use sluice_sdk::{Message, Scalar, Stage, StageError, export_stage, log};
+use sluice_sdk::{Message, Scalar, Stage, StageError, config, export_stage, log};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Counts calls in this instance: always 1 when instances are fresh.
@@ -51,8 +53,20 @@ impl Stage for Misbehave {
                 "application/octet-stream",
                 vec![7u8; 9 << 20],
             )),
-            _ => Ok(Message::from_body("application/octet-stream", body)
-                .with_field("calls", Scalar::Int(calls))),
+            _ => {
+                if config::get("fail").is_some() {
+                    return Err(StageError::internal("this version fails (config fail=1)"));
+                }
+                if let Some(ms) = config::get("sleep_ms").and_then(|v| v.parse().ok()) {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
+                let echo = Message::from_body("application/octet-stream", body)
+                    .with_field("calls", Scalar::Int(calls));
+                Ok(match config::get("tag") {
+                    Some(tag) => echo.with_field("tag", Scalar::Text(tag)),
+                    None => echo,
+                })
+            }
         }
     }
 }
