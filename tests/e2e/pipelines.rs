@@ -330,6 +330,10 @@ async fn deploys_are_refused_naming_the_step_and_the_field() {
             "deployed as `p`",
         ),
         (
+            "name = \"p\"\ncache_ttl_secs = 0\n[[step]]\nname = \"a\"\nfunction = \"echo\"\n",
+            "`cache_ttl_secs` must be between 1 and 86400",
+        ),
+        (
             "name = \"p\"\n[[step]]\nname = \"a\"\nfunction = \"echo\"\nfuel = 5\n",
             "step a: `fuel` must be between 1000000 and 10000000000000, not 5",
         ),
@@ -780,4 +784,80 @@ async fn a_step_past_its_own_deadline_falls_back_within_the_budget() {
         timing.contains("spin;dur=") && timing.contains("desc=\"fallback\""),
         "{timing}"
     );
+}
+
+/// One call of pipeline `name`: (status, `x-sluice-cache`,
+/// `x-sluice-pipeline`, body bytes).
+async fn cached_call(
+    server: &Server,
+    name: &str,
+    body: &str,
+    no_cache: bool,
+) -> (u16, String, String, Vec<u8>) {
+    let mut request = client()
+        .post(server.url(&format!("/p/{name}")))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if no_cache {
+        request = request.header("cache-control", "no-cache");
+    }
+    let response = request.send().await.unwrap();
+    let header = |h: &str| {
+        (response.headers().get(h))
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (cache, pipeline) = (header("x-sluice-cache"), header("x-sluice-pipeline"));
+    let status = response.status().as_u16();
+    (
+        status,
+        cache,
+        pipeline,
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn a_cached_pipeline_answers_the_same_input_from_memory_and_a_new_version_runs_again() {
+    let server = iris_node().await;
+    let manifest = |description: &str| {
+        format!(
+            "name = \"cached\"\ndescription = \"{description}\"\ncache_ttl_secs = 60\n[[step]]\nname = \"parse\"\nfunction = \"iris-features\"\n[[step]]\nname = \"predict\"\nmodel = \"iris\"\ninputs = {{ X = \"features\" }}\n"
+        )
+    };
+    assert_eq!(deploy(&server, "cached", &manifest("one")).await.0, 201);
+    let (status, cache, pipeline, first) = cached_call(&server, "cached", IRIS, false).await;
+    assert_eq!(
+        (status, cache.as_str(), pipeline.as_str()),
+        (200, "miss", "cached@1")
+    );
+    // The same input, its keys in another order and spaced otherwise.
+    let reordered = r#"{"model":"gbt","petal_width":0.2,"petal_length":1.4,"sepal_width":3.5,"sepal_length":5.1}"#;
+    let (status, cache, _, again) = cached_call(&server, "cached", reordered, false).await;
+    assert_eq!((status, cache.as_str()), (200, "hit"));
+    assert_eq!(again, first, "a hit answers the identical body");
+    let (_, cache, _, bypassed) = cached_call(&server, "cached", IRIS, true).await;
+    assert_eq!((cache.as_str(), &bypassed), ("bypass", &first));
+    // Another input runs.
+    let other = IRIS.replace("1.4", "4.4");
+    let (_, cache, _, answer) = cached_call(&server, "cached", &other, false).await;
+    assert_eq!(cache, "miss");
+    assert_ne!(answer, first);
+    // A new version never gets the old one's answers.
+    assert_eq!(deploy(&server, "cached", &manifest("two")).await.0, 201);
+    let (status, cache, pipeline, _) = cached_call(&server, "cached", IRIS, false).await;
+    assert_eq!(
+        (status, cache.as_str(), pipeline.as_str()),
+        (200, "miss", "cached@2")
+    );
+    let (_, cache, _, _) = cached_call(&server, "cached", IRIS, false).await;
+    assert_eq!(cache, "hit");
+    assert_eq!(server.status("results.hits").await, 2);
+    // A pipeline that does not ask for a cache never answers from one.
+    let plain = "name = \"plain\"\n[[step]]\nname = \"parse\"\nfunction = \"iris-features\"\n";
+    assert_eq!(deploy(&server, "plain", plain).await.0, 201);
+    for _ in 0..2 {
+        let (status, cache, _, _) = cached_call(&server, "plain", IRIS, false).await;
+        assert_eq!((status, cache.as_str()), (200, ""));
+    }
 }

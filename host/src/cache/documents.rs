@@ -44,6 +44,8 @@ pub struct CacheConfig {
     pub template_bytes: u64,
     /// Bytes of feature tables' online partitions kept decoded.
     pub feature_bytes: u64,
+    /// Bytes of pipeline answers kept by pipelines that cache them.
+    pub result_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -63,6 +65,8 @@ impl Default for CacheConfig {
             template_bytes: 1 << 30,
             // The online snapshot of tables with millions of entities.
             feature_bytes: 2 << 30,
+            // Answers are small: 64 MiB holds hundreds of thousands.
+            result_bytes: 64 << 20,
         }
     }
 }

@@ -236,6 +236,10 @@ pub struct NodeArgs {
     /// call is a cold start.
     #[arg(long, default_value_t = CacheConfig::default().template_bytes)]
     template_cache_bytes: u64,
+    /// Bytes of pipeline answers kept for pipelines that ask for it
+    /// (`cache_ttl_secs`); past it the least recently used go first.
+    #[arg(long, default_value_t = CacheConfig::default().result_bytes)]
+    result_cache_bytes: u64,
     /// How often this node re-checks aliases in the store, in milliseconds:
     /// a deploy, alias move or rollback made through another node is
     /// served here within this interval.
@@ -309,6 +313,7 @@ impl NodeArgs {
             max_bytes: self.cache_bytes,
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             template_bytes: self.template_cache_bytes,
+            result_bytes: self.result_cache_bytes,
             ..CacheConfig::default()
         }
     }

@@ -154,6 +154,9 @@ pub async fn pipeline(
     if let Ok(value) = HeaderValue::from_str(&run.pipeline) {
         headers.insert("x-sluice-pipeline", value);
     }
+    if let Some(cache) = run.cache {
+        headers.insert("x-sluice-cache", HeaderValue::from_static(cache.as_str()));
+    }
     Ok(response)
 }
 

@@ -48,6 +48,7 @@ mod function;
 mod gate;
 mod idle;
 mod pipeline;
+mod results;
 mod rollout;
 mod status;
 mod templates;
@@ -62,6 +63,7 @@ pub use function::{Concurrency, FunctionVersion};
 pub use gate::GateStats;
 pub use idle::IdlePolicy;
 pub use pipeline::{PipelineRun, Plan, StepTiming};
+pub use results::CacheUse;
 pub use rollout::{Figures, Judged, Keys};
 pub use status::Status;
 
@@ -212,13 +214,19 @@ pub struct Node {
     alerts: std::sync::OnceLock<Alerts>,
     /// The rollouts this node routes calls of, judged against their SLO.
     judges: rollout::Judges,
+    /// Answers of pipelines that cache them.
+    results: results::Results,
 }
 
 impl Node {
     /// A node over `store`, with caches configured by `cache`.
     pub fn new(engine: Engine, store: Arc<dyn ObjectStore>, cache: CacheConfig) -> Self {
-        let (model_bytes, template_bytes, feature_bytes) =
-            (cache.model_bytes, cache.template_bytes, cache.feature_bytes);
+        let (model_bytes, template_bytes, feature_bytes, result_bytes) = (
+            cache.model_bytes,
+            cache.template_bytes,
+            cache.feature_bytes,
+            cache.result_bytes,
+        );
         let documents = Arc::new(DocumentCache::new(store, cache));
         Self {
             features: Arc::new(FeatureStore::new(documents.clone(), feature_bytes)),
@@ -237,6 +245,7 @@ impl Node {
             stats: Arc::default(),
             alerts: std::sync::OnceLock::new(),
             judges: rollout::Judges::default(),
+            results: results::Results::new(result_bytes),
         }
     }
 

@@ -8,6 +8,7 @@
 //! once per node and kept; a request pays a head lookup and the steps.
 
 use super::control::Published;
+use super::results::{CacheUse, Kept, input_hash};
 use super::{Keys, Kind, Node, NodeError};
 use crate::engine::{CallError, Grant, StageLimits, World};
 use crate::inference::InferenceError;
@@ -161,8 +162,26 @@ pub struct PipelineRun {
     pub pipeline: String,
     /// The merged output of the last steps.
     pub output: Message,
-    /// Per step, in the order they finished.
+    /// Per step, in the order they finished (none for a cached answer).
     pub timings: Vec<StepTiming>,
+    /// How the result cache served it, for a pipeline that caches.
+    pub cache: Option<CacheUse>,
+}
+
+/// Whether a request asks not to be answered from a cache
+/// (`Cache-Control: no-cache` or `no-store`).
+fn no_cache(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            matches!(
+                d.trim().to_ascii_lowercase().as_str(),
+                "no-cache" | "no-store"
+            )
+        })
 }
 
 impl Node {
@@ -438,6 +457,7 @@ impl Node {
     /// Forget the plan of a deleted pipeline version.
     pub(super) fn forget_plan(&self, name: &Name, version: u64) {
         self.plans.remove(&(name.clone(), version));
+        self.results.retain(name, |v| v != version);
     }
 
     /// Run the version of pipeline `name` that `selector` picks on
@@ -456,7 +476,36 @@ impl Node {
             input: Some(&input),
         };
         let (plan, routed) = self.routed_pipeline(name, selector, keys).await?;
-        self.run_routed_plan(&plan, routed, input, request_id).await
+        let Some(ttl) = plan.record.pipeline.cache_ttl_secs else {
+            return self.run_routed_plan(&plan, routed, input, request_id).await;
+        };
+        let bypass = headers.is_some_and(no_cache);
+        let (name, version) = (Name::parse(&plan.record.name)?, plan.record.version);
+        let hash = input_hash(&input);
+        if !bypass
+            && let Some(kept) = (self.results).get(&name, version, &hash, Duration::from_secs(ttl))
+        {
+            return Ok(PipelineRun {
+                pipeline: kept.pipeline.clone(),
+                output: kept.output.clone(),
+                timings: Vec::new(),
+                cache: Some(CacheUse::Hit),
+            });
+        }
+        let mut run = self
+            .run_routed_plan(&plan, routed, input, request_id)
+            .await?;
+        let kept = Kept {
+            pipeline: run.pipeline.clone(),
+            output: run.output.clone(),
+        };
+        self.results.put(&name, version, hash, kept);
+        run.cache = Some(if bypass {
+            CacheUse::Bypass
+        } else {
+            CacheUse::Miss
+        });
+        Ok(run)
     }
 
     /// The plan of pipeline `name` that `selector` picks, through its
@@ -610,6 +659,7 @@ impl Node {
             pipeline: plan.label.clone(),
             output,
             timings,
+            cache: None,
         })
     }
 

@@ -40,6 +40,8 @@ pub struct Status {
     pub templates: CacheStats,
     /// The model plan cache.
     pub models: CacheStats,
+    /// Answers kept by pipelines that cache them.
+    pub results: CacheStats,
     /// Where model runs went.
     pub model_runs: RunStats,
     /// Dynamic batching.
@@ -88,6 +90,7 @@ impl Node {
             cache: documents.cache,
             templates,
             models: self.models.stats(),
+            results: self.results.stats(),
             model_runs: self.models.run_stats(),
             batching: self.models.batch_counts(),
             store_requests: documents.store_requests,
@@ -167,6 +170,7 @@ impl Sampled for Node {
             ("templates", self.templates.stats()),
             ("models", self.models.stats()),
             ("features", self.features.cache_stats()),
+            ("results", self.results.stats()),
         ];
         let each = |f: fn(&CacheStats) -> u64| {
             caches

@@ -30,6 +30,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// The longest budget a pipeline may ask for (the same as a stage's).
 pub const MAX_TIMEOUT_MS: u64 = 900_000;
+/// The longest a pipeline's answers may be kept.
+pub const MAX_CACHE_TTL_SECS: u64 = 86_400;
 /// Retries one step may ask for.
 pub const MAX_RETRIES: u32 = 10;
 
@@ -45,6 +47,10 @@ pub struct Pipeline {
     /// The budget of one request, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Keep each answer this many seconds and answer the same input (of
+    /// the same version) from memory; off when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_secs: Option<u64>,
     /// The steps, in the order written.
     #[serde(rename = "step", default)]
     pub steps: Vec<Step>,
@@ -283,6 +289,15 @@ impl Pipeline {
                 None,
                 "timeout_ms",
                 format!("must be between 1 and {MAX_TIMEOUT_MS}, not {t}"),
+            ));
+        }
+        if let Some(ttl) = self.cache_ttl_secs
+            && !(1..=MAX_CACHE_TTL_SECS).contains(&ttl)
+        {
+            return Err(self.invalid(
+                None,
+                "cache_ttl_secs",
+                format!("must be between 1 and {MAX_CACHE_TTL_SECS} (a day), not {ttl}; leave it out to cache nothing"),
             ));
         }
         let mut seen = BTreeSet::new();
