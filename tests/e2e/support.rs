@@ -484,6 +484,19 @@ pub fn succeeded(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The one alert `received` gets: waits up to 10 s for it, then `settle`
+/// more for a second, wrong one.
+pub async fn only_alert(received: &Mutex<Vec<Value>>, settle: Duration) -> Value {
+    let start = Instant::now();
+    while received.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(settle).await;
+    let alerts = received.lock().unwrap().clone();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    alerts[0].clone()
+}
+
 /// A webhook receiver: every JSON body posted to it, kept.
 pub async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();

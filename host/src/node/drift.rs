@@ -17,16 +17,7 @@ impl Node {
     /// changes to the node's alert webhook.
     pub fn spawn_drift_watch(self: &Arc<Self>, settings: DriftSettings, every: Duration) {
         self.models.drift().configure(settings);
-        let node = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                let Some(node) = node.upgrade() else { return };
-                node.watch_drift().await;
-            }
-        });
+        self.every(every, |node| async move { node.watch_drift().await });
     }
 
     /// One round: every monitored version's window written, judged, and

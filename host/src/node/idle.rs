@@ -52,14 +52,26 @@ impl Node {
         let tick = policy.shortest().map_or(Duration::from_secs(1), |s| {
             (s / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
         });
+        self.every(tick, move |node| async move {
+            node.evict_idle(policy).await;
+        });
+    }
+
+    /// Run `round` on this node every `period` for as long as the node
+    /// lives (a background watch must not keep it alive).
+    pub(super) fn every<F, Fut>(self: &Arc<Self>, period: Duration, round: F)
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
         let node = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(tick);
+            let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
                 let Some(node) = node.upgrade() else { return };
-                node.evict_idle(policy).await;
+                round(node).await;
             }
         });
     }

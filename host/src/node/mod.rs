@@ -334,14 +334,7 @@ impl Node {
         selector: &Selector,
         keys: Option<Keys<'_>>,
     ) -> Result<(u64, Option<Routed>), NodeError> {
-        let (head, etag) =
-            self.functions
-                .head(name)
-                .await?
-                .ok_or_else(|| RegistryError::NotFound {
-                    noun: Kind::Function.noun(),
-                    name: name.to_string(),
-                })?;
+        let (head, etag) = self.functions.existing_head(name).await?;
         if self.heads_seen.get(name).is_none_or(|seen| *seen != etag) {
             // The head changed (here or on another node): drop templates of
             // versions that are no longer live.
@@ -459,15 +452,7 @@ impl Node {
         headers: Option<&HeaderMap>,
     ) -> Result<(Arc<Model>, Option<Routed>), NodeError> {
         let name = Name::parse(name)?;
-        let (head, _) =
-            self.models
-                .registry()
-                .head(&name)
-                .await?
-                .ok_or_else(|| RegistryError::NotFound {
-                    noun: Kind::Model.noun(),
-                    name: name.to_string(),
-                })?;
+        let (head, _) = self.models.registry().existing_head(&name).await?;
         let keys = Keys {
             headers,
             input: None,

@@ -517,14 +517,7 @@ impl Node {
         keys: Keys<'_>,
     ) -> Result<(Arc<Plan>, Option<Routed>), NodeError> {
         let name = Name::parse(name)?;
-        let (head, _) =
-            self.pipelines
-                .head(&name)
-                .await?
-                .ok_or_else(|| RegistryError::NotFound {
-                    noun: Kind::Pipeline.noun(),
-                    name: name.to_string(),
-                })?;
+        let (head, _) = self.pipelines.existing_head(&name).await?;
         let (version, routed) = self.route(Kind::Pipeline, &name, &head, selector, Some(keys))?;
         Ok((self.plan(&name, version).await?, routed))
     }

@@ -453,16 +453,7 @@ impl Node {
     /// Judge every rollout this node routes every `every`, for as long as
     /// the node lives.
     pub fn spawn_rollout_watch(self: &Arc<Self>, every: Duration) {
-        let node = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                let Some(node) = node.upgrade() else { return };
-                node.watch_rollouts().await;
-            }
-        });
+        self.every(every, |node| async move { node.watch_rollouts().await });
     }
 
     /// One round: every judged rollout still active checked against its

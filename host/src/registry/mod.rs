@@ -325,6 +325,11 @@ impl<R: Record> Registry<R> {
         Ok(Some((head, object.etag)))
     }
 
+    /// The head of `name`, which must have versions ([`RegistryError::NotFound`]).
+    pub async fn existing_head(&self, name: &Name) -> Result<(Arc<Head>, ETag), RegistryError> {
+        self.head(name).await?.ok_or_else(|| Self::not_found(name))
+    }
+
     /// The head read straight from the store, for a compare-and-swap.
     async fn head_for_update(&self, name: &Name) -> Result<Option<(Head, ETag)>, RegistryError> {
         let key = Self::head_key(name);
@@ -406,10 +411,7 @@ impl<R: Record> Registry<R> {
         name: &Name,
         selector: &Selector,
     ) -> Result<u64, RegistryError> {
-        let (head, _) = self
-            .head(name)
-            .await?
-            .ok_or_else(|| Self::not_found(name))?;
+        let (head, _) = self.existing_head(name).await?;
         select(R::NOUN, name, &head, selector)
     }
 
