@@ -281,11 +281,16 @@ pub struct NodeArgs {
     /// their SLO, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     rollout_check_ms: u64,
+    /// How often this node writes its heartbeat to the store and counts the
+    /// live nodes, in milliseconds: a rate limit is shared out evenly over
+    /// the nodes whose heartbeat is younger than three periods.
+    #[arg(long, default_value_t = 5000)]
+    heartbeat_ms: u64,
 }
 
 impl NodeArgs {
     /// Start what a serving node runs beside requests: unloading what is
-    /// idle, the rollout and drift watches.
+    /// idle, the rollout and drift watches, the heartbeat.
     pub fn start_background(&self, node: &Arc<Node>) -> anyhow::Result<()> {
         node.spawn_idle_reaper(self.idle());
         if let Some(url) = &self.alert_webhook {
@@ -297,6 +302,7 @@ impl NodeArgs {
         };
         node.spawn_rollout_watch(Duration::from_millis(self.rollout_check_ms.max(10)));
         node.spawn_drift_watch(settings, Duration::from_secs(self.drift_flush_secs.max(1)));
+        node.spawn_heartbeat(Duration::from_millis(self.heartbeat_ms.max(100)));
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use sluice::http::Client;
 use sluice::inference::{Baseline, Batching, Push};
 use sluice::node::{ControlPlane, Deploy, Kind, Published, Settings};
 use sluice::pipeline::Pipeline;
+use sluice::registry::Guard;
 use sluice::registry::rollout::RolloutChange;
 use sluice::registry::{Invocation, STABLE};
 use sluice::store::Digest;
@@ -356,6 +357,10 @@ pub enum Request {
     Rollout(Kind, String, RolloutChange),
     /// A rollout's status.
     RolloutStatus(Kind, String),
+    /// Set or clear a guard.
+    SetGuard(Kind, String, Option<Guard>),
+    /// A guard and this node's circuits.
+    GuardStatus(Kind, String),
 }
 
 /// `sluice drift`.
@@ -1011,6 +1016,13 @@ async fn execute<P: ControlPlane>(plane: &P, request: Request) -> Result<()> {
         }
         Request::RolloutStatus(kind, name) => {
             super::rollout::print(kind, &plane.rollout_status(kind, &name).await?);
+        }
+        Request::SetGuard(kind, name, guard) => {
+            plane.set_guard(kind, &name, guard).await?;
+            super::guard::print(kind, &plane.guard_status(kind, &name).await?);
+        }
+        Request::GuardStatus(kind, name) => {
+            super::guard::print(kind, &plane.guard_status(kind, &name).await?);
         }
         Request::AuditVerify => match plane.audit_verify().await? {
             Ok(1) => println!("audit log intact: 1 record"),

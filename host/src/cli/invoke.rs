@@ -115,7 +115,7 @@ async fn in_process(
         } else {
             node.invoke(name, &selector, input, request_id.clone(), None)
                 .await?
-                .1
+                .output
         };
         encode_response(output)
     }

@@ -14,6 +14,7 @@ mod build;
 mod control;
 mod drift;
 mod features;
+mod guard;
 mod invoke;
 mod print;
 mod rollout;
@@ -75,6 +76,9 @@ enum Command {
     /// Roll a new version out gradually: a canary share, sticky A/B by a request key, or a shadow; promoted, aborted, or rolled back automatically when it breaks its SLO.
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
+    /// Protect a function's (or with --model a model's, --pipeline a pipeline's) callers: a fallback (another version, another pipeline, a static response) on errors, deadlines or an open circuit; a circuit breaker per version; rate limits per route and per API token.
+    #[command(subcommand)]
+    Guard(guard::GuardCommand),
     /// API tokens: create (shown once), list, revoke.
     #[command(subcommand)]
     Tokens(control::TokensCommand),
@@ -157,6 +161,7 @@ async fn run(command: Command, started: std::time::Instant) -> Result<ExitCode> 
         Command::Alias(command) => command.request()?,
         Command::Rollback(args) => args.request()?,
         Command::Rollout(command) => command.request()?,
+        Command::Guard(command) => command.request()?,
         Command::Tokens(command) => command.request()?,
         Command::Audit(command) => command.request()?,
     };

@@ -74,7 +74,7 @@ pub enum RolloutCommand {
     },
 }
 
-/// The name a rollout command acts on.
+/// The name a rollout or guard command acts on.
 #[derive(Args)]
 pub struct NameArgs {
     /// The function (or model, or pipeline).
@@ -90,13 +90,19 @@ pub struct NameArgs {
 }
 
 impl NameArgs {
-    fn request(self, change: Option<RolloutChange>) -> (TargetArgs, Request) {
+    /// Where to act, on which kind, and the name.
+    pub fn parts(self) -> (TargetArgs, Kind, String) {
         let kind = super::control::kind(self.model, self.pipeline);
+        (self.target, kind, self.name)
+    }
+
+    fn request(self, change: Option<RolloutChange>) -> (TargetArgs, Request) {
+        let (target, kind, name) = self.parts();
         let request = match change {
-            Some(change) => Request::Rollout(kind, self.name, change),
-            None => Request::RolloutStatus(kind, self.name),
+            Some(change) => Request::Rollout(kind, name, change),
+            None => Request::RolloutStatus(kind, name),
         };
-        (self.target, request)
+        (target, request)
     }
 }
 

@@ -8,10 +8,10 @@ use crate::features::{Compacted, Format, Ingested};
 use crate::inference::Baseline;
 use crate::inference::drift::Report as DriftReport;
 use crate::node::{
-    ControlPlane, Kind, Listing, Published, RolloutStatus, Settings, Summary, Version,
+    ControlPlane, GuardStatus, Kind, Listing, Published, RolloutStatus, Settings, Summary, Version,
 };
 use crate::registry::rollout::RolloutChange;
-use crate::registry::{Head, Invocation, Rollout};
+use crate::registry::{Guard, Head, Invocation, Rollout};
 use crate::store::{Digest, Progress};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -249,6 +249,8 @@ struct HeadJson<V> {
     invocation: Invocation,
     #[serde(default)]
     rollout: Option<Rollout>,
+    #[serde(default)]
+    guard: Option<Guard>,
 }
 
 impl From<HeadJson<u64>> for Head {
@@ -260,6 +262,7 @@ impl From<HeadJson<u64>> for Head {
             history: h.history,
             invocation: h.invocation,
             rollout: h.rollout,
+            guard: h.guard,
         }
     }
 }
@@ -329,6 +332,7 @@ impl ControlPlane for Client {
             history: body.history,
             invocation: body.invocation,
             rollout: body.rollout,
+            guard: body.guard,
         };
         Ok(Listing { head, versions })
     }
@@ -389,6 +393,26 @@ impl ControlPlane for Client {
 
     async fn rollout_status(&self, kind: Kind, name: &str) -> Result<RolloutStatus, ClientError> {
         let url = self.url(&format!("/v1/{}/{name}/rollout", kind.plural()));
+        self.json(self.http.get(url)).await
+    }
+
+    async fn set_guard(
+        &self,
+        kind: Kind,
+        name: &str,
+        guard: Option<Guard>,
+    ) -> Result<Head, ClientError> {
+        let url = self.url(&format!("/v1/{}/{name}/guard", kind.plural()));
+        let request = match &guard {
+            Some(guard) => self.http.put(url).json(guard),
+            None => self.http.delete(url),
+        };
+        let head: HeadJson<u64> = self.json(request).await?;
+        Ok(head.into())
+    }
+
+    async fn guard_status(&self, kind: Kind, name: &str) -> Result<GuardStatus, ClientError> {
+        let url = self.url(&format!("/v1/{}/{name}/guard", kind.plural()));
         self.json(self.http.get(url)).await
     }
 

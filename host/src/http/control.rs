@@ -11,6 +11,7 @@
 //! | `PUT` / `DELETE /v1/{kind}/{name}/aliases/{alias}` | move / remove an alias |
 //! | `POST /v1/{kind}/{name}/rollback[?alias=A]` | roll an alias back |
 //! | `GET` / `POST /v1/{kind}/{name}/rollout` | a rollout's status / start, set, promote, abort it |
+//! | `GET` / `PUT` / `DELETE /v1/{kind}/{name}/guard` | a guard (fallback, breaker, rate limits) and this node's circuits / set / clear it |
 //!
 //! and `PUT /v1/blobs`, `GET /v1/status`, `GET /metrics` (Prometheus),
 //! feature ingestion (`features.rs`),
@@ -31,7 +32,7 @@ use super::{ApiError, AppState, RequestId, query, read_body, spool_body};
 use crate::access::{Identity, Need, Role};
 use crate::node::{Acting, ControlPlane, Kind, Published, Settings};
 use crate::registry::rollout::RolloutChange;
-use crate::registry::{Head, Name, STABLE};
+use crate::registry::{Guard, Head, Name, STABLE};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -85,6 +86,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
                 .route(
                     &format!("{base}/{{name}}/rollout"),
                     get(rollout_status).post(rollout),
+                )
+                .route(
+                    &format!("{base}/{{name}}/guard"),
+                    get(guard_status).put(set_guard).delete(clear_guard),
                 )
                 .route(&format!("{base}/{{name}}/invocation"), put(set_invocation))
                 .layer(Extension(kind)),
@@ -283,6 +288,7 @@ pub(super) fn head_json(name: &str, head: &Head) -> Value {
         "history": head.history,
         "invocation": head.invocation,
         "rollout": head.rollout,
+        "guard": head.guard,
     })
 }
 
@@ -442,6 +448,81 @@ async fn rollout_status(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(caller.on(&state).rollout_status(kind, &name).await?).into_response())
+}
+
+/// `PUT /v1/{kind}/{name}/guard` with `{"fallback": ..., "breaker": ...,
+/// "rate_limit": ...}`.
+#[utoipa::path(
+    put, path = "/v1/{kind}/{name}/guard", operation_id = "set_guard", tag = "registry",
+    summary = "Set the guard of a function, model or pipeline: fallback, circuit breaker, rate limits",
+    description = "Replaces the guard. `fallback`: `{\"to\": \"version\", \"version\": N}`, `{\"to\": \"pipeline\", \"pipeline\": NAME}` (pipelines) or `{\"to\": \"static\", \"content_type\": T, \"body\": TEXT}` (functions and pipelines), with `on`: any of `error`, `deadline`, `circuit` (default all). `breaker` (functions and models, each version its own circuit on each node): `consecutive_failures` (5), `error_ratio` (0.5) over `window_secs` (30) once `min_requests` (20), `open_secs` (10), `probes` (3). `rate_limit`: `route` and/or `per_token`, each `{\"per_second\": R, \"burst\": B}`, shared out evenly over the live nodes.",
+    params(("kind" = String, Path), ("name" = String, Path)),
+    request_body(content = inline(Object)),
+    responses(
+        (status = 200, description = "The object's head, with its guard", body = Object),
+        (status = 400, description = "A bad body or setting", body = ErrorBody),
+        (status = 404, description = "No such name", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+async fn set_guard(
+    State(state): State<Arc<AppState>>,
+    Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let guard: Guard = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be a guard like {{\"fallback\": {{\"to\": \"version\", \"version\": 1}}, \"breaker\": {{\"consecutive_failures\": 5}}, \"rate_limit\": {{\"route\": {{\"per_second\": 100, \"burst\": 20}}}}}}: {e}"
+        ))
+    })?;
+    let head = caller
+        .on(&state)
+        .set_guard(kind, &name, Some(guard))
+        .await?;
+    Ok(Json(head_json(&name, &head)).into_response())
+}
+
+/// `DELETE /v1/{kind}/{name}/guard`.
+#[utoipa::path(
+    delete, path = "/v1/{kind}/{name}/guard", operation_id = "clear_guard", tag = "registry",
+    summary = "Clear the guard of a function, model or pipeline",
+    params(("kind" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 200, description = "The object's head, without a guard", body = Object),
+        (status = 404, description = "No such name", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+async fn clear_guard(
+    State(state): State<Arc<AppState>>,
+    Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let head = caller.on(&state).set_guard(kind, &name, None).await?;
+    Ok(Json(head_json(&name, &head)).into_response())
+}
+
+/// `GET /v1/{kind}/{name}/guard`.
+#[utoipa::path(
+    get, path = "/v1/{kind}/{name}/guard", operation_id = "guard_status", tag = "registry",
+    summary = "The guard of an object and this node's circuits of its versions",
+    params(("kind" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 200, description = "`guard`, `node`, `live_nodes` (rate limits are divided by it) and `circuits`: this node's, per version (`closed`, `open`, `half_open`)", body = Object),
+        (status = 404, description = "No such name", body = ErrorBody),
+    ),
+    security(("token" = []))
+)]
+async fn guard_status(
+    State(state): State<Arc<AppState>>,
+    Extension(kind): Extension<Kind>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(caller.on(&state).guard_status(kind, &name).await?).into_response())
 }
 
 /// `PUT /v1/{kind}/{name}/invocation` with `{"invocation": "open"|"token"}`.

@@ -144,6 +144,8 @@ fn node_status(e: &NodeError) -> StatusCode {
         NodeError::Busy { .. } | NodeError::Inference(InferenceError::QueueFull { .. }) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
+        NodeError::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        NodeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         NodeError::Step { source, .. } => node_status(source),
         NodeError::PipelineTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         NodeError::Features(f) => feature_status(f),
@@ -180,12 +182,26 @@ impl From<NodeError> for ApiError {
         {
             error.body.current = serde_json::to_value(current).ok();
         }
-        if let NodeError::Busy { .. } | NodeError::Inference(InferenceError::QueueFull { .. }) = e {
-            // One second: slots free up within a call's duration, far
-            // sooner; a client that waits longer only loses time.
-            error.retry_after = Some(1);
-        }
+        error.retry_after = retry_after(&e);
         error
+    }
+}
+
+/// How long a caller turned away by load shedding, a rate limit or an
+/// open circuit should wait.
+fn retry_after(e: &NodeError) -> Option<u64> {
+    match e {
+        // One second: slots free up within a call's duration, far sooner;
+        // a client that waits longer only loses time.
+        NodeError::Busy { .. } | NodeError::Inference(InferenceError::QueueFull { .. }) => Some(1),
+        NodeError::RateLimited {
+            retry_after_secs, ..
+        }
+        | NodeError::CircuitOpen {
+            retry_after_secs, ..
+        } => Some(*retry_after_secs),
+        NodeError::Step { source, .. } => retry_after(source),
+        _ => None,
     }
 }
 

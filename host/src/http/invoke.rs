@@ -5,6 +5,7 @@ use super::message::{decode_request, encode_explained, encode_response, wants_ex
 use super::openapi::{ErrorBody, MessageJson};
 use super::{ApiError, AppState, RequestId, read_body};
 use crate::inference::explain;
+use crate::node::FellBack;
 use crate::registry::Selector;
 use crate::tensor::Message;
 use axum::Extension;
@@ -59,8 +60,8 @@ pub async fn invoke(
     } else {
         (call.await, Vec::new())
     };
-    let (record, output) = called.map_err(|e| fail(e.into(), stage_hint.clone()))?;
-    let stage = format!("{}@{}", record.name, record.version);
+    let answered = called.map_err(|e| fail(e.into(), stage_hint.clone()))?;
+    let (stage, output) = (answered.by, answered.output);
     let mut response = if explain {
         let explanations = state
             .node
@@ -75,6 +76,7 @@ pub async fn invoke(
     if let Ok(value) = HeaderValue::from_str(&stage) {
         response.headers_mut().insert("x-sluice-stage", value);
     }
+    mark_fallback(&mut response, answered.fallback.as_ref());
     Ok(response)
 }
 
@@ -157,7 +159,16 @@ pub async fn pipeline(
     if let Some(cache) = run.cache {
         headers.insert("x-sluice-cache", HeaderValue::from_static(cache.as_str()));
     }
+    mark_fallback(&mut response, run.fallback.as_ref());
     Ok(response)
+}
+
+/// Say in `x-sluice-fallback` that a guard's fallback answered, what it
+/// was and why (`version:1; reason=deadline`).
+pub(super) fn mark_fallback(response: &mut Response, fallback: Option<&FellBack>) {
+    if let Some(value) = fallback.and_then(|f| HeaderValue::from_str(&f.header()).ok()) {
+        response.headers_mut().insert("x-sluice-fallback", value);
+    }
 }
 
 /// `NAME[@VERSION|@ALIAS]` from the path.

@@ -226,7 +226,8 @@ async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next)
     if let Some((kind, target)) = called {
         let name = target.split('@').next().unwrap_or(target);
         let token = control::bearer(request.headers());
-        if let Err(e) = state.node.admit_call(kind, name, token).await {
+        let call = request.method() == axum::http::Method::POST;
+        if let Err(e) = state.node.admit_call(kind, name, token, call).await {
             return control::refusal(e);
         }
     }

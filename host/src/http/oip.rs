@@ -350,30 +350,41 @@ async fn run(
     request.check_outputs(&served)?;
     let inputs = std::mem::take(&mut request.inputs);
     let explain = flag(&request.parameters, "explain").unwrap_or(false);
+    // What answered (a fallback's model version, if one did), its
+    // outputs, and the fallback.
     let work = async {
         Ok::<_, ApiError>(match &served {
-            Served::Model(model) => state.node.infer_routed(model, routed, inputs).await?,
+            Served::Model(model) => {
+                let inferred = state.node.infer_routed(model, routed, inputs).await?;
+                (
+                    Some(Served::Model(inferred.model)),
+                    inferred.outputs,
+                    inferred.fallback,
+                )
+            }
             Served::Pipeline(plan) => {
                 let input = Message {
                     tensors: inputs,
                     ..Message::default()
                 };
-                (state.node)
+                let run = (state.node)
                     .run_routed_plan(plan, routed, input, request_id)
-                    .await?
-                    .output
-                    .tensors
+                    .await?;
+                (None, run.output.tensors, run.fallback)
             }
         })
     };
-    let (outputs, explanations) = if explain {
+    let ((answered, outputs, fallback), explanations) = if explain {
         let (outputs, runs) = explain::recording(work).await;
         let outputs = outputs?;
         (outputs, Some(state.node.explain(runs).await?))
     } else {
         (work.await?, None)
     };
-    request.answer(&served, &outputs, explanations)
+    let mut response =
+        request.answer(answered.as_ref().unwrap_or(&served), &outputs, explanations)?;
+    super::invoke::mark_fallback(&mut response, fallback.as_ref());
+    Ok(response)
 }
 
 /// An inference request, parsed: JSON header, inputs (JSON data or raw

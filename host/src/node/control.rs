@@ -15,7 +15,7 @@ use crate::inference::{ModelVersion, Push};
 use crate::pipeline::PipelineVersion;
 use crate::registry::rollout::RolloutChange;
 use crate::registry::{
-    Head, Invocation, Name, Record, RegistryError, Rollout, Selector, now_rfc3339,
+    Guard, Head, Invocation, Name, Record, RegistryError, Rollout, Selector, now_rfc3339,
 };
 use crate::store::{Digest, Progress};
 use bytes::Bytes;
@@ -314,6 +314,35 @@ pub struct RolloutStatus {
     pub node: Option<Judged>,
 }
 
+/// A name's guard as `guard show` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuardStatus {
+    /// The name.
+    pub name: String,
+    /// Its guard, if it has one.
+    pub guard: Option<Guard>,
+    /// The answering node.
+    pub node: String,
+    /// Nodes it counts as sharing the store (rate limits are divided by
+    /// this).
+    pub live_nodes: u32,
+    /// The answering node's circuits of the name's versions (only those
+    /// called since the breaker was set).
+    pub circuits: Vec<CircuitView>,
+}
+
+/// One version's circuit on one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CircuitView {
+    /// The version.
+    pub version: u64,
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    /// While open: seconds until it is probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_in_secs: Option<u64>,
+}
+
 /// Everything that changes or reveals what a node serves.
 #[async_trait::async_trait]
 pub trait ControlPlane: Send + Sync {
@@ -356,6 +385,19 @@ pub trait ControlPlane: Send + Sync {
     /// The rollout of `name` (active, or how the last one ended) and what
     /// the answering node saw of it.
     async fn rollout_status(&self, kind: Kind, name: &str) -> Result<RolloutStatus, Self::Error>;
+
+    /// Set the guard of `name` (fallback, circuit breaker, rate limits),
+    /// replacing the one it had; `None` (or an empty guard) clears it.
+    /// Returns the head.
+    async fn set_guard(
+        &self,
+        kind: Kind,
+        name: &str,
+        guard: Option<Guard>,
+    ) -> Result<Head, Self::Error>;
+
+    /// The guard of `name` and the answering node's circuits of it.
+    async fn guard_status(&self, kind: Kind, name: &str) -> Result<GuardStatus, Self::Error>;
 
     /// Point `alias` at `version`; with `expect`, only if it points at
     /// that version now (`Some(None)`: only if it does not exist yet).
@@ -648,6 +690,53 @@ impl ControlPlane for Acting<'_> {
             stable: head.default_version(),
             rollout: head.rollout.clone(),
             node: self.judged_here(kind, &name),
+        })
+    }
+
+    async fn set_guard(
+        &self,
+        kind: Kind,
+        name: &str,
+        guard: Option<Guard>,
+    ) -> Result<Head, NodeError> {
+        let name = rolled_out(kind, name)?;
+        let guard = guard.filter(|g| !g.is_empty());
+        if let Some(g) = &guard
+            && g.breaker.is_some()
+            && kind == Kind::Pipeline
+        {
+            return Err(NodeError::InvalidSetting(
+                "a pipeline has no circuit of its own: breakers are per stage and per model; set one on the functions and models its steps call (a pipeline's fallback answers when their circuit is open)".into(),
+            ));
+        }
+        let (head, _) = on_registry!(self, kind, |registry| registry
+            .update(&name, |head| {
+                if let Some(g) = &guard {
+                    g.check(kind.noun(), &name, head)?;
+                }
+                head.guard = guard.clone();
+                Ok(true)
+            })
+            .await?);
+        let (action, detail) = match &guard {
+            Some(g) => ("guard.set", serde_json::to_string(g).unwrap_or_default()),
+            None => ("guard.clear", String::new()),
+        };
+        tracing::info!(kind = kind.noun(), %name, action, %detail, "guard changed");
+        self.audited(Change::new(action, kind.noun(), name.as_str()).detail(detail))
+            .await?;
+        Ok(head)
+    }
+
+    async fn guard_status(&self, kind: Kind, name: &str) -> Result<GuardStatus, NodeError> {
+        let name = rolled_out(kind, name)?;
+        let head = on_registry!(self, kind, |registry| registry.existing_head(&name).await?);
+        Ok(GuardStatus {
+            name: name.to_string(),
+            guard: head.0.guard.clone(),
+            node: crate::observe::node_id().to_string(),
+            live_nodes: self.live_nodes(),
+            circuits: self.circuits_of(kind, &name),
         })
     }
 

@@ -46,7 +46,9 @@ mod control;
 mod drift;
 mod function;
 mod gate;
+mod guard;
 mod idle;
+mod members;
 mod pipeline;
 mod results;
 mod rollout;
@@ -56,11 +58,12 @@ mod templates;
 pub use alerts::Alerts;
 pub use artifact::SigningKey;
 pub use control::{
-    Acting, ControlPlane, Deploy, Kind, Listing, Published, RolloutStatus, Settings, Summary,
-    Version,
+    Acting, CircuitView, ControlPlane, Deploy, GuardStatus, Kind, Listing, Published,
+    RolloutStatus, Settings, Summary, Version,
 };
 pub use function::{Concurrency, FunctionVersion};
 pub use gate::GateStats;
+pub use guard::{FellBack, trigger};
 pub use idle::IdlePolicy;
 pub use pipeline::{PipelineRun, Plan, StepTiming};
 pub use results::CacheUse;
@@ -75,7 +78,10 @@ use crate::inference::explain::Explanation;
 use crate::inference::{InferenceError, Model, Models};
 use crate::observe::Stats;
 use crate::pipeline::{PipelineError, PipelineVersion};
-use crate::registry::{InvalidName, Invocation, Name, Registry, RegistryError, Routed, Selector};
+use crate::registry::{
+    Breaker, FallbackTo, Head, InvalidName, Invocation, Name, Registry, RegistryError, Routed,
+    Selector,
+};
 use crate::store::{Digest, ETag, ObjectStore, Spooled, StoreError};
 use crate::tensor::{Message, NamedTensor};
 use axum::http::HeaderMap;
@@ -116,6 +122,39 @@ pub enum NodeError {
         max: u32,
         /// Its queue length.
         queue: u32,
+    },
+    /// A version's circuit is open: it failed repeatedly and is not called
+    /// until it is probed again.
+    #[error(
+        "{noun} {name}@{version} is not being called: its circuit opened after repeated failures; it is tried again in {retry_after_secs} s"
+    )]
+    CircuitOpen {
+        /// `function` or `model`.
+        noun: &'static str,
+        /// Its name.
+        name: String,
+        /// The version.
+        version: u64,
+        /// Seconds until it is probed.
+        retry_after_secs: u64,
+    },
+    /// A rate limit turned the call away.
+    #[error(
+        "{noun} {name} is rate limited ({bucket}: {per_second}/s across {nodes} node(s)); retry in {retry_after_secs} s"
+    )]
+    RateLimited {
+        /// `function`, `model` or `pipeline`.
+        noun: &'static str,
+        /// Its name.
+        name: String,
+        /// `route` or `per_token`.
+        bucket: &'static str,
+        /// The limit.
+        per_second: f64,
+        /// Nodes sharing it.
+        nodes: u32,
+        /// Seconds until a token is free.
+        retry_after_secs: u64,
     },
     /// The engine failed for a reason that is not the component's fault.
     #[error("engine failure: {0}")]
@@ -164,6 +203,8 @@ impl NodeError {
             Self::Inference(e) => e.kind(),
             Self::Registry(e) => e.kind(),
             Self::Busy { .. } => "busy",
+            Self::CircuitOpen { .. } => "circuit_open",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Features(_) => "features",
             Self::PipelineTimeout { .. } => "deadline",
             Self::Access(_) => "access",
@@ -185,6 +226,41 @@ impl From<EngineError> for NodeError {
             EngineError::Config(m) => Self::Engine(m),
         }
     }
+}
+
+/// A function call's answer.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// What answered: `name@version`, or `static` (a fallback's fixed
+    /// response).
+    pub by: String,
+    /// Its output.
+    pub output: Message,
+    /// Set when the guard's fallback answered instead of the version
+    /// called.
+    pub fallback: Option<FellBack>,
+}
+
+impl Answered {
+    fn by(record: &FunctionVersion, output: Message) -> Self {
+        Self {
+            by: format!("{}@{}", record.name, record.version),
+            output,
+            fallback: None,
+        }
+    }
+}
+
+/// A model run's answer.
+#[derive(Clone)]
+pub struct Inferred {
+    /// The model version that answered.
+    pub model: Arc<Model>,
+    /// Its outputs, in its order.
+    pub outputs: Vec<NamedTensor>,
+    /// Set when the guard's fallback version answered instead of the one
+    /// called.
+    pub fallback: Option<FellBack>,
 }
 
 /// The runtime core of one node.
@@ -216,6 +292,8 @@ pub struct Node {
     judges: rollout::Judges,
     /// Answers of pipelines that cache them.
     results: results::Results,
+    /// Circuit breakers and rate-limit buckets.
+    guards: guard::Guards,
 }
 
 impl Node {
@@ -246,6 +324,7 @@ impl Node {
             alerts: std::sync::OnceLock::new(),
             judges: rollout::Judges::default(),
             results: results::Results::new(result_bytes),
+            guards: guard::Guards::default(),
         }
     }
 
@@ -265,13 +344,16 @@ impl Node {
     /// Let a data-plane call of `name` (a function, model or pipeline)
     /// through: anyone's when its invocation is open, else only one with a
     /// token that may invoke it ([`AccessError::Unauthenticated`] without
-    /// one, [`AccessError::Forbidden`] with one that may not). A name that
-    /// does not exist passes: the call itself answers that.
+    /// one, [`AccessError::Forbidden`] with one that may not); then, for a
+    /// call (`call`: not a metadata read), within its guard's rate limits
+    /// ([`NodeError::RateLimited`]). A name that does not exist passes:
+    /// the call itself answers that.
     pub async fn admit_call(
         &self,
         kind: Kind,
         name: &str,
         token: Option<&str>,
+        call: bool,
     ) -> Result<(), NodeError> {
         let Ok(name) = Name::parse(name) else {
             return Ok(());
@@ -282,18 +364,31 @@ impl Node {
             Kind::Pipeline => self.pipelines.head(&name).await?,
             Kind::Table => None,
         };
-        if head.is_none_or(|(head, _)| head.invocation == Invocation::Open) {
+        let Some((head, _)) = head else {
             return Ok(());
-        }
-        let identity = self.access.identify(token).await?;
-        if !identity.may(Need::Invoke, Some(name.as_str())) {
-            return Err(AccessError::Forbidden {
-                token: identity.name.clone(),
-                role: identity.role,
+        };
+        let limit = (head.guard.as_ref())
+            .and_then(|g| g.rate_limit)
+            .filter(|_| call);
+        let per_token = limit.is_some_and(|l| l.per_token.is_some());
+        let mut caller = None;
+        if head.invocation == Invocation::Token || (per_token && token.is_some()) {
+            let identity = self.access.identify(token).await?;
+            if head.invocation == Invocation::Token
+                && !identity.may(Need::Invoke, Some(name.as_str()))
+            {
+                return Err(AccessError::Forbidden {
+                    token: identity.name.clone(),
+                    role: identity.role,
+                }
+                .into());
             }
-            .into());
+            caller = Some(identity.name.clone());
         }
-        Ok(())
+        match limit {
+            Some(limit) => self.limit(kind, &name, &limit, caller.as_deref()),
+            None => Ok(()),
+        }
     }
 
     /// The store.
@@ -326,14 +421,14 @@ impl Node {
     }
 
     /// The version of `name` that `selector` picks (through its rollout,
-    /// if one is on), checking this node's templates against the head it
-    /// was read from.
+    /// if one is on), with the head it was read from, checking this node's
+    /// templates against that head.
     async fn pick(
         &self,
         name: &Name,
         selector: &Selector,
         keys: Option<Keys<'_>>,
-    ) -> Result<(u64, Option<Routed>), NodeError> {
+    ) -> Result<(Arc<Head>, u64, Option<Routed>), NodeError> {
         let (head, etag) = self.functions.existing_head(name).await?;
         if self.heads_seen.get(name).is_none_or(|seen| *seen != etag) {
             // The head changed (here or on another node): drop templates of
@@ -343,12 +438,14 @@ impl Node {
             self.prune_gates();
             self.heads_seen.insert(name.clone(), etag);
         }
-        self.route(Kind::Function, name, &head, selector, keys)
+        let (version, routed) = self.route(Kind::Function, name, &head, selector, keys)?;
+        Ok((head, version, routed))
     }
 
     /// Run the version of `name` that `selector` picks on `input`. An
     /// unqualified call (`NAME`) goes where the function's rollout sends
-    /// it, read from `headers` and `input` when it is sticky.
+    /// it, read from `headers` and `input` when it is sticky. A failure
+    /// the function's guard has a fallback for is answered by it.
     pub async fn invoke(
         self: &Arc<Self>,
         name: &str,
@@ -356,37 +453,82 @@ impl Node {
         input: Message,
         request_id: Arc<str>,
         headers: Option<&HeaderMap>,
-    ) -> Result<(FunctionVersion, Message), NodeError> {
+    ) -> Result<Answered, NodeError> {
         let name = Name::parse(name)?;
         let keys = Keys {
             headers,
             input: Some(&input),
         };
-        let (version, routed) = self.pick(&name, selector, Some(keys)).await?;
-        let called = name.clone();
+        let (head, version, routed) = self.pick(&name, selector, Some(keys)).await?;
+        let breaker = guard::breaker_of(&head);
+        // Kept only when a fallback may need it.
+        let kept = head
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.fallback.is_some())
+            .then(|| input.clone());
+        let (called, rid) = (name.clone(), request_id.clone());
         let run = move |node: Arc<Self>, version, input| {
-            let (name, request_id) = (called.clone(), request_id.clone());
-            async move { node.call_version(&name, version, input, request_id).await }
+            let (name, request_id) = (called.clone(), rid.clone());
+            async move {
+                node.call_version(&name, version, input, request_id, breaker)
+                    .await
+            }
         };
-        self.run_routed(
-            Kind::Function,
-            &name,
-            version,
-            routed,
-            input,
-            run,
-            |(_, output)| output.clone(),
-        )
-        .await
+        let result = self
+            .run_routed(
+                Kind::Function,
+                &name,
+                version,
+                routed,
+                input,
+                run,
+                |(_, output)| output.clone(),
+            )
+            .await;
+        let failure = match result {
+            Ok((record, output)) => return Ok(Answered::by(&record, output)),
+            Err(e) => e,
+        };
+        let (Some((to, reason)), Some(input)) =
+            (guard::fallback_for(&head, &failure, version), kept)
+        else {
+            return Err(failure);
+        };
+        let answered = match to {
+            FallbackTo::Version { version } => self
+                .call_version(&name, *version, input, request_id, breaker)
+                .await
+                .map(|(record, output)| Answered::by(&record, output)),
+            FallbackTo::Static { content_type, body } => Ok(Answered {
+                by: "static".into(),
+                output: guard::static_answer(content_type, body),
+                fallback: None,
+            }),
+            FallbackTo::Pipeline { .. } => return Err(failure),
+        };
+        match answered {
+            Ok(mut answered) => {
+                answered.fallback =
+                    Some(self.fell_back(Kind::Function, &name, to, reason, &failure));
+                Ok(answered)
+            }
+            Err(e) => {
+                tracing::warn!(%name, fallback = %to.label(), error = %e, "the fallback failed too");
+                Err(failure)
+            }
+        }
     }
 
-    /// Run version `version` of function `name` on `input`.
+    /// Run version `version` of function `name` on `input`, through its
+    /// circuit when `breaker` sets one.
     async fn call_version(
         &self,
         name: &Name,
         version: u64,
         input: Message,
         request_id: Arc<str>,
+        breaker: Option<Breaker>,
     ) -> Result<(FunctionVersion, Message), NodeError> {
         let loaded = self.load(name.clone(), version).await?;
         // Held for the call: a slot under the function's concurrency cap.
@@ -396,16 +538,18 @@ impl Node {
         };
         let identity = loaded.identity(request_id);
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
+        let call = self.engine.call(
+            &loaded.pre,
+            identity,
+            loaded.config.clone(),
+            loaded.record.limits,
+            self.reach(&loaded.record, None),
+            input,
+        );
         let output = self
-            .engine
-            .call(
-                &loaded.pre,
-                identity,
-                loaded.config.clone(),
-                loaded.record.limits,
-                self.reach(&loaded.record, None),
-                input,
-            )
+            .breaking(Kind::Function, name, version, breaker, async {
+                Ok(call.await?)
+            })
             .await?;
         Ok((loaded.record.clone(), output))
     }
@@ -463,14 +607,20 @@ impl Node {
     }
 
     /// Run `model` on named inputs (the other version of a rollout, if it
-    /// sent the call there: see [`Self::routed_model`]).
+    /// sent the call there: see [`Self::routed_model`]), through the
+    /// circuit of the version that runs. A failure the model's guard has a
+    /// fallback version for is answered by that version.
     pub async fn infer_routed(
         self: &Arc<Self>,
         model: &Arc<Model>,
         routed: Option<Routed>,
         inputs: Vec<NamedTensor>,
-    ) -> Result<Vec<NamedTensor>, NodeError> {
+    ) -> Result<Inferred, NodeError> {
         let name = Name::parse(&model.record.name)?;
+        let (head, _) = self.models.registry().existing_head(&name).await?;
+        let breaker = guard::breaker_of(&head);
+        let has_fallback = head.guard.as_ref().is_some_and(|g| g.fallback.is_some());
+        let kept = has_fallback.then(|| inputs.clone());
         let (called, first) = (name.clone(), model.clone());
         let run = move |node: Arc<Self>, version, inputs| {
             let (name, first) = (called.clone(), first.clone());
@@ -479,20 +629,67 @@ impl Node {
                     true => first,
                     false => node.models.get(&name, &Selector::Version(version)).await?,
                 };
-                Ok(node.models.run(&model, inputs).await?)
+                node.run_model(&model, inputs, breaker).await
             }
         };
         let version = model.record.version;
-        self.run_routed(
-            Kind::Model,
-            &name,
-            version,
-            routed,
-            inputs,
-            run,
-            Clone::clone,
-        )
-        .await
+        let result = self
+            .run_routed(
+                Kind::Model,
+                &name,
+                version,
+                routed,
+                inputs,
+                run,
+                |(_, outputs)| outputs.clone(),
+            )
+            .await;
+        let failure = match result {
+            Ok((model, outputs)) => {
+                return Ok(Inferred {
+                    model,
+                    outputs,
+                    fallback: None,
+                });
+            }
+            Err(e) => e,
+        };
+        let Some(((to, reason), inputs)) = guard::fallback_for(&head, &failure, version).zip(kept)
+        else {
+            return Err(failure);
+        };
+        let FallbackTo::Version { version } = to else {
+            return Err(failure);
+        };
+        let answered = async {
+            let model = self.models.get(&name, &Selector::Version(*version)).await?;
+            self.run_model(&model, inputs, breaker).await
+        };
+        match answered.await {
+            Ok((model, outputs)) => Ok(Inferred {
+                model,
+                outputs,
+                fallback: Some(self.fell_back(Kind::Model, &name, to, reason, &failure)),
+            }),
+            Err(e) => {
+                tracing::warn!(%name, fallback = %to.label(), error = %e, "the fallback failed too");
+                Err(failure)
+            }
+        }
+    }
+
+    /// Run `model` through its version's circuit, if `breaker` sets one.
+    async fn run_model(
+        &self,
+        model: &Arc<Model>,
+        inputs: Vec<NamedTensor>,
+        breaker: Option<Breaker>,
+    ) -> Result<(Arc<Model>, Vec<NamedTensor>), NodeError> {
+        let name = Name::parse(&model.record.name)?;
+        let run = async { Ok(self.models.run(model, inputs).await?) };
+        let outputs =
+            (self.breaking(Kind::Model, &name, model.record.version, breaker, run)).await?;
+        Ok((model.clone(), outputs))
     }
 
     /// Run `model` on named inputs; outputs in the model's order.

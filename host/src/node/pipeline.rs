@@ -8,13 +8,14 @@
 //! once per node and kept; a request pays a head lookup and the steps.
 
 use super::control::Published;
+use super::guard::{self, FellBack};
 use super::results::{CacheUse, Kept, input_hash};
 use super::{Keys, Kind, Node, NodeError};
 use crate::engine::{CallError, Grant, StageLimits, World};
 use crate::inference::InferenceError;
 use crate::observe::metrics::{Histogram, PipelineMetrics, metrics};
 use crate::pipeline::{OnError, Pipeline, PipelineError, PipelineVersion, Step, StepKind, When};
-use crate::registry::{Name, RegistryError, Routed, Selector, now_rfc3339};
+use crate::registry::{FallbackTo, Name, RegistryError, Routed, Selector, now_rfc3339};
 use crate::store::StoreError;
 use crate::tensor::{Message, NamedTensor, Scalar, Signature, TensorSpec, shape_text};
 use axum::http::HeaderMap;
@@ -166,6 +167,9 @@ pub struct PipelineRun {
     pub timings: Vec<StepTiming>,
     /// How the result cache served it, for a pipeline that caches.
     pub cache: Option<CacheUse>,
+    /// Set when the guard's fallback answered instead of the version
+    /// called (such answers are never cached).
+    pub fallback: Option<FellBack>,
 }
 
 /// Whether a request asks not to be answered from a cache
@@ -490,11 +494,15 @@ impl Node {
                 output: kept.output.clone(),
                 timings: Vec::new(),
                 cache: Some(CacheUse::Hit),
+                fallback: None,
             });
         }
         let mut run = self
             .run_routed_plan(&plan, routed, input, request_id)
             .await?;
+        if run.fallback.is_some() {
+            return Ok(run);
+        }
         let kept = Kept {
             pipeline: run.pipeline.clone(),
             output: run.output.clone(),
@@ -523,7 +531,10 @@ impl Node {
     }
 
     /// Run `plan` on `input` (the other version of a rollout, if it sent
-    /// the call there: see [`Self::routed_pipeline`]).
+    /// the call there: see [`Self::routed_pipeline`]). A failure the
+    /// pipeline's guard has a fallback for is answered by it (another
+    /// version, another pipeline run as its stable version, or a fixed
+    /// response; never a fallback's own fallback).
     pub async fn run_routed_plan(
         self: &Arc<Self>,
         plan: &Arc<Plan>,
@@ -532,9 +543,13 @@ impl Node {
         request_id: Arc<str>,
     ) -> Result<PipelineRun, NodeError> {
         let name = Name::parse(&plan.record.name)?;
-        let (called, first) = (name.clone(), plan.clone());
+        let (head, _) = self.pipelines.existing_head(&name).await?;
+        let kept = (head.guard.as_ref())
+            .is_some_and(|g| g.fallback.is_some())
+            .then(|| input.clone());
+        let (called, first, rid) = (name.clone(), plan.clone(), request_id.clone());
         let run = move |node: Arc<Self>, version, input| {
-            let (name, first, request_id) = (called.clone(), first.clone(), request_id.clone());
+            let (name, first, request_id) = (called.clone(), first.clone(), rid.clone());
             async move {
                 let plan = match version == first.record.version {
                     true => first,
@@ -544,10 +559,51 @@ impl Node {
             }
         };
         let version = plan.record.version;
-        self.run_routed(Kind::Pipeline, &name, version, routed, input, run, |run| {
-            run.output.clone()
-        })
-        .await
+        let result = self
+            .run_routed(Kind::Pipeline, &name, version, routed, input, run, |run| {
+                run.output.clone()
+            })
+            .await;
+        let failure = match result {
+            Ok(run) => return Ok(run),
+            Err(e) => e,
+        };
+        let Some(((to, reason), input)) = guard::fallback_for(&head, &failure, version).zip(kept)
+        else {
+            return Err(failure);
+        };
+        let answered = match to {
+            FallbackTo::Version { version } => match self.plan(&name, *version).await {
+                Ok(plan) => self.run_version(&plan, input, request_id).await,
+                Err(e) => Err(e),
+            },
+            FallbackTo::Pipeline { pipeline } => {
+                match self
+                    .routed_pipeline(pipeline, &Selector::Default, Keys::default())
+                    .await
+                {
+                    Ok((plan, _)) => self.run_version(&plan, input, request_id).await,
+                    Err(e) => Err(e),
+                }
+            }
+            FallbackTo::Static { content_type, body } => Ok(PipelineRun {
+                pipeline: "static".into(),
+                output: guard::static_answer(content_type, body),
+                timings: Vec::new(),
+                cache: None,
+                fallback: None,
+            }),
+        };
+        match answered {
+            Ok(mut run) => {
+                run.fallback = Some(self.fell_back(Kind::Pipeline, &name, to, reason, &failure));
+                Ok(run)
+            }
+            Err(e) => {
+                tracing::warn!(%name, fallback = %to.label(), error = %e, "the fallback failed too");
+                Err(failure)
+            }
+        }
     }
 
     /// Run `plan` on `input`, counted in its metrics.
@@ -653,6 +709,7 @@ impl Node {
             output,
             timings,
             cache: None,
+            fallback: None,
         })
     }
 
@@ -758,10 +815,12 @@ impl Node {
                             })
                         })
                         .collect();
-                    self.models.run(&model, inputs).await
+                    let breaker = self.breaker(Kind::Model, target).await;
+                    let run = async { Ok(self.models.run(&model, inputs).await?) };
+                    (self.breaking(Kind::Model, target, model.record.version, breaker, run)).await
                 };
                 let outputs = match tokio::time::timeout(own.min(remaining), run).await {
-                    Ok(outputs) => outputs.map_err(|e| in_step(e.into()))?,
+                    Ok(outputs) => outputs.map_err(in_step)?,
                     Err(_) if own >= remaining => return Err(timed_out()),
                     Err(_) => {
                         return Err(in_step(NodeError::Call(CallError::DeadlineExceeded(own))));
@@ -785,7 +844,7 @@ impl Node {
             StepKind::Function => {
                 let version = match selector {
                     Selector::Version(v) => *v,
-                    _ => self.pick(target, selector, None).await.map_err(in_step)?.0,
+                    _ => self.pick(target, selector, None).await.map_err(in_step)?.1,
                 };
                 let loaded = self.load(target.clone(), version).await.map_err(in_step)?;
                 let _slot = match loaded.record.concurrency {
@@ -823,15 +882,23 @@ impl Node {
                     .invocations
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let reach = self.reach(&loaded.record, Some(plan.grants[i].clone()));
-                match self
-                    .engine
-                    .call(&loaded.pre, identity, config, limits, reach, input)
+                let breaker = self.breaker(Kind::Function, target).await;
+                let call = async {
+                    match (self.engine)
+                        .call(&loaded.pre, identity, config, limits, reach, input)
+                        .await
+                    {
+                        Ok(output) => Ok(output),
+                        Err(CallError::DeadlineExceeded(_)) if budget_bound => Err(timed_out()),
+                        Err(e) => Err(e.into()),
+                    }
+                };
+                (self.breaking(Kind::Function, target, version, breaker, call))
                     .await
-                {
-                    Ok(output) => Ok(output),
-                    Err(CallError::DeadlineExceeded(_)) if budget_bound => Err(timed_out()),
-                    Err(e) => Err(in_step(e.into())),
-                }
+                    .map_err(|e| match e {
+                        NodeError::PipelineTimeout { .. } => e,
+                        e => in_step(e),
+                    })
             }
         }
     }

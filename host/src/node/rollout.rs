@@ -450,10 +450,14 @@ impl Node {
         })
     }
 
-    /// Judge every rollout this node routes every `every`, for as long as
-    /// the node lives.
+    /// Judge every rollout this node routes every `every`, and record
+    /// its circuits' changes in the audit log, for as long as the node
+    /// lives.
     pub fn spawn_rollout_watch(self: &Arc<Self>, every: Duration) {
-        self.every(every, |node| async move { node.watch_rollouts().await });
+        self.every(every, |node| async move {
+            node.watch_rollouts().await;
+            node.record_circuit_changes().await;
+        });
     }
 
     /// One round: every judged rollout still active checked against its

@@ -198,6 +198,22 @@ pub struct RolloutLabels {
     pub result: &'static str,
 }
 
+/// A guarded name's protective action: a fallback that answered (`to`
+/// says what, `reason` why), a circuit's change of state (`to`: `open`,
+/// `half_open`, `closed`), a call a rate limit turned away (`to`: `route`
+/// or `per_token`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardLabels {
+    /// `function`, `model` or `pipeline`.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: Arc<str>,
+    /// What it did.
+    pub to: Arc<str>,
+    /// Why (`error`, `deadline`, `circuit`; empty for limits and circuits).
+    pub reason: &'static str,
+}
+
 /// A store operation and how it ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreLabels {
@@ -290,6 +306,12 @@ pub struct Metrics {
     pub shadow_calls: Family<RolloutLabels, Counter>,
     /// Rollouts this node rolled back.
     pub rollbacks: Family<RolloutLabels, Counter>,
+    /// Calls a fallback answered.
+    pub fallbacks: Family<GuardLabels, Counter>,
+    /// Circuit state changes.
+    pub circuit_changes: Family<GuardLabels, Counter>,
+    /// Calls turned away by a rate limit.
+    pub rate_limited: Family<GuardLabels, Counter>,
 }
 
 impl Metrics {
@@ -320,6 +342,9 @@ impl Metrics {
             rollout_calls: Family::default(),
             shadow_calls: Family::default(),
             rollbacks: Family::default(),
+            fallbacks: Family::default(),
+            circuit_changes: Family::default(),
+            rate_limited: Family::default(),
         };
         metrics.registered()
     }
@@ -442,6 +467,21 @@ impl Metrics {
             "rollbacks",
             "Rollouts this node rolled back for breaking their SLO",
             self.rollbacks.clone(),
+        );
+        r.register(
+            "fallbacks",
+            "Calls a guard's fallback answered, by what answered (to) and why (error, deadline, circuit)",
+            self.fallbacks.clone(),
+        );
+        r.register(
+            "circuit_changes",
+            "Circuit breaker state changes on this node, by the state moved to (open, half_open, closed); name is name@version",
+            self.circuit_changes.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Calls turned away (429) by a guard's rate limit, by bucket (route or per_token)",
+            self.rate_limited.clone(),
         );
         self
     }

@@ -16,9 +16,11 @@
 //! so of two racing moves exactly one wins and the other gets
 //! [`RegistryError::Conflict`] with the state it lost to.
 
+pub mod guard;
 mod names;
 pub mod rollout;
 
+pub use guard::{Breaker, Bucket, Fallback, FallbackTo, Guard, RateLimit, Trigger};
 pub use names::{InvalidName, Name};
 pub use rollout::{Arm, Rollout, RolloutState, Routed, Slo, StickyKey};
 
@@ -77,6 +79,9 @@ pub struct Head {
     /// The name's rollout, active or how the last one ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// The name's fallback, circuit breaker and rate limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Guard>,
 }
 
 /// Who may call a function, model or pipeline on the data plane.
@@ -704,6 +709,26 @@ impl<R: Record> Registry<R> {
             let reason = format!(
                 "version {version} is in the rollout of {} → {}; promote or abort it first (`sluice rollout promote|abort {name}`)",
                 rollout.from, rollout.to
+            );
+            head.versions.insert(version);
+            return Err(RegistryError::Conflict {
+                name: name.to_string(),
+                reason,
+                current: Box::new(head),
+            });
+        }
+        if let Some(Guard {
+            fallback:
+                Some(Fallback {
+                    to: FallbackTo::Version { version: fallback },
+                    ..
+                }),
+            ..
+        }) = &head.guard
+            && *fallback == version
+        {
+            let reason = format!(
+                "version {version} is the fallback of {name}; set another fallback first (`sluice guard set {name} ...`, or `sluice guard clear {name}`)"
             );
             head.versions.insert(version);
             return Err(RegistryError::Conflict {
