@@ -49,6 +49,9 @@ fn routes() -> Vec<(Method, &'static str, &'static str, Need)> {
             (Method::PUT, leak("/v1/{k}/f/invocation"), "{}", Change),
             (Method::GET, leak("/v1/{k}/f/rollout"), "", View),
             (Method::POST, leak("/v1/{k}/f/rollout"), "{}", Change),
+            (Method::GET, leak("/v1/{k}/f/guard"), "", View),
+            (Method::PUT, leak("/v1/{k}/f/guard"), "{}", Change),
+            (Method::DELETE, leak("/v1/{k}/f/guard"), "", Change),
         ]);
     }
     routes

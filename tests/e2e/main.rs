@@ -10,6 +10,7 @@ mod drift;
 mod explain;
 mod features;
 mod fraud;
+mod guard;
 mod image;
 mod infra;
 mod invoke;
