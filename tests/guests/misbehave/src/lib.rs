@@ -3,8 +3,10 @@
 //! log record of 100 fields, one of them 1 MiB), `grow` (a 9 MiB answer to
 //! a 4-byte request), or anything else to echo it back with a per-instance
 //! call count. For echoes the deploy's config can ask for more: `tag=T`
-//! adds a field `tag`, `sleep_ms=N` answers N ms late, `fail=1` fails
-//! every echo (versions that differ, are slow or broken, for rollouts).
+//! adds a field `tag`, `sleep_ms=N` answers N ms late, `work=N` does N
+//! thousand rounds of arithmetic first (fixed CPU work, whatever else
+//! runs), `fail=1` fails every echo (versions that
+//! differ, are slow, busy or broken, for rollouts and load tests).
 
 use sluice_sdk::{Message, Scalar, Stage, StageError, config, export_stage, log};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -59,6 +61,12 @@ impl Stage for Misbehave {
                 }
                 if let Some(ms) = config::get("sleep_ms").and_then(|v| v.parse().ok()) {
                     std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
+                if let Some(rounds) = config::get("work").and_then(|v| v.parse::<u64>().ok()) {
+                    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+                    for _ in 0..rounds * 1000 {
+                        x = std::hint::black_box(x ^ (x << 13) ^ (x >> 7)).wrapping_mul(31);
+                    }
                 }
                 let echo = Message::from_body("application/octet-stream", body)
                     .with_field("calls", Scalar::Int(calls));
