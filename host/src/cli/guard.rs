@@ -9,6 +9,8 @@ use clap::{Args, Subcommand};
 use sluice::node::{GuardStatus, Kind};
 use sluice::registry::{Breaker, Bucket, Fallback, FallbackTo, Guard, RateLimit, Trigger};
 
+// Parsed once per process: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum GuardCommand {
     /// Set NAME's guard, replacing the one it had (every node applies it

@@ -164,9 +164,7 @@ impl Circuit {
                 }
             }
             (Phase::Closed, Ticket::Call) => {
-                let Some(failed) = failed else {
-                    return None;
-                };
+                let failed = failed?;
                 let second = now.saturating_duration_since(self.started).as_secs();
                 while s
                     .window
