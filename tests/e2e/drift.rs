@@ -223,14 +223,7 @@ async fn a_shifted_distribution_alerts_once_across_two_nodes_and_the_baseline_do
     }));
 
     // The metrics and the terminal say the same.
-    let metrics = client()
-        .get(a.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = a.metrics().await;
     assert!(
         metrics.contains(r#"sluice_drift_level{model="iris-live",version="1"} 2"#),
         "{metrics}"

@@ -50,30 +50,11 @@ async fn guard(server: &Server, kind: &str, name: &str, guard: Value) -> Value {
 /// The value of the counter line of `/metrics` naming `family` with all
 /// of `labels` (0 when there is none).
 async fn counter(server: &Server, family: &str, labels: &[&str]) -> f64 {
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     text.lines()
         .filter(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|x| l.contains(x)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// The audit records of `action`.
-async fn audited(server: &Server, action: &str) -> Vec<Value> {
-    let (_, log) = server.get("/v1/audit").await;
-    log["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .filter(|r| r["action"] == action)
-        .cloned()
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -228,17 +209,17 @@ async fn fallbacks_answer_for_a_trap_a_deadline_and_an_open_circuit() {
         assert_eq!(n, 1.0, "{state}");
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while audited(&server, "circuit.closed").await.is_empty() && Instant::now() < deadline {
+    while server.audited("circuit.closed").await.is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let opened = audited(&server, "circuit.open").await;
+    let opened = server.audited("circuit.open").await;
     assert_eq!(opened.len(), 1, "{opened:?}");
     assert!(
         opened[0]["actor"].as_str().unwrap().starts_with("node:"),
         "{opened:?}"
     );
-    assert_eq!(audited(&server, "circuit.closed").await.len(), 1);
-    assert_eq!(audited(&server, "guard.set").await.len(), 3);
+    assert_eq!(server.audited("circuit.closed").await.len(), 1);
+    assert_eq!(server.audited("guard.set").await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -101,18 +101,6 @@ fn two_nodes(data: &Path, extra: &[&str]) -> (Server, Server) {
     )
 }
 
-/// The audit records of `action`.
-async fn audited(server: &Server, action: &str) -> Vec<Value> {
-    let (_, log) = server.get("/v1/audit").await;
-    log["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .filter(|r| r["action"] == action)
-        .cloned()
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn weighted_and_sticky_splits_route_every_node_alike_until_promoted() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,7 +209,7 @@ async fn weighted_and_sticky_splits_route_every_node_alike_until_promoted() {
     .map(|a| a.to_string())
     .collect();
     for action in &actions {
-        assert!(!audited(&a, action).await.is_empty(), "no {action} record");
+        assert!(!a.audited(action).await.is_empty(), "no {action} record");
     }
     let status = rollout(&b, &["status", "split"]);
     assert!(status.contains("stable version 2"), "{status}");
@@ -345,7 +333,7 @@ async fn a_failing_version_rolls_back_on_both_nodes_with_one_audit_record_and_on
             assert_eq!((status, tag.as_str()), (200, "one"));
         }
     }
-    let records = audited(&a, "rollout.rollback").await;
+    let records = a.audited("rollout.rollback").await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert!(
         records[0]["actor"].as_str().unwrap().starts_with("node:"),

@@ -245,6 +245,28 @@ impl Server {
             .unwrap_or_else(|| panic!("no counter {path} in {status}"))
     }
 
+    /// The audit records of `action`.
+    pub async fn audited(&self, action: &str) -> Vec<Value> {
+        let (_, log) = self.get("/v1/audit").await;
+        log["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .filter(|r| r["action"] == action)
+            .cloned()
+            .collect()
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let response = client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("scrape");
+        response.text().await.expect("metrics text")
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = client().get(self.url(path)).send().await.expect("GET");
         let status = response.status().as_u16();
