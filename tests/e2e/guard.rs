@@ -439,3 +439,64 @@ async fn two_nodes_share_a_rate_limit_out_between_them() {
     assert!((10..=11).contains(&on_a), "{on_a}");
     assert!((10..=11).contains(&on_b), "{on_b}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_models_circuit_opens_and_its_fallback_version_answers() {
+    use crate::models::{post, push};
+    let server = Server::start();
+    // Two versions of one model (tract fails a run whose index is past the
+    // table; the node answers 500 and serves on).
+    for description in ["first", "second"] {
+        let (status, v) = push(&server, "gather", &[("description", description)]).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let refused = client()
+        .put(server.url("/v1/models/gather/guard"))
+        .json(&json!({"fallback": {"to": "static", "content_type": "application/json", "body": "{}"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400, "a model answers tensors, not a body");
+    guard(
+        &server,
+        "models",
+        "gather",
+        json!({"fallback": {"to": "version", "version": 1, "on": ["circuit"]},
+               "breaker": {"consecutive_failures": 2, "open_secs": 30}}),
+    )
+    .await;
+    let gather = |index: i64| json!({"inputs": [{"name": "I", "datatype": "INT64", "shape": [1], "data": [index]}]});
+    for _ in 0..2 {
+        assert_eq!(
+            post(&server, "/v2/models/gather/infer", &gather(100))
+                .await
+                .0,
+            500
+        );
+    }
+    let response = client()
+        .post(server.url("/v2/models/gather/infer"))
+        .json(&gather(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(response.headers(), "x-sluice-fallback"),
+        "version:1; reason=circuit"
+    );
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["model_version"], "1", "{answer}");
+    assert_eq!(answer["outputs"][0]["data"], json!([4.0, 5.0]), "{answer}");
+    let (_, shown) = server.get("/v1/models/gather/guard").await;
+    let open = shown["circuits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["version"] == 2);
+    assert_eq!(
+        open.expect("version 2's circuit")["state"],
+        "open",
+        "{shown}"
+    );
+}

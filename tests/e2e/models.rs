@@ -42,7 +42,7 @@ pub(crate) fn reference(name: &str) -> Value {
 }
 
 /// Push the example model `name` under its own name.
-async fn push(server: &Server, name: &str, query: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn push(server: &Server, name: &str, query: &[(&str, &str)]) -> (u16, Value) {
     push_as(server, name, name, query).await
 }
 
@@ -59,7 +59,7 @@ async fn push_as(server: &Server, name: &str, file: &str, query: &[(&str, &str)]
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     let response = client()
         .post(server.url(path))
         .json(body)

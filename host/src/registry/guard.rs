@@ -11,6 +11,11 @@
 use super::{Head, Name, RegistryError};
 use serde::{Deserialize, Serialize};
 
+/// The slowest rate a limit may set: one call in about 17 minutes.
+const MIN_RATE: f64 = 0.001;
+/// The fastest: more than any node serves.
+const MAX_RATE: f64 = 1e9;
+
 /// A name's guard, as set on the control plane (all parts optional).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,10 +249,10 @@ impl Guard {
             }
             for (what, bucket) in [("route", limit.route), ("per_token", limit.per_token)] {
                 if let Some(b) = bucket
-                    && (!(b.per_second > 0.0 && b.per_second.is_finite()) || b.burst == 0)
+                    && (!(MIN_RATE..=MAX_RATE).contains(&b.per_second) || b.burst == 0)
                 {
                     return invalid(format!(
-                        "rate_limit.{what}: per_second must be a positive number and burst at least 1 (got {} and {})",
+                        "rate_limit.{what}: per_second must be between {MIN_RATE} and {MAX_RATE:e} and burst at least 1 (got {} and {})",
                         b.per_second, b.burst
                     ));
                 }
@@ -303,6 +308,7 @@ mod tests {
             serde_json::json!({"breaker": {"probes": 0}}),
             serde_json::json!({"rate_limit": {}}),
             serde_json::json!({"rate_limit": {"route": {"per_second": 0, "burst": 1}}}),
+            serde_json::json!({"rate_limit": {"route": {"per_second": 1e-300, "burst": 1}}}),
             serde_json::json!({"fallback": {"to": "version", "version": 1, "on": []}}),
         ] {
             assert!(check("function", bad.clone()).is_err(), "{bad}");
