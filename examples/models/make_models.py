@@ -30,6 +30,10 @@ Writes, next to this file:
   lgbm-iris.onnx     LightGBM multiclass (onnxmltools: BRANCH_LEQ with
                      missing-value tracks), 4 -> 3
   lgbm-diabetes.onnx LightGBM regressor, 10 -> 1
+  digits-mnb.onnx    multinomial naive Bayes on the digits' pixel counts,
+                     64 -> 10: its probabilities are ReduceLogSumExp -> Sub
+                     -> Exp of joint log-likelihoods near -1000, which a
+                     naive log(sum(exp(x))) underflows to inf
   iris-zipmap.onnx   the logistic regression exported with zipmap on: its
                      ZipMap must be refused, naming the export option
   text-direction.onnx  PP-OCR text-direction classifier (a CNN) from the
@@ -74,6 +78,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, loa
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import MultinomialNB
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, OneHotEncoder, StandardScaler
@@ -349,6 +354,19 @@ def main():
     lgbm_diabetes = lightgbm.LGBMRegressor(n_estimators=30, num_leaves=8, random_state=7, verbose=-1).fit(xr, yr)
     save("lgbm-diabetes", convert_lightgbm(lgbm_diabetes, initial_types=[("X", FloatTensorType([None, 10]))], target_opset=15))
     reference("lgbm-diabetes", {"X": rows})
+
+    naive_bayes()
+
+
+def naive_bayes():
+    """Multinomial naive Bayes on the digits (its own generator, so the
+    models above do not change with it)."""
+    rng = np.random.default_rng(11)
+    digits = load_digits()
+    xd = digits.data.astype(np.float32)
+    mnb = MultinomialNB().fit(xd, digits.target)
+    export("digits-mnb", mnb, xd)
+    reference("digits-mnb", {"X": xd[rng.choice(len(xd), 8, replace=False)]})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ const MODELS: &[(&str, &[(&str, &str)])] = &[
     ("xgb-cancer", &[]),
     ("lgbm-iris", &[]),
     ("lgbm-diabetes", &[]),
+    ("digits-mnb", &[]),
     ("text-direction", &[("input_shape.x", "1,3,48,192")]),
 ];
 

@@ -12,11 +12,15 @@
 //!   tree evaluator ([`trees`]).
 //! - `ZipMap` is refused with the export option that avoids it: a map per
 //!   row is not a tensor, and no client of a model server wants one.
+//!
+//! And one of the default domain: `ReduceLogSumExp` ([`log_sum_exp`]),
+//! computed without underflow as onnxruntime does (tract's is not).
 
 mod array_feature_extractor;
 mod binarizer;
 mod imputer;
 mod label_encoder;
+mod log_sum_exp;
 mod normalizer;
 mod one_hot;
 mod scaler;
@@ -37,6 +41,7 @@ pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("Imputer", imputer::parse);
     register.insert("OneHotEncoder", one_hot::parse);
     register.insert("LabelEncoder", label_encoder::parse);
+    register.insert("ReduceLogSumExp", log_sum_exp::parse);
     register.insert("Normalizer", normalizer::parse);
     register.insert("Scaler", scaler::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);
