@@ -34,6 +34,8 @@ Writes, next to this file:
                      64 -> 10: its probabilities are ReduceLogSumExp -> Sub
                      -> Exp of joint log-likelihoods near -1000, which a
                      naive log(sum(exp(x))) underflows to inf
+  diabetes-svr.onnx, diabetes-svr-poly.onnx  support vector regression
+                     (SVMRegressor) with RBF and polynomial kernels, 10 -> 1
   iris-zipmap.onnx   the logistic regression exported with zipmap on: its
                      ZipMap must be refused, naming the export option
   text-direction.onnx  PP-OCR text-direction classifier (a CNN) from the
@@ -79,6 +81,7 @@ from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegress
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import MultinomialNB
+from sklearn.svm import SVR
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, OneHotEncoder, StandardScaler
@@ -356,6 +359,18 @@ def main():
     reference("lgbm-diabetes", {"X": rows})
 
     naive_bayes()
+    support_vectors()
+
+
+def support_vectors():
+    """Support vector regressors on diabetes (their own generator)."""
+    rng = np.random.default_rng(13)
+    diabetes = load_diabetes()
+    xs, ys = diabetes.data.astype(np.float32), diabetes.target
+    rows = xs[rng.choice(len(xs), 8, replace=False)]
+    for name, svr in [("diabetes-svr", SVR(kernel="rbf", C=50.0, gamma=2.0)), ("diabetes-svr-poly", SVR(kernel="poly", degree=3, C=50.0, gamma=2.0, coef0=1.0))]:
+        export(name, svr.fit(xs, ys), xs)
+        reference(name, {"X": rows})
 
 
 def naive_bayes():

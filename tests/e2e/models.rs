@@ -24,6 +24,8 @@ const MODELS: &[(&str, &[(&str, &str)])] = &[
     ("lgbm-iris", &[]),
     ("lgbm-diabetes", &[]),
     ("digits-mnb", &[]),
+    ("diabetes-svr", &[]),
+    ("diabetes-svr-poly", &[]),
     ("text-direction", &[("input_shape.x", "1,3,48,192")]),
 ];
 

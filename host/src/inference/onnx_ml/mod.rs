@@ -7,6 +7,8 @@
 //!   `Normalizer` ([`normalizer`]) and `ArrayFeatureExtractor`
 //!   ([`array_feature_extractor`]), the last two replacing tract's, which
 //!   differ from onnxruntime (see each);
+//! - `SVMRegressor` ([`svm_regressor`]): support vector regression with
+//!   linear, polynomial, RBF and sigmoid kernels, and one-class models;
 //! - `TreeEnsembleRegressor` ([`tree_regressor`]) and
 //!   `TreeEnsembleClassifier` ([`tree_classifier`]) on Sluice's flattened
 //!   tree evaluator ([`trees`]).
@@ -24,6 +26,7 @@ mod log_sum_exp;
 mod normalizer;
 mod one_hot;
 mod scaler;
+mod svm_regressor;
 mod tree_classifier;
 mod tree_regressor;
 mod trees;
@@ -44,6 +47,7 @@ pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("ReduceLogSumExp", log_sum_exp::parse);
     register.insert("Normalizer", normalizer::parse);
     register.insert("Scaler", scaler::parse);
+    register.insert("SVMRegressor", svm_regressor::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);
     if let Some(tract) = register.0.get("TreeEnsembleClassifier") {
         // The same for every registry: the first one sets it.
