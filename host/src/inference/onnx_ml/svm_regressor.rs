@@ -1,9 +1,11 @@
 //! `SVMRegressor` (ai.onnx.ml), as scikit-learn's `SVR`, `NuSVR` and
-//! `OneClassSVM` export: for each row `x`, `Σ coefficients[j] · K(x, sv_j)
-//! + rho` over the support vectors (or, with none, `coefficients · x +
-//! rho`); a one-class model answers `1` where that is positive, else `-1`.
-//! Kernels as onnxruntime computes them: `LINEAR` `x·v`, `POLY` `(γ x·v +
-//! c)^degree`, `RBF` `exp(-γ |x - v|²)`, `SIGMOID` `tanh(γ x·v + c)`.
+//! `OneClassSVM` export: for each row `x`, the sum over the support
+//! vectors of `coefficients[j] * K(x, sv_j)`, plus `rho` (with no support
+//! vectors, the dot product of `coefficients` and `x`, plus `rho`); a
+//! one-class model answers `1` where that is positive, else `-1`. Kernels
+//! as onnxruntime computes them: `LINEAR` is `x·v`, `POLY` is
+//! `(γ x·v + c)^degree`, `RBF` is `exp(-γ |x - v|²)` and `SIGMOID` is
+//! `tanh(γ x·v + c)`.
 //! Sums run in f64; the output is f32 `[N, 1]`.
 
 use tract_onnx::model::ParsingContext;
