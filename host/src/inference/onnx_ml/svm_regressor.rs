@@ -120,7 +120,7 @@ pub(super) fn parse(
         ensure!(
             coefficients.len() as i64 == n_supports
                 && !support.is_empty()
-                && support.len() % coefficients.len() == 0,
+                && support.len().is_multiple_of(coefficients.len()),
             "SVMRegressor `{name}`: {n_supports} support vectors need as many coefficients ({}) and a whole number of rows of support_vectors ({} values)",
             coefficients.len(),
             support.len()
