@@ -37,7 +37,7 @@ impl FellBack {
 /// The failure `e` is to a guard: `None` for the caller's own mistakes,
 /// missing names and load shedding (which ask the caller to change or
 /// wait, not for another answer).
-pub fn trigger(e: &NodeError) -> Option<Trigger> {
+pub(super) fn trigger(e: &NodeError) -> Option<Trigger> {
     match e {
         NodeError::Step { source, .. } => trigger(source),
         NodeError::CircuitOpen { .. } => Some(Trigger::Circuit),
@@ -457,16 +457,11 @@ impl Node {
         limit: &RateLimit,
         caller: Option<&str>,
     ) -> Result<(), NodeError> {
-        let buckets = [
-            ("route", limit.route, None),
-            (
-                "per_token",
-                limit.per_token,
-                Some(Arc::from(caller.unwrap_or("anonymous"))),
-            ),
-        ];
-        for (which, bucket, who) in buckets {
+        let buckets = [("route", limit.route), ("per_token", limit.per_token)];
+        for (which, bucket) in buckets {
             let Some(bucket) = bucket else { continue };
+            // The caller's name is copied only for a per-token bucket.
+            let who = (which == "per_token").then(|| Arc::from(caller.unwrap_or("anonymous")));
             if let Err(wait) = self.guards.take((kind, name.clone(), who), &bucket) {
                 metrics()
                     .rate_limited

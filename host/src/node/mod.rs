@@ -63,7 +63,7 @@ pub use control::{
 };
 pub use function::{Concurrency, FunctionVersion};
 pub use gate::GateStats;
-pub use guard::{FellBack, trigger};
+pub use guard::FellBack;
 pub use idle::IdlePolicy;
 pub use pipeline::{PipelineRun, Plan, StepTiming};
 pub use results::CacheUse;
