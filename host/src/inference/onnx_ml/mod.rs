@@ -9,6 +9,8 @@
 //!   differ from onnxruntime (see each);
 //! - `SVMRegressor` ([`svm_regressor`]): support vector regression with
 //!   linear, polynomial, RBF and sigmoid kernels, and one-class models;
+//!   `SVMClassifier` ([`svm_classifier`]): one-vs-one voting, Platt-scaled
+//!   probabilities coupled as libsvm and onnxruntime couple them;
 //! - `TreeEnsembleRegressor` ([`tree_regressor`]) and
 //!   `TreeEnsembleClassifier` ([`tree_classifier`]) on Sluice's flattened
 //!   tree evaluator ([`trees`]).
@@ -20,12 +22,15 @@
 
 mod array_feature_extractor;
 mod binarizer;
+mod class_labels;
 mod imputer;
 mod label_encoder;
 mod log_sum_exp;
 mod normalizer;
 mod one_hot;
 mod scaler;
+mod svm_classifier;
+mod svm_kernel;
 mod svm_regressor;
 mod tree_classifier;
 mod tree_regressor;
@@ -47,6 +52,7 @@ pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("ReduceLogSumExp", log_sum_exp::parse);
     register.insert("Normalizer", normalizer::parse);
     register.insert("Scaler", scaler::parse);
+    register.insert("SVMClassifier", svm_classifier::parse);
     register.insert("SVMRegressor", svm_regressor::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);
     if let Some(tract) = register.0.get("TreeEnsembleClassifier") {

@@ -3,11 +3,10 @@
 //! vectors of `coefficients[j] * K(x, sv_j)`, plus `rho` (with no support
 //! vectors, the dot product of `coefficients` and `x`, plus `rho`); a
 //! one-class model answers `1` where that is positive, else `-1`. Kernels
-//! as onnxruntime computes them: `LINEAR` is `x·v`, `POLY` is
-//! `(γ x·v + c)^degree`, `RBF` is `exp(-γ |x - v|²)` and `SIGMOID` is
-//! `tanh(γ x·v + c)`.
+//! as in [`super::svm_kernel`].
 //! Sums run in f64; the output is f32 `[N, 1]`.
 
+use super::svm_kernel::Kernel;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::internal::*;
@@ -16,40 +15,6 @@ use tract_onnx::tract_hir::internal::{
     Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
     check_output_arity, expand,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kernel {
-    Linear,
-    Poly { gamma: f64, coef0: f64, degree: i32 },
-    Rbf { gamma: f64 },
-    Sigmoid { gamma: f64, coef0: f64 },
-}
-
-impl Kernel {
-    fn of(&self, x: &[f32], v: &[f32]) -> f64 {
-        let dot = || {
-            x.iter()
-                .zip(v)
-                .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                .sum::<f64>()
-        };
-        match *self {
-            Self::Linear => dot(),
-            Self::Poly {
-                gamma,
-                coef0,
-                degree,
-            } => (gamma * dot() + coef0).powi(degree),
-            Self::Rbf { gamma } => {
-                let d2: f64 = (x.iter().zip(v))
-                    .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
-                    .sum();
-                (-gamma * d2).exp()
-            }
-            Self::Sigmoid { gamma, coef0 } => (gamma * dot() + coef0).tanh(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 struct SvmRegressor {
@@ -78,25 +43,7 @@ pub(super) fn parse(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let name = &node.name;
-    let params: Vec<f32> = node.get_attr_opt_vec("kernel_params")?.unwrap_or_default();
-    let param = |i: usize, default: f32| f64::from(params.get(i).copied().unwrap_or(default));
-    let (gamma, coef0, degree) = (param(0, 0.0), param(1, 0.0), param(2, 0.0) as i32);
-    let kind: String = node
-        .get_attr_opt("kernel_type")?
-        .unwrap_or_else(|| "LINEAR".into());
-    let kernel = match kind.as_str() {
-        "LINEAR" => Kernel::Linear,
-        "POLY" => Kernel::Poly {
-            gamma,
-            coef0,
-            degree,
-        },
-        "RBF" => Kernel::Rbf { gamma },
-        "SIGMOID" => Kernel::Sigmoid { gamma, coef0 },
-        other => bail!(
-            "SVMRegressor `{name}`: unknown kernel_type `{other}` (expected LINEAR, POLY, RBF or SIGMOID)"
-        ),
-    };
+    let kernel = Kernel::read(node, "SVMRegressor")?;
     let transform: String = node
         .get_attr_opt("post_transform")?
         .unwrap_or_else(|| "NONE".into());

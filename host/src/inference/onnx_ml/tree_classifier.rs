@@ -12,6 +12,7 @@
 //! `[1 - σ(s), σ(s)]` (LOGISTIC). Layouts outside these (a single score with
 //! two base values, or another post-transform) go to tract's own operator.
 
+use super::class_labels::Labels;
 use super::trees::{
     Aggregate, Ensemble, NodeAttributes, PostTransform, WeightAttributes, floats_f32,
 };
@@ -19,7 +20,6 @@ use std::sync::OnceLock;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ndarray::Array1;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::{
     Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
@@ -32,36 +32,6 @@ pub(super) type Parser =
 
 /// tract's own parser, for the layouts Sluice leaves to it.
 pub(super) static TRACT_PARSER: OnceLock<Parser> = OnceLock::new();
-
-#[derive(Debug, Clone)]
-enum Labels {
-    Int(Vec<i64>),
-    Text(Vec<String>),
-}
-
-impl Labels {
-    fn len(&self) -> usize {
-        match self {
-            Self::Int(l) => l.len(),
-            Self::Text(l) => l.len(),
-        }
-    }
-
-    fn datum_type(&self) -> DatumType {
-        match self {
-            Self::Int(_) => i64::datum_type(),
-            Self::Text(_) => String::datum_type(),
-        }
-    }
-
-    /// The labels of `classes` (indices), as a 1-D tensor.
-    fn pick(&self, classes: &[usize]) -> Tensor {
-        match self {
-            Self::Int(l) => Array1::from_iter(classes.iter().map(|c| l[*c])).into_tensor(),
-            Self::Text(l) => Array1::from_iter(classes.iter().map(|c| l[*c].clone())).into_tensor(),
-        }
-    }
-}
 
 /// How scores become labels and probabilities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,17 +57,7 @@ pub(super) fn parse(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let refuse = |e: TractError| format_err!("TreeEnsembleClassifier `{}`: {e}", node.name);
-    let labels = match (
-        node.get_attr_opt_vec::<i64>("classlabels_int64s")?,
-        node.get_attr_opt_vec::<String>("classlabels_strings")?,
-    ) {
-        (Some(ints), None) => Labels::Int(ints),
-        (None, Some(texts)) => Labels::Text(texts),
-        _ => bail!(
-            "TreeEnsembleClassifier `{}` needs exactly one of classlabels_int64s and classlabels_strings",
-            node.name
-        ),
-    };
+    let labels = Labels::read(node, "TreeEnsembleClassifier", "classlabels_int64s")?;
     let classes = labels.len();
     ensure!(
         classes >= 2,
@@ -171,10 +131,7 @@ impl super::trees::Additive for Classifier {
     }
 
     fn target_names(&self) -> Vec<String> {
-        let label = |i: usize| match &self.labels {
-            Labels::Int(l) => l[i].to_string(),
-            Labels::Text(l) => l[i].clone(),
-        };
+        let label = |i: usize| self.labels.name(i);
         match self.layout {
             // One score: class 1's margin or probability.
             Layout::Binary { .. } => vec![label(1)],
