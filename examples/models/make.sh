@@ -12,4 +12,5 @@ wheels="$(mktemp -d)"
 "$venv/bin/pip" download -q --no-deps -d "$wheels" rapidocr-onnxruntime==1.4.4
 "$venv/bin/python" "$here/make_models.py" "$wheels"
 "$venv/bin/python" "$here/make_graphs.py"
+"$venv/bin/python" "$here/zoo/make_zoo.py"
 rm -rf "$wheels"

@@ -90,9 +90,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 OPTIONS = {"zipmap": False}
 
 
-def reference(name, inputs):
+def reference(name, inputs, folder=HERE):
     """Run the exported model with onnxruntime and store inputs and outputs."""
-    session = ort.InferenceSession(str(HERE / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(folder / f"{name}.onnx"), providers=["CPUExecutionProvider"])
     outputs = session.run(None, inputs)
     doc = {
         "model": name,
@@ -107,7 +107,7 @@ def reference(name, inputs):
             for o, v in zip(session.get_outputs(), outputs)
         },
     }
-    (HERE / f"{name}.reference.json").write_text(json.dumps(doc) + "\n")
+    (folder / f"{name}.reference.json").write_text(json.dumps(doc) + "\n")
     print(f"{name}: inputs {[ (k, v.shape) for k, v in inputs.items()]} outputs {[ (o.name, v.shape) for o, v in zip(session.get_outputs(), outputs)]}")
 
 
@@ -217,7 +217,7 @@ def export(name, model, sample, options=OPTIONS):
     save(name, onx)
 
 
-def save(name, onx):
+def save(name, onx, folder=HERE):
     """Write a converted model with a dynamic batch dimension (any number
     of rows per call), on its outputs too (onnxmltools declares LightGBM's
     label as [1])."""
@@ -226,7 +226,7 @@ def save(name, onx):
         dims = output.type.tensor_type.shape.dim
         if dims and dims[0].dim_value > 0:
             dims[0].dim_param = "N"
-    (HERE / f"{name}.onnx").write_bytes(onx.SerializeToString())
+    (folder / f"{name}.onnx").write_bytes(onx.SerializeToString())
 
 
 def as_double(name, source):

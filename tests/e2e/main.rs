@@ -26,3 +26,4 @@ mod sandbox;
 mod scale;
 mod server;
 mod store;
+mod zoo;

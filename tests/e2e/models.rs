@@ -74,7 +74,7 @@ pub(crate) async fn post(server: &Server, path: &str, body: &Value) -> (u16, Val
 }
 
 /// The reference's inputs as an OIP request.
-fn infer_request(reference: &Value) -> Value {
+pub(crate) fn infer_request(reference: &Value) -> Value {
     let inputs: Vec<Value> = reference["inputs"]
         .as_object()
         .expect("inputs")
@@ -94,28 +94,81 @@ fn infer_request(reference: &Value) -> Value {
 /// 1e-5 relative (with a 1e-7 floor for values at zero), or 1e-4 absolute
 /// for the [`NEURAL`] models.
 pub(crate) fn assert_matches(model: &str, name: &str, got: &Value, want: &Value) {
-    assert_eq!(got["shape"], want["shape"], "{model}/{name} shape");
-    let (got, want) = (
-        got["data"].as_array().expect("data"),
-        want["data"].as_array().expect("data"),
-    );
-    assert_eq!(got.len(), want.len(), "{model}/{name} length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        if w.is_i64() || w.is_u64() {
-            assert_eq!(g, w, "{model}/{name}[{i}]");
-        } else {
-            let (g, w) = (g.as_f64().expect("number"), w.as_f64().expect("number"));
-            let tolerance = if NEURAL.contains(&model) {
-                1e-4
-            } else {
-                1e-5 * w.abs() + 1e-7
-            };
-            assert!(
-                (g - w).abs() <= tolerance,
-                "{model}/{name}[{i}]: {g} vs onnxruntime {w}"
-            );
+    let tolerance = match NEURAL.contains(&model) {
+        true => Tolerance::absolute(1e-4),
+        false => Tolerance::RELATIVE,
+    };
+    if let Err(e) = compare(got, want, tolerance) {
+        panic!("{model}/{name}: {e}");
+    }
+}
+
+/// How far a float may be from the reference's `w`:
+/// `relative · |w| + absolute`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tolerance {
+    pub relative: f64,
+    pub absolute: f64,
+}
+
+impl Tolerance {
+    /// 1e-5 relative, with a 1e-7 floor for values at zero.
+    pub(crate) const RELATIVE: Self = Self {
+        relative: 1e-5,
+        absolute: 1e-7,
+    };
+
+    pub(crate) fn absolute(absolute: f64) -> Self {
+        Self {
+            relative: 0.0,
+            absolute,
         }
     }
+}
+
+/// An output against onnxruntime's: the same shape, integers (labels)
+/// equal, floats within `tolerance`, and never a non-finite value (JSON
+/// `null`) where the reference has a number. When it matches, the largest
+/// error as a share of what was allowed.
+pub(crate) fn compare(got: &Value, want: &Value, tolerance: Tolerance) -> Result<f64, String> {
+    if got["shape"] != want["shape"] {
+        return Err(format!(
+            "shape {} against onnxruntime's {}",
+            got["shape"], want["shape"]
+        ));
+    }
+    let (got, want) = (
+        got["data"].as_array().ok_or("no data")?,
+        want["data"].as_array().ok_or("reference without data")?,
+    );
+    if got.len() != want.len() {
+        return Err(format!(
+            "{} values against onnxruntime's {}",
+            got.len(),
+            want.len()
+        ));
+    }
+    let mut worst = 0f64;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if w.is_i64() || w.is_u64() || w.is_string() {
+            if g != w {
+                return Err(format!("[{i}] is {g}, onnxruntime's {w}"));
+            }
+            continue;
+        }
+        let w = w
+            .as_f64()
+            .ok_or_else(|| format!("[{i}]: reference {w} is not a number"))?;
+        let g = g
+            .as_f64()
+            .ok_or_else(|| format!("[{i}] is {g} (non-finite) where onnxruntime has {w}"))?;
+        let allowed = tolerance.relative * w.abs() + tolerance.absolute;
+        if (g - w).abs() > allowed {
+            return Err(format!("[{i}] is {g}, onnxruntime's {w}"));
+        }
+        worst = worst.max((g - w).abs() / allowed);
+    }
+    Ok(worst)
 }
 
 #[tokio::test]

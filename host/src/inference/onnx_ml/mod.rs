@@ -7,6 +7,8 @@
 //!   `Normalizer` ([`normalizer`]) and `ArrayFeatureExtractor`
 //!   ([`array_feature_extractor`]), the last two replacing tract's, which
 //!   differ from onnxruntime (see each);
+//! - `LinearRegressor` ([`linear_regressor`]), replacing tract's, which
+//!   fails to optimise after a `Concat`;
 //! - `SVMRegressor` ([`svm_regressor`]): support vector regression with
 //!   linear, polynomial, RBF and sigmoid kernels, and one-class models;
 //!   `SVMClassifier` ([`svm_classifier`]): one-vs-one voting, Platt-scaled
@@ -17,18 +19,22 @@
 //! - `ZipMap` is refused with the export option that avoids it: a map per
 //!   row is not a tensor, and no client of a model server wants one.
 //!
-//! And one of the default domain: `ReduceLogSumExp` ([`log_sum_exp`]),
-//! computed without underflow as onnxruntime does (tract's is not).
+//! And two of the default domain, computed as onnxruntime does where
+//! tract's differ: `ReduceLogSumExp` ([`log_sum_exp`]), without underflow,
+//! and `Sigmoid` ([`sigmoid`]), exactly rather than by an approximation
+//! that never reaches 1.
 
 mod array_feature_extractor;
 mod binarizer;
 mod class_labels;
 mod imputer;
 mod label_encoder;
+mod linear_regressor;
 mod log_sum_exp;
 mod normalizer;
 mod one_hot;
 mod scaler;
+mod sigmoid;
 mod svm_classifier;
 mod svm_kernel;
 mod svm_regressor;
@@ -49,9 +55,11 @@ pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("Imputer", imputer::parse);
     register.insert("OneHotEncoder", one_hot::parse);
     register.insert("LabelEncoder", label_encoder::parse);
+    register.insert("LinearRegressor", linear_regressor::parse);
     register.insert("ReduceLogSumExp", log_sum_exp::parse);
     register.insert("Normalizer", normalizer::parse);
     register.insert("Scaler", scaler::parse);
+    register.insert("Sigmoid", sigmoid::parse);
     register.insert("SVMClassifier", svm_classifier::parse);
     register.insert("SVMRegressor", svm_regressor::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);

@@ -1,0 +1,124 @@
+//! The model zoo (examples/models/zoo): every estimator its script trains
+//! and exports, pushed to a real node over HTTP and called over the Open
+//! Inference Protocol; every output must be onnxruntime's (labels equal,
+//! floats within 1e-5 relative, never a non-finite value where onnxruntime
+//! has a number).
+
+use crate::models::{Tolerance, compare, infer_request, post};
+use crate::support::{Server, client, repo};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Models where onnxruntime's own rounding exceeds 1e-5 relative, and the
+/// absolute floor their outputs are compared with instead of 1e-7.
+const ROUNDED_BY_ONNXRUNTIME: &[(&str, f64)] = &[
+    // A decision value of 0.01475 that cancels out of sums of ~1-10 (30
+    // features, 100 support vectors): scikit-learn (f64) gives
+    // 0.0147502128, Sluice (f64 sums) 0.0147501860, onnxruntime (f32
+    // GEMM) 0.0147498120.
+    ("svc-linear-cancer", 1e-6),
+];
+
+fn zoo() -> PathBuf {
+    repo().join("examples/models/zoo")
+}
+
+fn read_json(file: &str) -> Value {
+    let text = std::fs::read_to_string(zoo().join(file)).expect("zoo file");
+    serde_json::from_str(&text).expect("zoo JSON")
+}
+
+/// Push the zoo's model `name`; the node's answer when it refuses it.
+async fn push(server: &Server, name: &str) -> Result<(), String> {
+    let model = std::fs::read(zoo().join(format!("{name}.onnx"))).expect("zoo model");
+    let response = client()
+        .put(server.url(&format!("/v1/models/{name}")))
+        .body(model)
+        .send()
+        .await
+        .expect("push");
+    match response.status().as_u16() {
+        201 => Ok(()),
+        status => Err(format!(
+            "refused at push ({status}): {}",
+            response.text().await.unwrap_or_default()
+        )),
+    }
+}
+
+/// The largest error of `name`'s outputs against onnxruntime's, as a share
+/// of the tolerance.
+async fn check(server: &Server, name: &str) -> Result<f64, String> {
+    push(server, name).await?;
+    let reference = read_json(&format!("{name}.reference.json"));
+    let (status, answer) = post(
+        server,
+        &format!("/v2/models/{name}/infer"),
+        &infer_request(&reference),
+    )
+    .await;
+    if status != 200 {
+        return Err(format!("infer answered {status}: {answer}"));
+    }
+    let want = reference["outputs"].as_object().expect("outputs");
+    let outputs = answer["outputs"].as_array().ok_or("no outputs")?;
+    if outputs.len() != want.len() {
+        return Err(format!(
+            "{} outputs, onnxruntime has {}",
+            outputs.len(),
+            want.len()
+        ));
+    }
+    let mut worst = 0f64;
+    for output in outputs {
+        let output_name = output["name"].as_str().ok_or("an output without a name")?;
+        let reference = want
+            .get(output_name)
+            .ok_or_else(|| format!("output {output_name} is not onnxruntime's"))?;
+        let tolerance = match ROUNDED_BY_ONNXRUNTIME.iter().find(|(n, _)| *n == name) {
+            Some((_, absolute)) => Tolerance {
+                absolute: *absolute,
+                ..Tolerance::RELATIVE
+            },
+            None => Tolerance::RELATIVE,
+        };
+        let error =
+            compare(output, reference, tolerance).map_err(|e| format!("{output_name}{e}"))?;
+        worst = worst.max(error);
+    }
+    Ok(worst)
+}
+
+#[tokio::test]
+async fn every_zoo_model_is_served_with_onnxruntimes_numbers() {
+    let index = read_json("index.json");
+    let exported: Vec<&Value> = index
+        .as_array()
+        .expect("index")
+        .iter()
+        .filter(|e| e.get("export_error").is_none())
+        .collect();
+    assert!(
+        exported.len() >= 30,
+        "the zoo has {} exported models",
+        exported.len()
+    );
+    let server = Server::start();
+    let mut failures = Vec::new();
+    for entry in exported {
+        let name = entry["name"].as_str().expect("name");
+        match check(&server, name).await {
+            Ok(error) => eprintln!(
+                "{name:<36} {:<32} worst error {error:.2} of the tolerance",
+                entry["estimator"].as_str().unwrap_or("")
+            ),
+            Err(e) => failures.push(format!("{name} ({}): {e}", entry["estimator"])),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} zoo model(s) not served right:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
