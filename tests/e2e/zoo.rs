@@ -46,15 +46,41 @@ async fn push(server: &Server, name: &str) -> Result<(), String> {
     }
 }
 
+/// Rows `from..to` of every input and output of a reference (all of them
+/// have the rows along their first axis).
+fn rows(reference: &Value, from: usize, to: usize) -> Value {
+    let mut part = reference.clone();
+    for side in ["inputs", "outputs"] {
+        for tensor in part[side].as_object_mut().expect("tensors").values_mut() {
+            let total = tensor["shape"][0].as_u64().expect("rows") as usize;
+            let data = tensor["data"].as_array().expect("data");
+            let width = data.len() / total;
+            tensor["data"] = Value::from(data[from * width..to * width].to_vec());
+            tensor["shape"][0] = Value::from(to - from);
+        }
+    }
+    part
+}
+
 /// The largest error of `name`'s outputs against onnxruntime's, as a share
-/// of the tolerance.
+/// of the tolerance: all the reference rows in one call, then a few of them
+/// in a second (a node may reuse what a run sets up, never what it
+/// computed).
 async fn check(server: &Server, name: &str) -> Result<f64, String> {
     push(server, name).await?;
     let reference = read_json(&format!("{name}.reference.json"));
+    let first = compare_call(server, name, &reference).await?;
+    let second = compare_call(server, name, &rows(&reference, 3, 9))
+        .await
+        .map_err(|e| format!("a second call (rows 3..9): {e}"))?;
+    Ok(first.max(second))
+}
+
+async fn compare_call(server: &Server, name: &str, reference: &Value) -> Result<f64, String> {
     let (status, answer) = post(
         server,
         &format!("/v2/models/{name}/infer"),
-        &infer_request(&reference),
+        &infer_request(reference),
     )
     .await;
     if status != 200 {

@@ -105,23 +105,35 @@ type Plan = Arc<Runner>;
 /// run, which at batch 64 costs more than the arithmetic of a small model.
 /// At most one state per concurrent run is kept (runs are bounded by the
 /// core count).
+///
+/// Only plans without operator states reuse them: an operator state
+/// outlives its run (a `Scan`'s loop variables, which scikit-learn's k-NN
+/// exports carry its input rows in), so a reused one would compute a
+/// request with the previous request's values.
 pub struct Runner {
     plan: Arc<TypedRunnableModel>,
     idle: std::sync::Mutex<Vec<TypedSimpleState>>,
+    reuse: bool,
 }
 
 impl Runner {
-    fn new(plan: Arc<TypedRunnableModel>) -> Self {
-        Self {
+    fn new(plan: Arc<TypedRunnableModel>) -> TractResult<Self> {
+        let first = plan.spawn()?;
+        let reuse = first.op_states.iter().all(Option::is_none);
+        Ok(Self {
             plan,
-            idle: std::sync::Mutex::default(),
-        }
+            idle: std::sync::Mutex::new(if reuse { vec![first] } else { vec![] }),
+            reuse,
+        })
     }
 
     /// Run the plan on `inputs` (in the model's input order). A panic
     /// inside tract fails this run only, like a trapping stage.
     pub fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, InferenceError> {
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let idle = match self.reuse {
+            true => self.idle.lock().ok().and_then(|mut idle| idle.pop()),
+            false => None,
+        };
         let mut state = match idle {
             Some(state) => state,
             None => self.plan.spawn().map_err(internal)?,
@@ -129,7 +141,9 @@ impl Runner {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.run(inputs)));
         match run {
             Ok(Ok(outputs)) => {
-                if let Ok(mut idle) = self.idle.lock() {
+                if let Ok(mut idle) = self.idle.lock()
+                    && self.reuse
+                {
                     idle.push(state);
                 }
                 Ok(outputs)
@@ -265,7 +279,8 @@ pub fn compile(
     let plan = typed
         .into_runnable()
         .map_err(|e| unsupported("tract cannot plan it", e))?;
-    Ok((Arc::new(Runner::new(plan)), signature, input_types))
+    let runner = Runner::new(plan).map_err(|e| unsupported("tract cannot plan it", e))?;
+    Ok((Arc::new(runner), signature, input_types))
 }
 
 /// Why tract could not optimise a model, said so the user can act on it.
