@@ -1,5 +1,5 @@
-//! The model engine (results in BENCHMARKS.md, next to onnxruntime's
-//! numbers from `host/benches/onnxruntime_bench.py` on the same inputs):
+//! The model engine through a node's run path (results in BENCHMARKS.md;
+//! the comparison with onnxruntime is `engines.rs`):
 //!
 //! - `engine/{model}/{1,64}`: one run of each example model at batch 1 and
 //!   64 rows, through the node's model engine (input checks, the blocking
