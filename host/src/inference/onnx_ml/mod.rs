@@ -7,8 +7,9 @@
 //!   `Normalizer` ([`normalizer`]) and `ArrayFeatureExtractor`
 //!   ([`array_feature_extractor`]), the last two replacing tract's, which
 //!   differ from onnxruntime (see each);
-//! - `LinearRegressor` ([`linear_regressor`]), replacing tract's, which
-//!   fails to optimise after a `Concat`;
+//! - `LinearRegressor` and `LinearClassifier` ([`linear`]), replacing
+//!   tract's, which cost more than the arithmetic on small models and fail
+//!   to optimise after a `Concat`;
 //! - `SVMRegressor` ([`svm_regressor`]): support vector regression with
 //!   linear, polynomial, RBF and sigmoid kernels, and one-class models;
 //!   `SVMClassifier` ([`svm_classifier`]): one-vs-one voting, Platt-scaled
@@ -29,7 +30,7 @@ mod binarizer;
 mod class_labels;
 mod imputer;
 mod label_encoder;
-mod linear_regressor;
+mod linear;
 mod log_sum_exp;
 mod normalizer;
 mod one_hot;
@@ -55,7 +56,8 @@ pub(super) fn register(register: &mut OnnxOpRegister) {
     register.insert("Imputer", imputer::parse);
     register.insert("OneHotEncoder", one_hot::parse);
     register.insert("LabelEncoder", label_encoder::parse);
-    register.insert("LinearRegressor", linear_regressor::parse);
+    register.insert("LinearClassifier", linear::parse_classifier);
+    register.insert("LinearRegressor", linear::parse_regressor);
     register.insert("ReduceLogSumExp", log_sum_exp::parse);
     register.insert("Normalizer", normalizer::parse);
     register.insert("Scaler", scaler::parse);
