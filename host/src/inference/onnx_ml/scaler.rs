@@ -4,7 +4,7 @@
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
-use tract_onnx::tract_core::ops::math::{mul, sub};
+use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::*;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
@@ -74,18 +74,66 @@ impl Expansion for Scaler {
             }
         }
         let x = super::wire_f32(prefix, model, inputs[0])?;
-        // Constants shaped [1, ..., 1, n] broadcast along the feature axis.
-        let constant = |model: &mut TypedModel, name: &str, values: &Tensor| {
-            let mut shape = vec![1; rank];
-            shape[rank - 1] = values.len();
-            let tensor = values.clone().into_shape(&shape)?;
-            model.add_const(format!("{prefix}.{name}"), tensor)
-        };
-        let offset = constant(model, "offset", &self.offset)?;
-        let scale = constant(model, "scale", &self.scale)?;
-        let centred = model.wire_node(format!("{prefix}.centred"), sub(), &[x, offset])?[0];
-        model.wire_node(format!("{prefix}.scaled"), mul(), &[centred, scale])
+        model.wire_node(prefix, self.clone(), &[x])
     }
+}
+
+impl Scaler {
+    /// The value of `values` (offset or scale) for feature `i`.
+    fn at(values: &[f32], i: usize) -> f32 {
+        values[if values.len() == 1 { 0 } else { i }]
+    }
+}
+
+// One pass over the input in place: tract's broadcast `Sub` and `Mul`
+// cost ~2.5 µs each on a 64-row batch, more than the arithmetic.
+impl Op for Scaler {
+    fn name(&self) -> StaticName {
+        "SluiceScaler".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Scaler {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let mut x = args_1!(inputs).into_tensor();
+        let features = *x.shape().last().unwrap_or(&1);
+        let (offset, scale) = (
+            self.offset.try_as_plain_ram()?,
+            self.scale.try_as_plain_ram()?,
+        );
+        let (offset, scale) = (offset.as_slice::<f32>()?, scale.as_slice::<f32>()?);
+        ensure!(
+            [offset.len(), scale.len()]
+                .iter()
+                .all(|n| *n == 1 || *n == features),
+            "Scaler: rows of {features} features for {} offsets and {} scales",
+            offset.len(),
+            scale.len()
+        );
+        let mut plain = x.try_as_plain_ram_mut()?;
+        for row in plain
+            .as_slice_mut::<f32>()?
+            .chunks_exact_mut(features.max(1))
+        {
+            for (i, v) in row.iter_mut().enumerate() {
+                *v = (*v - Self::at(offset, i)) * Self::at(scale, i);
+            }
+        }
+        drop(plain);
+        Ok(tvec!(x.into_tvalue()))
+    }
+}
+
+impl TypedOp for Scaler {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
 }
 
 #[cfg(test)]
