@@ -116,6 +116,44 @@ fn same_shape_rules<'r, 'p: 'r>(
     s.equals(&inputs[0].shape, &outputs[0].shape)
 }
 
+/// The inference rules of a regressor: rows in (`[N, features]`), `[N,
+/// targets]` f32 out.
+fn regressor_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    targets: usize,
+) -> InferenceResult {
+    check_input_arity(inputs, 1)?;
+    check_output_arity(outputs, 1)?;
+    s.equals(&inputs[0].rank, 2)?;
+    s.equals(&outputs[0].datum_type, f32::datum_type())?;
+    s.equals(&outputs[0].rank, 2)?;
+    s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+    s.equals(&outputs[0].shape[1], targets.to_dim())
+}
+
+/// The inference rules of a classifier: rows in, a label per row
+/// (`labels`' type) and `[N, scores]` f32 out.
+fn classifier_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    labels: DatumType,
+    scores: usize,
+) -> InferenceResult {
+    check_input_arity(inputs, 1)?;
+    check_output_arity(outputs, 2)?;
+    s.equals(&inputs[0].rank, 2)?;
+    s.equals(&outputs[0].datum_type, labels)?;
+    s.equals(&outputs[0].rank, 1)?;
+    s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+    s.equals(&outputs[1].datum_type, f32::datum_type())?;
+    s.equals(&outputs[1].rank, 2)?;
+    s.equals(&outputs[1].shape[0], &inputs[0].shape[0])?;
+    s.equals(&outputs[1].shape[1], scores.to_dim())
+}
+
 /// `input` as f32: itself when it already is, else through a cast.
 fn wire_f32(prefix: &str, model: &mut TypedModel, input: OutletId) -> TractResult<OutletId> {
     if model.outlet_fact(input)?.datum_type == f32::datum_type() {

@@ -123,7 +123,6 @@ impl EvalOp for Scaler {
                 *v = (*v - Self::at(offset, i)) * Self::at(scale, i);
             }
         }
-        drop(plain);
         Ok(tvec!(x.into_tvalue()))
     }
 }

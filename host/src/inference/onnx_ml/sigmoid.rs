@@ -80,7 +80,6 @@ impl EvalOp for SluiceSigmoid {
                 .iter_mut()
                 .for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
         }
-        drop(plain);
         Ok(tvec!(x.into_tvalue()))
     }
 }

@@ -29,8 +29,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::{
-    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
-    check_output_arity, expand,
+    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, expand,
 };
 
 /// How a row is scored.
@@ -375,16 +374,13 @@ impl Expansion for SvmClassifier {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 2)?;
-        s.equals(&inputs[0].rank, 2)?;
-        s.equals(&outputs[0].datum_type, self.0.labels.datum_type())?;
-        s.equals(&outputs[0].rank, 1)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].datum_type, f32::datum_type())?;
-        s.equals(&outputs[1].rank, 2)?;
-        s.equals(&outputs[1].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[1].shape[1], self.0.width().to_dim())
+        super::classifier_rules(
+            s,
+            inputs,
+            outputs,
+            self.0.labels.datum_type(),
+            self.0.width(),
+        )
     }
 
     fn nboutputs(&self) -> TractResult<usize> {

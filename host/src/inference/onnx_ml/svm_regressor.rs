@@ -12,8 +12,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::{
-    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
-    check_output_arity, expand,
+    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, expand,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,13 +128,7 @@ impl Expansion for SvmRegressor {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(&inputs[0].rank, 2)?;
-        s.equals(&outputs[0].rank, 2)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[0].shape[1], 1.to_dim())
+        super::regressor_rules(s, inputs, outputs, 1)
     }
 
     fn wire(

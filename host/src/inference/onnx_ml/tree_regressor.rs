@@ -11,8 +11,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 use tract_onnx::tract_hir::internal::{
-    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
-    check_output_arity, expand,
+    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, expand,
 };
 
 pub(super) fn parse(
@@ -137,14 +136,7 @@ impl Expansion for TreeRegressor {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].rank, 2)?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].rank, 2)?;
-        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
-        s.equals(&outputs[0].shape[1], self.0.ensemble.targets.to_dim())?;
-        Ok(())
+        super::regressor_rules(s, inputs, outputs, self.0.ensemble.targets)
     }
 
     fn wire(
