@@ -73,10 +73,7 @@ impl Affine {
                 .chunks_exact(features)
                 .zip(&self.intercepts)
             {
-                let dot: f64 = (row.iter().zip(w))
-                    .map(|(a, c)| f64::from(*a) * f64::from(*c))
-                    .sum();
-                y.push((dot + f64::from(*b)) as f32);
+                y.push((dot(row, w) + f64::from(*b)) as f32);
             }
         }
         y
@@ -117,6 +114,22 @@ impl Affine {
         }
         super::wire_f32(prefix, model, input)
     }
+}
+
+/// `x · w` in f64, over four running sums so the additions do not wait on
+/// each other.
+fn dot(x: &[f32], w: &[f32]) -> f64 {
+    let mut sums = [0f64; 4];
+    let (xs, ws) = (x.chunks_exact(4), w.chunks_exact(4));
+    let tail: f64 = (xs.remainder().iter().zip(ws.remainder()))
+        .map(|(a, c)| f64::from(*a) * f64::from(*c))
+        .sum();
+    for (x4, w4) in xs.zip(ws) {
+        for i in 0..4 {
+            sums[i] += f64::from(x4[i]) * f64::from(w4[i]);
+        }
+    }
+    (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
 }
 
 fn post_transform(node: &NodeProto, op: &str) -> TractResult<PostTransform> {
