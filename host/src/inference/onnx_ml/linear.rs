@@ -118,7 +118,7 @@ impl Affine {
 
 /// `x · w` in f64, over four running sums so the additions do not wait on
 /// each other.
-fn dot(x: &[f32], w: &[f32]) -> f64 {
+pub(super) fn dot(x: &[f32], w: &[f32]) -> f64 {
     let mut sums = [0f64; 4];
     let (xs, ws) = (x.chunks_exact(4), w.chunks_exact(4));
     let tail: f64 = (xs.remainder().iter().zip(ws.remainder()))

@@ -196,7 +196,7 @@ impl Classifier {
     }
 
     /// The best class of row `x`, and its scores written to `out`.
-    fn classify(&self, x: &[f32], kernels: &mut Vec<f64>, out: &mut [f32]) -> usize {
+    fn classify(&self, x: &[f32], scratch: &mut Scratch, out: &mut [f32]) -> usize {
         match &self.mode {
             Mode::Linear { weights } => self.classify_linear(weights, x, out),
             Mode::Svc {
@@ -205,23 +205,20 @@ impl Classifier {
                 coefficients,
                 platt,
             } => {
-                kernels.clear();
-                kernels.extend(
+                scratch.kernels.clear();
+                scratch.kernels.extend(
                     support
                         .chunks_exact(self.features)
                         .map(|v| self.kernel.of(x, v)),
                 );
-                self.classify_svc(groups, coefficients, platt.as_ref(), kernels, out)
+                self.classify_svc(groups, coefficients, platt.as_ref(), scratch, out)
             }
         }
     }
 
     fn classify_linear(&self, weights: &[f32], x: &[f32], out: &mut [f32]) -> usize {
         for (score, w) in out.iter_mut().zip(weights.chunks_exact(self.features)) {
-            let dot: f64 = (x.iter().zip(w))
-                .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                .sum();
-            *score = (dot + f64::from(self.rho[0])) as f32;
+            *score = (super::linear::dot(x, w) + f64::from(self.rho[0])) as f32;
         }
         let best = first_max(out);
         let top = out[best];
@@ -243,13 +240,20 @@ impl Classifier {
         groups: &[(usize, usize)],
         coefficients: &[f32],
         platt: Option<&(Vec<f32>, Vec<f32>)>,
-        kernels: &[f64],
+        scratch: &mut Scratch,
         out: &mut [f32],
     ) -> usize {
         let classes = groups.len();
+        let Scratch {
+            kernels,
+            votes,
+            decisions,
+            coupling,
+        } = scratch;
         let vectors = kernels.len();
-        let mut votes = vec![0usize; classes];
-        let mut decisions = Vec::with_capacity(self.rho.len());
+        votes.clear();
+        votes.resize(classes, 0);
+        decisions.clear();
         let weighted = |row: usize, (start, n): (usize, usize)| -> f64 {
             let c = &coefficients[row * vectors + start..][..n];
             (c.iter().zip(&kernels[start..start + n]))
@@ -269,7 +273,7 @@ impl Classifier {
         let best = (0..classes).fold(0, |b, c| if votes[c] > votes[b] { c } else { b });
         match platt {
             Some((a, b)) => {
-                couple(classes, &decisions, a, b, out);
+                coupling.couple(classes, decisions, a, b, out);
                 self.post.apply(out);
             }
             None if classes == 2 => {
@@ -282,7 +286,7 @@ impl Classifier {
                 out[1] = s;
             }
             None => {
-                out.copy_from_slice(&decisions);
+                out.copy_from_slice(decisions);
                 self.post.apply(out);
             }
         }
@@ -295,57 +299,84 @@ fn first_max(values: &[f32]) -> usize {
     (0..values.len()).fold(0, |b, i| if values[i] > values[b] { i } else { b })
 }
 
-/// Class probabilities from the pairs' decision values: Platt's sigmoid per
-/// pair, then libsvm's pairwise coupling, in f32 as onnxruntime runs it.
-fn couple(classes: usize, decisions: &[f32], a: &[f32], b: &[f32], p: &mut [f32]) {
-    let k = classes;
-    // r[i][j]: the probability of i against j.
-    let mut r = vec![0f32; k * k];
-    let mut pair = 0;
-    for i in 0..k {
-        for j in i + 1..k {
-            let v = decisions[pair] * a[pair] + b[pair];
-            let sigma = 1.0 / (1.0 + (-v.abs()).exp());
-            let logistic = if v < 0.0 { 1.0 - sigma } else { sigma };
-            let q = (1.0 - logistic).clamp(1e-7, 1.0 - 1e-7);
-            (r[i * k + j], r[j * k + i]) = (q, 1.0 - q);
-            pair += 1;
+/// Buffers one evaluation reuses from row to row.
+#[derive(Default)]
+struct Scratch {
+    /// The row's kernel with each support vector.
+    kernels: Vec<f64>,
+    votes: Vec<usize>,
+    /// One per pair of classes.
+    decisions: Vec<f32>,
+    coupling: Coupling,
+}
+
+/// libsvm's pairwise coupling's matrices.
+#[derive(Default)]
+struct Coupling {
+    /// `r[i][j]`: the probability of `i` against `j`.
+    r: Vec<f32>,
+    q: Vec<f32>,
+    qp: Vec<f32>,
+}
+
+impl Coupling {
+    /// Class probabilities from the pairs' decision values: Platt's sigmoid per
+    /// pair, then libsvm's pairwise coupling, in f32 as onnxruntime runs it.
+    fn couple(&mut self, classes: usize, decisions: &[f32], a: &[f32], b: &[f32], p: &mut [f32]) {
+        let k = classes;
+        let Self { r, q, qp } = self;
+        for buffer in [&mut *r, &mut *q] {
+            buffer.clear();
+            buffer.resize(k * k, 0.0);
         }
-    }
-    let mut q = vec![0f32; k * k];
-    for i in 0..k {
-        p[i] = 1.0 / k as f32;
-        for j in 0..k {
-            if j == i {
-                continue;
-            }
-            q[i * k + i] += r[j * k + i] * r[j * k + i];
-            if j < i {
-                q[i * k + j] = q[j * k + i];
-            } else {
-                q[i * k + j] = -r[j * k + i] * r[i * k + j];
-            }
-        }
-    }
-    let eps = 0.005 / k as f32;
-    let mut qp = vec![0f32; k];
-    for _ in 0..100 {
-        let mut pqp = 0.0;
+        qp.clear();
+        qp.resize(k, 0.0);
+        let mut pair = 0;
         for i in 0..k {
-            qp[i] = (0..k).map(|j| q[i * k + j] * p[j]).sum();
-            pqp += p[i] * qp[i];
-        }
-        let error = qp.iter().map(|v| (v - pqp).abs()).fold(0.0, f32::max);
-        if error < eps {
-            break;
+            for j in i + 1..k {
+                let v = decisions[pair] * a[pair] + b[pair];
+                let sigma = 1.0 / (1.0 + (-v.abs()).exp());
+                let logistic = if v < 0.0 { 1.0 - sigma } else { sigma };
+                let q = (1.0 - logistic).clamp(1e-7, 1.0 - 1e-7);
+                (r[i * k + j], r[j * k + i]) = (q, 1.0 - q);
+                pair += 1;
+            }
         }
         for i in 0..k {
-            let diff = (-qp[i] + pqp) / q[i * k + i];
-            p[i] += diff;
-            pqp = (pqp + diff * (diff * q[i * k + i] + 2.0 * qp[i])) / (1.0 + diff) / (1.0 + diff);
+            p[i] = 1.0 / k as f32;
             for j in 0..k {
-                qp[j] = (qp[j] + diff * q[i * k + j]) / (1.0 + diff);
-                p[j] /= 1.0 + diff;
+                if j == i {
+                    continue;
+                }
+                q[i * k + i] += r[j * k + i] * r[j * k + i];
+                if j < i {
+                    q[i * k + j] = q[j * k + i];
+                } else {
+                    q[i * k + j] = -r[j * k + i] * r[i * k + j];
+                }
+            }
+        }
+        let eps = 0.005 / k as f32;
+        for _ in 0..100 {
+            let mut pqp = 0.0;
+            for i in 0..k {
+                qp[i] = (0..k).map(|j| q[i * k + j] * p[j]).sum();
+                pqp += p[i] * qp[i];
+            }
+            let error = qp.iter().map(|v| (v - pqp).abs()).fold(0.0, f32::max);
+            if error < eps {
+                break;
+            }
+            for i in 0..k {
+                let diff = (-qp[i] + pqp) / q[i * k + i];
+                p[i] += diff;
+                pqp = (pqp + diff * (diff * q[i * k + i] + 2.0 * qp[i]))
+                    / (1.0 + diff)
+                    / (1.0 + diff);
+                for j in 0..k {
+                    qp[j] = (qp[j] + diff * q[i * k + j]) / (1.0 + diff);
+                    p[j] /= 1.0 + diff;
+                }
             }
         }
     }
@@ -431,11 +462,11 @@ impl EvalOp for SvmClassifier {
         let plain = x.try_as_plain_ram()?;
         let values = plain.as_slice::<f32>()?;
         let mut scores = vec![0f32; rows * width];
-        let mut kernels = Vec::new();
+        let mut scratch = Scratch::default();
         let best: Vec<usize> = (0..rows)
             .map(|r| {
                 let row = &values[r * c.features..][..c.features];
-                c.classify(row, &mut kernels, &mut scores[r * width..][..width])
+                c.classify(row, &mut scratch, &mut scores[r * width..][..width])
             })
             .collect();
         Ok(tvec!(

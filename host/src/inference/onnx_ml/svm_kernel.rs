@@ -41,12 +41,7 @@ impl Kernel {
 
     /// `K(x, v)`.
     pub(super) fn of(&self, x: &[f32], v: &[f32]) -> f64 {
-        let dot = || {
-            x.iter()
-                .zip(v)
-                .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                .sum::<f64>()
-        };
+        let dot = || super::linear::dot(x, v);
         match *self {
             Self::Linear => dot(),
             Self::Poly {

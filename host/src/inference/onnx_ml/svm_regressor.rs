@@ -101,9 +101,7 @@ impl SvmRegressor {
 
     fn score(&self, x: &[f32]) -> f32 {
         let sum = match self.support.is_empty() {
-            true => (x.iter().zip(&self.coefficients))
-                .map(|(a, c)| f64::from(*a) * f64::from(*c))
-                .sum::<f64>(),
+            true => super::linear::dot(x, &self.coefficients),
             false => (self.support.chunks_exact(x.len()).zip(&self.coefficients))
                 .map(|(v, c)| f64::from(*c) * self.kernel.of(x, v))
                 .sum::<f64>(),
