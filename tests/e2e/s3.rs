@@ -1,5 +1,6 @@
-//! A real S3-compatible server for the tests: `s3s-fs` served over HTTP on
-//! 127.0.0.1 (a random port), checking SigV4 signatures. It runs on its own
+//! A real S3-compatible server for the tests: `s3s-fs` served over HTTP
+//! (or HTTPS, with a CA made for the test) on 127.0.0.1 (a random port),
+//! checking SigV4 signatures. It runs on its own
 //! thread and runtime, so it can be stopped and started again on the same
 //! port while node processes keep running, and it counts the requests it
 //! receives per key.
@@ -159,24 +160,75 @@ pub struct S3Server {
     pub addr: SocketAddr,
     pub requests: Arc<Requests>,
     ignore_conditions: bool,
+    /// Set when it serves HTTPS, with a certificate from its own CA.
+    tls: Option<Tls>,
     root: PathBuf,
     _dir: tempfile::TempDir,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
+/// A private CA (its certificate in `ca.pem` beside the data) and the
+/// server certificate it signed for 127.0.0.1.
+struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    ca_file: PathBuf,
+}
+
+impl Tls {
+    fn new(dir: &std::path::Path) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        use tokio_rustls::rustls;
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::new()).expect("CA parameters");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "Sluice test CA");
+        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().expect("server key");
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("server parameters")
+            .signed_by(&key, &issuer)
+            .expect("server certificate");
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).expect("ca.pem");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server TLS configuration");
+        Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            ca_file,
+        }
+    }
+}
+
 impl S3Server {
     /// Start a server with an empty bucket.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, false)
     }
 
     /// Start a server that ignores `If-None-Match` / `If-Match` on writes,
     /// like some S3-compatible stores do.
     pub fn start_ignoring_conditions() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, false)
     }
 
-    fn start_with(ignore_conditions: bool) -> Self {
+    /// Start a server that speaks HTTPS only, with a certificate signed by
+    /// a CA of its own ([`S3Server::ca_file`]).
+    pub fn start_tls() -> Self {
+        Self::start_with(false, true)
+    }
+
+    fn start_with(ignore_conditions: bool, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("s3");
         std::fs::create_dir_all(root.join(BUCKET)).expect("bucket dir");
@@ -187,6 +239,7 @@ impl S3Server {
             addr,
             requests: Arc::default(),
             ignore_conditions,
+            tls: tls.then(|| Tls::new(dir.path())),
             root,
             _dir: dir,
             runtime: Mutex::new(None),
@@ -233,6 +286,7 @@ impl S3Server {
             let _context = runtime.enter();
             tokio::net::TcpListener::from_std(listener).expect("listener")
         };
+        let acceptor = self.tls.as_ref().map(|tls| tls.acceptor.clone());
         runtime.spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
@@ -241,10 +295,17 @@ impl S3Server {
                 // Without it, small responses wait out delayed ACKs (~40 ms).
                 let _ = socket.set_nodelay(true);
                 let service = service.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(socket), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match acceptor {
+                        Some(acceptor) => match acceptor.accept(socket).await {
+                            Ok(tls) => http.serve_connection(TokioIo::new(tls), service).await,
+                            // A client that does not trust the CA hangs up.
+                            Err(_) => return,
+                        },
+                        None => http.serve_connection(TokioIo::new(socket), service).await,
+                    };
                 });
             }
         });
@@ -252,17 +313,30 @@ impl S3Server {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => format!("https://{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The PEM file of the CA that signed an HTTPS server's certificate.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().map(|tls| tls.ca_file.as_path())
     }
 
     /// The environment a `sluice` process needs to use this server.
+    /// (An HTTPS server's CA goes in `SSL_CERT_FILE`.)
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("AWS_ENDPOINT_URL_S3", self.endpoint()),
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
             ("AWS_REGION", REGION.into()),
-        ]
+        ];
+        if let Some(ca) = self.ca_file() {
+            env.push(("SSL_CERT_FILE", ca.display().to_string()));
+        }
+        env
     }
 
     /// `--store` for keys under `prefix`.

@@ -2,7 +2,9 @@
 //! and S3 (the test S3 server over real HTTP).
 
 use crate::s3::S3Server;
+use crate::support::{Server, first_tensor, sluice};
 use bytes::Bytes;
+use serde_json::json;
 use sluice::store::{FsStore, ObjectStore, PutMode, Revalidated, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -306,4 +308,47 @@ async fn an_upload_cut_off_halfway_leaves_nothing_behind() {
     s3.resume();
     assert!(store.get("blobs/big").await.unwrap().is_none());
     assert!(store.list("blobs/").await.unwrap().is_empty());
+}
+
+/// S3 connections trust Mozilla's roots, compiled in, and the CA files
+/// `SSL_CERT_FILE` names (a private CA, as an in-house MinIO has): a node
+/// reaches an HTTPS server signed by such a CA only when it is named, and
+/// without it refuses to start, saying what to do.
+#[tokio::test]
+async fn a_node_reaches_s3_over_tls_only_when_its_private_ca_is_named() {
+    let s3 = S3Server::start_tls();
+    assert!(s3.endpoint().starts_with("https://"));
+
+    let refused = sluice()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--store", &s3.location("tls")])
+        .envs(s3.env().into_iter().filter(|(var, _)| *var != "SSL_CERT_FILE"))
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .expect("sluice serve");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    assert!(stderr.contains("SSL_CERT_FILE"), "{stderr}");
+    assert_eq!(s3.requests.count("PUT", ""), 0);
+
+    let node = Server::start_s3(&s3, "tls", 1000);
+    node.deploy(
+        "scaler",
+        "standard-scaler",
+        &[("config.mean", "1,2"), ("config.std", "2,4")],
+    )
+    .await;
+    let body = json!({"tensors": [{"name": "features", "datatype": "FP32", "shape": [2], "data": [3.0, 10.0]}]});
+    let (status, answer) = node
+        .invoke(
+            "scaler",
+            "application/vnd.sluice.message+json",
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(first_tensor(&answer).3, vec![1.0, 2.0]);
+    assert!(s3.requests.count("PUT", "blobs/") > 0, "the component went to S3 over TLS");
 }

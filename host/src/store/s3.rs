@@ -17,9 +17,12 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_http_client::tls;
+use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use std::path::Path;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -360,14 +363,48 @@ impl S3Store {
     }
 }
 
-/// One HTTP stack for S3 and the credential providers: hyper 1 with rustls
-/// on ring (the SDK default would add aws-lc and a second build).
+/// One HTTP stack per process for S3 and the credential providers: hyper 1
+/// with rustls on ring (the SDK default would add aws-lc and a second
+/// build), its connections pooled across every store and provider.
 fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
+    static CLIENT: LazyLock<aws_sdk_s3::config::SharedHttpClient> = LazyLock::new(|| {
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .tls_context(
+                tls::TlsContext::builder()
+                    .with_trust_store(trust_store())
+                    .build()
+                    // Infallible today; the system's roots if it ever fails.
+                    .unwrap_or_default(),
+            )
+            .build_https()
+    });
+    CLIENT.clone()
+}
+
+/// The certificate authorities an S3 connection trusts: Mozilla's, compiled
+/// in, so a process does not read and parse the system's store before its
+/// first request (about 4 ms, most of a Lambda's init); plus those in the
+/// files `SSL_CERT_FILE` / `SSL_CERT_DIR` name, for a private CA (an
+/// in-house MinIO or Ceph).
+fn trust_store() -> tls::TrustStore {
+    let named = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some());
+    // The SDK takes roots as PEM only.
+    let mut pem = String::new();
+    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        let base64 = base64::engine::general_purpose::STANDARD.encode(der);
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in base64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    tls::TrustStore::empty()
+        .with_native_roots(named)
+        .with_pem_certificate(pem)
 }
 
 /// Sort an SDK failure into what a caller can act on.
@@ -388,6 +425,12 @@ where
                 .unwrap_or_default()
         ),
         _ => DisplayErrorContext(&error).to_string(),
+    };
+    let reason = match reason.contains("invalid peer certificate") {
+        true => format!(
+            "{reason}; the endpoint's certificate is not signed by a CA this node trusts (Mozilla's roots are compiled in): for a private CA, name its PEM file in SSL_CERT_FILE (or a directory in SSL_CERT_DIR)"
+        ),
+        false => reason,
     };
     match (&error, status) {
         (SdkError::ServiceError(_), Some(status)) if status != 429 && status < 500 => {
