@@ -27,9 +27,20 @@ use std::time::{Duration, Instant};
 
 const RUNS: usize = 15;
 
+/// The control plane's token (`/v1/status`).
+const ADMIN_TOKEN: &str = "process-start-bench-admin-token";
+
+/// `sluice` against the bench's S3 server, in an environment that names
+/// no CA files (as on a Lambda), so S3 connections trust the compiled-in
+/// roots only.
 fn sluice(s3: &s3::S3Server) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command.envs(s3.env()).env("RUST_LOG", "info");
+    command
+        .envs(s3.env())
+        .env("RUST_LOG", "info")
+        .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
     command
 }
 
@@ -67,6 +78,7 @@ mod ureq_like {
             content_type: &str,
             body: &str,
         ) -> (u16, String) {
+            let token = super::ADMIN_TOKEN;
             let rest = url.strip_prefix("http://").expect("http URL");
             let (host, path) = rest
                 .split_once('/')
@@ -74,7 +86,7 @@ mod ureq_like {
             let mut stream = TcpStream::connect(host).expect("connect");
             write!(
                 stream,
-                "{method} {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "{method} {path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             )
             .expect("write");
@@ -234,46 +246,59 @@ fn main() {
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let (mut totals, mut inits) = (Vec::new(), Vec::new());
-        for _ in 0..RUNS {
-            let log = dir.path().join("lambda.log");
-            let started = Instant::now();
-            let child = sluice(&s3)
-                .env(
-                    "AWS_LAMBDA_RUNTIME_API",
-                    format!("http://127.0.0.1:{port}/.rt"),
-                )
-                .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-                .env("SLUICE_STORE", &store)
-                .stdout(std::fs::File::create(&log).unwrap())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn");
-            let status = post(
-                &agent,
-                &format!("http://127.0.0.1:{port}/lambda-url/_/fn/scaler"),
-                "application/vnd.sluice.message+json",
-                &scaler_input(),
-            );
-            totals.push(ms(started.elapsed()));
-            assert_eq!(status, 200);
-            stop(child);
-            let text = std::fs::read_to_string(&log).unwrap();
-            if let Some(init) = text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find_map(|l| l["init_ms"].as_f64())
-            {
-                inits.push(init);
+        // The roots S3 connections trust: the compiled-in ones, or those
+        // plus the system's store named by SSL_CERT_FILE and SSL_CERT_DIR
+        // (what every process read before roots were compiled in).
+        let system = [
+            ("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"),
+            ("SSL_CERT_DIR", "/etc/ssl/certs"),
+        ];
+        for (roots, env) in [
+            ("compiled-in roots", &[][..]),
+            ("+ the system's store", &system[..]),
+        ] {
+            let (mut totals, mut inits) = (Vec::new(), Vec::new());
+            for _ in 0..RUNS {
+                let log = dir.path().join("lambda.log");
+                let started = Instant::now();
+                let child = sluice(&s3)
+                    .envs(env.iter().copied())
+                    .env(
+                        "AWS_LAMBDA_RUNTIME_API",
+                        format!("http://127.0.0.1:{port}/.rt"),
+                    )
+                    .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+                    .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+                    .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                    .env("SLUICE_STORE", &store)
+                    .stdout(std::fs::File::create(&log).unwrap())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn");
+                let status = post(
+                    &agent,
+                    &format!("http://127.0.0.1:{port}/lambda-url/_/fn/scaler"),
+                    "application/vnd.sluice.message+json",
+                    &scaler_input(),
+                );
+                totals.push(ms(started.elapsed()));
+                assert_eq!(status, 200);
+                stop(child);
+                let text = std::fs::read_to_string(&log).unwrap();
+                if let Some(init) = text
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find_map(|l| l["init_ms"].as_f64())
+                {
+                    inits.push(init);
+                }
             }
+            println!(
+                "lambda (emulator), {roots}: process start → first answer {:.1} ms; Sluice's init (logged init_ms) {:.2} ms (medians of {RUNS})",
+                median(totals),
+                median(inits)
+            );
         }
-        println!(
-            "lambda (emulator): process start → first answer {:.1} ms; Sluice's init (logged init_ms) {:.2} ms (medians of {RUNS})",
-            median(totals),
-            median(inits)
-        );
         stop(emulator);
     } else {
         println!(

@@ -322,7 +322,11 @@ async fn a_node_reaches_s3_over_tls_only_when_its_private_ca_is_named() {
     let refused = sluice()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(["--store", &s3.location("tls")])
-        .envs(s3.env().into_iter().filter(|(var, _)| *var != "SSL_CERT_FILE"))
+        .envs(
+            s3.env()
+                .into_iter()
+                .filter(|(var, _)| *var != "SSL_CERT_FILE"),
+        )
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR")
         .output()
@@ -350,5 +354,8 @@ async fn a_node_reaches_s3_over_tls_only_when_its_private_ca_is_named() {
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(first_tensor(&answer).3, vec![1.0, 2.0]);
-    assert!(s3.requests.count("PUT", "blobs/") > 0, "the component went to S3 over TLS");
+    assert!(
+        s3.requests.count("PUT", "blobs/") > 0,
+        "the component went to S3 over TLS"
+    );
 }

@@ -369,7 +369,9 @@ impl S3Store {
 fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
     static CLIENT: LazyLock<aws_sdk_s3::config::SharedHttpClient> = LazyLock::new(|| {
         aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
             .tls_context(
                 tls::TlsContext::builder()
                     .with_trust_store(trust_store())
