@@ -13,7 +13,7 @@
 //!
 //! onnxruntime is loaded from `ORT_DYLIB_PATH` (the onnxruntime wheel's
 //! shared library); `host/benches/engines.sh` installs the wheel and runs
-//! this with the `onnxruntime-bench` feature. `-- NAME` keeps the models
+//! this. `-- NAME` keeps the models
 //! whose name contains NAME.
 
 use ort::session::Session;

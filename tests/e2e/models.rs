@@ -862,3 +862,109 @@ async fn a_panic_inside_the_model_engine_answers_500_and_the_node_serves_on() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["outputs"][0]["data"], json!([0.0, 1.0]), "{v}");
 }
+
+/// The second engine runs what tract cannot: the CNN without its shape
+/// pinned, several images per request and batched across requests, with
+/// onnxruntime's numbers; a node without the library refuses such a push
+/// saying how to give it one.
+#[tokio::test]
+async fn the_onnxruntime_engine_runs_the_cnn_with_a_free_batch_and_batches_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = crate::support::onnxruntime_library();
+    let server = Server::start_on(
+        &dir.path().join("data"),
+        &["--onnxruntime", library.to_str().expect("path")],
+    );
+    let engine = ("engine", "onnxruntime");
+    let (status, pushed) = push(&server, "text-direction", &[engine]).await;
+    assert_eq!(status, 201, "{pushed}");
+    assert_eq!(pushed["model"]["engine"], "onnxruntime");
+    assert_eq!(
+        pushed["model"]["signature"]["inputs"][0]["shape"],
+        json!([-1, 3, -1, -1])
+    );
+    let (status, pushed) = push_as(
+        &server,
+        "text-direction-batched",
+        "text-direction",
+        &[
+            engine,
+            ("max_batch_size", "8"),
+            ("max_queue_delay_us", "20000"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{pushed}");
+    let (_, metadata) = server.get("/v2/models/text-direction").await;
+    assert_eq!(metadata["platform"], "onnxruntime_onnx");
+
+    // The reference image, alone and as two rows of one request.
+    let reference = reference("text-direction");
+    let output = "save_infer_model/scale_0.tmp_1";
+    let want = &reference["outputs"][output];
+    let (status, answer) = post(
+        &server,
+        "/v2/models/text-direction/infer",
+        &infer_request(&reference),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_matches("text-direction", output, &answer["outputs"][0], want);
+    let image = reference["inputs"]["x"]["data"].as_array().unwrap().clone();
+    let two = json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3, 48, 192],
+        "data": image.iter().chain(&image).collect::<Vec<_>>()}]});
+    let (status, answer) = post(&server, "/v2/models/text-direction/infer", &two).await;
+    assert_eq!(status, 200, "{answer}");
+    let rows = answer["outputs"][0]["data"].as_array().unwrap();
+    let pair = json!({"shape": [1, 2], "data": rows[..2]});
+    assert_matches("text-direction", output, &pair, want);
+    assert_eq!(rows[..2], rows[2..]);
+
+    // Sixteen different images at once: batched answers equal lone ones.
+    let request = |i: usize| {
+        let scale = 1.0 + i as f64 * 0.05;
+        let data: Vec<f64> = image.iter().map(|v| v.as_f64().unwrap() * scale).collect();
+        json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3, 48, 192], "data": data}]})
+    };
+    let calls = (0..16).map(|i| {
+        let server = &server;
+        async move {
+            let body = request(i);
+            let (alone, batched) = tokio::join!(
+                post(server, "/v2/models/text-direction/infer", &body),
+                post(server, "/v2/models/text-direction-batched/infer", &body)
+            );
+            (i, alone, batched)
+        }
+    });
+    let mut distinct = std::collections::BTreeSet::new();
+    for (i, (s1, alone), (s2, batched)) in futures::future::join_all(calls).await {
+        assert_eq!((s1, s2), (200, 200), "image {i}: {alone} {batched}");
+        let (alone, batched) = (&alone["outputs"][0], &batched["outputs"][0]);
+        if let Err(e) = compare(batched, alone, Tolerance::absolute(1e-5)) {
+            panic!("image {i}: {e}");
+        }
+        distinct.insert(alone["data"].to_string());
+    }
+    assert!(distinct.len() > 1, "every image got the same answer");
+    let (_, status) = server.get("/v1/status").await;
+    assert!(
+        status["batching"]["batches"].as_u64().unwrap()
+            < status["batching"]["requests"].as_u64().unwrap(),
+        "no request was batched: {status}"
+    );
+
+    // Outputs onnxruntime has but Sluice cannot carry are refused at push.
+    let (status, v) = push(&server, "iris-zipmap", &[engine]).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("zipmap=False"), "{v}");
+
+    // A node without the library says how to give it one.
+    let plain = Server::start();
+    let (status, v) = push(&plain, "text-direction", &[engine]).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("--onnxruntime"),
+        "{v}"
+    );
+}

@@ -347,6 +347,26 @@ pub fn cargo_lambda() -> PathBuf {
     tools().join("cargo-lambda")
 }
 
+/// onnxruntime's shared library, from the onnxruntime wheel in the test
+/// tools' virtual environment (what `--onnxruntime` takes).
+pub fn onnxruntime_library() -> PathBuf {
+    let lib = tools().parent().expect("venv").join("lib");
+    std::fs::read_dir(&lib)
+        .expect("venv lib")
+        .filter_map(|e| e.ok())
+        .map(|python| python.path().join("site-packages/onnxruntime/capi"))
+        .filter_map(|capi| std::fs::read_dir(capi).ok())
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so."))
+        })
+        .expect("libonnxruntime.so in the test venv")
+}
+
 /// A validator installed in the test tools' virtual environment
 /// (cfn-lint, kubernetes-validate, hadolint).
 pub fn tool(name: &str) -> PathBuf {
@@ -381,7 +401,7 @@ fn tools() -> PathBuf {
                 && Command::new(&python)
                     .args([
                         "-c",
-                        "import tritonclient.http, kserve, numpy, duckdb, prometheus_client",
+                        "import tritonclient.http, kserve, numpy, duckdb, prometheus_client, onnxruntime",
                     ])
                     .status()
                     .is_ok_and(|s| s.success())
@@ -409,6 +429,7 @@ fn tools() -> PathBuf {
                     "duckdb==1.5.6",
                     "schemathesis==4.32.5",
                     "prometheus-client==0.26.0",
+                    "onnxruntime==1.32.0",
                 ])
                 .status()
                 .expect("pip");

@@ -5,7 +5,7 @@
 //! has a number).
 
 use crate::models::{Tolerance, compare, infer_request, post};
-use crate::support::{Server, client, repo};
+use crate::support::{Server, client, onnxruntime_library, repo};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -28,11 +28,13 @@ fn read_json(file: &str) -> Value {
     serde_json::from_str(&text).expect("zoo JSON")
 }
 
-/// Push the zoo's model `name`; the node's answer when it refuses it.
-async fn push(server: &Server, name: &str) -> Result<(), String> {
+/// Push the zoo's model `name` to run on `engine`; the node's answer when
+/// it refuses it.
+async fn push(server: &Server, name: &str, engine: &str) -> Result<(), String> {
     let model = std::fs::read(zoo().join(format!("{name}.onnx"))).expect("zoo model");
     let response = client()
         .put(server.url(&format!("/v1/models/{name}")))
+        .query(&[("engine", engine)])
         .body(model)
         .send()
         .await
@@ -66,8 +68,8 @@ fn rows(reference: &Value, from: usize, to: usize) -> Value {
 /// of the tolerance: all the reference rows in one call, then a few of them
 /// in a second (a node may reuse what a run sets up, never what it
 /// computed).
-async fn check(server: &Server, name: &str) -> Result<f64, String> {
-    push(server, name).await?;
+async fn check(server: &Server, name: &str, engine: &str) -> Result<f64, String> {
+    push(server, name, engine).await?;
     let reference = read_json(&format!("{name}.reference.json"));
     let first = compare_call(server, name, &reference).await?;
     let second = compare_call(server, name, &rows(&reference, 3, 9))
@@ -117,6 +119,23 @@ async fn compare_call(server: &Server, name: &str, reference: &Value) -> Result<
 
 #[tokio::test]
 async fn every_zoo_model_is_served_with_onnxruntimes_numbers() {
+    check_zoo(&Server::start(), "tract").await;
+}
+
+/// The same models on the second engine: the node runs them through
+/// onnxruntime's C API, and its conversions must not change a number.
+#[tokio::test]
+async fn every_zoo_model_runs_on_the_onnxruntime_engine_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = onnxruntime_library();
+    let server = Server::start_on(
+        &dir.path().join("data"),
+        &["--onnxruntime", library.to_str().expect("path")],
+    );
+    check_zoo(&server, "onnxruntime").await;
+}
+
+async fn check_zoo(server: &Server, engine: &str) {
     let index = read_json("index.json");
     let exported: Vec<&Value> = index
         .as_array()
@@ -129,11 +148,10 @@ async fn every_zoo_model_is_served_with_onnxruntimes_numbers() {
         "the zoo has {} exported models",
         exported.len()
     );
-    let server = Server::start();
     let mut failures = Vec::new();
     for entry in exported {
         let name = entry["name"].as_str().expect("name");
-        match check(&server, name).await {
+        match check(server, name, engine).await {
             Ok(error) => eprintln!(
                 "{name:<36} {:<32} worst error {error:.2} of the tolerance",
                 entry["estimator"].as_str().unwrap_or("")
@@ -143,7 +161,7 @@ async fn every_zoo_model_is_served_with_onnxruntimes_numbers() {
     }
     assert!(
         failures.is_empty(),
-        "{} zoo model(s) not served right:\n{}",
+        "{} zoo model(s) not served right on {engine}:\n{}",
         failures.len(),
         failures.join("\n")
     );

@@ -34,6 +34,12 @@ pub struct DataArgs {
     /// Default: the file ~/.config/sluice/signing-key, made on first use.
     #[arg(long, env = "SLUICE_SIGNING_KEY", hide_env_values = true)]
     pub signing_key: Option<String>,
+    /// onnxruntime's shared library (libonnxruntime.so, 1.24 or later;
+    /// e.g. from the onnxruntime wheel's capi/ folder), loaded at start to
+    /// run models pushed with --engine onnxruntime. Without it those
+    /// models are refused; every other model runs on tract.
+    #[arg(long, env = "ORT_DYLIB_PATH", value_name = "PATH")]
+    pub onnxruntime: Option<PathBuf>,
 }
 
 impl DataArgs {

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sluice::access::Role;
 use sluice::features::Format;
 use sluice::http::Client;
-use sluice::inference::{Baseline, Batching, Push};
+use sluice::inference::{Baseline, Batching, Engine, Push};
 use sluice::node::{ControlPlane, Deploy, Kind, Published, Settings};
 use sluice::pipeline::Pipeline;
 use sluice::registry::Guard;
@@ -139,6 +139,11 @@ pub enum ModelsCommand {
         /// (overrides the node's --model-idle-secs; 0: never).
         #[arg(long)]
         idle_secs: Option<u64>,
+        /// The engine that runs it: tract (built in) or onnxruntime (on
+        /// nodes started with --onnxruntime; faster on large matrix
+        /// products and convolutions, see BENCHMARKS.md).
+        #[arg(long, value_name = "tract|onnxruntime", default_value = "tract")]
+        engine: Engine,
         /// Who may call it on the data plane: `open` (anyone; the default
         /// for a new name) or `token` (an invoker, deployer or admin token
         /// covering its name). A setting of the name: it stays until changed.
@@ -656,6 +661,7 @@ impl ModelsCommand {
                 max_queue_delay_us,
                 max_queue_size,
                 idle_secs,
+                engine,
                 invoke,
                 target,
             } => {
@@ -675,6 +681,7 @@ impl ModelsCommand {
                         max_queue_size,
                     }),
                     idle_secs,
+                    engine,
                 });
                 let request = Request::Publish {
                     name,

@@ -73,6 +73,8 @@ pub async fn run(args: InvokeArgs) -> Result<ExitCode> {
             data: args.data_dir.clone(),
             store: args.store.clone(),
             signing_key: args.signing_key.clone(),
+            // Stages that run models on onnxruntime find it as nodes do.
+            onnxruntime: std::env::var_os("ORT_DYLIB_PATH").map(Into::into),
         },
     };
     let (ok, output) = match &target.server {

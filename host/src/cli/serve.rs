@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use sluice::cache::CacheConfig;
 use sluice::engine::{Engine, EngineConfig};
 use sluice::http::{self, AppState};
+use sluice::inference::onnxruntime::Onnxruntime;
 use sluice::node::Node;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,17 +24,21 @@ pub async fn local_node(
     let signing = data.signing_key()?;
     // Both take milliseconds (the store's client and bucket check, the
     // engine's pool): side by side, for a shorter cold start.
-    let (store, engine) = tokio::join!(
+    let onnxruntime = data.onnxruntime.clone();
+    let (store, engine, onnxruntime) = tokio::join!(
         sluice::store::open(&location),
-        tokio::task::spawn_blocking(move || Engine::new(engine))
+        tokio::task::spawn_blocking(move || Engine::new(engine)),
+        tokio::task::spawn_blocking(move || onnxruntime.map(|path| Onnxruntime::load(&path)))
     );
     let store = store.with_context(|| format!("cannot open the store at {location}"))?;
     let engine = engine
         .context("the engine's start-up task failed")?
         .context("cannot start the wasmtime engine")?;
-    Ok(Arc::new(
-        Node::new(engine, store, cache).with_signing_key(signing),
-    ))
+    let mut node = Node::new(engine, store, cache).with_signing_key(signing);
+    if let Some(library) = onnxruntime.context("the onnxruntime start-up task failed")? {
+        node = node.with_onnxruntime(library?);
+    }
+    Ok(Arc::new(node))
 }
 
 /// Engine settings for one-shot CLI work: no need to reserve a pool.

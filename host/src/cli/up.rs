@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
 use sluice::features::{Format, Table};
-use sluice::inference::{Baseline, Push};
+use sluice::inference::{Baseline, Engine, Push};
 use sluice::node::{ControlPlane, Deploy, Settings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +55,9 @@ struct ModelEntry {
     /// Baseline statistics (`sluice models baseline`), relative to the
     /// manifest: drift detection and explanations.
     baseline: Option<PathBuf>,
+    /// The engine that runs it (`tract`, the default, or `onnxruntime`).
+    #[serde(default)]
+    engine: Engine,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +253,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             created_by: created_by(),
             input_shapes,
             baseline,
+            engine: m.engine,
             ..Push::default()
         });
         let pushed = plane

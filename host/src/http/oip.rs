@@ -118,7 +118,11 @@ impl Served {
 
     fn metadata(&self) -> Value {
         let platform = match self {
-            Self::Model(_) => "onnx_tract",
+            Self::Model(m) => match m.record.engine {
+                crate::inference::Engine::Tract => "onnx_tract",
+                // Triton's name for the same engine.
+                crate::inference::Engine::Onnxruntime => "onnxruntime_onnx",
+            },
             Self::Pipeline(_) => "sluice_pipeline",
         };
         json!({

@@ -2,7 +2,7 @@
 //! client writes them and the server reads them here, in one place, so the
 //! two cannot drift apart.
 
-use crate::inference::{Baseline, Batching, Push};
+use crate::inference::{Baseline, Batching, Engine, Push};
 use crate::node::{Deploy, Settings};
 use crate::tensor::parse_shape;
 
@@ -97,6 +97,9 @@ pub fn write(settings: &Settings) -> Result<Vec<(String, String)>, String> {
                 let dims: Vec<String> = dims.iter().map(i64::to_string).collect();
                 put(&format!("input_shape.{input}"), dims.join(","));
             }
+            if p.engine != Engine::Tract {
+                put("engine", p.engine.to_string());
+            }
         }
         // Everything a pipeline is lives in its manifest.
         Settings::Pipeline { .. } => {}
@@ -165,6 +168,7 @@ pub fn read_push(params: Vec<(String, String)>, created_by: String) -> Result<Pu
             ("description", _) => p.description = Some(value),
             ("idle_secs", _) => p.idle_secs = Some(number(&key, &value)?),
             ("baseline", _) => p.baseline = Some(Baseline::Stored(value.try_into()?)),
+            ("engine", _) => p.engine = value.parse()?,
             ("max_batch_size", _) => {
                 p.batching.get_or_insert(DEFAULT_BATCHING).max_batch_size = number(&key, &value)?
             }
@@ -185,7 +189,7 @@ pub fn read_push(params: Vec<(String, String)>, created_by: String) -> Result<Pu
             }
             _ => {
                 return Err(format!(
-                    "unknown query parameter `{key}`; use description, label.KEY=VALUE, input_shape.INPUT=DIMS, baseline=sha256:..., max_batch_size, max_queue_delay_us, max_queue_size or idle_secs"
+                    "unknown query parameter `{key}`; use description, label.KEY=VALUE, input_shape.INPUT=DIMS, baseline=sha256:..., engine=tract|onnxruntime, max_batch_size, max_queue_delay_us, max_queue_size or idle_secs"
                 ));
             }
         }
@@ -279,6 +283,7 @@ mod tests {
                 max_queue_size: 64,
             }),
             idle_secs: Some(60),
+            engine: Engine::Onnxruntime,
         };
         let query = pairs(&Settings::Model(push.clone()));
         assert_eq!(read_push(query, "ana".into()).unwrap(), push);
@@ -293,6 +298,8 @@ mod tests {
         assert!(err.contains("unknown query parameter `colour`"), "{err}");
         let err = read_push(params("input_shape.x", "1,0"), String::new()).unwrap_err();
         assert!(err.contains("input_shape.x"), "{err}");
+        let err = read_push(params("engine", "tensorrt"), String::new()).unwrap_err();
+        assert!(err.contains("use tract or onnxruntime"), "{err}");
         let err = read_push(params("baseline", "md5:00"), String::new()).unwrap_err();
         assert!(err.contains("sha256:"), "{err}");
         assert!(read_version("x").is_err());

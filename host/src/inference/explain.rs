@@ -68,7 +68,10 @@ pub(super) enum Explainer {
 impl Explainer {
     /// The explainer of a plan whose baseline describes `input`.
     pub(super) fn of(plan: &super::Runner, baseline: &Baseline) -> Self {
-        match super::onnx_ml::tree_model(plan.plan.model(), &baseline.input) {
+        match plan
+            .tract_model()
+            .and_then(|model| super::onnx_ml::tree_model(model, &baseline.input))
+        {
             Some(trees) => Self::Trees(trees),
             None => Self::Kernel,
         }

@@ -24,12 +24,13 @@ pub mod drift;
 pub mod explain;
 mod heads;
 mod onnx_ml;
+pub mod onnxruntime;
 mod record;
 mod tract_tensor;
 
 pub use batch::{BatchStats, Batching};
 use onnx_ml::TreeModel;
-pub use record::ModelVersion;
+pub use record::{Engine, ModelVersion};
 
 use crate::cache::{Cache, DocumentCache, Weigh, idle_time};
 use crate::observe::metrics::{ModelMetrics, metrics};
@@ -110,13 +111,39 @@ type Plan = Arc<Runner>;
 /// outlives its run (a `Scan`'s loop variables, which scikit-learn's k-NN
 /// exports carry its input rows in), so a reused one would compute a
 /// request with the previous request's values.
-pub struct Runner {
+pub struct TractRunner {
     plan: Arc<TypedRunnableModel>,
     idle: std::sync::Mutex<Vec<TypedSimpleState>>,
     reuse: bool,
 }
 
+/// A model version's plan, on the engine it was pushed for.
+pub enum Runner {
+    /// tract's optimised plan.
+    Tract(TractRunner),
+    /// onnxruntime sessions.
+    Onnxruntime(onnxruntime::Sessions),
+}
+
 impl Runner {
+    /// Run on `inputs` (in the model's input order).
+    pub fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>, InferenceError> {
+        match self {
+            Self::Tract(tract) => tract.run(inputs),
+            Self::Onnxruntime(sessions) => sessions.run(inputs),
+        }
+    }
+
+    /// The typed graph, when tract runs it (for TreeSHAP).
+    fn tract_model(&self) -> Option<&TypedModel> {
+        match self {
+            Self::Tract(tract) => Some(tract.plan.model()),
+            Self::Onnxruntime(_) => None,
+        }
+    }
+}
+
+impl TractRunner {
     fn new(plan: Arc<TypedRunnableModel>) -> TractResult<Self> {
         let first = plan.spawn()?;
         let reuse = first.op_states.iter().all(Option::is_none);
@@ -233,6 +260,8 @@ pub struct Push {
     /// Idle seconds before a node unloads this version's plan (0: never;
     /// unset: the node's `--model-idle-secs`).
     pub idle_secs: Option<u64>,
+    /// The engine that runs it.
+    pub engine: Engine,
 }
 
 /// Baseline statistics given with a push.
@@ -279,8 +308,34 @@ pub fn compile(
     let plan = typed
         .into_runnable()
         .map_err(|e| unsupported("tract cannot plan it", e))?;
-    let runner = Runner::new(plan).map_err(|e| unsupported("tract cannot plan it", e))?;
-    Ok((Arc::new(runner), signature, input_types))
+    let runner = TractRunner::new(plan).map_err(|e| unsupported("tract cannot plan it", e))?;
+    Ok((Arc::new(Runner::Tract(runner)), signature, input_types))
+}
+
+/// [`compile`] on `engine`: onnxruntime only where the node has its
+/// library.
+fn compile_on(
+    engine: Engine,
+    onnxruntime: &std::sync::OnceLock<onnxruntime::Onnxruntime>,
+    bytes: &[u8],
+    input_shapes: &BTreeMap<String, Vec<i64>>,
+) -> Result<(Plan, Signature, Vec<DatumType>), InferenceError> {
+    match engine {
+        Engine::Tract => compile(bytes, input_shapes),
+        Engine::Onnxruntime => {
+            let library = onnxruntime.get().ok_or_else(|| {
+                InferenceError::Unsupported(
+                    "this model runs on onnxruntime and this node has no onnxruntime library: start the node with --onnxruntime PATH (or ORT_DYLIB_PATH), the libonnxruntime.so of onnxruntime 1.24 or later (e.g. from the onnxruntime wheel's capi/ folder)".into(),
+                )
+            })?;
+            let (sessions, signature, input_types) = library.compile(bytes, input_shapes)?;
+            Ok((
+                Arc::new(Runner::Onnxruntime(sessions)),
+                signature,
+                input_types,
+            ))
+        }
+    }
 }
 
 /// Why tract could not optimise a model, said so the user can act on it.
@@ -377,6 +432,8 @@ pub struct Models {
     in_place_runs: AtomicU64,
     pooled_runs: AtomicU64,
     drift: Arc<drift::Monitors>,
+    /// The second engine's library, when the node was given one.
+    onnxruntime: Arc<std::sync::OnceLock<onnxruntime::Onnxruntime>>,
 }
 
 /// Where model runs went, for `/v1/status`.
@@ -423,7 +480,14 @@ impl Models {
             in_place_runs: AtomicU64::new(0),
             pooled_runs: AtomicU64::new(0),
             drift: Arc::default(),
+            onnxruntime: Arc::default(),
         }
+    }
+
+    /// Run models pushed with `--engine onnxruntime` on this library (set
+    /// once, at start; a second call is ignored).
+    pub fn use_onnxruntime(&self, library: onnxruntime::Onnxruntime) {
+        let _ = self.onnxruntime.set(library);
     }
 
     /// The drift windows of the versions this node ran.
@@ -478,9 +542,12 @@ impl Models {
     ) -> Result<(ModelVersion, bool), InferenceError> {
         let input = bytes.clone();
         let shapes = push.input_shapes.clone();
-        let (_, signature, _) = tokio::task::spawn_blocking(move || compile(&input, &shapes))
-            .await
-            .map_err(|e| InferenceError::Internal(e.to_string()))??;
+        let onnxruntime = self.onnxruntime.clone();
+        let (_, signature, _) = tokio::task::spawn_blocking(move || {
+            compile_on(push.engine, &onnxruntime, &input, &shapes)
+        })
+        .await
+        .map_err(|e| InferenceError::Internal(e.to_string()))??;
         if let Some(batching) = &push.batching {
             check_batchable(&signature, batching)?;
         }
@@ -509,6 +576,7 @@ impl Models {
             digest,
             size,
             format: "onnx".into(),
+            engine: push.engine,
             signature,
             input_shapes: push.input_shapes,
             batching: push.batching,
@@ -546,6 +614,7 @@ impl Models {
                 |_| {
                     let (registry, documents) = (self.registry.clone(), self.documents.clone());
                     let monitors = self.drift.clone();
+                    let onnxruntime = self.onnxruntime.clone();
                     let (runs, batches) = (self.runs.clone(), self.batches.clone());
                     let load_key = key.clone();
                     async move {
@@ -559,10 +628,12 @@ impl Models {
                         })?;
                         let started = std::time::Instant::now();
                         let shapes = record.input_shapes.clone();
-                        let (plan, _, input_types) =
-                            tokio::task::spawn_blocking(move || compile(&bytes, &shapes))
-                                .await
-                                .map_err(|e| InferenceError::Internal(e.to_string()))??;
+                        let engine = record.engine;
+                        let (plan, _, input_types) = tokio::task::spawn_blocking(move || {
+                            compile_on(engine, &onnxruntime, &bytes, &shapes)
+                        })
+                        .await
+                        .map_err(|e| InferenceError::Internal(e.to_string()))??;
                         tracing::info!(model = %name, version, elapsed_ms = started.elapsed().as_millis() as u64, "model plan ready");
                         let metrics = metrics().model(name.as_str(), version);
                         metrics.loaded(started.elapsed());

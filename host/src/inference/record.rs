@@ -22,6 +22,9 @@ pub struct ModelVersion {
     pub format: String,
     /// Inputs and outputs, as recorded at push.
     pub signature: Signature,
+    /// The engine that runs it.
+    #[serde(default, skip_serializing_if = "Engine::is_tract")]
+    pub engine: Engine,
     /// Shapes pinned at push for inputs the file leaves unknown.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub input_shapes: BTreeMap<String, Vec<i64>>,
@@ -61,11 +64,52 @@ impl Record for ModelVersion {
 
     fn same_content(&self, other: &Self) -> bool {
         self.digest == other.digest
+            && self.engine == other.engine
             && self.input_shapes == other.input_shapes
             && self.batching == other.batching
             && self.idle_secs == other.idle_secs
             && self.baseline == other.baseline
             && self.labels == other.labels
             && self.description == other.description
+    }
+}
+
+/// The engine a model version runs on, chosen at push.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// tract, built in: every node runs it.
+    #[default]
+    Tract,
+    /// onnxruntime, on nodes started with its library (`--onnxruntime`).
+    Onnxruntime,
+}
+
+impl Engine {
+    fn is_tract(&self) -> bool {
+        *self == Self::Tract
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tract" => Ok(Self::Tract),
+            "onnxruntime" => Ok(Self::Onnxruntime),
+            other => Err(format!(
+                "unknown engine `{other}`; use tract or onnxruntime"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tract => "tract",
+            Self::Onnxruntime => "onnxruntime",
+        })
     }
 }

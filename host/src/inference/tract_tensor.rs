@@ -38,20 +38,31 @@ fn spec(model: &TypedModel, outlet: OutletId, what: &str) -> Result<TensorSpec, 
         model.outlet_label(outlet).unwrap_or(node_name)
     }
     .to_string();
-    let element_type = carried(fact.datum_type).ok_or_else(|| {
+    let shape = fact
+        .shape
+        .iter()
+        .map(|d| d.as_i64().unwrap_or(-1))
+        .collect();
+    spec_of(name, fact.datum_type, shape, what)
+}
+
+/// The spec of an input or output of element type `datum_type` (`-1`
+/// marks a dynamic dimension).
+pub fn spec_of(
+    name: String,
+    datum_type: DatumType,
+    shape: Vec<i64>,
+    what: &str,
+) -> Result<TensorSpec, InferenceError> {
+    let element_type = carried(datum_type).ok_or_else(|| {
         InferenceError::Unsupported(format!(
-            "{what} `{name}` has element type {:?}, which Sluice cannot carry",
-            fact.datum_type
+            "{what} `{name}` has element type {datum_type:?}, which Sluice cannot carry"
         ))
     })?;
     Ok(TensorSpec {
         name,
         datatype: element_type.datatype(),
-        shape: fact
-            .shape
-            .iter()
-            .map(|d| d.as_i64().unwrap_or(-1))
-            .collect(),
+        shape,
     })
 }
 

@@ -336,6 +336,12 @@ impl Node {
         self
     }
 
+    /// Run models pushed with `--engine onnxruntime` on `library`.
+    pub fn with_onnxruntime(self, library: crate::inference::onnxruntime::Onnxruntime) -> Self {
+        self.models.use_onnxruntime(library);
+        self
+    }
+
     /// Its access control: who a token belongs to.
     pub fn access(&self) -> &Access {
         &self.access
