@@ -186,14 +186,17 @@ fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let dylib = std::env::var("ORT_DYLIB_PATH")
         .expect("ORT_DYLIB_PATH: the path of libonnxruntime.so (host/benches/engines.sh sets it)");
-    let environment = ort::init_from(&dylib)
-        .expect("load onnxruntime")
-        .build()
-        .expect("onnxruntime environment");
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
-    println!("| model | rows | Sluice µs (p10-p90) | onnxruntime µs (p10-p90) | ratio |");
-    println!("|---|---|---|---|---|");
+    let engine = sluice::inference::onnxruntime::Onnxruntime::load(Path::new(&dylib))
+        .expect("Sluice's onnxruntime engine");
+    // onnxruntime allows one environment per process: the peer's sessions
+    // are made in the engine's.
+    let environment = engine.environment();
+    println!(
+        "| model | rows | Sluice (tract) µs (p10-p90) | onnxruntime µs (p10-p90) | ratio | Sluice (--engine onnxruntime) µs | ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for case in cases(&repo) {
         if filter
             .as_ref()
@@ -213,7 +216,10 @@ fn main() {
             shapes.insert(input_name.clone(), pinned.clone());
         }
         let (plan, _, _) = compile(&bytes, &shapes).expect("Sluice compiles the model");
-        let mut session = Session::builder(&environment)
+        let (sessions, _, _) = engine
+            .compile(&bytes, &BTreeMap::new())
+            .expect("Sluice's onnxruntime engine loads the model");
+        let mut session = Session::builder(environment)
             .and_then(|b| Ok(b.with_intra_threads(1)?))
             .and_then(|b| Ok(b.with_inter_threads(1)?))
             .and_then(|b| Ok(b.with_parallel_execution(false)?))
@@ -225,6 +231,10 @@ fn main() {
             let mut tract = |i: usize| {
                 let input = TValue::from_const(Arc::clone(&batches[i].tract));
                 std::hint::black_box(plan.run(tvec![input]).expect("tract runs"));
+            };
+            let mut second = |i: usize| {
+                let input = TValue::from_const(Arc::clone(&batches[i].tract));
+                std::hint::black_box(sessions.run(tvec![input]).expect("onnxruntime engine runs"));
             };
             let mut onnxruntime = |i: usize| {
                 let outputs = session
@@ -240,21 +250,28 @@ fn main() {
                 calls(time(20, &mut tract)),
                 calls(time(20, &mut onnxruntime)),
             );
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            // The second engine does onnxruntime's work plus its own: the
+            // same number of calls per round as the peer.
+            time(20, &mut second);
+            let (mut ours, mut theirs, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
             for round in 0..ROUNDS {
                 if round % 2 == 0 {
                     ours.push(time(tract_calls, &mut tract));
                     theirs.push(time(ort_calls, &mut onnxruntime));
+                    seconds.push(time(ort_calls, &mut second));
                 } else {
+                    seconds.push(time(ort_calls, &mut second));
                     theirs.push(time(ort_calls, &mut onnxruntime));
                     ours.push(time(tract_calls, &mut tract));
                 }
             }
             ours.sort();
             theirs.sort();
+            seconds.sort();
+            let c = percentile(&seconds, 0.5);
             let (a, b) = (percentile(&ours, 0.5), percentile(&theirs, 0.5));
             println!(
-                "| {} | {rows} | {} ({}-{}) | {} ({}-{}) | {:.2}× |",
+                "| {} | {rows} | {} ({}-{}) | {} ({}-{}) | {:.2}× | {} | {:.2}× |",
                 case.name,
                 micros(a),
                 micros(percentile(&ours, 0.1)),
@@ -262,7 +279,9 @@ fn main() {
                 micros(b),
                 micros(percentile(&theirs, 0.1)),
                 micros(percentile(&theirs, 0.9)),
-                a.as_secs_f64() / b.as_secs_f64()
+                a.as_secs_f64() / b.as_secs_f64(),
+                micros(c),
+                c.as_secs_f64() / b.as_secs_f64()
             );
         }
     }

@@ -4,14 +4,16 @@
 //! - `engine/{model}/{1,64}`: one run of each example model at batch 1 and
 //!   64 rows, through the node's model engine (input checks, the blocking
 //!   pool, conversion back);
-//! - `batching/{off,on}`: 64 concurrent single-row requests to the MLP,
-//!   without and with dynamic batching.
+//! - `batching/{mlp,cnn}/{off,on}`: 64 concurrent single-row requests to
+//!   the MLP (tract) and the CNN (onnxruntime engine, when ORT_DYLIB_PATH
+//!   is set), without and with dynamic batching.
 //!
 //! Run with `cargo bench -p sluice --bench models`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::cache::{CacheConfig, DocumentCache};
-use sluice::inference::{Batching, Models, Push};
+use sluice::inference::onnxruntime::Onnxruntime;
+use sluice::inference::{Batching, Engine, Models, Push};
 use sluice::registry::{Name, Selector};
 use sluice::store::FsStore;
 use sluice::tensor::{NamedTensor, Tensor, TensorData};
@@ -111,47 +113,62 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("batching");
     group.throughput(Throughput::Elements(64));
-    let (_, reference) = example("digits-mlp");
-    let one_row = input(&reference, 1);
-    for (label, batching) in [
-        ("off", None),
-        (
-            "on",
-            Some(Batching {
-                max_batch_size: 64,
-                max_queue_delay_us: 1000,
-                max_queue_size: Batching::DEFAULT_MAX_QUEUE_SIZE,
-            }),
-        ),
-    ] {
-        let model = push(
-            &format!("mlp-batching-{label}"),
-            "digits-mlp",
-            Push {
-                batching,
-                ..Push::default()
-            },
-        );
-        group.bench_function(label, |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    runtime.block_on(async {
-                        let calls = (0..64).map(|_| {
-                            let (models, model, inputs) =
-                                (models.clone(), model.clone(), one_row.clone());
-                            tokio::spawn(
-                                async move { models.run(&model, inputs).await.expect("run") },
-                            )
+    // The CNN batches on the onnxruntime engine only (tract cannot plan
+    // it with a free batch dimension): when ORT_DYLIB_PATH names the
+    // library (`host/benches/engines.sh` shows where the wheel keeps it).
+    let mut cases = vec![("mlp", "digits-mlp", Engine::Tract)];
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(path) => {
+            let library = Onnxruntime::load(std::path::Path::new(&path)).expect("onnxruntime");
+            models.use_onnxruntime(library);
+            cases.push(("cnn", "text-direction", Engine::Onnxruntime));
+        }
+        None => eprintln!("batching/cnn: skipped (set ORT_DYLIB_PATH)"),
+    }
+    for (case, file, engine) in cases {
+        let (_, reference) = example(file);
+        let one_row = input(&reference, 1);
+        for (label, batching) in [
+            ("off", None),
+            (
+                "on",
+                Some(Batching {
+                    max_batch_size: 64,
+                    max_queue_delay_us: 1000,
+                    max_queue_size: Batching::DEFAULT_MAX_QUEUE_SIZE,
+                }),
+            ),
+        ] {
+            let model = push(
+                &format!("{case}-batching-{label}"),
+                file,
+                Push {
+                    batching,
+                    engine,
+                    ..Push::default()
+                },
+            );
+            group.bench_function(format!("{case}/{label}"), |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        runtime.block_on(async {
+                            let calls = (0..64).map(|_| {
+                                let (models, model, inputs) =
+                                    (models.clone(), model.clone(), one_row.clone());
+                                tokio::spawn(async move {
+                                    models.run(&model, inputs).await.expect("run")
+                                })
+                            });
+                            for call in futures::future::join_all(calls).await {
+                                call.expect("task");
+                            }
                         });
-                        for call in futures::future::join_all(calls).await {
-                            call.expect("task");
-                        }
-                    });
-                }
-                start.elapsed()
-            })
-        });
+                    }
+                    start.elapsed()
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -48,6 +48,12 @@ impl Onnxruntime {
         Ok(Self { environment })
     }
 
+    /// Its environment (one per process), for sessions made beside the
+    /// node's (the engine benchmark's peer).
+    pub fn environment(&self) -> &ort::environment::Environment {
+        &self.environment
+    }
+
     /// Check `bytes` load, and return the sessions that run them, the
     /// model's signature (with `input_shapes` pinning dimensions the file
     /// leaves unknown) and the element types its inputs take.
