@@ -168,13 +168,7 @@ pub(super) fn parse_regressor(
 #[derive(Debug, Clone)]
 struct LinearRegressor(Arc<Regressor>);
 
-impl PartialEq for LinearRegressor {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for LinearRegressor {}
+super::same_by_arc!(LinearRegressor);
 
 impl Expansion for LinearRegressor {
     fn name(&self) -> StaticName {
@@ -291,13 +285,7 @@ pub(super) fn parse_classifier(
 #[derive(Debug, Clone)]
 struct LinearClassifier(Arc<Classifier>);
 
-impl PartialEq for LinearClassifier {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for LinearClassifier {}
+super::same_by_arc!(LinearClassifier);
 
 impl Expansion for LinearClassifier {
     fn name(&self) -> StaticName {

@@ -116,6 +116,22 @@ fn same_shape_rules<'r, 'p: 'r>(
     s.equals(&inputs[0].shape, &outputs[0].shape)
 }
 
+/// Equality of an operator that wraps its parsed model in an `Arc`: the
+/// same model, not equal weights (comparing them would cost a pass over
+/// every tree or support vector each time tract compares nodes).
+macro_rules! same_by_arc {
+    ($op:ident) => {
+        impl PartialEq for $op {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0)
+            }
+        }
+
+        impl Eq for $op {}
+    };
+}
+use same_by_arc;
+
 /// The inference rules of a regressor: rows in (`[N, features]`), `[N,
 /// targets]` f32 out.
 fn regressor_rules<'r, 'p: 'r>(

@@ -386,13 +386,7 @@ impl Coupling {
 #[derive(Debug, Clone)]
 struct SvmClassifier(Arc<Classifier>);
 
-impl PartialEq for SvmClassifier {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for SvmClassifier {}
+super::same_by_arc!(SvmClassifier);
 
 impl Expansion for SvmClassifier {
     fn name(&self) -> StaticName {

@@ -149,13 +149,7 @@ pub(super) fn additive(node: &TypedNode) -> Option<Arc<dyn super::trees::Additiv
 #[derive(Debug, Clone)]
 struct TreeClassifier(Arc<Classifier>);
 
-impl PartialEq for TreeClassifier {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for TreeClassifier {}
+super::same_by_arc!(TreeClassifier);
 
 impl Expansion for TreeClassifier {
     fn name(&self) -> StaticName {

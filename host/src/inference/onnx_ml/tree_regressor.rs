@@ -117,13 +117,7 @@ pub(super) fn additive(node: &TypedNode) -> Option<Arc<dyn super::trees::Additiv
 #[derive(Debug, Clone)]
 struct TreeRegressor(Arc<Regressor>);
 
-impl PartialEq for TreeRegressor {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for TreeRegressor {}
+super::same_by_arc!(TreeRegressor);
 
 impl Expansion for TreeRegressor {
     fn name(&self) -> StaticName {
