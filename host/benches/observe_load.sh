@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source host/benches/wrk_row.sh
+source host/benches/base_build.sh
 duration="${1:-10}"
 rounds="${2:-5}"
 base="${3:-707bd73}"
@@ -18,13 +19,7 @@ command -v wrk >/dev/null || { echo "observe_load needs wrk: apt-get install wrk
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null; git worktree remove --force "$work/base" 2>/dev/null; rm -rf "$work"' EXIT
-cargo build --release -q -p sluice --bin sluice
-cp "$CARGO_TARGET_DIR/release/sluice" "$work/sluice-now"
-git worktree add -q --detach "$work/base" "$base"
-(cd "$work/base" && cargo build --release -q -p sluice --bin sluice)
-cp "$CARGO_TARGET_DIR/release/sluice" "$work/sluice-base"
-# Put this build's binary back where the tests expect it.
-cargo build --release -q -p sluice --bin sluice
+base_build "$base" "$work"
 export RUST_LOG=warn
 start() { # BINARY PORT MANIFEST_DIR: `sluice up` the quickstart, wait until it serves
   "$1" up "$3" --data "$work/data-$2" --listen "127.0.0.1:$2" >/dev/null 2>&1 &
@@ -35,10 +30,7 @@ start() { # BINARY PORT MANIFEST_DIR: `sluice up` the quickstart, wait until it 
 }
 # BASE predates the manifest's `baseline` key: its copy of the quickstart
 # has none (and its paths made absolute).
-repo="$(pwd)"
-mkdir "$work/quickstart-base"
-sed -e '/^baseline = /d' -e "s|\"\.\./\.\./|\"$repo/|" -e "s|\"\.\./models/|\"$repo/examples/models/|" \
-  examples/quickstart/sluice.toml >"$work/quickstart-base/sluice.toml"
+base_quickstart "$work"
 start "$work/sluice-now" 18081 examples/quickstart
 start "$work/sluice-base" 18082 "$work/quickstart-base"
 cat >"$work/iris.lua" <<'LUA'

@@ -1,0 +1,24 @@
+# Sourced by the scripts that compare this build with an older commit:
+# `base_build BASE DIR` builds `sluice` at HEAD and at BASE (from a git
+# worktree, into the same target directory) and copies them to
+# DIR/sluice-now and DIR/sluice-base; `base_quickstart DIR` writes DIR's
+# copy of the quickstart manifest for a BASE that predates the `baseline`
+# key. The caller removes DIR/base with `git worktree remove`.
+base_build() {
+  local base="$1" dir="$2"
+  cargo build --release -q -p sluice --bin sluice
+  cp "$CARGO_TARGET_DIR/release/sluice" "$dir/sluice-now"
+  git worktree add -q --detach "$dir/base" "$base"
+  (cd "$dir/base" && cargo build --release -q -p sluice --bin sluice)
+  cp "$CARGO_TARGET_DIR/release/sluice" "$dir/sluice-base"
+  # Put this build's binary back where the tests expect it.
+  cargo build --release -q -p sluice --bin sluice
+}
+
+base_quickstart() {
+  local dir="$1" repo
+  repo="$(pwd)"
+  mkdir -p "$dir/quickstart-base"
+  sed -e '/^baseline = /d' -e "s|\"\.\./\.\./|\"$repo/|" -e "s|\"\.\./models/|\"$repo/examples/models/|" \
+    examples/quickstart/sluice.toml >"$dir/quickstart-base/sluice.toml"
+}
