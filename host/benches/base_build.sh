@@ -1,18 +1,23 @@
 # Sourced by the scripts that compare this build with an older commit:
 # `base_build BASE DIR` builds `sluice` at HEAD and at BASE (from a git
-# worktree, into the same target directory) and copies them to
+# worktree, into the same target directory; kept under the target
+# directory's bench-bases/ for the next run) and copies them to
 # DIR/sluice-now and DIR/sluice-base; `base_quickstart DIR` writes DIR's
 # copy of the quickstart manifest for a BASE that predates the `baseline`
 # key. The caller removes DIR/base with `git worktree remove`.
 base_build() {
-  local base="$1" dir="$2"
+  local base="$1" dir="$2" kept
+  kept="$CARGO_TARGET_DIR/bench-bases/sluice-$(git rev-parse --short=12 "$base^{commit}")"
+  if [ ! -x "$kept" ]; then
+    git worktree add -q --detach "$dir/base" "$base"
+    (cd "$dir/base" && cargo build --release -q -p sluice --bin sluice)
+    mkdir -p "$(dirname "$kept")"
+    cp "$CARGO_TARGET_DIR/release/sluice" "$kept"
+  fi
+  cp "$kept" "$dir/sluice-base"
+  # This build last, so its binary is where the tests expect it.
   cargo build --release -q -p sluice --bin sluice
   cp "$CARGO_TARGET_DIR/release/sluice" "$dir/sluice-now"
-  git worktree add -q --detach "$dir/base" "$base"
-  (cd "$dir/base" && cargo build --release -q -p sluice --bin sluice)
-  cp "$CARGO_TARGET_DIR/release/sluice" "$dir/sluice-base"
-  # Put this build's binary back where the tests expect it.
-  cargo build --release -q -p sluice --bin sluice
 }
 
 base_quickstart() {

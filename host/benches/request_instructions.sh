@@ -8,15 +8,16 @@
 # keep-alive connection after a warm-up, every thread of the node counted
 # (user space only: the kernel's share is not in these numbers).
 #
-#   host/benches/request_instructions.sh [REQUESTS] [BASE] [TOP]   (needs valgrind)
+#   host/benches/request_instructions.sh [REQUESTS] [BASE] [DUMPS]   (needs valgrind)
 #
-# TOP > 0 also prints the TOP functions of this build by inclusive count.
+# DUMPS names a directory to keep both callgrind dumps in (now.out,
+# base.out), for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source host/benches/base_build.sh
 requests="${1:-2000}"
 base="${2:-707bd73}"
-top="${3:-0}"
+dumps="${3:-}"
 command -v valgrind >/dev/null || { echo "request_instructions needs valgrind: apt-get install valgrind" >&2; exit 1; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 work="$(mktemp -d)"
@@ -38,7 +39,7 @@ post() { # PORT COUNT: COUNT requests on one connection
   done >"$config"
   curl -sf -X POST -H 'content-type: application/json' --data "$body" -K "$config"
 }
-# BINARY PORT MANIFEST_DIR NAME: deploy natively (`sluice up`), then serve the
+# BINARY PORT MANIFEST_DIR NAME DUMP: deploy natively (`sluice up`), then serve the
 # same store under callgrind; print NAME and instructions per request.
 count() {
   "$1" up "$3" --data "$work/data-$2" --listen "127.0.0.1:$2" >/dev/null 2>&1 &
@@ -52,9 +53,9 @@ count() {
   pid=$!
   wait_up "$2" "$pid"
   post "$2" 50
-  callgrind_control --zero "$pid" >/dev/null
+  callgrind_control --zero "$pid" >/dev/null 2>&1
   post "$2" "$requests"
-  callgrind_control --dump "$pid" >/dev/null
+  callgrind_control --dump "$pid" >/dev/null 2>&1
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   # The dump after the zero holds exactly the measured requests.
@@ -64,12 +65,10 @@ count() {
   local total
   total="$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")"
   printf '| %s | %s | %d |\n' "$4" "$total" "$((total / requests))"
-  cp "$dump" "$work/dump-$2"
+  [ -z "$dumps" ] || cp "$dump" "$dumps/$5.out"
 }
 echo "| node | instructions, $requests requests | per request |"
 echo "|---|---|---|"
-count "$work/sluice-now" 18091 examples/quickstart "$(git rev-parse --short HEAD)"
-count "$work/sluice-base" 18092 "$work/quickstart-base" "$base"
-if [ "$top" -gt 0 ]; then
-  callgrind_annotate --inclusive=yes "$work/dump-18091" 2>/dev/null | sed -n "1,$((top + 25))p"
-fi
+[ -z "$dumps" ] || mkdir -p "$dumps"
+count "$work/sluice-now" 18091 examples/quickstart "$(git rev-parse --short HEAD)" now
+count "$work/sluice-base" 18092 "$work/quickstart-base" "$base" base

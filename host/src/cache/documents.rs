@@ -177,7 +177,6 @@ impl DocumentCache {
         key: &str,
         policy: DocumentPolicy,
     ) -> Result<Option<Object>, StoreError> {
-        let key = key.to_string();
         let config = &self.config;
         let fresh = |doc: &Doc, loaded_at: Instant| match (&doc.object, policy) {
             (None, _) => loaded_at.elapsed() < config.negative_ttl,
@@ -186,10 +185,10 @@ impl DocumentCache {
         };
         let doc = self
             .cache
-            .get_or_load(&key, fresh, |stale| {
+            .get_or_load(key, fresh, |stale| {
                 // Only on a miss or a revalidation: hits clone nothing.
                 let (store, requests) = (self.store.clone(), self.requests.clone());
-                let load_key = key.clone();
+                let load_key = key.to_string();
                 async move {
                     let previous = stale.and_then(|doc| doc.object.clone());
                     let result = match &previous {

@@ -27,6 +27,7 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use serde::Serialize;
+use std::borrow::Borrow;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,7 +128,11 @@ where
     }
 
     /// The cached value of `key` and when it was loaded, without loading.
-    pub fn peek(&self, key: &K) -> Option<(Arc<V>, Instant)> {
+    pub fn peek<Q>(&self, key: &Q) -> Option<(Arc<V>, Instant)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let entry = self.entries.get(key)?;
         entry.last_used.store(
             self.clock.fetch_add(1, Ordering::Relaxed),
@@ -139,14 +144,17 @@ where
 
     /// The value of `key`: cached if `fresh(value, loaded_at)` says so,
     /// otherwise loaded by `load` (given the stale value, if any). One load
-    /// runs per key at a time; concurrent callers share its result.
-    pub async fn get_or_load<F>(
+    /// runs per key at a time; concurrent callers share its result. A hit
+    /// does not copy the key.
+    pub async fn get_or_load<Q, F>(
         &self,
-        key: &K,
+        key: &Q,
         fresh: impl Fn(&V, Instant) -> bool,
         load: F,
     ) -> Result<Arc<V>, E>
     where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         F: FnOnce(Option<Arc<V>>) -> BoxFuture<'static, Result<V, E>>,
     {
         let stale = match self.peek(key) {
@@ -159,7 +167,7 @@ where
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         let flight = self
             .flights
-            .entry(key.clone())
+            .entry(key.to_owned())
             .or_insert_with(|| {
                 self.counters.loads.fetch_add(1, Ordering::Relaxed);
                 load(stale).map(|r| r.map(Arc::new)).boxed().shared()
@@ -179,7 +187,7 @@ where
             .remove_if(key, |_, f| {
                 let ours = f.ptr_eq(&flight);
                 if ours && let Ok(value) = &result {
-                    self.file(key.clone(), value.clone());
+                    self.file(key.to_owned(), value.clone());
                     filed = true;
                 }
                 ours

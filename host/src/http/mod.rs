@@ -33,6 +33,7 @@ mod oip;
 mod oip_binary;
 mod openapi;
 mod query;
+mod route_metrics;
 mod tensor_json;
 
 pub use client::{Client, ClientError};
@@ -40,10 +41,11 @@ pub use error::ApiError;
 
 use crate::node::{Kind, Node};
 use crate::observe;
+use crate::observe::metrics::{RouteMetrics, metrics};
 use crate::store::{Digest, Spooled};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -160,7 +162,7 @@ pub struct RequestId(pub Arc<str>);
 
 /// The data plane: invocation, inference, health.
 pub fn data_router(state: Arc<AppState>) -> Router {
-    finish(data_routes(state.clone()), state)
+    finish(data_routes(), state)
 }
 
 /// The control plane: what changes or reveals what the node serves.
@@ -170,15 +172,12 @@ pub fn control_router(state: Arc<AppState>) -> Router {
 
 /// Both planes on one router (one listener, Lambda).
 pub fn router(state: Arc<AppState>) -> Router {
-    finish(
-        data_routes(state.clone()).merge(control::routes(state.clone())),
-        state,
-    )
+    finish(data_routes().merge(control::routes(state.clone())), state)
 }
 
-fn data_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+fn data_routes() -> Router<Arc<AppState>> {
     Router::new()
-        .merge(called_routes(state))
+        .merge(called_routes())
         .route("/v2", get(oip::server))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
@@ -187,8 +186,8 @@ fn data_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/readyz", get(ready))
 }
 
-/// Routes that call a function, pipeline or model, each behind [`admit`].
-fn called_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+/// Routes that call a function, pipeline or model (see [`admit`]).
+fn called_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/fn/{target}", post(invoke::invoke))
         .route("/p/{target}", post(invoke::pipeline))
@@ -207,12 +206,11 @@ fn called_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
             "/v2/models/{model}/versions/{version}/infer",
             post(oip::infer_version),
         )
-        .route_layer(middleware::from_fn_with_state(state, admit))
 }
 
-/// Let a call through if the name's invocation allows it
-/// ([`Node::admit_call`](crate::node::Node::admit_call)), before its body
-/// is read.
+/// Let a call (`/fn/`, `/p/`, `/v2/models/`) through if the name's
+/// invocation allows it ([`Node::admit_call`](crate::node::Node::admit_call)),
+/// before its body is read.
 async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let called = if let Some(target) = path.strip_prefix("/fn/") {
@@ -223,7 +221,9 @@ async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next)
         path.strip_prefix("/v2/models/")
             .map(|rest| (Kind::Model, rest.split('/').next().unwrap_or(rest)))
     };
-    if let Some((kind, target)) = called {
+    if let Some((kind, target)) = called
+        && !target.is_empty()
+    {
         let name = target.split('@').next().unwrap_or(target);
         let token = control::bearer(request.headers());
         let call = request.method() == axum::http::Method::POST;
@@ -234,11 +234,14 @@ async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next)
     next.run(request).await
 }
 
-/// Fallbacks, request tracking and state for a plane's routes.
+/// Fallbacks, request tracking, body budget, admission and state for a
+/// plane's routes. The middleware wraps the routed plane once: a layer
+/// added with `Router::layer` wraps every route's boxed service instead,
+/// and each request would clone the whole nest.
 fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
-    routes
+    let routed = routes
         .route("/openapi.json", get(openapi::serve))
-        .route_layer(middleware::from_fn(mark_route))
+        .route_layer(route_metrics::RouteMetricsLayer)
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -251,9 +254,13 @@ fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
                 "method not allowed here; functions are invoked with POST",
             )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), hold_body))
+        .with_state(state.clone());
+    let front = tower::ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), hold_body))
+        .layer(middleware::from_fn_with_state(state, admit))
+        .service(routed);
+    Router::new().fallback_service(front)
 }
 
 /// `GET /healthz`: `ok` while the process answers.
@@ -280,14 +287,6 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         )
         .into_response(),
     }
-}
-
-/// Hand the route a request matched (its pattern) out to [`track`], which
-/// runs before routing.
-async fn mark_route(route: MatchedPath, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    response.extensions_mut().insert(route);
-    response
 }
 
 /// The method of a request, as a metrics label.
@@ -329,11 +328,17 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    let route = response
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    observe::metrics::metrics().http_request(route, method, status, elapsed);
+    // The route's handles, unless no route matched (or a GET route
+    // answered a HEAD).
+    match response.extensions_mut().remove::<Arc<RouteMetrics>>() {
+        Some(route) if route.method() == method => route.record(status, elapsed),
+        route => {
+            let pattern = route.as_deref().map_or("unmatched", RouteMetrics::route);
+            metrics()
+                .http_route(pattern, method)
+                .record(status, elapsed);
+        }
+    }
     span.in_scope(|| tracing::info!(status, elapsed_us = elapsed.as_micros() as u64, "served"));
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

@@ -689,7 +689,7 @@ impl Node {
             outputs[i] = Some(output);
             finished[i] = true;
         }
-        let output = merge_all(plan, &plan.sinks, &mut outputs, &mut left, "the answer")?;
+        let output = merge_all(plan, &plan.sinks, &mut outputs, &mut left, None)?;
         if tracing::enabled!(tracing::Level::INFO) {
             let steps: Vec<String> = timings
                 .iter()
@@ -972,24 +972,19 @@ fn merge(
     left: &mut [usize],
 ) -> Result<Message, NodeError> {
     let step = &plan.record.pipeline.steps[i].name;
-    merge_all(
-        plan,
-        &plan.parents[i],
-        outputs,
-        left,
-        &format!("step {step}"),
-    )
+    merge_all(plan, &plan.parents[i], outputs, left, Some(step))
 }
 
-/// The outputs of `from` merged into one message (each taken, not copied,
-/// by the last step that needs it). A tensor or field that two of them
-/// carry with different values is a clash.
+/// The outputs of `from` merged into one message for step `into` (`None`:
+/// the answer), each taken, not copied, by the last step that needs it. A
+/// tensor or field that two of them carry with different values is a
+/// clash.
 fn merge_all(
     plan: &Plan,
     from: &[usize],
     outputs: &mut [Option<Message>],
     left: &mut [usize],
-    into: &str,
+    into: Option<&str>,
 ) -> Result<Message, NodeError> {
     let mut take = |p: usize| -> Message {
         left[p] = left[p].saturating_sub(1);
@@ -1006,6 +1001,7 @@ fn merge_all(
     for &p in rest {
         let other = take(p);
         let clash = |what: &str, name: &str| {
+            let into = into.map_or_else(|| "the answer".to_string(), |step| format!("step {step}"));
             NodeError::InvalidSetting(format!(
                 "pipeline {}: {into} receives {what} `{name}` from two steps with different values; rename one of them (`outputs` on a model step)",
                 plan.record.name

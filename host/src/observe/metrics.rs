@@ -486,22 +486,22 @@ impl Metrics {
         self
     }
 
-    /// Record an HTTP request of `route` answered with `status`.
-    pub fn http_request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
-        let route: Arc<str> = route.into();
-        self.http_duration
-            .get_or_create(&RouteLabels {
-                route: route.clone(),
+    /// The handles an HTTP route (its pattern and a method) records its
+    /// requests with.
+    pub fn http_route(&self, route: &str, method: &'static str) -> RouteMetrics {
+        let labels = RouteLabels {
+            route: route.into(),
+            method,
+        };
+        RouteMetrics {
+            duration: self.http_duration.get_or_create_owned(&labels),
+            ok: self.http_requests.get_or_create_owned(&HttpLabels {
+                route: labels.route.clone(),
                 method,
-            })
-            .observe(took.as_secs_f64());
-        self.http_requests
-            .get_or_create(&HttpLabels {
-                route,
-                method,
-                status,
-            })
-            .inc();
+                status: 200,
+            }),
+            labels,
+        }
     }
 
     /// The handles a loaded function version records its calls with.
@@ -544,6 +544,44 @@ impl Metrics {
         PipelineMetrics {
             duration: self.pipeline_duration.get_or_create_owned(&labels),
             results: Results::new(&self.pipeline_requests, labels),
+        }
+    }
+}
+
+/// An HTTP route's metric handles: made once per route and method, so
+/// that a request hashes no labels unless it fails.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    labels: RouteLabels,
+    duration: Histogram,
+    ok: Counter,
+}
+
+impl RouteMetrics {
+    /// The route's pattern.
+    pub fn route(&self) -> &str {
+        &self.labels.route
+    }
+
+    /// The method these handles count.
+    pub fn method(&self) -> &'static str {
+        self.labels.method
+    }
+
+    /// Record a request answered with `status` after `took`.
+    pub fn record(&self, status: u16, took: Duration) {
+        self.duration.observe(took.as_secs_f64());
+        if status == 200 {
+            self.ok.inc();
+        } else {
+            metrics()
+                .http_requests
+                .get_or_create(&HttpLabels {
+                    route: self.labels.route.clone(),
+                    method: self.labels.method,
+                    status,
+                })
+                .inc();
         }
     }
 }

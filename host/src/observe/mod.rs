@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod trace;
 
 use serde::Serialize;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing_subscriber::EnvFilter;
@@ -208,7 +209,16 @@ pub fn request_id(given: Option<&str>) -> Arc<str> {
             .unwrap_or_default();
         format!("{start:x}-{:x}", std::process::id())
     });
-    format!("{prefix}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed)).into()
+    // Written into a buffer on the stack: an id costs one allocation.
+    let mut id = [0u8; 64];
+    let mut free = &mut id[..];
+    let _ = write!(
+        free,
+        "{prefix}-{:x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let written = 64 - free.len();
+    std::str::from_utf8(&id[..written]).map_or_else(|_| Arc::from("request"), Arc::from)
 }
 
 /// Which threads ran the blocking calls above, so tests can check they

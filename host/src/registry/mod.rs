@@ -297,7 +297,14 @@ impl<R: Record> Registry<R> {
     }
 
     fn head_key(name: &Name) -> String {
-        format!("{}/{name}/aliases.json", R::KIND)
+        // Built without the formatting machinery: every call looks it up.
+        const FILE: &str = "/aliases.json";
+        let mut key = String::with_capacity(R::KIND.len() + 1 + name.as_str().len() + FILE.len());
+        key.push_str(R::KIND);
+        key.push('/');
+        key.push_str(name.as_str());
+        key.push_str(FILE);
+        key
     }
 
     fn version_key(name: &Name, version: u64) -> String {

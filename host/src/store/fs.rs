@@ -38,7 +38,7 @@ impl FsStore {
 }
 
 fn etag_of(bytes: &[u8]) -> ETag {
-    ETag(hex::encode(&Sha256::digest(bytes)[..16]))
+    ETag(hex::encode(&Sha256::digest(bytes)[..16]).into())
 }
 
 fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {

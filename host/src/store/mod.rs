@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 /// An opaque version tag of a stored object; changes whenever its bytes do.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ETag(pub String);
+pub struct ETag(pub Arc<str>);
 
 impl fmt::Display for ETag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -293,7 +293,7 @@ pub trait ObjectStore: Send + Sync + 'static {
             Err(StoreError::Conflict { .. })
         );
         // Well-formed (quoted hex, like S3's) but matching nothing.
-        let stale = ETag(format!("\"{}\"", "0".repeat(32)));
+        let stale = ETag(format!("\"{}\"", "0".repeat(32)).into());
         let update_refused = matches!(
             self.put(&key, Bytes::from("3"), PutMode::IfMatch(stale))
                 .await,

@@ -185,7 +185,7 @@ impl S3Store {
             .send()
             .await
             .ok()?;
-        head.e_tag.map(ETag)
+        head.e_tag.map(|t| ETag(t.into()))
     }
 
     async fn put_single(
@@ -205,7 +205,7 @@ impl S3Store {
         request = match mode {
             PutMode::Overwrite => request,
             PutMode::IfAbsent => request.if_none_match("*"),
-            PutMode::IfMatch(etag) => request.if_match(&etag.0),
+            PutMode::IfMatch(etag) => request.if_match(&*etag.0),
         };
         match request.send().await {
             Ok(out) => Ok(out.e_tag),
@@ -316,7 +316,7 @@ impl S3Store {
         request = match mode {
             PutMode::Overwrite => request,
             PutMode::IfAbsent => request.if_none_match("*"),
-            PutMode::IfMatch(etag) => request.if_match(&etag.0),
+            PutMode::IfMatch(etag) => request.if_match(&*etag.0),
         };
         match request.send().await {
             Ok(out) => Ok(out.e_tag),
@@ -344,10 +344,11 @@ impl S3Store {
             }
             etag
         };
-        etag.map(ETag).ok_or_else(|| StoreError::Unavailable {
-            key: key.to_string(),
-            reason: "the server accepted the write but returned no ETag".into(),
-        })
+        etag.map(|t| ETag(t.into()))
+            .ok_or_else(|| StoreError::Unavailable {
+                key: key.to_string(),
+                reason: "the server accepted the write but returned no ETag".into(),
+            })
     }
 
     /// A failed conditional write is a conflict carrying what is there now.
@@ -585,7 +586,7 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(self.object_key(key)?);
         if let Some(etag) = etag {
-            request = request.if_none_match(&etag.0);
+            request = request.if_none_match(&*etag.0);
         }
         let output = match request.send().await {
             Ok(output) => output,
@@ -595,7 +596,7 @@ impl S3Store {
             }
             Err(e) => return Err(failure(key, e)),
         };
-        let new_etag = ETag(output.e_tag.clone().unwrap_or_default());
+        let new_etag = ETag(output.e_tag.clone().unwrap_or_default().into());
         if etag == Some(&new_etag) {
             // Servers without conditional GET answer 200 with the same tag.
             return Ok(Revalidated::Unchanged);

@@ -281,9 +281,7 @@ impl Baseline {
             Some(values) => OutputBaseline::Values(Histogram::of(name, &values, bins)),
             None => {
                 let mut classes = BTreeMap::new();
-                for label in labels(data) {
-                    *classes.entry(label).or_insert(0) += 1;
-                }
+                count_labels(data, &mut classes);
                 OutputBaseline::Classes {
                     name: name.to_string(),
                     classes,
@@ -314,16 +312,33 @@ pub(super) fn values(data: &TensorData) -> Option<Vec<f64>> {
     }
 }
 
-/// Labels as text (integers, booleans, strings).
-pub(super) fn labels(data: &TensorData) -> Vec<String> {
+/// Count each label (integer, boolean or string, as text) into
+/// `classes`: a label already there costs no allocation.
+pub(super) fn count_labels(data: &TensorData, classes: &mut BTreeMap<String, u64>) {
+    fn bump(classes: &mut BTreeMap<String, u64>, label: &str) {
+        match classes.get_mut(label) {
+            Some(count) => *count += 1,
+            None => {
+                classes.insert(label.to_string(), 1);
+            }
+        }
+    }
+    let mut text = String::new();
+    let mut each = |label: &dyn std::fmt::Display| {
+        use std::fmt::Write as _;
+        text.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{label}");
+        bump(classes, &text);
+    };
     match data {
-        TensorData::I64(v) => v.iter().map(i64::to_string).collect(),
-        TensorData::I32(v) => v.iter().map(i32::to_string).collect(),
-        TensorData::U8(v) => v.iter().map(u8::to_string).collect(),
-        TensorData::Bool(v) => v.iter().map(bool::to_string).collect(),
-        TensorData::String(v) => v.clone(),
-        TensorData::F32(v) => v.iter().map(f32::to_string).collect(),
-        TensorData::F64(v) => v.iter().map(f64::to_string).collect(),
+        TensorData::I64(v) => v.iter().for_each(|x| each(x)),
+        TensorData::I32(v) => v.iter().for_each(|x| each(x)),
+        TensorData::U8(v) => v.iter().for_each(|x| each(x)),
+        TensorData::Bool(v) => v.iter().for_each(|x| each(x)),
+        TensorData::F32(v) => v.iter().for_each(|x| each(x)),
+        TensorData::F64(v) => v.iter().for_each(|x| each(x)),
+        TensorData::String(v) => v.iter().for_each(|x| bump(classes, x)),
     }
 }
 

@@ -24,10 +24,10 @@ pub use baseline::{
     BACKGROUND_ROWS, Baseline, DEFAULT_BINS, FORMAT, Histogram, OutputBaseline, Thresholds,
 };
 pub use score::{Level, Score};
-pub use sketch::{Sketch, Window};
+pub use sketch::{Rows, Sketch, Window};
 
 use crate::store::{ETag, ObjectStore, PutMode, StoreError};
-use crate::tensor::{NamedTensor, Tensor};
+use crate::tensor::NamedTensor;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -379,16 +379,15 @@ impl Monitor {
         &self.baseline
     }
 
-    /// The input it watches, copied from a request's inputs.
-    pub fn watched(&self, inputs: &[NamedTensor]) -> Option<Tensor> {
-        inputs
-            .iter()
-            .find(|t| t.name == self.baseline.input)
-            .map(|t| t.tensor.clone())
+    /// The rows of the input it watches, copied from a request's inputs
+    /// (`None` when they do not fit the baseline).
+    pub fn watched(&self, inputs: &[NamedTensor]) -> Option<Rows> {
+        let input = inputs.iter().find(|t| t.name == self.baseline.input)?;
+        Rows::of(&input.tensor, self.baseline.features.len())
     }
 
     /// Count one successful run: its watched input and its outputs.
-    pub fn observe(&self, input: &Tensor, outputs: &[NamedTensor]) {
+    pub fn observe(&self, input: &Rows, outputs: &[NamedTensor]) {
         let output = self
             .baseline
             .output

@@ -1,7 +1,7 @@
 //! What a node served, as mergeable sketches: per-feature histograms on
 //! the baseline's bin edges, in time slots that roll out of a window.
 
-use super::baseline::{Baseline, OutputBaseline, labels, values};
+use super::baseline::{Baseline, OutputBaseline, count_labels, values};
 use crate::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -88,18 +88,16 @@ impl Sketch {
         }
     }
 
-    /// Count the rows of `input` (`[rows, features]`) and of the model's
+    /// Count the `rows` of the model's input ([`Rows::of`]) and its
     /// `output` for them; keep up to `sample_rows` rows, uniformly.
     pub fn observe(
         &mut self,
         baseline: &Baseline,
-        input: &Tensor,
+        rows: &Rows,
         output: Option<&TensorData>,
         sample_rows: usize,
     ) {
-        let Some(rows) = row_values(input, baseline.features.len()) else {
-            return;
-        };
+        let rows = &rows.0;
         for row in rows.chunks_exact(baseline.features.len()) {
             for ((bins, histogram), value) in
                 self.features.iter_mut().zip(&baseline.features).zip(row)
@@ -121,9 +119,7 @@ impl Sketch {
                 }
             }
             (Some(OutputBaseline::Classes { .. }), Some(data)) if data.len() == n => {
-                for label in labels(data) {
-                    *self.classes.entry(label).or_insert(0) += 1;
-                }
+                count_labels(data, &mut self.classes);
             }
             _ => {}
         }
@@ -151,19 +147,27 @@ impl Sketch {
 
 /// The values of a `[rows, columns]` (or one-row `[columns]`) numeric
 /// tensor as f64, or `None` when it is not one.
-fn row_values(input: &Tensor, columns: usize) -> Option<Vec<f64>> {
-    if input.shape.last() != Some(&(columns as u64)) || input.shape.len() > 2 {
-        return None;
+/// A watched input's values, row after row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows(Vec<f64>);
+
+impl Rows {
+    /// The values of `input` when it is `[rows, columns]` (or one row of
+    /// `columns`) and numeric.
+    pub fn of(input: &Tensor, columns: usize) -> Option<Self> {
+        if input.shape.last() != Some(&(columns as u64)) || input.shape.len() > 2 {
+            return None;
+        }
+        Some(Self(match &input.data {
+            TensorData::F32(v) => v.iter().map(|x| f64::from(*x)).collect(),
+            TensorData::F64(v) => v.clone(),
+            TensorData::I32(v) => v.iter().map(|x| f64::from(*x)).collect(),
+            TensorData::I64(v) => v.iter().map(|x| *x as f64).collect(),
+            TensorData::U8(v) => v.iter().map(|x| f64::from(*x)).collect(),
+            TensorData::Bool(v) => v.iter().map(|x| f64::from(u8::from(*x))).collect(),
+            TensorData::String(_) => return None,
+        }))
     }
-    Some(match &input.data {
-        TensorData::F32(v) => v.iter().map(|x| f64::from(*x)).collect(),
-        TensorData::F64(v) => v.clone(),
-        TensorData::I32(v) => v.iter().map(|x| f64::from(*x)).collect(),
-        TensorData::I64(v) => v.iter().map(|x| *x as f64).collect(),
-        TensorData::U8(v) => v.iter().map(|x| f64::from(*x)).collect(),
-        TensorData::Bool(v) => v.iter().map(|x| f64::from(u8::from(*x))).collect(),
-        TensorData::String(_) => return None,
-    })
 }
 
 /// Reservoir sampling (algorithm R): the `seen`-th row replaces a kept one
@@ -275,7 +279,7 @@ mod tests {
             data: TensorData::F32(vec![-5.0, 1.0, 30.0, 1.0, f32::NAN, 1.0]),
         };
         let mut a = Sketch::new(&baseline);
-        a.observe(&baseline, &input, None, 2);
+        a.observe(&baseline, &Rows::of(&input, 2).unwrap(), None, 2);
         assert_eq!(a.rows, 3);
         assert_eq!(a.features[0].counts, vec![1, 1, 0, 0]);
         assert_eq!(a.features[0].missing, 1);
