@@ -4,7 +4,14 @@
 # directory's bench-bases/ for the next run) and copies them to
 # DIR/sluice-now and DIR/sluice-base; `base_quickstart DIR` writes DIR's
 # copy of the quickstart manifest for a BASE that predates the `baseline`
-# key. The caller removes DIR/base with `git worktree remove`.
+# key. `base_work` sets `work` to a new temporary directory, removed (with
+# the base worktree and any server still running) when the script exits.
+base_work() {
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
+  work="$(mktemp -d)"
+  trap 'kill $(jobs -p) 2>/dev/null; git worktree remove --force "$work/base" 2>/dev/null; rm -rf "$work"' EXIT
+}
+
 base_build() {
   local base="$1" dir="$2" kept
   kept="$CARGO_TARGET_DIR/bench-bases/sluice-$(git rev-parse --short=12 "$base^{commit}")"

@@ -16,9 +16,7 @@ duration="${1:-10}"
 rounds="${2:-5}"
 base="${3:-707bd73}"
 command -v wrk >/dev/null || { echo "observe_load needs wrk: apt-get install wrk" >&2; exit 1; }
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
-work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null; git worktree remove --force "$work/base" 2>/dev/null; rm -rf "$work"' EXIT
+base_work
 base_build "$base" "$work"
 export RUST_LOG=warn
 start() { # BINARY PORT MANIFEST_DIR: `sluice up` the quickstart, wait until it serves

@@ -19,9 +19,7 @@ requests="${1:-2000}"
 base="${2:-707bd73}"
 dumps="${3:-}"
 command -v valgrind >/dev/null || { echo "request_instructions needs valgrind: apt-get install valgrind" >&2; exit 1; }
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
-work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null; git worktree remove --force "$work/base" 2>/dev/null; rm -rf "$work"' EXIT
+base_work
 base_build "$base" "$work"
 base_quickstart "$work"
 export RUST_LOG=warn
