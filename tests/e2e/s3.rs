@@ -354,9 +354,9 @@ impl S3Server {
             ))
             .load()
             .await;
-        S3Store::from_config(&config, BUCKET, prefix)
-            .await
-            .expect("connect to the test S3 server")
+        let store = S3Store::from_config(&config, BUCKET, prefix).expect("configure the S3 client");
+        store.check().await.expect("connect to the test S3 server");
+        store
     }
 }
 

@@ -14,23 +14,38 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A node over the store `data` names.
+/// A node over the store `data` names, its store checked.
 pub async fn local_node(
     data: &DataArgs,
     engine: EngineConfig,
     cache: CacheConfig,
 ) -> Result<Arc<Node>> {
+    let (node, reachable) = unchecked_node(data, engine, cache).await?;
+    reachable.await?;
+    Ok(node)
+}
+
+/// A node over the store `data` names, and the check that its store is
+/// reachable (an S3 bucket's round trip), to run beside other start-up
+/// work.
+async fn unchecked_node(
+    data: &DataArgs,
+    engine: EngineConfig,
+    cache: CacheConfig,
+) -> Result<(Arc<Node>, impl Future<Output = Result<()>> + use<>)> {
     let location = data.location();
     let signing = data.signing_key()?;
-    // Both take milliseconds (the store's client and bucket check, the
-    // engine's pool): side by side, for a shorter cold start.
+    // Each takes milliseconds (the store's client, the engine's pool,
+    // onnxruntime's library): side by side, for a shorter cold start.
     let onnxruntime = data.onnxruntime.clone();
     let (store, engine, onnxruntime) = tokio::join!(
-        sluice::store::open(&location),
+        sluice::store::open_unchecked(&location),
         tokio::task::spawn_blocking(move || Engine::new(engine)),
         tokio::task::spawn_blocking(move || onnxruntime.map(|path| Onnxruntime::load(&path)))
     );
-    let store = store.with_context(|| format!("cannot open the store at {location}"))?;
+    let cannot_open = move || format!("cannot open the store at {location}");
+    let (store, reachable) = store.with_context(cannot_open.clone())?;
+    let reachable = async move { reachable.await.with_context(cannot_open) };
     let engine = engine
         .context("the engine's start-up task failed")?
         .context("cannot start the wasmtime engine")?;
@@ -38,7 +53,7 @@ pub async fn local_node(
     if let Some(library) = onnxruntime.context("the onnxruntime start-up task failed")? {
         node = node.with_onnxruntime(library?);
     }
-    Ok(Arc::new(node))
+    Ok((Arc::new(node), reachable))
 }
 
 /// Engine settings for one-shot CLI work: no need to reserve a pool.
@@ -69,24 +84,30 @@ pub async fn lambda(args: NodeArgs, started: std::time::Instant) -> Result<()> {
     engine.max_instances = engine
         .max_instances
         .min(4 * sluice::lambda::max_concurrency());
-    let node = match local_node(&args.data, engine, args.cache()).await {
+    // The bucket check and the admin token's set-up are independent round
+    // trips to the store: side by side. A bad store fails both; its own
+    // error is the one reported.
+    let init = async {
+        let (node, reachable) = unchecked_node(&args.data, engine, args.cache()).await?;
+        let (reachable, admitted) = tokio::join!(reachable, admit_admin(&node, false));
+        reachable?;
+        admitted?;
+        Ok::<_, anyhow::Error>(node)
+    };
+    let node = match init.await {
         Ok(node) => node,
-        Err(e) if args.data.store.is_none() => {
-            let e = e.context(
-                "no SLUICE_STORE is set: point it at the store, e.g. s3://BUCKET/PREFIX (a directory works too, but Lambda's file system is read-only outside /tmp)",
-            );
-            sluice::lambda::report_init_error(&format!("{e:#}")).await;
-            return Err(e);
-        }
         Err(e) => {
+            let e = if args.data.store.is_none() {
+                e.context(
+                    "no SLUICE_STORE is set: point it at the store, e.g. s3://BUCKET/PREFIX (a directory works too, but Lambda's file system is read-only outside /tmp)",
+                )
+            } else {
+                e
+            };
             sluice::lambda::report_init_error(&format!("{e:#}")).await;
             return Err(e);
         }
     };
-    if let Err(e) = admit_admin(&node, false).await {
-        sluice::lambda::report_init_error(&format!("{e:#}")).await;
-        return Err(e);
-    }
     let state = Arc::new(AppState::new(node, args.http(), None));
     sluice::lambda::run(http::router(state), started).await?;
     Ok(())

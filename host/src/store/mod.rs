@@ -25,6 +25,7 @@ pub use fs::FsStore;
 pub use s3::S3Store;
 
 use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
@@ -355,11 +356,31 @@ pub trait ObjectStore: Send + Sync + 'static {
 
 /// Open the store at `location`: `s3://BUCKET[/PREFIX]` for S3 (region,
 /// credentials and endpoint from the standard AWS configuration), or a
-/// directory path (optionally `file://PATH`).
+/// directory path (optionally `file://PATH`); an S3 bucket is checked
+/// before it is returned.
 pub async fn open(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    let (store, reachable) = open_unchecked(location).await?;
+    reachable.await?;
+    Ok(store)
+}
+
+/// The store at `location`, as [`open`], and its reachability check (an S3
+/// bucket's round trip), to run side by side with other start-up work.
+pub async fn open_unchecked(
+    location: &str,
+) -> Result<
+    (
+        Arc<dyn ObjectStore>,
+        BoxFuture<'static, Result<(), StoreError>>,
+    ),
+    StoreError,
+> {
     if let Some(rest) = location.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        return Ok(metered(Arc::new(S3Store::connect(bucket, prefix).await?)));
+        let s3 = S3Store::connect(bucket, prefix).await?;
+        let checked = s3.clone();
+        let reachable = async move { checked.check().await }.boxed();
+        return Ok((metered(Arc::new(s3)), reachable));
     }
     let path = location.strip_prefix("file://").unwrap_or(location);
     if path.contains("://") {
@@ -368,7 +389,8 @@ pub async fn open(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
             reason: "unknown store scheme; use s3://BUCKET/PREFIX or a directory path".into(),
         });
     }
-    Ok(metered(Arc::new(FsStore::open(path)?)))
+    let fs = metered(Arc::new(FsStore::open(path)?));
+    Ok((fs, futures::future::ready(Ok(())).boxed()))
 }
 
 /// `store`, its requests timed and counted in the metrics.

@@ -79,8 +79,8 @@ pub struct S3Store {
 
 impl S3Store {
     /// Connect to `bucket` (keys under `prefix`) with the standard AWS
-    /// configuration chain, and check the bucket is reachable, so a wrong
-    /// name or missing credentials fail at start-up.
+    /// configuration chain; [`check`](Self::check) it before serving, so a
+    /// wrong name or missing credentials fail at start-up.
     pub async fn connect(bucket: &str, prefix: &str) -> Result<Self, StoreError> {
         let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12())
             // Credential providers (SSO-less profiles, STS web identity,
@@ -97,11 +97,12 @@ impl S3Store {
             );
         }
         let shared = loader.load().await;
-        Self::from_config(&shared, bucket, prefix).await
+        Self::from_config(&shared, bucket, prefix)
     }
 
-    /// Connect with an explicit AWS configuration (tests, embedders).
-    pub async fn from_config(
+    /// Connect with an explicit AWS configuration (tests, embedders); no
+    /// request is sent until [`check`](Self::check) or the first use.
+    pub fn from_config(
         shared: &aws_config::SdkConfig,
         bucket: &str,
         prefix: &str,
@@ -142,7 +143,7 @@ impl S3Store {
                 reason: "no AWS region configured; set AWS_REGION (or a profile's region)".into(),
             });
         }
-        let store = Self {
+        Ok(Self {
             client: Client::from_conf(config.build()),
             bucket: bucket.to_string(),
             prefix: if prefix.is_empty() {
@@ -151,14 +152,19 @@ impl S3Store {
                 format!("{prefix}/")
             },
             endpoint,
-        };
-        store
-            .client
+        })
+    }
+
+    /// Check the bucket is reachable with these credentials (one round
+    /// trip).
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.client
             .head_bucket()
-            .bucket(&store.bucket)
+            .bucket(&self.bucket)
             .send()
             .await
-            .map_err(|e| match failure(&format!("s3://{bucket}"), e) {
+            .map(drop)
+            .map_err(|e| match failure(&format!("s3://{}", self.bucket), e) {
                 StoreError::Refused { key, reason } => StoreError::Refused {
                     key,
                     reason: format!(
@@ -166,8 +172,7 @@ impl S3Store {
                     ),
                 },
                 other => other,
-            })?;
-        Ok(store)
+            })
     }
 
     fn object_key(&self, key: &str) -> Result<String, StoreError> {
