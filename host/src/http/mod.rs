@@ -61,6 +61,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tower::Layer as _;
 use tracing::Instrument;
 
 /// HTTP limits. Defaults suit inference payloads: a few MB of JSON per
@@ -211,7 +212,7 @@ fn called_routes() -> Router<Arc<AppState>> {
 /// Let a call (`/fn/`, `/p/`, `/v2/models/`) through if the name's
 /// invocation allows it ([`Node::admit_call`](crate::node::Node::admit_call)),
 /// before its body is read.
-async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn admit(state: &AppState, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let called = if let Some(target) = path.strip_prefix("/fn/") {
         Some((Kind::Function, target))
@@ -255,12 +256,20 @@ fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
             )
         })
         .with_state(state.clone());
-    let front = tower::ServiceBuilder::new()
-        .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(middleware::from_fn_with_state(state.clone(), hold_body))
-        .layer(middleware::from_fn_with_state(state, admit))
-        .service(routed);
+    let front = middleware::from_fn_with_state(state, front_door).layer(routed);
     Router::new().fallback_service(front)
+}
+
+/// What every request of a plane passes before routing, in one middleware
+/// (each of its own would box the request's future again): tracked
+/// ([`track`]), its body held against the node's budget ([`hold_body`]),
+/// admitted if it calls something ([`admit`]).
+async fn front_door(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let state = &*state;
+    track(state, request, |request| {
+        hold_body(state, request, |request| admit(state, request, next))
+    })
+    .await
 }
 
 /// `GET /healthz`: `ok` while the process answers.
@@ -306,7 +315,11 @@ fn method_label(method: &Method) -> &'static str {
 /// Give every request an id (the caller's `x-request-id` or a new one), a
 /// span, a log line with status and duration, metrics by route, and echo
 /// the id back.
-async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+async fn track<F: Future<Output = Response>>(
+    state: &AppState,
+    mut request: Request,
+    then: impl FnOnce(Request) -> F,
+) -> Response {
     let id = observe::request_id(
         request
             .headers()
@@ -325,7 +338,7 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     observe::trace::continue_trace(&span, request.headers());
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = then(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     // The route's handles, unless no route matched (or a GET route
@@ -357,7 +370,11 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
 /// `Retry-After` when the bodies in flight would pass the budget, before a
 /// byte is read, so that concurrent large uploads are turned away rather
 /// than exhaust memory. Routes that stream their body through hold none.
-async fn hold_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn hold_body<F: Future<Output = Response>>(
+    state: &AppState,
+    request: Request,
+    then: impl FnOnce(Request) -> F,
+) -> Response {
     let headers = request.headers();
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -365,7 +382,7 @@ async fn hold_body(State(state): State<Arc<AppState>>, request: Request, next: N
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = headers.contains_key(axum::http::header::TRANSFER_ENCODING);
     let Some(cap) = state.http.held_cap(request.method(), request.uri().path()) else {
-        return next.run(request).await;
+        return then(request).await;
     };
     let budget = state.http.inflight_body_bytes;
     let held = match declared {
@@ -396,13 +413,13 @@ async fn hold_body(State(state): State<Arc<AppState>>, request: Request, next: N
     };
     let kib = held.div_ceil(1024);
     if kib == 0 {
-        return next.run(request).await;
+        return then(request).await;
     }
     let held = u32::try_from(kib)
         .ok()
         .and_then(|kib| state.bodies.clone().try_acquire_many_owned(kib).ok());
     match held {
-        Some(_held) => next.run(request).await,
+        Some(_held) => then(request).await,
         None => {
             // Read and dropped, not held: a client that is still sending
             // (most do not wait for an early answer) then reads the 503
@@ -410,7 +427,7 @@ async fn hold_body(State(state): State<Arc<AppState>>, request: Request, next: N
             let mut body = request.into_body();
             let drain = async { while let Some(Ok(_)) = body.frame().await {} };
             let _ = tokio::time::timeout(state.http.body_timeout, drain).await;
-            over_budget(&state)
+            over_budget(state)
         }
     }
 }
