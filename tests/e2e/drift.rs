@@ -53,14 +53,20 @@ async fn report_with(server: &Server, name: &str, rows: u64) -> Value {
     }
 }
 
-/// `sluice models baseline` of the iris model on `sample`, written to `out`.
-fn baseline_of(sample: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+/// `sluice models baseline` of the iris model on `sample`, written to `out`
+/// (with `extra` arguments).
+fn baseline_of(
+    sample: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> std::process::Output {
     sluice()
         .args(["models", "baseline"])
         .arg(repo().join("examples/models/iris-scaled-logreg.onnx"))
         .arg(sample)
         .arg("-o")
         .arg(out)
+        .args(extra)
         .output()
         .unwrap()
 }
@@ -70,7 +76,7 @@ fn models_baseline_computes_what_the_training_script_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("baseline.json");
     let models = repo().join("examples/models");
-    let text = succeeded(&baseline_of(&models.join("iris.csv"), &out));
+    let text = succeeded(&baseline_of(&models.join("iris.csv"), &out, &[]));
     assert!(
         text.contains("150 rows, 4 features (10 bins each), output label, 75 background rows"),
         "{text}"
@@ -120,14 +126,39 @@ fn models_baseline_computes_what_the_training_script_wrote() {
         .unwrap();
     assert!(wrote.success());
     let from_parquet = dir.path().join("from-parquet.json");
-    succeeded(&baseline_of(&parquet, &from_parquet));
+    succeeded(&baseline_of(&parquet, &from_parquet, &[]));
     let theirs: Value = serde_json::from_slice(&std::fs::read(&from_parquet).unwrap()).unwrap();
     assert_eq!(theirs, ours);
+
+    // The model's outputs computed by the other engine give the same
+    // baseline; that engine without its library is refused, saying how.
+    let on_ort = dir.path().join("onnxruntime.json");
+    let library = crate::support::onnxruntime_library();
+    let args = [
+        std::ffi::OsStr::new("--engine"),
+        std::ffi::OsStr::new("onnxruntime"),
+        std::ffi::OsStr::new("--onnxruntime"),
+        library.as_os_str(),
+    ];
+    succeeded(&baseline_of(&models.join("iris.csv"), &on_ort, &args));
+    let theirs: Value = serde_json::from_slice(&std::fs::read(&on_ort).unwrap()).unwrap();
+    assert_eq!(theirs, ours);
+    let refused = sluice()
+        .args(["models", "baseline"])
+        .arg(models.join("iris-scaled-logreg.onnx"))
+        .arg(models.join("iris.csv"))
+        .args(["-o", "unused.json", "--engine", "onnxruntime"])
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--onnxruntime PATH"), "{stderr}");
 
     // A column that is not a number is named, with the way out.
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "a,b,c,d,species\n1,2,3,4,setosa\n").unwrap();
-    let output = baseline_of(&bad, &out);
+    let output = baseline_of(&bad, &out, &[]);
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use sluice::inference::drift::{Baseline, DEFAULT_BINS, Report, Score};
+use sluice::inference::{Engine, Evaluator};
 use sluice::tensor::{Datatype, NamedTensor, Tensor, TensorData};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,14 @@ pub struct BaselineArgs {
     /// Bins per feature, at quantiles of the sample.
     #[arg(long, default_value_t = DEFAULT_BINS)]
     pub bins: usize,
+    /// The engine the model is pushed with, which computes its outputs on
+    /// the sample: tract (built in) or onnxruntime (with --onnxruntime).
+    #[arg(long, value_name = "tract|onnxruntime", default_value = "tract")]
+    pub engine: Engine,
+    /// onnxruntime's shared library (libonnxruntime.so, 1.24 or later),
+    /// for --engine onnxruntime.
+    #[arg(long, env = "ORT_DYLIB_PATH", value_name = "PATH")]
+    pub onnxruntime: Option<PathBuf>,
 }
 
 /// Compute a baseline: per-feature histograms of the sample, the model's
@@ -37,14 +46,20 @@ pub fn baseline(args: BaselineArgs) -> Result<()> {
     if args.bins < 2 {
         bail!("--bins {} is too few: give at least 2", args.bins);
     }
+    if args.engine == Engine::Onnxruntime && args.onnxruntime.is_none() {
+        bail!(
+            "--engine onnxruntime needs onnxruntime's library: --onnxruntime PATH (or ORT_DYLIB_PATH), the libonnxruntime.so of onnxruntime 1.24 or later"
+        );
+    }
     let bytes = std::fs::read(&args.model)
         .with_context(|| format!("cannot read the model {}", args.model.display()))?;
     let (names, rows) = read_sample(&args.sample, &args.drop)?;
     if rows.is_empty() {
         bail!("{} has no rows", args.sample.display());
     }
-    let (_, signature, _) = sluice::inference::compile(&bytes, &Default::default())
+    let model = Evaluator::compile(&bytes, args.engine, args.onnxruntime.as_deref())
         .context("the model cannot be loaded")?;
+    let signature = model.signature();
     let input = match (&args.input, signature.inputs.as_slice()) {
         (Some(input), _) => input.clone(),
         (None, [only]) => only.name.clone(),
@@ -86,7 +101,7 @@ pub fn baseline(args: BaselineArgs) -> Result<()> {
             data,
         },
     };
-    let (_, outputs) = sluice::inference::evaluate(&bytes, vec![tensor]).with_context(|| {
+    let outputs = model.run(vec![tensor]).with_context(|| {
         format!(
             "the model could not run on the sample's {} columns ({})",
             names.len(),

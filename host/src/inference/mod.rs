@@ -798,17 +798,45 @@ fn named_outputs(
         .collect()
 }
 
-/// Compile the model in `bytes` and run it once on `inputs`: for one-off
-/// work beside a node (`sluice models baseline`), not for serving.
-pub fn evaluate(
-    bytes: &[u8],
-    inputs: Vec<NamedTensor>,
-) -> Result<(Signature, Vec<NamedTensor>), InferenceError> {
-    let (plan, signature, input_types) = compile(bytes, &BTreeMap::new())?;
-    let values = arrange(&signature.inputs, &input_types, inputs)?;
-    let outputs = plan.run(values)?;
-    let named = named_outputs(&signature, &outputs)?;
-    Ok((signature, named))
+/// A model compiled for one-off work beside a node (`sluice models
+/// baseline`), on the engine that serves it; not for serving.
+pub struct Evaluator {
+    plan: Plan,
+    signature: Signature,
+    input_types: Vec<DatumType>,
+}
+
+impl Evaluator {
+    /// Compile the model in `bytes` on `engine`; onnxruntime's library is
+    /// loaded from `onnxruntime` when that is the engine.
+    pub fn compile(
+        bytes: &[u8],
+        engine: Engine,
+        onnxruntime: Option<&std::path::Path>,
+    ) -> Result<Self, InferenceError> {
+        let library = std::sync::OnceLock::new();
+        if let (Engine::Onnxruntime, Some(path)) = (engine, onnxruntime) {
+            let _ = library.set(onnxruntime::Onnxruntime::load(path)?);
+        }
+        let (plan, signature, input_types) = compile_on(engine, &library, bytes, &BTreeMap::new())?;
+        Ok(Self {
+            plan,
+            signature,
+            input_types,
+        })
+    }
+
+    /// The model's inputs and outputs.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// Run it once on `inputs`.
+    pub fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, InferenceError> {
+        let values = arrange(&self.signature.inputs, &self.input_types, inputs)?;
+        let outputs = self.plan.run(values)?;
+        named_outputs(&self.signature, &outputs)
+    }
 }
 
 /// Runs that finish faster than this may stay on the async worker.
