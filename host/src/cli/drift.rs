@@ -115,7 +115,7 @@ pub fn baseline(args: BaselineArgs) -> Result<()> {
         .map(|o| (o.name.as_str(), &o.tensor.data));
     let baseline = Baseline::of_rows(&input, &names, &rows, output, args.bins);
     let json = serde_json::to_vec_pretty(&baseline)?;
-    Baseline::parse(&json, &signature).map_err(anyhow::Error::msg)?;
+    Baseline::parse(&json, signature).map_err(anyhow::Error::msg)?;
     std::fs::write(&args.output, json)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     println!(
