@@ -12,15 +12,18 @@ mod common;
 
 use common::component;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sluice::engine::{Engine, EngineConfig, StageIdentity, StageLimits, StagePre};
+use sluice::engine::{Engine, EngineConfig, StageIdentity, StageLimits, StagePre, Template};
 use sluice::tensor::{Message, NamedTensor, Tensor, TensorData};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
 fn prepare(engine: &Engine, bytes: &[u8]) -> StagePre {
-    let (component, _) = engine.compile(bytes).expect("compile");
-    engine.prepare(&component).expect("link")
+    let (component, world) = engine.compile(bytes).expect("compile");
+    match engine.prepare(&component, world).expect("link") {
+        Template::Stage(pre) => pre,
+        Template::Http(_) => panic!("not a stage"),
+    }
 }
 
 fn identity() -> StageIdentity {

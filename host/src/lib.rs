@@ -31,7 +31,7 @@
 //! - [`store`]: the object store (a local directory by default, or S3).
 //! - [`tensor`]: tensors, messages and the one table of datatypes.
 //! - [`observe`]: logs, request ids and counters.
-//! - [`toolchain`]: building stage crates into components.
+//! - [`toolchain`]: building stages (Rust, Python, JavaScript) into components.
 //! - `fuzz` (tests only): the mutation fuzzer every parser of what a client
 //!   sends is tested with.
 //!

@@ -1,7 +1,8 @@
 //! The fraud example end to end: `sluice up examples/fraud` (its stages
 //! built from the repo, its model, its feature table ingested), then each
 //! transaction of expected.json scored through the pipeline against
-//! onnxruntime's score on the same features.
+//! onnxruntime's score on the same features, and through `fraud-py`, its
+//! decision stage in Python, to the same answer.
 
 use crate::support::{Up, client, repo};
 use serde_json::Value;
@@ -34,6 +35,16 @@ async fn the_fraud_pipeline_scores_transactions_as_onnxruntime_does_with_reasons
             .unwrap();
         assert_eq!(response.status(), 200);
         let answer: Value = response.json().await.unwrap();
+        // The decision stage in Python answers the same bytes.
+        let python = client()
+            .post(format!("http://{addr}/p/fraud-py"))
+            .json(&case["request"])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(python.status(), 200);
+        let python: Value = python.json().await.unwrap();
+        assert_eq!(python, answer);
         let id = &case["request"]["transaction_id"];
         assert_eq!(&answer["transaction_id"], id, "{answer}");
         assert_eq!(answer["decision"], case["decision"], "{id}: {answer}");

@@ -16,10 +16,26 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The component file of a stage crate (under `functions/` or
-/// `tests/guests/`), building all of them on first use. Cargo's own lock
-/// makes concurrent test processes share one build.
+/// The component file of a stage (under `functions/` or `tests/guests/`):
+/// the Rust crates are all built on first use (cargo's own lock makes
+/// concurrent test processes share one build); a Python or JavaScript
+/// stage (a folder named as its package) when first asked for.
 pub fn component(package: &str) -> PathBuf {
+    static OTHERS: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let folder = ["functions", "tests/guests"]
+        .iter()
+        .map(|dir| repo().join(dir).join(package))
+        .find(|dir| dir.join("stage.py").is_file() || dir.join("stage.js").is_file());
+    if let Some(folder) = folder {
+        let mut others = OTHERS.lock().unwrap();
+        if let Some((_, wasm)) = others.iter().find(|(p, _)| p == package) {
+            return wasm.clone();
+        }
+        let built = sluice::toolchain::build(&[folder]).expect("building the stage");
+        let wasm = built[0].wasm.clone();
+        others.push((package.to_string(), wasm.clone()));
+        return wasm;
+    }
     static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let mut crates = Vec::new();

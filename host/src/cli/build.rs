@@ -1,5 +1,5 @@
-//! `sluice build`: stage crates into wasm32-wasip2 components, each checked
-//! against the worlds as a node would check it.
+//! `sluice build`: stage folders (Rust crates, `stage.py`, `stage.js`) into
+//! components, each checked against the worlds as a node would check it.
 
 use super::serve::cli_engine;
 use anyhow::{Context, Result};
@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct BuildArgs {
-    /// Stage crate directories (default: the current directory).
+    /// Stage folders: a Rust crate (Cargo.toml), a Python stage
+    /// (stage.py) or a JavaScript stage (stage.js); default: the current
+    /// directory.
     paths: Vec<PathBuf>,
 }
 

@@ -65,6 +65,10 @@ pub struct DeployArgs {
     /// (overrides the node's --function-idle-secs; 0: never).
     #[arg(long)]
     idle_secs: Option<u64>,
+    /// An origin (scheme://host[:port]) its outgoing HTTP requests may
+    /// reach (repeatable); without it every outgoing request is denied.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_outbound: Vec<sluice::engine::Origin>,
     /// A description recorded with the version.
     #[arg(long)]
     description: Option<String>,
@@ -556,6 +560,7 @@ impl DeployArgs {
             max_concurrency: self.max_concurrency,
             max_queue: self.max_queue,
             idle_secs: self.idle_secs,
+            allow_outbound: self.allow_outbound,
             description: self.description,
             labels: self.labels.into_iter().collect(),
             created_by: created_by(),

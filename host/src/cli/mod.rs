@@ -16,9 +16,11 @@ mod drift;
 mod features;
 mod guard;
 mod invoke;
+mod new;
 mod print;
 mod rollout;
 mod serve;
+mod test;
 mod up;
 
 use anyhow::Result;
@@ -85,8 +87,14 @@ enum Command {
     /// The audit log of every change: print it, verify its chain.
     #[command(subcommand)]
     Audit(control::AuditCommand),
-    /// Build stage crates into wasm32-wasip2 components.
+    /// A ready stage from a template: preprocessor, featurizer, predictor
+    /// or http, in Rust, Python or JavaScript, with examples to test.
+    New(new::NewArgs),
+    /// Build stages (Rust, Python, JavaScript) into components.
     Build(build::BuildArgs),
+    /// Build and deploy a `sluice.toml` on a throwaway node and check its
+    /// examples' answers (`expect`, `status`).
+    Test(test::TestArgs),
     /// Build, deploy and serve everything a `sluice.toml` manifest lists.
     Up(up::UpArgs),
     /// Serve AWS Lambda events (API Gateway, Function URL, ALB, direct
@@ -143,6 +151,8 @@ async fn run(command: Command, started: std::time::Instant) -> Result<ExitCode> 
         Command::Serve(args) => return serve::serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Invoke(args) => return invoke::run(args).await,
         Command::Build(args) => return build::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::New(args) => return new::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Test(args) => return test::run(args).await,
         Command::Up(args) => return up::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Features(command) => return command.run().await.map(|()| ExitCode::SUCCESS),
         Command::Lambda(args) => {

@@ -1,4 +1,4 @@
-//! `sluice up`: build the stage crates a `sluice.toml` lists, deploy them
+//! `sluice up`: build the stages a `sluice.toml` lists, deploy them
 //! to the embedded store with their config, push its models, apply its
 //! feature tables (ingesting their files into empty ones), deploy its
 //! pipelines, serve, and print a working `curl` line for each example
@@ -12,9 +12,11 @@ use clap::Args;
 use serde::Deserialize;
 use sluice::features::{Format, Table};
 use sluice::inference::{Baseline, Engine, Push};
-use sluice::node::{ControlPlane, Deploy, Settings};
+use sluice::node::{ControlPlane, Deploy, Node, Settings};
+use sluice::pipeline::Pipeline;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -28,7 +30,7 @@ pub struct UpArgs {
 /// A `sluice.toml`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Manifest {
+pub(super) struct Manifest {
     #[serde(default, rename = "function")]
     functions: Vec<FunctionEntry>,
     #[serde(default, rename = "model")]
@@ -39,7 +41,7 @@ struct Manifest {
     #[serde(default, rename = "pipeline")]
     pipelines: Vec<toml::Value>,
     #[serde(default, rename = "example")]
-    examples: Vec<Example>,
+    pub(super) examples: Vec<Example>,
 }
 
 #[derive(Deserialize)]
@@ -75,7 +77,8 @@ struct TableEntry {
 #[serde(deny_unknown_fields)]
 struct FunctionEntry {
     name: String,
-    /// A stage crate directory to build, relative to the manifest.
+    /// A stage folder to build (Rust crate, stage.py or stage.js),
+    /// relative to the manifest.
     build: Option<PathBuf>,
     /// A prebuilt component, relative to the manifest.
     wasm: Option<PathBuf>,
@@ -87,28 +90,76 @@ struct FunctionEntry {
     idle_secs: Option<u64>,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// Origins its outgoing HTTP requests may reach.
+    #[serde(default)]
+    allow_outbound: Vec<sluice::engine::Origin>,
 }
 
+/// An example request: printed as a `curl` line by `sluice up`, checked
+/// against `expect` by `sluice test`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Example {
+pub(super) struct Example {
     /// A function to call (`/fn/...`) ...
-    function: Option<String>,
+    pub(super) function: Option<String>,
     /// ... or a pipeline (`/p/...`).
-    pipeline: Option<String>,
+    pub(super) pipeline: Option<String>,
+    /// The method (default POST; an HTTP function takes any).
+    #[serde(default = "post")]
+    pub(super) method: String,
+    /// An HTTP function's path below `/fn/NAME` (e.g. `/hello?x=1`).
+    #[serde(default)]
+    pub(super) path: String,
     #[serde(default = "json")]
-    content_type: String,
+    pub(super) content_type: String,
     /// The request body ...
-    body: Option<String>,
+    pub(super) body: Option<String>,
     /// ... or a file holding it, relative to the manifest.
-    file: Option<String>,
+    pub(super) file: Option<String>,
+    /// The answer's status `sluice test` expects (default 200).
+    pub(super) status: Option<u16>,
+    /// The answer's body `sluice test` expects: compared as JSON when both
+    /// are JSON, else as text.
+    pub(super) expect: Option<String>,
+}
+
+impl Example {
+    /// Whether `sluice test` checks it: it says what to expect.
+    pub(super) fn is_test(&self) -> bool {
+        self.expect.is_some() || self.status.is_some()
+    }
+
+    /// `fn/NAME[/path]` or `p/NAME`.
+    pub(super) fn route(&self) -> String {
+        match (&self.function, &self.pipeline) {
+            (Some(f), _) => format!("fn/{f}{}", self.path),
+            (None, Some(p)) => format!("p/{p}"),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Its request body.
+    pub(super) fn body(&self, dir: &Path) -> Result<Vec<u8>> {
+        match (&self.body, &self.file) {
+            (Some(body), _) => Ok(body.clone().into_bytes()),
+            (None, Some(file)) => std::fs::read(dir.join(file))
+                .with_context(|| format!("cannot read the example's file {file}")),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
 }
 
 fn json() -> String {
     "application/json".into()
 }
 
-fn load(path: &Path) -> Result<(PathBuf, Manifest)> {
+fn post() -> String {
+    "POST".into()
+}
+
+/// The manifest at `path` (or `path/sluice.toml`), checked: its folder,
+/// its entries and its pipelines.
+pub(super) fn load(path: &Path) -> Result<(PathBuf, Manifest, Vec<Pipeline>)> {
     let path = if path.is_dir() {
         path.join("sluice.toml")
     } else {
@@ -126,9 +177,9 @@ fn load(path: &Path) -> Result<(PathBuf, Manifest)> {
                 path.display()
             );
         }
-        if e.body.is_some() == e.file.is_some() {
+        if e.body.is_some() && e.file.is_some() {
             bail!(
-                "an [[example]] in {} gives exactly one of `body` (the text) or `file` (a file holding it)",
+                "an [[example]] in {} gives at most one of `body` (the text) or `file` (a file holding it)",
                 path.display()
             );
         }
@@ -142,36 +193,16 @@ fn load(path: &Path) -> Result<(PathBuf, Manifest)> {
             );
         }
     }
-    Ok((dir, manifest))
-}
-
-pub async fn run(args: UpArgs) -> Result<()> {
-    let (dir, manifest) = load(&args.manifest)?;
-    let manifest_path = if args.manifest.is_dir() {
-        args.manifest.join("sluice.toml")
-    } else {
-        args.manifest.clone()
-    };
     let pipelines = if manifest.pipelines.is_empty() {
         Vec::new()
     } else {
-        let text = std::fs::read_to_string(&manifest_path)?;
-        sluice::pipeline::parse(&text).with_context(|| format!("in {}", manifest_path.display()))?
+        sluice::pipeline::parse(&text).with_context(|| format!("in {}", path.display()))?
     };
-    let crates: Vec<PathBuf> = manifest
-        .functions
-        .iter()
-        .filter_map(|f| f.build.as_ref())
-        .map(|p| dir.join(p))
-        .collect();
-    eprintln!(
-        "building {} stage crate(s) for {}…",
-        crates.len(),
-        sluice::toolchain::TARGET
-    );
-    let built = tokio::task::spawn_blocking(move || sluice::toolchain::build(&crates)).await??;
-    let mut built = built.into_iter();
+    Ok((dir, manifest, pipelines))
+}
 
+pub async fn run(args: UpArgs) -> Result<()> {
+    let (dir, manifest, pipelines) = load(&args.manifest)?;
     let node = local_node(
         &args.serve.node.data,
         args.serve.node.engine.config(),
@@ -179,6 +210,52 @@ pub async fn run(args: UpArgs) -> Result<()> {
     )
     .await?;
     args.serve.node.start_background(&node)?;
+    apply(&node, &dir, &manifest, pipelines).await?;
+
+    let examples = manifest.examples;
+    let folder = dir.clone();
+    serve_node(node, &args.serve, move |addr| {
+        println!("\ntry:");
+        for e in &examples {
+            let data = match (&e.body, &e.file) {
+                (Some(body), _) => format!(" -d '{}'", body.replace('\'', r"'\''")),
+                (None, Some(file)) => format!(" --data-binary @{}", folder.join(file).display()),
+                (None, None) => String::new(),
+            };
+            let method = match e.method.as_str() {
+                "POST" => String::new(),
+                other => format!(" -X {other}"),
+            };
+            println!(
+                "  curl -s{method} http://{addr}/{} -H 'content-type: {}'{data}",
+                e.route(),
+                e.content_type
+            );
+        }
+        println!(
+            "  curl -s http://{addr}/v1/functions -H \"authorization: Bearer $SLUICE_TOKEN\"\n\nCtrl-C to stop."
+        );
+    })
+    .await
+}
+
+/// Build the manifest's stages, then deploy them, push its models, apply
+/// its tables and deploy its pipelines onto `node`.
+pub(super) async fn apply(
+    node: &Arc<Node>,
+    dir: &Path,
+    manifest: &Manifest,
+    pipelines: Vec<Pipeline>,
+) -> Result<()> {
+    let stages: Vec<PathBuf> = manifest
+        .functions
+        .iter()
+        .filter_map(|f| f.build.as_ref())
+        .map(|p| dir.join(p))
+        .collect();
+    eprintln!("building {} stage(s)…", stages.len());
+    let built = tokio::task::spawn_blocking(move || sluice::toolchain::build(&stages)).await??;
+    let mut built = built.into_iter();
     let plane = node.acting(local_actor());
     for f in &manifest.functions {
         let wasm = match &f.wasm {
@@ -199,6 +276,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             max_concurrency: f.max_concurrency,
             max_queue: f.max_queue,
             idle_secs: f.idle_secs,
+            allow_outbound: f.allow_outbound.clone(),
             description: f.description.clone(),
             labels: Default::default(),
             created_by: std::env::var("USER").unwrap_or_else(|_| "sluice-up".into()),
@@ -295,32 +373,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         );
     }
 
-    drop(plane);
-    let examples = manifest.examples;
-    let folder = dir.clone();
-    serve_node(node, &args.serve, move |addr| {
-        println!("\ntry:");
-        for e in &examples {
-            let route = match (&e.function, &e.pipeline) {
-                (Some(f), _) => format!("fn/{f}"),
-                (None, Some(p)) => format!("p/{p}"),
-                (None, None) => continue,
-            };
-            let data = match (&e.body, &e.file) {
-                (Some(body), _) => format!("-d '{}'", body.replace('\'', r"'\''")),
-                (None, Some(file)) => format!("--data-binary @{}", folder.join(file).display()),
-                (None, None) => continue,
-            };
-            println!(
-                "  curl -s http://{addr}/{route} -H 'content-type: {}' {data}",
-                e.content_type
-            );
-        }
-        println!(
-            "  curl -s http://{addr}/v1/functions -H \"authorization: Bearer $SLUICE_TOKEN\"\n\nCtrl-C to stop."
-        );
-    })
-    .await
+    Ok(())
 }
 
 /// Apply a table's schema and, when it has no data yet, ingest its files

@@ -2,7 +2,9 @@
 //! a deadline, a memory cap and optionally a fuel budget, with every way it
 //! can fail turned into a [`CallError`] the HTTP layer maps to a status.
 
-use super::host::{MemoryLimitExceeded, Reach, StageIdentity, StagePre, StageState, wit};
+use super::host::{
+    HttpPre, MemoryLimitExceeded, Reach, StageIdentity, StagePre, StageState, wit,
+};
 use super::output::CapturedOutput;
 use super::{EPOCH_TICK, Engine};
 use crate::observe::metrics::CallCost;
@@ -13,6 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
+use http_body_util::{BodyExt, Limited};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 /// Per function version limits, chosen at deploy time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,17 +111,28 @@ const HOST_CALL_GRACE: Duration = Duration::from_millis(500);
 #[error("deadline exceeded")]
 struct Deadline;
 
+/// One call's store and what it is measured against.
+struct Sandbox {
+    store: Store<StageState>,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+    timeout: Duration,
+    deadline: Instant,
+    limits: StageLimits,
+    identity: StageIdentity,
+}
+
 impl Engine {
-    /// Run one call of a stage on a fresh instance.
-    pub async fn call(
+    /// A fresh store for one call of `identity`: its memory cap, a
+    /// deadline checked every epoch tick, and fuel when the node counts it.
+    fn sandbox(
         &self,
-        pre: &StagePre,
         identity: StageIdentity,
         config: Arc<BTreeMap<String, String>>,
         limits: StageLimits,
         reach: Reach,
-        input: Message,
-    ) -> Result<Message, CallError> {
+        environment: bool,
+    ) -> Result<Sandbox, CallError> {
         let stdout = CapturedOutput::new(OUTPUT_CAPACITY);
         let stderr = CapturedOutput::new(OUTPUT_CAPACITY);
         let timeout = Duration::from_millis(limits.timeout_ms);
@@ -127,8 +143,8 @@ impl Engine {
             limits.memory_bytes,
             deadline,
             reach,
-            stdout.clone(),
-            stderr.clone(),
+            (stdout.clone(), stderr.clone()),
+            environment,
         );
         let mut store = Store::new(self.wasmtime(), state);
         store.limiter(|state| state.limiter());
@@ -150,28 +166,46 @@ impl Engine {
                 .fuel_async_yield_interval(Some(10_000_000))
                 .map_err(|e| CallError::Trap(e.to_string()))?;
         }
+        Ok(Sandbox {
+            store,
+            stdout,
+            stderr,
+            timeout,
+            deadline,
+            limits,
+            identity,
+        })
+    }
 
-        let _active = identity.metrics.enter();
+    /// Run one call of a stage on a fresh instance.
+    pub async fn call(
+        &self,
+        pre: &StagePre,
+        identity: StageIdentity,
+        config: Arc<BTreeMap<String, String>>,
+        limits: StageLimits,
+        reach: Reach,
+        input: Message,
+    ) -> Result<Message, CallError> {
+        let mut sandbox = self.sandbox(identity, config, limits, reach, false)?;
+        let _active = sandbox.identity.metrics.enter();
         let started = Instant::now();
         let mut instantiated = None;
         let input = wit::Message::from(input);
+        let store = &mut sandbox.store;
         let run = async {
-            let node = pre.instantiate_async(&mut store).await?;
+            let node = pre.instantiate_async(&mut *store).await?;
             instantiated = Some(started.elapsed());
             node.sluice_pipeline_stage()
-                .call_run(&mut store, &input)
+                .call_run(&mut *store, &input)
                 .await
         };
-        let span =
-            tracing::info_span!("stage", function = %identity.function, version = identity.version);
-        let outcome = tokio::time::timeout(timeout + HOST_CALL_GRACE + EPOCH_TICK, run)
+        let span = tracing::info_span!("stage", function = %sandbox.identity.function, version = sandbox.identity.version);
+        let outcome = tokio::time::timeout(sandbox.timeout + HOST_CALL_GRACE + EPOCH_TICK, run)
             .instrument(span)
             .await;
-        let elapsed = started.elapsed();
-        log_output(&identity, "stdout", &stdout.text());
-        let stderr = stderr.text();
-        log_output(&identity, "stderr", &stderr);
-
+        let stderr = sandbox.log_output();
+        let (timeout, deadline) = (sandbox.timeout, sandbox.deadline);
         let result = match outcome {
             Err(_elapsed) => Err(CallError::DeadlineExceeded(timeout)),
             Ok(Ok(Ok(output))) => {
@@ -196,21 +230,117 @@ impl Engine {
             Ok(Ok(Err(wit::StageError::Internal(m)))) => Err(CallError::Failed(m)),
             Ok(Err(error)) => Err(classify_trap(error, timeout, limits.fuel, &stderr)),
         };
+        self.record(&sandbox, started, instantiated, result.as_ref().map(drop));
+        result
+    }
+
+    /// Serve one HTTP request with an HTTP function on a fresh instance.
+    /// Answers when the function sets its response; the body streams from
+    /// the instance, which runs on (under the same deadline) until it
+    /// finishes writing it.
+    pub async fn serve<B>(
+        &self,
+        pre: &HttpPre,
+        identity: StageIdentity,
+        config: Arc<BTreeMap<String, String>>,
+        limits: StageLimits,
+        reach: Reach,
+        request: axum::http::Request<B>,
+    ) -> Result<axum::http::Response<axum::body::Body>, CallError>
+    where
+        B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let mut sandbox = self.sandbox(identity, config, limits, reach, true)?;
+        let (sender, response) = tokio::sync::oneshot::channel();
+        let mut http = sandbox.store.data_mut().http();
+        let trap = |e: wasmtime::Error| CallError::Trap(format!("{e:#}"));
+        let request = http
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(trap)?;
+        let out = http.new_response_outparam(sender).map_err(trap)?;
+        let (engine, pre) = (self.clone(), pre.clone());
+        let span = tracing::info_span!("http", function = %sandbox.identity.function, version = sandbox.identity.version);
+        let task = tokio::spawn(
+            async move {
+                let _active = sandbox.identity.metrics.enter();
+                let started = Instant::now();
+                let mut instantiated = None;
+                let store = &mut sandbox.store;
+                let run = async {
+                    let proxy = pre.instantiate_async(&mut *store).await?;
+                    instantiated = Some(started.elapsed());
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut *store, request, out)
+                        .await
+                };
+                let outcome =
+                    tokio::time::timeout(sandbox.timeout + HOST_CALL_GRACE + EPOCH_TICK, run)
+                        .await;
+                let stderr = sandbox.log_output();
+                let result = match outcome {
+                    Err(_elapsed) => Err(CallError::DeadlineExceeded(sandbox.timeout)),
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(classify_trap(
+                        error,
+                        sandbox.timeout,
+                        sandbox.limits.fuel,
+                        &stderr,
+                    )),
+                };
+                engine.record(&sandbox, started, instantiated, result.as_ref().copied());
+                result
+            }
+            .instrument(span),
+        );
+        match response.await {
+            // Past the node's output cap the body is cut off with an error.
+            Ok(Ok(response)) => Ok(response.map(|body| {
+                let body = body.map_err(|code| format!("the function's body failed: {code:?}"));
+                axum::body::Body::new(Limited::new(body, self.config.max_output_bytes as usize))
+            })),
+            Ok(Err(code)) => Err(CallError::Failed(format!(
+                "the function answered with the error {code:?} instead of a response"
+            ))),
+            // The instance ended without answering: say why.
+            Err(_) => match task.await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) => Err(CallError::Failed(
+                    "the function returned without setting a response (`ResponseOutparam::set`)"
+                        .into(),
+                )),
+                Err(join) => Err(CallError::Trap(join.to_string())),
+            },
+        }
+    }
+
+    /// Count a finished call's cost and outcome.
+    fn record(
+        &self,
+        sandbox: &Sandbox,
+        started: Instant,
+        instantiated: Option<Duration>,
+        result: Result<(), &CallError>,
+    ) {
+        let elapsed = started.elapsed();
         let cost = CallCost {
             instantiation: instantiated.unwrap_or(elapsed),
             total: elapsed,
-            fuel: self
-                .config
-                .fuel
-                .then(|| limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))),
-            memory_peak: store.data().memory_peak(),
+            fuel: self.config.fuel.then(|| {
+                sandbox
+                    .limits
+                    .fuel
+                    .saturating_sub(sandbox.store.get_fuel().unwrap_or(0))
+            }),
+            memory_peak: sandbox.store.data().memory_peak(),
         };
+        let identity = &sandbox.identity;
         identity
             .metrics
-            .record(&cost, result.as_ref().map(|_| ()).map_err(CallError::kind));
+            .record(&cost, result.map_err(CallError::kind));
         tracing::debug!(function = %identity.function, version = identity.version,
             elapsed_us = elapsed.as_micros() as u64, ok = result.is_ok(), "stage call");
-        result
     }
 
     /// Instantiate a template in a fresh store and drop it: the fixed cost
@@ -220,23 +350,29 @@ impl Engine {
         pre: &StagePre,
         identity: StageIdentity,
     ) -> Result<(), CallError> {
-        let output = CapturedOutput::new(0);
-        let state = StageState::new(
+        let mut sandbox = self.sandbox(
             identity,
             Arc::default(),
-            StageLimits::default().memory_bytes,
-            Instant::now() + Duration::from_millis(StageLimits::default().timeout_ms),
+            StageLimits::default(),
             Reach::default(),
-            output.clone(),
-            output,
-        );
-        let mut store = Store::new(self.wasmtime(), state);
-        store.limiter(|state| state.limiter());
-        store.set_epoch_deadline(u64::MAX / 2);
-        pre.instantiate_async(&mut store)
+            false,
+        )?;
+        sandbox.store.set_epoch_deadline(u64::MAX / 2);
+        pre.instantiate_async(&mut sandbox.store)
             .await
             .map_err(|e| CallError::Trap(format!("{e:#}")))?;
         Ok(())
+    }
+}
+
+impl Sandbox {
+    /// Put what the call printed into the node's log; returns stderr (a
+    /// Rust panic's message is there).
+    fn log_output(&self) -> String {
+        log_output(&self.identity, "stdout", &self.stdout.text());
+        let stderr = self.stderr.text();
+        log_output(&self.identity, "stderr", &stderr);
+        stderr
     }
 }
 

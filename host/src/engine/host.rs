@@ -14,6 +14,7 @@ use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 #[allow(missing_docs)]
 mod gen_ {
@@ -43,6 +44,7 @@ pub(super) mod wit {
     };
 }
 
+use super::outbound::Outbound;
 use super::wasi_nn::{WasiNnCtx, WasiNnView};
 use crate::features::{FeatureError, FeatureStore, Value};
 use crate::inference::{InferenceError, Models};
@@ -50,8 +52,11 @@ use crate::observe::metrics::StageMetrics;
 use crate::registry::{Name, RegistryError, Selector};
 use gen_::sluice::pipeline::{config, features, inference, log, types};
 
-/// A function version linked and ready to instantiate in microseconds.
+/// A stage version linked and ready to instantiate in microseconds.
 pub type StagePre = gen_::NodePre<StageState>;
+
+/// An HTTP function version (`wasi:http/incoming-handler`), linked.
+pub type HttpPre = wasmtime_wasi_http::p2::bindings::ProxyPre<StageState>;
 
 /// A stage's handle on a loaded model: the plan is shared, the handle is
 /// the stage's own.
@@ -80,6 +85,8 @@ pub struct Reach {
     /// A pipeline step's grant: the only models and tables it may use.
     /// `None` for a function called on its own (its world decides).
     pub grant: Option<Arc<Grant>>,
+    /// Where its outgoing HTTP requests may go (nowhere by default).
+    pub outbound: Outbound,
 }
 
 /// The models and feature tables a pipeline step's manifest grants it.
@@ -125,9 +132,12 @@ const MAX_LOG_FIELD_KEY: usize = 64;
 const MAX_LOG_FIELD_VALUE: usize = 1024;
 
 /// The sandbox state of one call: an empty WASI context (no files, no
-/// network, no environment), the deployment's config and the call's limits.
+/// network; no environment but an HTTP function's config), outgoing HTTP
+/// only to the allowed origins, the deployment's config and the call's
+/// limits.
 pub struct StageState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
     limits: MemoryCap,
     config: Arc<BTreeMap<String, String>>,
@@ -143,27 +153,36 @@ pub struct StageState {
 }
 
 impl StageState {
+    /// `environment`: the config is also the environment (HTTP functions,
+    /// which have no `config` interface).
     pub(super) fn new(
         identity: StageIdentity,
         config: Arc<BTreeMap<String, String>>,
         memory_bytes: u64,
         deadline: Instant,
         reach: Reach,
-        stdout: CapturedOutput,
-        stderr: CapturedOutput,
+        (stdout, stderr): (CapturedOutput, CapturedOutput),
+        environment: bool,
     ) -> Self {
-        let wasi = WasiCtx::builder()
-            .stdout(stdout)
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout)
             .stderr(stderr)
             .allow_tcp(false)
             .allow_udp(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if environment {
+            for (key, value) in config.iter() {
+                wasi.env(key, value);
+            }
+        }
+        let wasi = wasi.build();
         let limits = MemoryCap {
             bytes: memory_bytes,
             peak: 0,
         };
         Self {
             wasi,
+            http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits,
             config,
@@ -245,13 +264,24 @@ impl WasiView for StageState {
     }
 }
 
-/// The linker every function version is prepared against: WASI 0.2 (its
-/// dangerous interfaces are refused at upload by `worlds`, and the empty
-/// context grants nothing through them anyway), the Sluice interfaces and
-/// wasi-nn.
+impl WasiHttpView for StageState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.reach.outbound,
+        }
+    }
+}
+
+/// The linker every function version is prepared against: WASI 0.2 and
+/// `wasi:http` (the context grants nothing through files, sockets or
+/// outgoing requests but the deploy's allowed origins), the Sluice
+/// interfaces and wasi-nn.
 pub(super) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<StageState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     gen_::Node::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |state: &mut StageState| {
         let nn = state

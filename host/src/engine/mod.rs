@@ -10,20 +10,23 @@
 //! - [`host`] implements the WIT imports (`log`, `config`, `inference`,
 //!   `features`) and the sandbox state of one call; [`wasi_nn`] serves the
 //!   standard `wasi:nn` interface over the same models.
-//! - [`call`] runs one stage call under its deadline and memory cap and
-//!   turns every way it can fail into a [`CallError`].
+//! - [`call`] runs one stage call, or one HTTP request of an HTTP function,
+//!   under its deadline and memory cap and turns every way it can fail into
+//!   a [`CallError`]; [`outbound`] decides where its outgoing HTTP may go.
 //! - `convert` is the WIT edge: the contract's generated types to Sluice's
 //!   own [`crate::tensor`] types and back.
 
 mod call;
 mod convert;
 mod host;
+pub mod outbound;
 mod output;
 mod wasi_nn;
 pub mod worlds;
 
 pub use call::{CallError, StageLimits};
-pub use host::{Grant, Reach, StageIdentity, StagePre};
+pub use host::{Grant, HttpPre, Reach, StageIdentity, StagePre};
+pub use outbound::{Origin, Outbound};
 pub use worlds::{World, WorldError};
 
 use sha2::{Digest, Sha256};
@@ -101,6 +104,15 @@ pub enum EngineError {
     /// The bytes are not a component this engine can run.
     #[error(transparent)]
     Refused(#[from] WorldError),
+}
+
+/// A function version linked for its entry point.
+#[derive(Clone)]
+pub enum Template {
+    /// A stage: called with a message.
+    Stage(StagePre),
+    /// An HTTP function: called with the HTTP request.
+    Http(HttpPre),
 }
 
 /// The engine, the linker with every host interface, and the fingerprint
@@ -187,14 +199,16 @@ impl Engine {
             .map_err(|e| EngineError::Config(format!("{e:#}")))
     }
 
-    /// Link a compiled component into a template that instantiates in
-    /// microseconds. Fails when an import's type does not match the host's.
-    pub fn prepare(&self, component: &Component) -> Result<StagePre, EngineError> {
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| WorldError::Invalid(format!("{e:#}")))?;
-        StagePre::new(pre).map_err(|e| EngineError::Refused(WorldError::Invalid(format!("{e:#}"))))
+    /// Link a compiled component of `world` into a template that
+    /// instantiates in microseconds. Fails when an import's type does not
+    /// match the host's.
+    pub fn prepare(&self, component: &Component, world: World) -> Result<Template, EngineError> {
+        let invalid = |e: wasmtime::Error| EngineError::Refused(WorldError::Invalid(format!("{e:#}")));
+        let pre = self.linker.instantiate_pre(component).map_err(invalid)?;
+        Ok(match world {
+            World::Http => Template::Http(HttpPre::new(pre).map_err(invalid)?),
+            _ => Template::Stage(StagePre::new(pre).map_err(invalid)?),
+        })
     }
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {

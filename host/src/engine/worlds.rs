@@ -1,18 +1,22 @@
 //! Which capability world a component fits, decided from its imports and
 //! exports, and the reasons a component fits none.
 //!
-//! A stage may import exactly:
+//! A component is a **stage** when it exports `sluice:pipeline/stage`, or
+//! an **HTTP function** when it exports the standard
+//! `wasi:http/incoming-handler` (what `wasmtime serve` and Spin run); not
+//! both. Other exports (a toolchain's own, such as componentize-py's
+//! `exports`) are never called. It may import:
 //! - `sluice:pipeline/{log,config}` (every world), `sluice:pipeline/features`
 //!   (featurizer) or `sluice:pipeline/inference` and the standard
-//!   `wasi:nn/*` (predictor), never both;
-//! - from WASI 0.2, what Rust's and other languages' standard libraries need
-//!   and the host grants with an empty context: `wasi:io/*`, `wasi:clocks/*`,
-//!   `wasi:random/*`, and `wasi:cli/{environment,exit,stdin,stdout,stderr,
-//!   terminal-*}` (no variables, no arguments, stdin empty, stdout/stderr
-//!   captured into the node's log).
-//!
-//! `wasi:filesystem`, `wasi:sockets` and `wasi:http` are refused: stages have
-//! no ambient authority. The only export is `sluice:pipeline/stage`.
+//!   `wasi:nn/*` (predictor), never both, and neither in an HTTP function;
+//! - from WASI 0.2, what the standard libraries of Rust, Python and
+//!   JavaScript import, linked to a context that grants nothing: `wasi:io`,
+//!   `wasi:clocks`, `wasi:random`, `wasi:cli` (no arguments, stdin empty,
+//!   stdout/stderr captured into the node's log; an HTTP function's
+//!   environment is its deploy config), `wasi:filesystem` (no directory
+//!   is opened), `wasi:sockets` (every socket and name lookup denied) and
+//!   `wasi:http` (every outgoing request denied except to the origins the
+//!   deploy allows with `--allow-outbound`).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -31,6 +35,16 @@ pub enum World {
     Featurizer,
     /// Adds `inference`.
     Predictor,
+    /// A standard `wasi:http/incoming-handler` component, called with the
+    /// HTTP request itself.
+    Http,
+}
+
+impl World {
+    /// Whether it runs as a pipeline stage (`sluice:pipeline/stage`).
+    pub fn is_stage(self) -> bool {
+        self != Self::Http
+    }
 }
 
 impl fmt::Display for World {
@@ -39,6 +53,7 @@ impl fmt::Display for World {
             Self::Preprocessor => "preprocessor",
             Self::Featurizer => "featurizer",
             Self::Predictor => "predictor",
+            Self::Http => "http",
         })
     }
 }
@@ -60,14 +75,21 @@ pub enum WorldError {
         /// Why it is refused and what to do instead.
         reason: String,
     },
-    /// It exports something other than the stage interface.
-    #[error("the component exports `{0}`; a stage exports only `sluice:pipeline/stage`")]
-    UnexpectedExport(String),
-    /// It does not export the stage interface.
+    /// It exports both entry points.
     #[error(
-        "the component does not export `sluice:pipeline/stage`; implement it (with sluice-sdk: `export_stage!(MyStage)`)"
+        "the component exports both `sluice:pipeline/stage` and `wasi:http/incoming-handler`; a component is a stage or an HTTP function: build one of each"
     )]
-    MissingStage,
+    TwoEntryPoints,
+    /// It exports neither entry point.
+    #[error(
+        "the component exports neither `sluice:pipeline/stage` (a stage: with sluice-sdk, `export_stage!(MyStage)`) nor `wasi:http/incoming-handler` (an HTTP function); it exports {0}"
+    )]
+    MissingEntryPoint(String),
+    /// An HTTP function imports models or features.
+    #[error(
+        "the component is an HTTP function and imports `{0}`; models and feature tables are reached by stages: put a predictor or featurizer stage in a pipeline"
+    )]
+    HttpReach(String),
     /// It needs both features and models.
     #[error(
         "the component imports both `features` and `inference`; no world grants both: split it into a featurizer stage and a predictor stage"
@@ -106,34 +128,54 @@ enum Grant {
     Inference,
 }
 
+/// The entry point an export provides, if it is one.
+enum Entry {
+    Stage,
+    Http,
+}
+
+fn entry(export: &str) -> Option<Entry> {
+    match interface_of(export)? {
+        (PACKAGE, "stage") => Some(Entry::Stage),
+        ("wasi:http", "incoming-handler") => Some(Entry::Http),
+        _ => None,
+    }
+}
+
 /// The narrowest world that grants every import of `component`.
 pub fn classify(engine: &wasmtime::Engine, component: &Component) -> Result<World, WorldError> {
     let ty = component.component_type();
-    let mut features = false;
-    let mut inference = false;
+    let (mut stage, mut http, mut others) = (false, false, Vec::new());
+    for (name, _) in ty.exports(engine) {
+        match entry(name) {
+            Some(Entry::Stage) => stage = true,
+            Some(Entry::Http) => http = true,
+            None => others.push(format!("`{name}`")),
+        }
+    }
+    let mut features = None;
+    let mut inference = None;
     for (name, _) in ty.imports(engine) {
         match grant(name)? {
             Grant::Base => {}
-            Grant::Features => features = true,
-            Grant::Inference => inference = true,
+            Grant::Features => features = Some(name),
+            Grant::Inference => inference = Some(name),
         }
     }
-    let mut has_stage = false;
-    for (name, _) in ty.exports(engine) {
-        if interface_of(name) == Some((PACKAGE, "stage")) {
-            has_stage = true;
-        } else {
-            return Err(WorldError::UnexpectedExport(name.to_string()));
+    match (stage, http, features, inference) {
+        (true, true, _, _) => Err(WorldError::TwoEntryPoints),
+        (false, false, _, _) if others.is_empty() => {
+            Err(WorldError::MissingEntryPoint("nothing".into()))
         }
-    }
-    if !has_stage {
-        return Err(WorldError::MissingStage);
-    }
-    match (features, inference) {
-        (false, false) => Ok(World::Preprocessor),
-        (true, false) => Ok(World::Featurizer),
-        (false, true) => Ok(World::Predictor),
-        (true, true) => Err(WorldError::FeaturesAndInference),
+        (false, false, _, _) => Err(WorldError::MissingEntryPoint(others.join(", "))),
+        (false, true, None, None) => Ok(World::Http),
+        (false, true, Some(reach), _) | (false, true, None, Some(reach)) => {
+            Err(WorldError::HttpReach(reach.to_string()))
+        }
+        (true, false, None, None) => Ok(World::Preprocessor),
+        (true, false, Some(_), None) => Ok(World::Featurizer),
+        (true, false, None, Some(_)) => Ok(World::Predictor),
+        (true, false, Some(_), Some(_)) => Err(WorldError::FeaturesAndInference),
     }
 }
 
@@ -144,7 +186,7 @@ fn grant(import: &str) -> Result<Grant, WorldError> {
     };
     let Some((package, interface)) = interface_of(import) else {
         return Err(forbid(
-            "stages import only WIT interfaces (`namespace:package/interface`)",
+            "components import only WIT interfaces (`namespace:package/interface`)",
         ));
     };
     match (package, interface) {
@@ -155,18 +197,11 @@ fn grant(import: &str) -> Result<Grant, WorldError> {
             "it is not part of the Sluice contract this node serves (sluice:pipeline@0.1.0)",
         )),
         ("wasi:nn", "tensor" | "graph" | "inference" | "errors") => Ok(Grant::Inference),
-        ("wasi:io" | "wasi:clocks" | "wasi:random", _) => Ok(Grant::Base),
-        ("wasi:cli", "environment" | "exit" | "stdin" | "stdout" | "stderr") => Ok(Grant::Base),
-        ("wasi:cli", i) if i.starts_with("terminal-") => Ok(Grant::Base),
-        ("wasi:filesystem", _) => Err(forbid(
-            "stages have no filesystem; pass data in the request, through config, or read features and models through `features` and `inference`",
-        )),
-        ("wasi:sockets", _) => Err(forbid(
-            "stages have no network access; the host brings data in through `features` and `inference`",
-        )),
-        ("wasi:http", _) => Err(forbid(
-            "stages make no outgoing HTTP requests; the host brings data in through `features` and `inference`",
-        )),
+        // Linked to a context that grants nothing (see the module's docs).
+        ("wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:cli" | "wasi:filesystem", _) => {
+            Ok(Grant::Base)
+        }
+        ("wasi:sockets" | "wasi:http", _) => Ok(Grant::Base),
         _ => Err(forbid("it is not a Sluice or granted WASI interface")),
     }
 }
@@ -224,7 +259,6 @@ mod tests {
                     .iter()
                     .any(|i| prefixes.iter().any(|p| i.starts_with(p)))
             };
-            assert!(!has(&["wasi:filesystem/", "wasi:sockets/", "wasi:http/"]));
             let features = has(&["sluice:pipeline/features"]);
             let inference = has(&["sluice:pipeline/inference", "wasi:nn/"]);
             let expected = match (features, inference) {
@@ -278,6 +312,38 @@ mod tests {
     }
 
     #[test]
+    fn the_entry_point_decides_stage_or_http() {
+        use crate::engine::{Engine, EngineConfig, EngineError};
+        let engine = Engine::new(EngineConfig::default()).unwrap();
+        let world = |text: &str| match engine.compile(&wat::parse_str(text).unwrap()) {
+            Ok((_, world)) => Ok(world),
+            Err(EngineError::Refused(e)) => Err(e.to_string()),
+            Err(other) => panic!("{other:?}"),
+        };
+        let http = r#"(component
+            (import "wasi:http/types@0.2.6" (instance))
+            (instance $h)
+            (export "wasi:http/incoming-handler@0.2.6" (instance $h))
+            (export "exports" (instance $h)))"#;
+        assert_eq!(world(http), Ok(World::Http));
+        let both = r#"(component (instance $s)
+            (export "sluice:pipeline/stage@0.1.0" (instance $s))
+            (export "wasi:http/incoming-handler@0.2.6" (instance $s)))"#;
+        assert!(world(both).unwrap_err().contains("a stage or an HTTP function"));
+        let neither = r#"(component (instance $s) (export "run" (instance $s)))"#;
+        assert!(world(neither).unwrap_err().ends_with("it exports `run`"));
+        let reaching = r#"(component
+            (import "sluice:pipeline/inference@0.1.0" (instance))
+            (instance $h)
+            (export "wasi:http/incoming-handler@0.2.6" (instance $h)))"#;
+        assert!(
+            world(reaching)
+                .unwrap_err()
+                .contains("HTTP function and imports `sluice:pipeline/inference@0.1.0`")
+        );
+    }
+
+    #[test]
     fn header_check_tells_core_modules_and_garbage_apart() {
         let core = b"\0asm\x01\0\0\0";
         let component = b"\0asm\x0d\0\x01\0";
@@ -309,13 +375,15 @@ mod tests {
             grant("sluice:pipeline/features@0.1.0"),
             Ok(Grant::Features)
         ));
-        for refused in [
+        // Linked to a context that grants nothing until a deploy allows it.
+        for linked in [
             "wasi:sockets/tcp@0.2.0",
             "wasi:filesystem/preopens@0.2.0",
             "wasi:http/outgoing-handler@0.2.0",
-            "acme:x/y",
-            "plain",
         ] {
+            assert!(matches!(grant(linked), Ok(Grant::Base)), "{linked}");
+        }
+        for refused in ["acme:x/y", "sluice:pipeline/other", "plain"] {
             let err = grant(refused).err().expect(refused);
             assert!(err.to_string().contains(refused), "{err}");
         }

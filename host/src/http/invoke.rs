@@ -1,5 +1,6 @@
-//! `POST /fn/{name}[@{version}|@{alias}]`: run a function on the request
-//! body; `POST /p/{name}[@...]`: run a pipeline on it.
+//! `POST /fn/{name}[@{version}|@{alias}]`: run a stage on the request
+//! body; `ANY /fn/{name}[@...][/{path}]`: an HTTP function serves the
+//! request itself; `POST /p/{name}[@...]`: run a pipeline on the body.
 
 use super::message::{decode_request, encode_explained, encode_response, wants_explanation};
 use super::openapi::{ErrorBody, MessageJson};
@@ -8,11 +9,13 @@ use crate::inference::explain;
 use crate::node::FellBack;
 use crate::registry::Selector;
 use crate::tensor::Message;
+use crate::node::HttpCall;
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
+use http_body_util::Full;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -41,12 +44,28 @@ pub async fn invoke(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Path(target): Path<String>,
-    Query(params): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let fail = |e: ApiError, stage: Option<String>| e.in_stage(stage).with_request_id(&request_id);
     let (name, selector) = split(&target).map_err(|e| fail(e, None))?;
+    if let Some(call) = (state.node.http_function(name, &selector, request.headers()).await)
+        .map_err(|e| fail(e.into(), Some(target.clone())))?
+    {
+        return serve_http(&state, call, &target, request_id, request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    if parts.method != Method::POST {
+        return Err(fail(
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("`{name}` is a stage: call it with POST"),
+            ),
+            Some(target),
+        ));
+    }
+    let Query(params) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+        .map_err(|e| fail(ApiError::bad_request(e.body_text()), None))?;
     let explain = wants_explanation(&params).map_err(|e| fail(e, None))?;
     let stage_hint = Some(target.clone());
     let input = read_message(&state, &headers, body)
@@ -78,6 +97,86 @@ pub async fn invoke(
         response.headers_mut().insert("x-sluice-stage", value);
     }
     mark_fallback(&mut response, answered.fallback.as_ref());
+    Ok(response)
+}
+
+/// `ANY /fn/{name}[@...]/{path}`: an HTTP function serves the request,
+/// which it sees at `/{path}` (as under `wasmtime serve`).
+#[utoipa::path(
+    get, path = "/fn/{target}/{path}", tag = "invoke",
+    summary = "Call an HTTP function (any method) at a path of its own",
+    description = "An HTTP function (a component exporting wasi:http/incoming-handler) answers every method at /fn/{target} and below; it sees the request at /{path}, query included. Stages answer only POST /fn/{target}.",
+    params(("target" = String, Path), ("path" = String, Path)),
+    responses(
+        (status = 200, description = "The function's response, as it wrote it", headers(("x-sluice-stage" = String, description = "name@version that answered")), content(("*/*"))),
+        (status = 400, description = "A bad target", body = ErrorBody),
+        (status = 404, description = "No such function, version or alias, or a stage (stages have no paths)", body = ErrorBody),
+        (status = 500, description = "The function failed before it answered (trapped, ran out of memory or fuel)", body = ErrorBody),
+        (status = 504, description = "The function passed its deadline before it answered", body = ErrorBody),
+    ),
+    security((), ("token" = []))
+)]
+pub async fn invoke_path(
+    State(state): State<Arc<AppState>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Path((target, _)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let fail = |e: ApiError| e.in_stage(Some(target.clone())).with_request_id(&request_id);
+    let (name, selector) = split(&target).map_err(fail)?;
+    let found = state.node.http_function(name, &selector, request.headers());
+    let Some(call) = found.await.map_err(|e| fail(e.into()))? else {
+        return Err(fail(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("`{name}` is a stage and has no paths: call it with POST /fn/{target}"),
+        )));
+    };
+    serve_http(&state, call, &target, request_id, request).await
+}
+
+/// Hand `request` to the HTTP function `call`, at its path below
+/// `/fn/{target}`, its body read within the node's limits.
+async fn serve_http(
+    state: &AppState,
+    call: HttpCall,
+    target: &str,
+    request_id: Arc<str>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let fail = |e: ApiError| e.in_stage(Some(target.to_string())).with_request_id(&request_id);
+    let (mut parts, body) = request.into_parts();
+    let prefix = format!("/fn/{target}");
+    let path = parts.uri.path().strip_prefix(&prefix).unwrap_or_default();
+    let path_and_query = match (path, parts.uri.query()) {
+        ("", None) => "/".to_string(),
+        ("", Some(query)) => format!("/?{query}"),
+        (path, None) => path.to_string(),
+        (path, Some(query)) => format!("{path}?{query}"),
+    };
+    parts.uri = path_and_query
+        .parse()
+        .map_err(|e| fail(ApiError::bad_request(format!("bad request path: {e}"))))?;
+    // The component resolves its URL against Host; HTTP/1.0 and some
+    // Lambda events have none.
+    if !parts.headers.contains_key(header::HOST) {
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("localhost"));
+    }
+    // A Sluice token is the node's credential, not the component's.
+    if call.takes_token() {
+        parts.headers.remove(header::AUTHORIZATION);
+    }
+    let bytes = read_body(body, state.http.max_body_bytes, state.http.body_timeout)
+        .await
+        .map_err(fail)?;
+    let request = Request::from_parts(parts, Full::new(bytes));
+    let label = call.label();
+    let served = state.node.serve_http(call, request_id.clone(), request);
+    let mut response = served.await.map_err(|e| fail(e.into()))?;
+    if let Ok(value) = HeaderValue::from_str(&label) {
+        response.headers_mut().insert("x-sluice-stage", value);
+    }
     Ok(response)
 }
 

@@ -49,7 +49,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -190,7 +190,8 @@ fn data_routes() -> Router<Arc<AppState>> {
 /// Routes that call a function, pipeline or model (see [`admit`]).
 fn called_routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/fn/{target}", post(invoke::invoke))
+        .route("/fn/{target}", any(invoke::invoke))
+        .route("/fn/{target}/{*path}", any(invoke::invoke_path))
         .route("/p/{target}", post(invoke::pipeline))
         .route("/v2/models/{model}", get(oip::model_metadata))
         .route("/v2/models/{model}/ready", get(oip::model_ready))
@@ -225,9 +226,10 @@ async fn admit(state: &AppState, request: Request, next: Next) -> Response {
     if let Some((kind, target)) = called
         && !target.is_empty()
     {
-        let name = target.split('@').next().unwrap_or(target);
+        let name = target.split(['@', '/']).next().unwrap_or(target);
         let token = control::bearer(request.headers());
-        let call = request.method() == axum::http::Method::POST;
+        // An HTTP function is called with any method.
+        let call = kind == Kind::Function || request.method() == axum::http::Method::POST;
         if let Err(e) = state.node.admit_call(kind, name, token, call).await {
             return control::refusal(e);
         }

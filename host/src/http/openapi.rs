@@ -51,6 +51,7 @@ pub fn document() -> Document {
     ),
     paths(
         invoke::invoke,
+        invoke::invoke_path,
         invoke::pipeline,
         oip::server,
         oip::live,

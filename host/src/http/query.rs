@@ -64,6 +64,9 @@ pub fn write(settings: &Settings) -> Result<Vec<(String, String)>, String> {
                     put(key, n.to_string());
                 }
             }
+            for origin in &d.allow_outbound {
+                put("allow_outbound", origin.to_string());
+            }
             if let Some(description) = &d.description {
                 put("description", description.clone());
             }
@@ -135,6 +138,10 @@ pub fn read_deploy(params: Vec<(String, String)>, created_by: String) -> Result<
             ("max_concurrency", _) => d.max_concurrency = Some(number(&key, &value)?),
             ("max_queue", _) => d.max_queue = Some(number(&key, &value)?),
             ("idle_secs", _) => d.idle_secs = Some(number(&key, &value)?),
+            ("allow_outbound", _) => {
+                d.allow_outbound
+                    .push(value.parse().map_err(|e| format!("allow_outbound: {e}"))?)
+            }
             ("description", _) => d.description = Some(value),
             (_, Some(("config", k))) if !k.is_empty() => {
                 d.config.insert(k.to_string(), value);
@@ -149,7 +156,7 @@ pub fn read_deploy(params: Vec<(String, String)>, created_by: String) -> Result<
             }
             _ => {
                 return Err(format!(
-                    "unknown query parameter `{key}`; use config.KEY=VALUE, secret.KEY=VALUE, label.KEY=VALUE, timeout_ms, memory_mb, fuel, max_concurrency, max_queue, idle_secs or description"
+                    "unknown query parameter `{key}`; use config.KEY=VALUE, secret.KEY=VALUE, label.KEY=VALUE, timeout_ms, memory_mb, fuel, max_concurrency, max_queue, idle_secs, allow_outbound or description"
                 ));
             }
         }
@@ -264,6 +271,10 @@ mod tests {
             max_concurrency: Some(4),
             max_queue: Some(8),
             idle_secs: Some(0),
+            allow_outbound: vec![
+                "https://api.example.com".parse().unwrap(),
+                "http://10.0.0.5:8080".parse().unwrap(),
+            ],
             description: Some("a stage".into()),
             labels: [("team".into(), "risk".into())].into(),
             created_by: "ana".into(),
@@ -296,6 +307,8 @@ mod tests {
         assert!(err.contains("`timeout_ms` must be a whole number"), "{err}");
         let err = read_deploy(params("colour", "red"), String::new()).unwrap_err();
         assert!(err.contains("unknown query parameter `colour`"), "{err}");
+        let err = read_deploy(params("allow_outbound", "example.com"), String::new()).unwrap_err();
+        assert!(err.starts_with("allow_outbound: `example.com` is not an origin"), "{err}");
         let err = read_push(params("input_shape.x", "1,0"), String::new()).unwrap_err();
         assert!(err.contains("input_shape.x"), "{err}");
         let err = read_push(params("engine", "tensorrt"), String::new()).unwrap_err();

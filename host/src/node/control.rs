@@ -82,6 +82,8 @@ pub struct Deploy {
     /// Idle seconds before a node unloads this version (0: never; unset:
     /// the node's `--function-idle-secs`).
     pub idle_secs: Option<u64>,
+    /// Origins its outgoing HTTP requests may reach (none: denied).
+    pub allow_outbound: Vec<crate::engine::Origin>,
     /// A description.
     pub description: Option<String>,
     /// Labels recorded with the version.
@@ -928,6 +930,7 @@ impl Node {
         let limits = self.limits(&request)?;
         let concurrency = self.concurrency(&request)?;
         let (world, cwasm) = self.compile(bytes.clone()).await?;
+        self.check_same_kind(name, world).await?;
         // Blob and artifact first, record and head last: a reader never
         // finds a version whose bytes are missing.
         let size = bytes.len() as u64;
@@ -948,6 +951,7 @@ impl Node {
             limits,
             concurrency,
             idle_secs: request.idle_secs,
+            allow_outbound: request.allow_outbound,
         };
         let (version, created) = self.functions.record(name, record).await?;
         Ok(Published {

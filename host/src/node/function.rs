@@ -1,6 +1,6 @@
 //! Function versions: a component, the world it fits, and how to run it.
 
-use crate::engine::{StageLimits, World};
+use crate::engine::{Origin, StageLimits, World};
 use crate::registry::Record;
 use crate::store::Digest;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,10 @@ pub struct FunctionVersion {
     /// overriding the node's default; 0: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_secs: Option<u64>,
+    /// The origins its outgoing HTTP requests may reach; none: every
+    /// outgoing request is denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_outbound: Vec<Origin>,
 }
 
 /// What the API shows of a secret configuration value.
@@ -92,6 +96,7 @@ impl Record for FunctionVersion {
             && self.limits == other.limits
             && self.concurrency == other.concurrency
             && self.idle_secs == other.idle_secs
+            && self.allow_outbound == other.allow_outbound
             && self.labels == other.labels
             && self.description == other.description
     }

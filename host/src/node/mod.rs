@@ -47,6 +47,7 @@ mod drift;
 mod function;
 mod gate;
 mod guard;
+mod http_function;
 mod idle;
 mod members;
 mod pipeline;
@@ -64,6 +65,7 @@ pub use control::{
 pub use function::{Concurrency, FunctionVersion};
 pub use gate::GateStats;
 pub use guard::FellBack;
+pub use http_function::HttpCall;
 pub use idle::IdlePolicy;
 pub use pipeline::{PipelineRun, Plan, StepTiming};
 pub use results::CacheUse;
@@ -545,11 +547,11 @@ impl Node {
         let identity = loaded.identity(request_id);
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         let call = self.engine.call(
-            &loaded.pre,
+            loaded.stage()?,
             identity,
             loaded.config.clone(),
             loaded.record.limits,
-            self.reach(&loaded.record, None),
+            self.reach(&loaded, None),
             input,
         );
         let output = self
@@ -560,13 +562,16 @@ impl Node {
         Ok((loaded.record.clone(), output))
     }
 
-    /// What a call of `record` may reach: models for predictor stages
-    /// only, narrowed to a pipeline step's `grant`.
-    fn reach(&self, record: &FunctionVersion, grant: Option<Arc<Grant>>) -> Reach {
+    /// What a call of `loaded` may reach: models for predictor stages
+    /// only, narrowed to a pipeline step's `grant`, and the origins its
+    /// deploy allows.
+    fn reach(&self, loaded: &Loaded, grant: Option<Arc<Grant>>) -> Reach {
+        let world = loaded.record.world;
         Reach {
-            models: (record.world == World::Predictor).then(|| self.models.clone()),
-            features: (record.world == World::Featurizer).then(|| self.features.clone()),
+            models: (world == World::Predictor).then(|| self.models.clone()),
+            features: (world == World::Featurizer).then(|| self.features.clone()),
             grant,
+            outbound: loaded.outbound.clone(),
         }
     }
 

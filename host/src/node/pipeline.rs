@@ -404,6 +404,14 @@ impl Node {
     /// models must exist.
     async fn check_grant(&self, step: &Step, world: World) -> Result<(), (&'static str, String)> {
         let function = step.target().1;
+        if !world.is_stage() {
+            return Err((
+                "function",
+                format!(
+                    "`{function}` is an HTTP function (wasi:http/incoming-handler); a pipeline's steps are stages exporting sluice:pipeline/stage"
+                ),
+            ));
+        }
         for (field, granted, reaches) in [
             ("models", &step.models, World::Predictor),
             ("tables", &step.tables, World::Featurizer),
@@ -881,11 +889,12 @@ impl Node {
                 self.stats
                     .invocations
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let reach = self.reach(&loaded.record, Some(plan.grants[i].clone()));
+                let reach = self.reach(&loaded, Some(plan.grants[i].clone()));
+                let pre = loaded.stage().map_err(in_step)?;
                 let breaker = self.breaker(Kind::Function, target).await;
                 let call = async {
                     match (self.engine)
-                        .call(&loaded.pre, identity, config, limits, reach, input)
+                        .call(pre, identity, config, limits, reach, input)
                         .await
                     {
                         Ok(output) => Ok(output),

@@ -6,7 +6,7 @@
 use super::artifact::{self, SigningKey};
 use super::{Node, NodeError};
 use crate::cache::{DocumentCache, Weigh};
-use crate::engine::{Engine, EngineError, StageIdentity, StagePre};
+use crate::engine::{Engine, EngineError, Outbound, StageIdentity, StagePre, Template};
 use crate::observe::Stats;
 use crate::observe::metrics::{StageMetrics, metrics};
 use crate::registry::Name;
@@ -21,8 +21,10 @@ use super::FunctionVersion;
 /// A function version ready to run.
 pub(super) struct Loaded {
     pub(super) record: FunctionVersion,
-    pub(super) pre: StagePre,
+    pub(super) template: Template,
     pub(super) config: Arc<BTreeMap<String, String>>,
+    /// Where its outgoing HTTP requests may go.
+    pub(super) outbound: Outbound,
     /// The artifact's size: roughly the code this template keeps mapped.
     size: u64,
     /// Where its calls are counted.
@@ -38,6 +40,19 @@ impl Loaded {
             version: self.record.version,
             request_id,
             metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl Loaded {
+    /// The stage template, or why this version cannot run as a stage.
+    pub(super) fn stage(&self) -> Result<&StagePre, NodeError> {
+        match &self.template {
+            Template::Stage(pre) => Ok(pre),
+            Template::Http(_) => Err(NodeError::InvalidSetting(format!(
+                "function `{}` version {} is an HTTP function: call it with any method at /fn/{}/..., not as a stage",
+                self.record.name, self.record.version, self.record.name
+            ))),
         }
     }
 }
@@ -70,7 +85,7 @@ impl Node {
                         let (name, version) = load_key;
                         let started = std::time::Instant::now();
                         let record = functions.record_of(&name, version).await?;
-                        let (pre, size) =
+                        let (template, size) =
                             template(&engine, &documents, &stats, &signing, &record).await?;
                         stats.cold_starts.fetch_add(1, Ordering::Relaxed);
                         let metrics = metrics().function(name.as_str(), version);
@@ -78,9 +93,13 @@ impl Node {
                         tracing::info!(function = %name, version, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "cold start: function loaded");
                         Ok(Loaded {
                             config: Arc::new(record.config.clone()),
+                            outbound: Outbound {
+                                allowed: record.allow_outbound.iter().cloned().collect(),
+                                caller: format!("{name}@{version}").into(),
+                            },
                             function: name.as_str().into(),
                             record,
-                            pre,
+                            template,
                             size,
                             metrics,
                         })
@@ -100,7 +119,7 @@ impl Node {
         let engine = self.engine.clone();
         let compiled = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
             let (component, world) = engine.compile(&bytes)?;
-            engine.prepare(&component)?;
+            engine.prepare(&component, world)?;
             Ok((world, engine.serialize(&component)?))
         })
         .await
@@ -142,19 +161,19 @@ async fn template(
     stats: &Stats,
     signing: &SigningKey,
     record: &FunctionVersion,
-) -> Result<(StagePre, u64), NodeError> {
+) -> Result<(Template, u64), NodeError> {
     let key = artifact_key(engine, &record.digest);
     match documents.fetch(&key).await? {
         Some(object) => match artifact::decode(&object.bytes, signing, &key) {
             Ok(cwasm) => {
                 let size = cwasm.len() as u64;
-                let engine = engine.clone();
+                let (engine, world) = (engine.clone(), record.world);
                 let loaded = tokio::task::spawn_blocking(move || {
                     // SAFETY: the artifact's signature was just verified: a
                     // node holding this node's signing key compiled it from
                     // this very component for this engine.
                     let component = unsafe { engine.deserialize(&cwasm) }?;
-                    engine.prepare(&component)
+                    engine.prepare(&component, world)
                 })
                 .await
                 .map_err(|e| NodeError::Engine(e.to_string()))?;
@@ -190,9 +209,9 @@ async fn template(
             })?;
     let engine_clone = engine.clone();
     let (pre, cwasm) = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-        let (component, _) = engine_clone.compile(&component)?;
+        let (component, world) = engine_clone.compile(&component)?;
         Ok((
-            engine_clone.prepare(&component)?,
+            engine_clone.prepare(&component, world)?,
             engine_clone.serialize(&component)?,
         ))
     })

@@ -1,5 +1,5 @@
 //! A stage that tries to open a TCP connection, so its component imports
-//! `wasi:sockets`: the host must refuse it at upload.
+//! `wasi:sockets`: it deploys, and the host denies the socket at run time.
 
 use sluice_sdk::{Message, Stage, StageError, export_stage};
 

@@ -1,57 +1,12 @@
-//! Building stage crates into components: `cargo build --release --target
-//! wasm32-wasip2` with size-oriented settings, in a target directory of its
-//! own so the host's build artefacts are never invalidated.
+//! Rust stages: `cargo build --release --target wasm32-wasip2` with
+//! size-oriented settings, in a target directory of its own so the host's
+//! build artefacts are never invalidated.
 
+use super::{BuildError, Built, TARGET};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The target every stage is built for.
-pub const TARGET: &str = "wasm32-wasip2";
-
-/// A stage crate built into a component.
-#[derive(Debug, Clone)]
-pub struct Built {
-    /// The package name.
-    pub package: String,
-    /// The component file.
-    pub wasm: PathBuf,
-}
-
-/// Why a build failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// `cargo` could not be run.
-    #[error("cannot run `{cargo}`: {source}; is the Rust toolchain installed?")]
-    NoCargo {
-        /// The cargo binary tried.
-        cargo: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// `cargo metadata` failed or said something unexpected.
-    #[error("`{path}` is not a buildable stage crate: {reason}")]
-    NotAStage {
-        /// The path given.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// `cargo build` failed; its output was shown.
-    #[error(
-        "cargo build failed (see its output above); if it says \"can't find crate for `core`\", run `rustup target add {TARGET}`"
-    )]
-    Cargo,
-    /// The build succeeded but the component is not where expected.
-    #[error("cargo built `{package}` but `{}` is missing; is the crate a `cdylib`?", wasm.display())]
-    Missing {
-        /// The package.
-        package: String,
-        /// The expected file.
-        wasm: PathBuf,
-    },
-}
 
 #[derive(Deserialize)]
 struct Metadata {
@@ -73,17 +28,19 @@ struct Target {
     crate_types: Vec<String>,
 }
 
-fn cargo() -> String {
+pub(super) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
 /// Build the stage crates at `paths` (directories holding a `Cargo.toml`),
 /// one `cargo build` per workspace.
-pub fn build(paths: &[PathBuf]) -> Result<Vec<Built>, BuildError> {
+pub(super) fn build(paths: &[PathBuf]) -> Result<Vec<Built>, BuildError> {
     // workspace root → (target dir, [(package, lib name)])
     let mut workspaces: BTreeMap<PathBuf, (PathBuf, Vec<(String, String)>)> = BTreeMap::new();
+    let mut order = Vec::new();
     for path in paths {
         let (metadata, package, lib) = locate(path)?;
+        order.push(package.clone());
         workspaces
             .entry(metadata.workspace_root)
             .or_insert_with(|| (metadata.target_directory, Vec::new()))
@@ -143,6 +100,8 @@ pub fn build(paths: &[PathBuf]) -> Result<Vec<Built>, BuildError> {
             built.push(Built { package, wasm });
         }
     }
+    // In the order asked for, whatever the workspaces.
+    built.sort_by_key(|b| order.iter().position(|p| *p == b.package));
     Ok(built)
 }
 

@@ -1,0 +1,106 @@
+//! Python stages: `stage.py` defines one `sluice_sdk.Stage` subclass; the
+//! world and name come from `pyproject.toml` (`[tool.sluice] world`,
+//! `[project] name`). componentize-py (from PyPI) compiles the folder, the
+//! SDK and a small entry module into a component, importing them at build
+//! time so that a request never pays the interpreter's start-up.
+
+use super::{BuildError, Built, copy_source, install_step, name_and_world, output, run_tool};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The componentize-py release builds are made with.
+const VERSION: &str = "0.25.1";
+
+const SDK: &str = include_str!("../../../guest-sdk/python/sluice_sdk/__init__.py");
+
+/// The module componentize-py wraps: it exports the stage `stage.py`
+/// defines as `sluice:pipeline/stage`.
+const ENTRY: &str = "\
+import stage  # noqa: F401 - defines the sluice_sdk.Stage subclass
+import sluice_sdk
+from wit_world import exports
+
+_run = sluice_sdk._entry()
+
+
+class Stage(exports.Stage):
+    def run(self, input):
+        return _run(input)
+";
+
+pub(super) fn build(path: &Path) -> Result<Built, BuildError> {
+    let (name, world) = name_and_world(path, declared(path)?, "pyproject.toml")?;
+    let tool = componentize_py()?;
+    let scratch = super::scratch(&[
+        ("py/sluice_sdk/__init__.py", SDK),
+        ("py/sluice_stage_entry.py", ENTRY),
+    ])?;
+    let app = scratch.path().join("app");
+    copy_source(path, &app)?;
+    let wasm = output(path, &name)?;
+    run_tool(
+        "componentize-py",
+        path,
+        Command::new(&tool)
+            .arg("--wit-path")
+            .arg(scratch.path().join("wit"))
+            .args(["--world", &world, "componentize", "--python-path"])
+            .arg(&app)
+            .arg("--python-path")
+            .arg(scratch.path().join("py"))
+            .args(["sluice_stage_entry", "--output"])
+            .arg(&wasm)
+            // Only the stage's own folder and the SDK are bundled.
+            .env_remove("VIRTUAL_ENV"),
+    )?;
+    Ok(Built {
+        package: name,
+        wasm,
+    })
+}
+
+/// `[project] name` and `[tool.sluice] world` of `pyproject.toml`, if any.
+fn declared(path: &Path) -> Result<(Option<String>, Option<String>), BuildError> {
+    let file = path.join("pyproject.toml");
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok((None, None));
+    };
+    let doc: toml::Table = text.parse().map_err(|e| BuildError::NotAStage {
+        path: path.display().to_string(),
+        reason: format!("{}: {e}", file.display()),
+    })?;
+    let text = |value: Option<&toml::Value>| value?.as_str().map(String::from);
+    let name = text(doc.get("project").and_then(|p| p.get("name")));
+    let world = doc.get("tool").and_then(|t| t.get("sluice"));
+    Ok((name, text(world.and_then(|s| s.get("world")))))
+}
+
+/// componentize-py: `$SLUICE_COMPONENTIZE_PY`, else the one installed in
+/// the tools cache (a virtual environment made with `python3` on first
+/// use).
+fn componentize_py() -> Result<PathBuf, BuildError> {
+    if let Some(tool) = std::env::var_os("SLUICE_COMPONENTIZE_PY") {
+        return Ok(PathBuf::from(tool));
+    }
+    let venv = super::tools_dir().join(format!("componentize-py-{VERSION}"));
+    let tool = venv.join("bin").join("componentize-py");
+    super::installed_once(&tool, "componentize-py", || {
+        eprintln!(
+            "installing componentize-py {VERSION} into {} (first Python build)…",
+            venv.display()
+        );
+        install_step(
+            "componentize-py",
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        )?;
+        install_step(
+            "componentize-py",
+            Command::new(venv.join("bin").join("pip")).args([
+                "install",
+                "--quiet",
+                &format!("componentize-py=={VERSION}"),
+            ]),
+        )
+    })?;
+    Ok(tool)
+}
