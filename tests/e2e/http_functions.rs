@@ -39,7 +39,11 @@ async fn call(
 async fn an_http_component_deploys_unchanged_and_answers_any_method_at_its_paths() {
     let server = Server::start();
     server
-        .deploy("hello", "guest-http-echo", &[("config.GREETING", "hi there")])
+        .deploy(
+            "hello",
+            "guest-http-echo",
+            &[("config.GREETING", "hi there")],
+        )
         .await;
     let (_, record) = server.get("/v1/functions/hello/versions/1").await;
     assert_eq!(record["world"], "http", "{record}");
@@ -69,13 +73,19 @@ async fn an_http_component_deploys_unchanged_and_answers_any_method_at_its_paths
         "POST /\nx-echo: \ngreeting: hi there\nbody: payload\n"
     );
     let put = call(&server, reqwest::Method::PUT, "/fn/hello@1/a?b", &[], "").await;
-    assert_eq!((put.0, put.3.as_str()), (200, "PUT /a?b\nx-echo: \ngreeting: hi there\nbody: \n"));
+    assert_eq!(
+        (put.0, put.3.as_str()),
+        (200, "PUT /a?b\nx-echo: \ngreeting: hi there\nbody: \n")
+    );
 
     // A stage keeps its one door, POST /fn/NAME.
     server.deploy("pass", "guest-pass-through", &[]).await;
     let (status, _, _, body) = call(&server, reqwest::Method::GET, "/fn/pass", &[], "").await;
     assert_eq!(status, 405, "{body}");
-    assert!(body.contains("`pass` is a stage: call it with POST"), "{body}");
+    assert!(
+        body.contains("`pass` is a stage: call it with POST"),
+        "{body}"
+    );
     let (status, _, _, body) = call(&server, reqwest::Method::POST, "/fn/pass/x", &[], "").await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("is a stage and has no paths"), "{body}");
@@ -90,13 +100,13 @@ async fn an_http_component_deploys_unchanged_and_answers_any_method_at_its_paths
     assert_eq!(refused.status(), 400);
     let error: Value = refused.json().await.unwrap();
     assert!(
-        error["error"]
-            .as_str()
-            .unwrap()
-            .contains("function `hello` holds HTTP functions (version 1 is http); this component is a stage"),
+        error["error"].as_str().unwrap().contains(
+            "function `hello` holds HTTP functions (version 1 is http); this component is a stage"
+        ),
         "{error}"
     );
-    let manifest = "[[pipeline]]\nname = \"web\"\n\n[[pipeline.step]]\nname = \"one\"\nfunction = \"hello\"\n";
+    let manifest =
+        "[[pipeline]]\nname = \"web\"\n\n[[pipeline.step]]\nname = \"one\"\nfunction = \"hello\"\n";
     let refused = client()
         .put(server.url("/v1/pipelines/web"))
         .body(manifest)
@@ -132,14 +142,21 @@ async fn an_http_function_runs_under_its_deadline_and_memory_cap() {
     assert!(body.contains("its cap is 16777216 bytes"), "{body}");
     // The node and the function are unharmed.
     let (status, _, _, body) = call(&server, reqwest::Method::GET, "/fn/web/ok", &[], "").await;
-    assert_eq!((status, body.as_str()), (200, "GET /ok\nx-echo: \ngreeting: \nbody: \n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "GET /ok\nx-echo: \ngreeting: \nbody: \n")
+    );
     let metrics = server.metrics().await;
     let deadline = metrics.lines().find(|l| {
         l.starts_with("sluice_function_calls_total{")
             && l.contains(r#"function="web""#)
             && l.contains(r#"result="deadline""#)
     });
-    assert_eq!(deadline.and_then(|l| l.split(' ').nth(1)), Some("1"), "{metrics}");
+    assert_eq!(
+        deadline.and_then(|l| l.split(' ').nth(1)),
+        Some("1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -167,12 +184,15 @@ async fn outbound_http_is_denied_unless_the_deploy_allows_the_origin() {
     let (status, _, _, body) = call(&server, reqwest::Method::GET, &fetch, &[], "").await;
     assert_eq!(
         (status, body.as_str()),
-        (502, "outbound request failed: ErrorCode::HttpRequestDenied\n")
+        (
+            502,
+            "outbound request failed: ErrorCode::HttpRequestDenied\n"
+        )
     );
     assert!(
-        server
-            .log_text()
-            .contains("outgoing request denied: its origin is not in the deploy's --allow-outbound"),
+        server.log_text().contains(
+            "outgoing request denied: its origin is not in the deploy's --allow-outbound"
+        ),
         "{}",
         server.log_text()
     );
@@ -192,7 +212,10 @@ async fn outbound_http_is_denied_unless_the_deploy_allows_the_origin() {
         )
         .await;
     let (status, stage, _, body) = call(&server, reqwest::Method::GET, &fetch, &[], "").await;
-    assert_eq!((status, stage.as_str(), body.as_str()), (200, "fetcher@3", "upstream says hi"));
+    assert_eq!(
+        (status, stage.as_str(), body.as_str()),
+        (200, "fetcher@3", "upstream says hi")
+    );
     assert_eq!(*asked.lock().unwrap(), ["/data"]);
     let (_, record) = server.get("/v1/functions/fetcher/versions/3").await;
     assert_eq!(

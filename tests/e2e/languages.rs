@@ -12,8 +12,16 @@ const MESSAGE: &str = "application/vnd.sluice.message+json";
 async fn python_and_javascript_stages_answer_and_fail_like_rust_ones() {
     let server = Server::start();
     for (package, lang, crash) in [
-        ("py-stage", "python", "ValueError: the probe crashed on purpose"),
-        ("js-stage", "javascript", "TypeError: the probe crashed on purpose"),
+        (
+            "py-stage",
+            "python",
+            "ValueError: the probe crashed on purpose",
+        ),
+        (
+            "js-stage",
+            "javascript",
+            "TypeError: the probe crashed on purpose",
+        ),
     ] {
         let deployed = server
             .deploy(package, package, &[("config.tag", "t1")])

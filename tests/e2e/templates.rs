@@ -48,7 +48,10 @@ fn every_template_builds_and_passes_the_test_it_writes() {
     assert!(!tested.status.success());
     let report = String::from_utf8_lossy(&tested.stdout);
     assert!(report.contains("1 passed, 1 failed"), "{report}");
-    assert!(report.contains("\"normalised\":\"Hello, Sluice World\""), "{report}");
+    assert!(
+        report.contains("\"normalised\":\"Hello, Sluice World\""),
+        "{report}"
+    );
 
     // HTTP functions are written in Rust here; a name must fit.
     let refused = sluice()
@@ -58,6 +61,9 @@ fn every_template_builds_and_passes_the_test_it_writes() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--lang rust"));
-    let refused = sluice().args(["new", "preprocessor", "Bad.Name"]).output().unwrap();
+    let refused = sluice()
+        .args(["new", "preprocessor", "Bad.Name"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot name a stage"));
 }

@@ -61,11 +61,15 @@ fn files(kind: Kind, lang: Lang) -> Result<Vec<(&'static str, &'static str)>> {
         Kind::Http => template!("http/sluice.toml"),
     };
     let source = match (kind, lang) {
-        (Kind::Preprocessor, Lang::Rust) => ("src/lib.rs", template!("preprocessor/rust/src/lib.rs")),
+        (Kind::Preprocessor, Lang::Rust) => {
+            ("src/lib.rs", template!("preprocessor/rust/src/lib.rs"))
+        }
         (Kind::Featurizer, Lang::Rust) => ("src/lib.rs", template!("featurizer/rust/src/lib.rs")),
         (Kind::Predictor, Lang::Rust) => ("src/lib.rs", template!("predictor/rust/src/lib.rs")),
         (Kind::Http, Lang::Rust) => ("src/lib.rs", template!("http/rust/src/lib.rs")),
-        (Kind::Preprocessor, Lang::Python) => ("stage.py", template!("preprocessor/python/stage.py")),
+        (Kind::Preprocessor, Lang::Python) => {
+            ("stage.py", template!("preprocessor/python/stage.py"))
+        }
         (Kind::Featurizer, Lang::Python) => ("stage.py", template!("featurizer/python/stage.py")),
         (Kind::Predictor, Lang::Python) => ("stage.py", template!("predictor/python/stage.py")),
         (Kind::Preprocessor, Lang::Js) => ("stage.js", template!("preprocessor/js/stage.js")),
@@ -106,7 +110,10 @@ pub fn run(args: NewArgs) -> Result<()> {
     }
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        bail!("{} exists and is not empty; choose another --dir", dir.display());
+        bail!(
+            "{} exists and is not empty; choose another --dir",
+            dir.display()
+        );
     }
     let world = match args.kind {
         Kind::Preprocessor => "preprocessor",
@@ -118,7 +125,10 @@ pub fn run(args: NewArgs) -> Result<()> {
         Some(path) => {
             let path = std::path::absolute(path)?;
             if !path.join("Cargo.toml").is_file() {
-                bail!("{} holds no Cargo.toml: --sdk takes a checkout's guest-sdk folder", path.display());
+                bail!(
+                    "{} holds no Cargo.toml: --sdk takes a checkout's guest-sdk folder",
+                    path.display()
+                );
             }
             format!("{{ path = {:?} }}", path.display().to_string())
         }

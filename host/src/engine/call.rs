@@ -2,20 +2,18 @@
 //! a deadline, a memory cap and optionally a fuel budget, with every way it
 //! can fail turned into a [`CallError`] the HTTP layer maps to a status.
 
-use super::host::{
-    HttpPre, MemoryLimitExceeded, Reach, StageIdentity, StagePre, StageState, wit,
-};
+use super::host::{HttpPre, MemoryLimitExceeded, Reach, StageIdentity, StagePre, StageState, wit};
 use super::output::CapturedOutput;
 use super::{EPOCH_TICK, Engine};
 use crate::observe::metrics::CallCost;
 use crate::tensor::Message;
+use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
-use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
@@ -276,8 +274,7 @@ impl Engine {
                         .await
                 };
                 let outcome =
-                    tokio::time::timeout(sandbox.timeout + HOST_CALL_GRACE + EPOCH_TICK, run)
-                        .await;
+                    tokio::time::timeout(sandbox.timeout + HOST_CALL_GRACE + EPOCH_TICK, run).await;
                 let stderr = sandbox.log_output();
                 let result = match outcome {
                     Err(_elapsed) => Err(CallError::DeadlineExceeded(sandbox.timeout)),

@@ -203,7 +203,8 @@ impl Engine {
     /// instantiates in microseconds. Fails when an import's type does not
     /// match the host's.
     pub fn prepare(&self, component: &Component, world: World) -> Result<Template, EngineError> {
-        let invalid = |e: wasmtime::Error| EngineError::Refused(WorldError::Invalid(format!("{e:#}")));
+        let invalid =
+            |e: wasmtime::Error| EngineError::Refused(WorldError::Invalid(format!("{e:#}")));
         let pre = self.linker.instantiate_pre(component).map_err(invalid)?;
         Ok(match world {
             World::Http => Template::Http(HttpPre::new(pre).map_err(invalid)?),

@@ -46,8 +46,9 @@ impl FromStr for Origin {
                 "an origin has a host and a port only (no path, query, user or wildcard)",
             ));
         }
-        let uri: axum::http::uri::Authority =
-            authority.parse().map_err(|_| refuse("the host is invalid"))?;
+        let uri: axum::http::uri::Authority = authority
+            .parse()
+            .map_err(|_| refuse("the host is invalid"))?;
         Ok(Self {
             https,
             host: uri.host().to_ascii_lowercase(),
@@ -138,7 +139,10 @@ mod tests {
         let origin: Origin = "https://API.example.com/".parse().unwrap();
         assert_eq!(origin.to_string(), "https://api.example.com:443");
         assert_eq!(
-            "http://127.0.0.1:8080".parse::<Origin>().unwrap().to_string(),
+            "http://127.0.0.1:8080"
+                .parse::<Origin>()
+                .unwrap()
+                .to_string(),
             "http://127.0.0.1:8080"
         );
         for (bad, why) in [

@@ -329,7 +329,11 @@ mod tests {
         let both = r#"(component (instance $s)
             (export "sluice:pipeline/stage@0.1.0" (instance $s))
             (export "wasi:http/incoming-handler@0.2.6" (instance $s)))"#;
-        assert!(world(both).unwrap_err().contains("a stage or an HTTP function"));
+        assert!(
+            world(both)
+                .unwrap_err()
+                .contains("a stage or an HTTP function")
+        );
         let neither = r#"(component (instance $s) (export "run" (instance $s)))"#;
         assert!(world(neither).unwrap_err().ends_with("it exports `run`"));
         let reaching = r#"(component

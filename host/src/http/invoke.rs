@@ -7,9 +7,9 @@ use super::openapi::{ErrorBody, MessageJson};
 use super::{ApiError, AppState, RequestId, read_body};
 use crate::inference::explain;
 use crate::node::FellBack;
+use crate::node::HttpCall;
 use crate::registry::Selector;
 use crate::tensor::Message;
-use crate::node::HttpCall;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -48,7 +48,10 @@ pub async fn invoke(
 ) -> Result<Response, ApiError> {
     let fail = |e: ApiError, stage: Option<String>| e.in_stage(stage).with_request_id(&request_id);
     let (name, selector) = split(&target).map_err(|e| fail(e, None))?;
-    if let Some(call) = (state.node.http_function(name, &selector, request.headers()).await)
+    if let Some(call) = (state
+        .node
+        .http_function(name, &selector, request.headers())
+        .await)
         .map_err(|e| fail(e.into(), Some(target.clone())))?
     {
         return serve_http(&state, call, &target, request_id, request).await;
@@ -122,7 +125,10 @@ pub async fn invoke_path(
     Path((target, _)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let fail = |e: ApiError| e.in_stage(Some(target.clone())).with_request_id(&request_id);
+    let fail = |e: ApiError| {
+        e.in_stage(Some(target.clone()))
+            .with_request_id(&request_id)
+    };
     let (name, selector) = split(&target).map_err(fail)?;
     let found = state.node.http_function(name, &selector, request.headers());
     let Some(call) = found.await.map_err(|e| fail(e.into()))? else {
@@ -143,7 +149,10 @@ async fn serve_http(
     request_id: Arc<str>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let fail = |e: ApiError| e.in_stage(Some(target.to_string())).with_request_id(&request_id);
+    let fail = |e: ApiError| {
+        e.in_stage(Some(target.to_string()))
+            .with_request_id(&request_id)
+    };
     let (mut parts, body) = request.into_parts();
     let prefix = format!("/fn/{target}");
     let path = parts.uri.path().strip_prefix(&prefix).unwrap_or_default();

@@ -138,10 +138,9 @@ pub fn read_deploy(params: Vec<(String, String)>, created_by: String) -> Result<
             ("max_concurrency", _) => d.max_concurrency = Some(number(&key, &value)?),
             ("max_queue", _) => d.max_queue = Some(number(&key, &value)?),
             ("idle_secs", _) => d.idle_secs = Some(number(&key, &value)?),
-            ("allow_outbound", _) => {
-                d.allow_outbound
-                    .push(value.parse().map_err(|e| format!("allow_outbound: {e}"))?)
-            }
+            ("allow_outbound", _) => d
+                .allow_outbound
+                .push(value.parse().map_err(|e| format!("allow_outbound: {e}"))?),
             ("description", _) => d.description = Some(value),
             (_, Some(("config", k))) if !k.is_empty() => {
                 d.config.insert(k.to_string(), value);
@@ -308,7 +307,10 @@ mod tests {
         let err = read_deploy(params("colour", "red"), String::new()).unwrap_err();
         assert!(err.contains("unknown query parameter `colour`"), "{err}");
         let err = read_deploy(params("allow_outbound", "example.com"), String::new()).unwrap_err();
-        assert!(err.starts_with("allow_outbound: `example.com` is not an origin"), "{err}");
+        assert!(
+            err.starts_with("allow_outbound: `example.com` is not an origin"),
+            "{err}"
+        );
         let err = read_push(params("input_shape.x", "1,0"), String::new()).unwrap_err();
         assert!(err.contains("input_shape.x"), "{err}");
         let err = read_push(params("engine", "tensorrt"), String::new()).unwrap_err();

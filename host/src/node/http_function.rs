@@ -108,9 +108,7 @@ impl Node {
             )
             .await;
         if let Some(routed) = routed {
-            let ok = served
-                .as_ref()
-                .is_ok_and(|r| !r.status().is_server_error());
+            let ok = served.as_ref().is_ok_and(|r| !r.status().is_server_error());
             let version = loaded.record.version;
             let took = started.elapsed();
             self.judged(Kind::Function, &name, version, routed.arm, took, ok);

@@ -14,7 +14,10 @@ use std::process::Command;
 const VERSION: &str = "0.23.0";
 
 const SDK: [(&str, &str); 3] = [
-    ("sluice-sdk.js", include_str!("../../../guest-sdk/js/sluice-sdk.js")),
+    (
+        "sluice-sdk.js",
+        include_str!("../../../guest-sdk/js/sluice-sdk.js"),
+    ),
     (
         "sluice-sdk-inference.js",
         include_str!("../../../guest-sdk/js/sluice-sdk-inference.js"),

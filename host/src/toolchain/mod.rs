@@ -156,9 +156,11 @@ fn scratch(files: &[(&str, &str)]) -> Result<tempfile::TempDir, BuildError> {
         reason: e.to_string(),
     };
     let dir = tempfile::tempdir().map_err(io)?;
-    for (name, text) in WIT.iter().map(|(n, t)| (format!("wit/{n}"), *t)).chain(
-        files.iter().map(|(n, t)| (n.to_string(), *t)),
-    ) {
+    for (name, text) in WIT
+        .iter()
+        .map(|(n, t)| (format!("wit/{n}"), *t))
+        .chain(files.iter().map(|(n, t)| (n.to_string(), *t)))
+    {
         let path = dir.path().join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
@@ -273,7 +275,10 @@ fn installed_once(
     }
     let failed = |e: std::io::Error| BuildError::NoTool {
         tool: name,
-        reason: format!("cannot lock the tools folder {}: {e}", tools_dir().display()),
+        reason: format!(
+            "cannot lock the tools folder {}: {e}",
+            tools_dir().display()
+        ),
     };
     std::fs::create_dir_all(tools_dir()).map_err(failed)?;
     let lock = std::fs::File::create(tools_dir().join(format!("{name}.lock"))).map_err(failed)?;

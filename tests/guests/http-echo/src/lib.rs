@@ -29,7 +29,10 @@ impl Guest for Echo {
         let (status, text) = match path.strip_prefix("/fetch?url=") {
             Some(url) => match fetch(url) {
                 Ok((status, body)) => (status, body),
-                Err(e) => (502, format!("outbound request failed: {e:?}\n").into_bytes()),
+                Err(e) => (
+                    502,
+                    format!("outbound request failed: {e:?}\n").into_bytes(),
+                ),
             },
             None => (200, echo(&request, &path)),
         };
@@ -64,13 +67,9 @@ fn echo(request: &IncomingRequest, path: &str) -> Vec<u8> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default();
     let greeting = std::env::var("GREETING").unwrap_or_default();
-    let body = request
-        .consume()
-        .ok()
-        .map(read_all)
-        .unwrap_or_default();
-    let mut text = format!("{method} {path}\nx-echo: {header}\ngreeting: {greeting}\nbody: ")
-        .into_bytes();
+    let body = request.consume().ok().map(read_all).unwrap_or_default();
+    let mut text =
+        format!("{method} {path}\nx-echo: {header}\ngreeting: {greeting}\nbody: ").into_bytes();
     text.extend_from_slice(&body);
     text.push(b'\n');
     text
