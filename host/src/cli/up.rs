@@ -350,7 +350,7 @@ pub(super) async fn apply(
         );
     }
     for t in &manifest.tables {
-        apply_table(&plane, &dir, t, created_by()).await?;
+        apply_table(&plane, dir, t, created_by()).await?;
     }
     for p in pipelines {
         let name = p.name.clone();
