@@ -224,3 +224,52 @@ async fn outbound_http_is_denied_unless_the_deploy_allows_the_origin() {
         "{record}"
     );
 }
+
+#[tokio::test]
+async fn http_functions_also_answer_at_the_nodes_route_prefix_and_keep_its_admission() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_on(&dir.path().join("data"), &["--http-prefix", "/api"]);
+    server.deploy("hello", "guest-http-echo", &[]).await;
+    let (status, stage, _, body) =
+        call(&server, reqwest::Method::GET, "/api/hello/a?b=1", &[], "").await;
+    assert_eq!(
+        (status, stage.as_str(), body.as_str()),
+        (200, "hello@1", "GET /a?b=1\nx-echo: \ngreeting: \nbody: \n")
+    );
+    let (status, _, _, body) = call(&server, reqwest::Method::DELETE, "/api/hello", &[], "").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "DELETE /\nx-echo: \ngreeting: \nbody: \n")
+    );
+    // A stage is not an HTTP function, there or anywhere.
+    server.deploy("pass", "guest-pass-through", &[]).await;
+    let (status, _, _, _) = call(&server, reqwest::Method::POST, "/api/pass", &[], "").await;
+    assert_eq!(status, 404);
+
+    // A closed name is closed at the prefix too.
+    let closed = client()
+        .put(server.url("/v1/functions/hello/invocation"))
+        .json(&serde_json::json!({"invocation": "token"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(closed.status().is_success(), "{:?}", closed.text().await);
+    let anonymous = reqwest::Client::new()
+        .get(server.url("/api/hello/a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let (status, _, _, _) = call(&server, reqwest::Method::GET, "/api/hello/a", &[], "").await;
+    assert_eq!(status, 200, "the test client sends the admin token");
+
+    // A prefix that would shadow the node's routes is refused at start.
+    let refused = crate::support::sluice()
+        .args(["serve", "--http-prefix", "/v1/x"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("would shadow the node's own /v1 routes")
+    );
+}

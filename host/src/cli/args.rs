@@ -228,6 +228,10 @@ pub struct NodeArgs {
     /// held.
     #[arg(long, default_value_t = HttpConfig::default().inflight_body_bytes >> 20)]
     max_inflight_body_mb: usize,
+    /// A route prefix HTTP functions (wasi:http components) also answer at,
+    /// besides /fn: with /api, `/api/NAME/...` is `/fn/NAME/...`.
+    #[arg(long, env = "SLUICE_HTTP_PREFIX", value_name = "PREFIX", value_parser = parse_prefix)]
+    http_prefix: Option<String>,
     /// Time a client has to send its request headers, in milliseconds.
     #[arg(long, default_value_t = HttpConfig::default().header_timeout.as_millis() as u64)]
     header_timeout_ms: u64,
@@ -338,8 +342,14 @@ impl NodeArgs {
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             body_timeout: Duration::from_millis(self.body_timeout_ms),
             inflight_body_bytes: self.max_inflight_body_mb << 20,
+            functions_at: self.http_prefix.clone(),
         }
     }
+}
+
+/// A route prefix for HTTP functions (`/api`).
+fn parse_prefix(prefix: &str) -> Result<String, String> {
+    sluice::http::check_prefix(prefix).map(|()| prefix.to_string())
 }
 
 /// `KEY=VALUE`.

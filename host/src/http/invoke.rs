@@ -122,9 +122,14 @@ pub async fn invoke(
 pub async fn invoke_path(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    Path((target, _)): Path<(String, String)>,
+    Path(params): Path<Vec<(String, String)>>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    // Also `{functions_at}/{target}[/{path}]` (`serve --http-prefix`).
+    let target = params
+        .into_iter()
+        .find_map(|(key, value)| (key == "target").then_some(value))
+        .unwrap_or_default();
     let fail = |e: ApiError| {
         e.in_stage(Some(target.clone()))
             .with_request_id(&request_id)
@@ -154,8 +159,16 @@ async fn serve_http(
             .with_request_id(&request_id)
     };
     let (mut parts, body) = request.into_parts();
-    let prefix = format!("/fn/{target}");
-    let path = parts.uri.path().strip_prefix(&prefix).unwrap_or_default();
+    let path = parts.uri.path();
+    let at = match (path.starts_with("/fn/"), &state.http.functions_at) {
+        (false, Some(prefix)) => prefix.as_str(),
+        _ => "/fn",
+    };
+    let path = path
+        .strip_prefix(at)
+        .and_then(|p| p.strip_prefix('/'))
+        .and_then(|p| p.strip_prefix(target))
+        .unwrap_or_default();
     let path_and_query = match (path, parts.uri.query()) {
         ("", None) => "/".to_string(),
         ("", Some(query)) => format!("/?{query}"),

@@ -83,6 +83,42 @@ pub struct HttpConfig {
     /// request gets 503 with `Retry-After`, its body read and dropped,
     /// never held.
     pub inflight_body_bytes: usize,
+    /// A second prefix HTTP functions answer at besides `/fn` (`/api`:
+    /// `/api/NAME/...`), checked by [`check_prefix`].
+    pub functions_at: Option<String>,
+}
+
+/// Why `prefix` cannot be where HTTP functions answer, if it cannot: it is
+/// `/` and lower-case segments, clear of the node's own routes.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let segments: Vec<&str> = prefix.strip_prefix('/').unwrap_or("").split('/').collect();
+    let valid = prefix.starts_with('/')
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        });
+    if !valid {
+        return Err(format!(
+            "`{prefix}` is not a route prefix: write /SEGMENT[/SEGMENT...] of a-z, 0-9, '-', '_', e.g. /api"
+        ));
+    }
+    const TAKEN: [&str; 8] = [
+        "fn",
+        "p",
+        "v1",
+        "v2",
+        "healthz",
+        "readyz",
+        "metrics",
+        "openapi.json",
+    ];
+    match TAKEN.iter().find(|t| **t == segments[0]) {
+        Some(taken) => Err(format!(
+            "`{prefix}` would shadow the node's own /{taken} routes; choose another prefix"
+        )),
+        None => Ok(()),
+    }
 }
 
 impl HttpConfig {
@@ -127,6 +163,7 @@ impl Default for HttpConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             inflight_body_bytes: 2 << 30,
+            functions_at: None,
         }
     }
 }
@@ -163,7 +200,7 @@ pub struct RequestId(pub Arc<str>);
 
 /// The data plane: invocation, inference, health.
 pub fn data_router(state: Arc<AppState>) -> Router {
-    finish(data_routes(), state)
+    finish(data_routes(&state.http), state)
 }
 
 /// The control plane: what changes or reveals what the node serves.
@@ -173,12 +210,15 @@ pub fn control_router(state: Arc<AppState>) -> Router {
 
 /// Both planes on one router (one listener, Lambda).
 pub fn router(state: Arc<AppState>) -> Router {
-    finish(data_routes().merge(control::routes(state.clone())), state)
+    finish(
+        data_routes(&state.http).merge(control::routes(state.clone())),
+        state,
+    )
 }
 
-fn data_routes() -> Router<Arc<AppState>> {
+fn data_routes(http: &HttpConfig) -> Router<Arc<AppState>> {
     Router::new()
-        .merge(called_routes())
+        .merge(called_routes(http.functions_at.as_deref()))
         .route("/v2", get(oip::server))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
@@ -187,9 +227,19 @@ fn data_routes() -> Router<Arc<AppState>> {
         .route("/readyz", get(ready))
 }
 
-/// Routes that call a function, pipeline or model (see [`admit`]).
-fn called_routes() -> Router<Arc<AppState>> {
-    Router::new()
+/// Routes that call a function, pipeline or model (see [`admit`]); HTTP
+/// functions also at `functions_at`.
+fn called_routes(functions_at: Option<&str>) -> Router<Arc<AppState>> {
+    let mut routes = Router::new();
+    if let Some(prefix) = functions_at {
+        routes = routes
+            .route(&format!("{prefix}/{{target}}"), any(invoke::invoke_path))
+            .route(
+                &format!("{prefix}/{{target}}/{{*path}}"),
+                any(invoke::invoke_path),
+            );
+    }
+    routes
         .route("/fn/{target}", any(invoke::invoke))
         .route("/fn/{target}/{*path}", any(invoke::invoke_path))
         .route("/p/{target}", post(invoke::pipeline))
@@ -215,7 +265,9 @@ fn called_routes() -> Router<Arc<AppState>> {
 /// before its body is read.
 async fn admit(state: &AppState, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let called = if let Some(target) = path.strip_prefix("/fn/") {
+    let functions_at = (state.http.functions_at.as_deref())
+        .and_then(|prefix| path.strip_prefix(prefix)?.strip_prefix('/'));
+    let called = if let Some(target) = path.strip_prefix("/fn/").or(functions_at) {
         Some((Kind::Function, target))
     } else if let Some(target) = path.strip_prefix("/p/") {
         Some((Kind::Pipeline, target))
