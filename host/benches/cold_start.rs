@@ -28,7 +28,7 @@ use sluice::engine::{Engine, EngineConfig};
 use sluice::node::{ControlPlane, Deploy, Node, Settings, SigningKey};
 use sluice::registry::Selector;
 use sluice::store::ObjectStore;
-use sluice::tensor::{Message, NamedTensor, Tensor, TensorData};
+use sluice::tensor::Message;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,17 +36,7 @@ use std::time::{Duration, Instant};
 const WIDTH: usize = 16;
 
 fn input() -> Message {
-    Message {
-        body: None,
-        tensors: vec![NamedTensor {
-            name: "features".into(),
-            tensor: Tensor {
-                shape: vec![1, WIDTH as u64],
-                data: TensorData::F32((0..WIDTH).map(|i| i as f32).collect()),
-            },
-        }],
-        fields: Vec::new(),
-    }
+    common::features(WIDTH)
 }
 
 fn cache(poll_interval: Duration) -> CacheConfig {

@@ -22,7 +22,7 @@ use sluice::engine::{Engine, EngineConfig, StageIdentity, Template};
 use sluice::node::{ControlPlane, Deploy, Node, Settings, SigningKey};
 use sluice::registry::Selector;
 use sluice::store::{FsStore, ObjectStore};
-use sluice::tensor::{Message, NamedTensor, Tensor, TensorData};
+use sluice::tensor::Message;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,17 +34,7 @@ const STAGES: [(&str, &str); 3] = [
 ];
 
 fn input() -> Message {
-    Message {
-        body: None,
-        tensors: vec![NamedTensor {
-            name: "features".into(),
-            tensor: Tensor {
-                shape: vec![1, 16],
-                data: TensorData::F32((0..16).map(|i| i as f32).collect()),
-            },
-        }],
-        fields: Vec::new(),
-    }
+    common::features(16)
 }
 
 async fn call(node: &Arc<Node>, name: &str) {

@@ -91,37 +91,29 @@ async fn an_http_component_deploys_unchanged_and_answers_any_method_at_its_paths
     assert!(body.contains("is a stage and has no paths"), "{body}");
 
     // One name holds one kind; a pipeline's steps are stages.
-    let refused = client()
-        .put(server.url("/v1/functions/hello"))
-        .body(crate::support::component_bytes("guest-pass-through"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 400);
-    let error: Value = refused.json().await.unwrap();
-    assert!(
-        error["error"].as_str().unwrap().contains(
-            "function `hello` holds HTTP functions (version 1 is http); this component is a stage"
-        ),
-        "{error}"
-    );
+    let refused = |path: &str, body: Vec<u8>, says: &'static str| {
+        let request = client().put(server.url(path)).body(body).send();
+        async move {
+            let response = request.await.unwrap();
+            assert_eq!(response.status(), 400);
+            let error: Value = response.json().await.unwrap();
+            assert!(error["error"].as_str().unwrap().contains(says), "{error}");
+        }
+    };
+    refused(
+        "/v1/functions/hello",
+        crate::support::component_bytes("guest-pass-through"),
+        "function `hello` holds HTTP functions (version 1 is http); this component is a stage",
+    )
+    .await;
     let manifest =
         "[[pipeline]]\nname = \"web\"\n\n[[pipeline.step]]\nname = \"one\"\nfunction = \"hello\"\n";
-    let refused = client()
-        .put(server.url("/v1/pipelines/web"))
-        .body(manifest)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 400);
-    let error: Value = refused.json().await.unwrap();
-    assert!(
-        error["error"]
-            .as_str()
-            .unwrap()
-            .contains("`hello` is an HTTP function"),
-        "{error}"
-    );
+    refused(
+        "/v1/pipelines/web",
+        manifest.into(),
+        "`hello` is an HTTP function",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -183,45 +183,37 @@ fn tools_dir() -> PathBuf {
     cache.join("sluice").join("tools")
 }
 
-/// Run an install step of `tool`, its output kept for the error.
-fn install_step(tool: &'static str, command: &mut Command) -> Result<(), BuildError> {
+/// Run `command` for `tool`: Ok, or what it printed when it failed.
+fn run(tool: &'static str, command: &mut Command) -> Result<Result<(), String>, BuildError> {
     let output = command.output().map_err(|e| BuildError::NoTool {
         tool,
         reason: format!("cannot run {:?}: {e}", command.get_program()),
     })?;
     if output.status.success() {
-        return Ok(());
+        return Ok(Ok(()));
     }
-    Err(BuildError::NoTool {
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(Err(printed.trim().to_string()))
+}
+
+/// Run an install step of `tool`, its output kept for the error.
+fn install_step(tool: &'static str, command: &mut Command) -> Result<(), BuildError> {
+    run(tool, command)?.map_err(|printed| BuildError::NoTool {
         tool,
-        reason: format!(
-            "{:?} failed:\n{}{}",
-            command.get_program(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
+        reason: format!("{:?} failed:\n{printed}", command.get_program()),
     })
 }
 
 /// Run the build `tool` on the stage at `path`.
 fn run_tool(tool: &'static str, path: &Path, command: &mut Command) -> Result<(), BuildError> {
-    let output = command.output().map_err(|e| BuildError::NoTool {
-        tool,
-        reason: format!("cannot run {:?}: {e}", command.get_program()),
-    })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(BuildError::Tool {
+    run(tool, command)?.map_err(|output| BuildError::Tool {
         tool,
         path: path.display().to_string(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .trim()
-        .to_string(),
+        output,
     })
 }
 
