@@ -15,7 +15,7 @@ pub enum Kind {
     Featurizer,
     /// Runs a registry model.
     Predictor,
-    /// A standard `wasi:http/incoming-handler` component (Rust).
+    /// A standard `wasi:http/incoming-handler` component (Rust or Python).
     Http,
 }
 
@@ -72,15 +72,16 @@ fn files(kind: Kind, lang: Lang) -> Result<Vec<(&'static str, &'static str)>> {
         }
         (Kind::Featurizer, Lang::Python) => ("stage.py", template!("featurizer/python/stage.py")),
         (Kind::Predictor, Lang::Python) => ("stage.py", template!("predictor/python/stage.py")),
+        (Kind::Http, Lang::Python) => ("stage.py", template!("http/python/stage.py")),
         (Kind::Preprocessor, Lang::Js) => ("stage.js", template!("preprocessor/js/stage.js")),
         (Kind::Featurizer, Lang::Js) => ("stage.js", template!("featurizer/js/stage.js")),
         (Kind::Predictor, Lang::Js) => ("stage.js", template!("predictor/js/stage.js")),
-        (Kind::Http, _) => bail!(
-            "an HTTP function is written in Rust here (`--lang rust`); Python and JavaScript HTTP components (componentize-py's and jco's wasi:http worlds) deploy too, built with their own tools"
+        (Kind::Http, Lang::Js) => bail!(
+            "a JavaScript HTTP function has no template yet: use `--lang rust` or `--lang python`, or build one with componentize-js yourself and deploy the .wasm"
         ),
     };
     let project = match (kind, lang) {
-        (Kind::Http, _) => ("Cargo.toml", template!("rust-http-cargo.toml")),
+        (Kind::Http, Lang::Rust) => ("Cargo.toml", template!("rust-http-cargo.toml")),
         (_, Lang::Rust) => ("Cargo.toml", template!("rust-cargo.toml")),
         (_, Lang::Python) => ("pyproject.toml", template!("python-pyproject.toml")),
         (_, Lang::Js) => ("package.json", template!("js-package.json")),

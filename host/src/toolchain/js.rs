@@ -38,6 +38,14 @@ export const stage = exportStage(StageClass);
 
 pub(super) fn build(path: &Path) -> Result<Built, BuildError> {
     let (name, world) = name_and_world(path, declared(path)?, "package.json")?;
+    if world == "http" {
+        // componentize-js 0.23's engine exports wasi:http 0.2.10, whose
+        // WIT none of its packages ships.
+        return Err(BuildError::NotAStage {
+            path: path.display().to_string(),
+            reason: "a JavaScript HTTP function cannot be built here yet: write it in Rust or Python, or build it with componentize-js yourself and deploy the .wasm".into(),
+        });
+    }
     let tool = componentize_js()?;
     let scratch = super::scratch(&[])?;
     let app = scratch.path().join("app");

@@ -146,8 +146,9 @@ const WIT: [(&str, &str); 3] = [
     ("worlds.wit", include_str!("../../../wit/worlds.wit")),
 ];
 
-/// The worlds a Python or JavaScript stage may declare.
-const WORLDS: [&str; 3] = ["preprocessor", "featurizer", "predictor"];
+/// The worlds a Python or JavaScript stage may declare (`http`: a
+/// standard `wasi:http` component, Python only for now).
+const WORLDS: [&str; 4] = ["preprocessor", "featurizer", "predictor", "http"];
 
 /// A scratch folder holding `wit/` and whatever `files` the build needs.
 fn scratch(files: &[(&str, &str)]) -> Result<tempfile::TempDir, BuildError> {

@@ -2,7 +2,8 @@
 //! world and name come from `pyproject.toml` (`[tool.sluice] world`,
 //! `[project] name`). componentize-py (from PyPI) compiles the folder, the
 //! SDK and a small entry module into a component, importing them at build
-//! time so that a request never pays the interpreter's start-up.
+//! time so that a request never pays the interpreter's start-up. An HTTP
+//! function (`world = "http"`) is a plain `wasi:http` component instead.
 
 use super::{BuildError, Built, copy_source, install_step, name_and_world, output, run_tool};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,9 @@ class Stage(exports.Stage):
 pub(super) fn build(path: &Path) -> Result<Built, BuildError> {
     let (name, world) = name_and_world(path, declared(path)?, "pyproject.toml")?;
     let tool = componentize_py()?;
+    if world == "http" {
+        return build_http(path, name, &tool);
+    }
     let scratch = super::scratch(&[
         ("py/sluice_sdk/__init__.py", SDK),
         ("py/sluice_stage_entry.py", ENTRY),
@@ -57,6 +61,56 @@ pub(super) fn build(path: &Path) -> Result<Built, BuildError> {
         package: name,
         wasm,
     })
+}
+
+/// An HTTP function: `stage.py` defines `IncomingHandler`, the standard
+/// `wasi:http/incoming-handler` export, against the WASI WIT that
+/// spin-sdk's wheel carries (the SDK itself is not bundled).
+fn build_http(path: &Path, name: String, tool: &Path) -> Result<Built, BuildError> {
+    let scratch = super::scratch(&[])?;
+    let app = scratch.path().join("app");
+    copy_source(path, &app)?;
+    let wasm = output(path, &name)?;
+    run_tool(
+        "componentize-py",
+        path,
+        Command::new(tool)
+            .arg("--wit-path")
+            .arg(wasi_wit()?)
+            .args(["--world", HTTP_WORLD, "componentize", "--python-path"])
+            .arg(&app)
+            .args(["stage", "--output"])
+            .arg(&wasm)
+            .env_remove("VIRTUAL_ENV"),
+    )?;
+    Ok(Built {
+        package: name,
+        wasm,
+    })
+}
+
+/// The world a Python HTTP function targets: what `wasmtime serve` and
+/// Spin run (a 0.2.0 component links against any newer 0.2 host).
+const HTTP_WORLD: &str = "wasi:http/proxy@0.2.0";
+
+/// The spin-sdk release whose wheel carries the WASI WIT.
+const SPIN_SDK: &str = "5.0.0";
+
+/// The WASI WIT folder, from spin-sdk's wheel installed (without its
+/// dependencies) in the tools cache on first use.
+fn wasi_wit() -> Result<PathBuf, BuildError> {
+    let target = super::tools_dir().join(format!("spin-sdk-{SPIN_SDK}"));
+    let wit = target.join("spin_sdk").join("wit");
+    super::installed_once(&wit.join("world.wit"), "wasi-wit", || {
+        install_step(
+            "wasi-wit",
+            Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "--no-deps", "--target"])
+                .arg(&target)
+                .arg(format!("spin-sdk=={SPIN_SDK}")),
+        )
+    })?;
+    Ok(wit)
 }
 
 /// `[project] name` and `[tool.sluice] world` of `pyproject.toml`, if any.
