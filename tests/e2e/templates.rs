@@ -18,6 +18,7 @@ fn every_template_builds_and_passes_the_test_it_writes() {
         ("preprocessor", "js", 2),
         ("featurizer", "js", 2),
         ("predictor", "js", 3),
+        ("http", "js", 2),
     ];
     for (kind, lang, examples) in templates {
         let name = format!("my-{kind}-{lang}");
@@ -54,14 +55,17 @@ fn every_template_builds_and_passes_the_test_it_writes() {
         "{report}"
     );
 
-    // HTTP functions are written in Rust or Python here; a name must fit.
-    let refused = sluice()
-        .args(["new", "http", "web", "--lang", "js", "--dir"])
-        .arg(scratch.path().join("web"))
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--lang python"));
+    // An HTTP function's deploy config reaches it (as its environment).
+    let dir = scratch.path().join("my-http-js");
+    let manifest = dir.join("sluice.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("\"hello\"", "\"ahoy\"")).unwrap();
+    let tested = sluice().arg("test").arg(&dir).output().unwrap();
+    let report = String::from_utf8_lossy(&tested.stdout);
+    assert!(report.contains("ahoy, sluice"), "{report}");
+    assert!(report.contains("1 passed, 1 failed"), "{report}");
+
+    // A name must fit.
     let refused = sluice()
         .args(["new", "preprocessor", "Bad.Name"])
         .output()

@@ -15,7 +15,7 @@ pub enum Kind {
     Featurizer,
     /// Runs a registry model.
     Predictor,
-    /// A standard `wasi:http/incoming-handler` component (Rust or Python).
+    /// A standard `wasi:http/incoming-handler` component.
     Http,
 }
 
@@ -53,7 +53,7 @@ macro_rules! template {
 }
 
 /// The files of a template: (path in the new folder, text).
-fn files(kind: Kind, lang: Lang) -> Result<Vec<(&'static str, &'static str)>> {
+fn files(kind: Kind, lang: Lang) -> Vec<(&'static str, &'static str)> {
     let manifest = match kind {
         Kind::Preprocessor => template!("preprocessor/sluice.toml"),
         Kind::Featurizer => template!("featurizer/sluice.toml"),
@@ -76,9 +76,7 @@ fn files(kind: Kind, lang: Lang) -> Result<Vec<(&'static str, &'static str)>> {
         (Kind::Preprocessor, Lang::Js) => ("stage.js", template!("preprocessor/js/stage.js")),
         (Kind::Featurizer, Lang::Js) => ("stage.js", template!("featurizer/js/stage.js")),
         (Kind::Predictor, Lang::Js) => ("stage.js", template!("predictor/js/stage.js")),
-        (Kind::Http, Lang::Js) => bail!(
-            "a JavaScript HTTP function has no template yet: use `--lang rust` or `--lang python`, or build one with componentize-js yourself and deploy the .wasm"
-        ),
+        (Kind::Http, Lang::Js) => ("stage.js", template!("http/js/stage.js")),
     };
     let project = match (kind, lang) {
         (Kind::Http, Lang::Rust) => ("Cargo.toml", template!("rust-http-cargo.toml")),
@@ -91,7 +89,7 @@ fn files(kind: Kind, lang: Lang) -> Result<Vec<(&'static str, &'static str)>> {
         files.push(("users.toml", template!("featurizer/users.toml")));
         files.push(("users.csv", template!("featurizer/users.csv")));
     }
-    Ok(files)
+    files
 }
 
 /// The predictor template's model (iris, logistic regression).
@@ -135,7 +133,7 @@ pub fn run(args: NewArgs) -> Result<()> {
         }
         None => "{ git = \"https://github.com/sluice-rt/sluice\" }".to_string(),
     };
-    for (path, text) in files(args.kind, args.lang)? {
+    for (path, text) in files(args.kind, args.lang) {
         let text = text
             .replace("{{name}}", name)
             .replace("{{world}}", world)

@@ -4,7 +4,9 @@
 //! the world and name come from `package.json` (`"sluice": {"world": ...}`,
 //! `"name"`). componentize-js (from npm) compiles the folder, the SDK and a
 //! small entry module into a component, the modules evaluated at build
-//! time.
+//! time. An HTTP function (`"world": "http"`) is a plain `wasi:http`
+//! component instead: `stage.js` handles `fetch` events, which the engine
+//! answers as `wasi:http/incoming-handler`.
 
 use super::{BuildError, Built, copy_source, install_step, name_and_world, output, run_tool};
 use std::path::{Path, PathBuf};
@@ -12,6 +14,9 @@ use std::process::Command;
 
 /// The componentize-js release builds are made with.
 const VERSION: &str = "0.23.0";
+
+/// The jco release installed with it, for its WASI WIT.
+const JCO: &str = "1.35.0";
 
 const SDK: [(&str, &str); 3] = [
     (
@@ -38,42 +43,81 @@ export const stage = exportStage(StageClass);
 
 pub(super) fn build(path: &Path) -> Result<Built, BuildError> {
     let (name, world) = name_and_world(path, declared(path)?, "package.json")?;
-    if world == "http" {
-        // componentize-js 0.23's engine exports wasi:http 0.2.10, whose
-        // WIT none of its packages ships.
-        return Err(BuildError::NotAStage {
-            path: path.display().to_string(),
-            reason: "a JavaScript HTTP function cannot be built here yet: write it in Rust or Python, or build it with componentize-js yourself and deploy the .wasm".into(),
-        });
-    }
     let tool = componentize_js()?;
     let scratch = super::scratch(&[])?;
     let app = scratch.path().join("app");
     copy_source(path, &app)?;
-    for (file, text) in SDK.iter().chain([&("sluice-entry.js", ENTRY)]) {
-        std::fs::write(app.join(file), text).map_err(|e| BuildError::NotAStage {
-            path: path.display().to_string(),
-            reason: format!("cannot write {file}: {e}"),
-        })?;
-    }
     let wasm = output(path, &name)?;
-    run_tool(
-        "componentize-js",
-        path,
-        // Paths relative to the scratch folder: the tool's WIT reader sees
-        // only the folder it runs in.
-        Command::new(&tool)
-            .current_dir(scratch.path())
-            .args(["--wit", "wit", "--world-name", &world])
-            // No `fetch`: a stage's data comes through the contract.
-            .args(["--disable", "http", "fetch-event", "--out"])
-            .arg(&wasm)
-            .arg("app/sluice-entry.js"),
-    )?;
+    // Paths relative to the scratch folder: the tool's WIT reader sees only
+    // the folder it runs in.
+    let mut command = Command::new(&tool);
+    command.current_dir(scratch.path());
+    if world == "http" {
+        http_world(&tool, &scratch.path().join("http-wit"))?;
+        command.args(["--wit", "http-wit", "--world-name", "http", "--out"]);
+        command.arg(&wasm).arg("app/stage.js");
+    } else {
+        for (file, text) in SDK.iter().chain([&("sluice-entry.js", ENTRY)]) {
+            std::fs::write(app.join(file), text).map_err(|e| BuildError::NotAStage {
+                path: path.display().to_string(),
+                reason: format!("cannot write {file}: {e}"),
+            })?;
+        }
+        command.args(["--wit", "wit", "--world-name", &world]);
+        // No `fetch`: a stage's data comes through the contract.
+        command.args(["--disable", "http", "fetch-event", "--out"]);
+        command.arg(&wasm).arg("app/sluice-entry.js");
+    }
+    run_tool("componentize-js", path, &mut command)?;
     Ok(Built {
         package: name,
         wasm,
     })
+}
+
+/// The WASI release componentize-js's engine is built against: it exports
+/// `wasi:http/incoming-handler@0.2.10`.
+const ENGINE_WASI: &str = "0.2.10";
+
+/// The WASI 0.2 WIT that jco (a dependency of componentize-js) ships.
+const JCO_WASI: &str = "0.2.12";
+
+/// An HTTP function's world, written to `dir`: `wasi:http/proxy` at the
+/// engine's WASI release, plus the environment (where Sluice, `wasmtime
+/// serve` and Spin put its config). No package ships the WIT of that
+/// release, so jco's is relabelled: WASI 0.2 patch releases share one
+/// stable interface (later additions are `@unstable` and stay off), and
+/// componentize-js checks the engine's imports and exports against it, so
+/// a mismatch fails the build, never a request.
+fn http_world(tool: &Path, dir: &Path) -> Result<(), BuildError> {
+    let failed = |reason: String| BuildError::NoTool {
+        tool: "componentize-js",
+        reason,
+    };
+    // `tool` is `node_modules/.bin/componentize-js`.
+    let node_modules = tool.parent().and_then(Path::parent).unwrap_or(tool);
+    let wit = node_modules.join(format!("@bytecodealliance/jco/lib/wit/builtin/{JCO_WASI}"));
+    let packages = std::fs::read_dir(&wit).map_err(|e| {
+        failed(format!(
+            "cannot read jco's WASI {JCO_WASI} WIT at {} ({e}); install componentize-js {VERSION} with jco {JCO} beside it, or remove the tools folder to have Sluice do so",
+            wit.display()
+        ))
+    })?;
+    let io = |e: std::io::Error| failed(format!("cannot write {}: {e}", dir.display()));
+    for package in packages {
+        let package = package.map_err(io)?.path();
+        let text = std::fs::read_to_string(package.join("package.wit")).map_err(io)?;
+        let deps = dir
+            .join("deps")
+            .join(package.file_name().unwrap_or_default());
+        std::fs::create_dir_all(&deps).map_err(io)?;
+        let relabelled = text.replace(&format!("@{JCO_WASI}"), &format!("@{ENGINE_WASI}"));
+        std::fs::write(deps.join("package.wit"), relabelled).map_err(io)?;
+    }
+    let world = format!(
+        "package sluice:http-function;\n\nworld http {{\n    include wasi:http/proxy@{ENGINE_WASI};\n    import wasi:cli/environment@{ENGINE_WASI};\n}}\n"
+    );
+    std::fs::write(dir.join("world.wit"), world).map_err(io)
 }
 
 /// `name` and `sluice.world` of `package.json`, if any.
@@ -109,7 +153,8 @@ fn componentize_js() -> Result<PathBuf, BuildError> {
             Command::new("npm")
                 .args(["install", "--no-audit", "--no-fund", "--prefix"])
                 .arg(&prefix)
-                .arg(format!("@bytecodealliance/componentize-js@{VERSION}")),
+                .arg(format!("@bytecodealliance/componentize-js@{VERSION}"))
+                .arg(format!("@bytecodealliance/jco@{JCO}")),
         )
     })?;
     Ok(tool)

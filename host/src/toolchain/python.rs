@@ -32,9 +32,6 @@ class Stage(exports.Stage):
 pub(super) fn build(path: &Path) -> Result<Built, BuildError> {
     let (name, world) = name_and_world(path, declared(path)?, "pyproject.toml")?;
     let tool = componentize_py()?;
-    if world == "http" {
-        return build_http(path, name, &tool);
-    }
     let scratch = super::scratch(&[
         ("py/sluice_sdk/__init__.py", SDK),
         ("py/sluice_stage_entry.py", ENTRY),
@@ -42,45 +39,36 @@ pub(super) fn build(path: &Path) -> Result<Built, BuildError> {
     let app = scratch.path().join("app");
     copy_source(path, &app)?;
     let wasm = output(path, &name)?;
+    // An HTTP function's `stage.py` defines `IncomingHandler`, the standard
+    // `wasi:http/incoming-handler` export, against the WASI WIT that
+    // spin-sdk's wheel carries; it does not use the SDK.
+    let (wit, world, sdk, module) = if world == "http" {
+        (wasi_wit()?, HTTP_WORLD.to_owned(), None, "stage")
+    } else {
+        let sdk = scratch.path().join("py");
+        (
+            scratch.path().join("wit"),
+            world,
+            Some(sdk),
+            "sluice_stage_entry",
+        )
+    };
+    let mut command = Command::new(&tool);
+    command
+        .arg("--wit-path")
+        .arg(wit)
+        .args(["--world", &world, "componentize", "--python-path"])
+        .arg(&app);
+    if let Some(sdk) = sdk {
+        command.arg("--python-path").arg(sdk);
+    }
     run_tool(
         "componentize-py",
         path,
-        Command::new(&tool)
-            .arg("--wit-path")
-            .arg(scratch.path().join("wit"))
-            .args(["--world", &world, "componentize", "--python-path"])
-            .arg(&app)
-            .arg("--python-path")
-            .arg(scratch.path().join("py"))
-            .args(["sluice_stage_entry", "--output"])
+        command
+            .args([module, "--output"])
             .arg(&wasm)
             // Only the stage's own folder and the SDK are bundled.
-            .env_remove("VIRTUAL_ENV"),
-    )?;
-    Ok(Built {
-        package: name,
-        wasm,
-    })
-}
-
-/// An HTTP function: `stage.py` defines `IncomingHandler`, the standard
-/// `wasi:http/incoming-handler` export, against the WASI WIT that
-/// spin-sdk's wheel carries (the SDK itself is not bundled).
-fn build_http(path: &Path, name: String, tool: &Path) -> Result<Built, BuildError> {
-    let scratch = super::scratch(&[])?;
-    let app = scratch.path().join("app");
-    copy_source(path, &app)?;
-    let wasm = output(path, &name)?;
-    run_tool(
-        "componentize-py",
-        path,
-        Command::new(tool)
-            .arg("--wit-path")
-            .arg(wasi_wit()?)
-            .args(["--world", HTTP_WORLD, "componentize", "--python-path"])
-            .arg(&app)
-            .args(["stage", "--output"])
-            .arg(&wasm)
             .env_remove("VIRTUAL_ENV"),
     )?;
     Ok(Built {
