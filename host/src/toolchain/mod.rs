@@ -147,7 +147,7 @@ const WIT: [(&str, &str); 3] = [
 ];
 
 /// The worlds a Python or JavaScript stage may declare (`http`: a
-/// standard `wasi:http` component, Python only for now).
+/// standard `wasi:http` component).
 const WORLDS: [&str; 4] = ["preprocessor", "featurizer", "predictor", "http"];
 
 /// A scratch folder holding `wit/` and whatever `files` the build needs.
