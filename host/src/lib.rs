@@ -39,6 +39,13 @@
 //! fails on an import against this direction.
 #![deny(missing_docs)]
 
+// mimalloc for every allocation in the process (the binary, its tests and
+// benches alike): an OIP request makes ~110 small allocations (headers,
+// JSON, tensors, futures), for which glibc's malloc spent 18% of the
+// request's instructions and mimalloc a third of that (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod access;
 pub mod cache;
 pub mod engine;

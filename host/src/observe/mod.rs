@@ -125,13 +125,17 @@ pub fn resident() -> Option<Resident> {
     })
 }
 
-/// Hand memory freed by unloading back to the operating system: glibc keeps
-/// freed heap pages in its arenas otherwise, and resident memory would not
-/// go down after scale to zero. It walks every arena: call it off the
-/// async workers.
+/// Hand memory freed by unloading back to the operating system now, rather
+/// than when the allocators get round to it: mimalloc's (Rust's heap) and
+/// glibc's (onnxruntime's, a C library's). Both walk their heaps: call it
+/// off the async workers.
 pub fn release_free_memory() {
     #[cfg(test)]
     blocking_calls::record("release_free_memory");
+    // SAFETY: mi_collect only releases free pages; it has no preconditions.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free pages; it has no preconditions.
     unsafe {
